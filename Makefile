@@ -1,0 +1,42 @@
+# The verbs people type. Every target creates the virtualenv it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PROTO  := protos/fleet/orchestrator/v1/orchestrator.proto
+GEN    := services/fleet/orchestrator/v1
+
+.PHONY: install protos fmt lint typecheck test test-fast bench demo clean
+
+$(BIN)/orchestrator: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/orchestrator
+
+protos: install
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=services --grpc_python_out=services --pyi_out=services $(PROTO)
+
+fmt: install
+	$(BIN)/ruff format services tests bench scripts
+	$(BIN)/ruff check --fix services tests bench scripts
+
+lint: install
+	$(BIN)/ruff format --check services tests bench scripts
+	$(BIN)/ruff check services tests bench scripts
+
+typecheck: install
+	$(BIN)/mypy
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not e2e and not slow"
+
+bench: install
+	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
