@@ -1,0 +1,227 @@
+"""pb <-> domain, once: requests become commands, records become responses. Nothing else touches pb types."""
+
+from __future__ import annotations
+
+import time
+
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+
+from orchestrator import __version__
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.model import (
+    CallRecord,
+    CheckSuite,
+    Council,
+    DeliberationStatus,
+    RankedProposal,
+    Usage,
+)
+
+STATUS_TO_PB: dict[DeliberationStatus, int] = {
+    DeliberationStatus.PENDING: pb.DELIBERATION_STATUS_PENDING,
+    DeliberationStatus.IN_PROGRESS: pb.DELIBERATION_STATUS_IN_PROGRESS,
+    DeliberationStatus.COMPLETED: pb.DELIBERATION_STATUS_COMPLETED,
+    DeliberationStatus.FAILED: pb.DELIBERATION_STATUS_FAILED,
+    DeliberationStatus.TIMEOUT: pb.DELIBERATION_STATUS_TIMEOUT,
+    DeliberationStatus.CANCELLED: pb.DELIBERATION_STATUS_CANCELLED,
+}
+PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+
+
+def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
+    c = req.constraints
+    return Deliberate(
+        task_description=req.task_description,
+        role=req.role,
+        task_id=req.task_id,
+        rounds=req.rounds,
+        num_agents=req.num_agents,
+        rubric=c.rubric,
+        requirements=tuple(c.requirements),
+        metadata=dict(c.metadata),
+        timeout_s=c.timeout_seconds,
+    )
+
+
+def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
+    cfg = req.config
+    return CreateCouncil(
+        role=req.role,
+        num_agents=req.num_agents,
+        rounds=cfg.deliberation_rounds,
+        model=cfg.model_profile,
+        agent_type=cfg.agent_type,
+        # proto3 bools cannot say "unset": an absent config keeps peer review on, as the earlier service did.
+        enable_peer_review=cfg.enable_peer_review or not req.HasField("config"),
+        custom_params=dict(cfg.custom_params),
+    )
+
+
+def usage_pb(usage: Usage) -> pb.TokenUsage:
+    return pb.TokenUsage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
+
+
+def checks_pb(suite: CheckSuite) -> pb.CheckSuite:
+    return pb.CheckSuite(
+        policy=pb.PolicyResult(
+            passed=suite.policy.passed, violations=list(suite.policy.violations), message=suite.policy.message
+        ),
+        lint=pb.LintResult(
+            passed=suite.lint.passed,
+            error_count=suite.lint.error_count,
+            warning_count=suite.lint.warning_count,
+            errors=list(suite.lint.errors),
+        ),
+        dryrun=pb.DryRunResult(
+            passed=suite.dryrun.passed,
+            output=suite.dryrun.output,
+            exit_code=suite.dryrun.exit_code,
+            message=suite.dryrun.message,
+        ),
+        additional_checks=[
+            pb.CheckResult(
+                check_type=c.check_type,
+                passed=c.passed,
+                score=c.score,
+                message=c.message,
+                details=dict(c.details),
+            )
+            for c in suite.additional
+        ],
+        all_passed=suite.all_passed,
+    )
+
+
+def result_pb(r: RankedProposal) -> pb.DeliberationResult:
+    p = r.proposal
+    return pb.DeliberationResult(
+        proposal=pb.Proposal(
+            author_id=p.author_id,
+            author_role=p.author_role.value,
+            content=p.content,
+            created_at_ms=p.created_at_ms,
+            revisions=list(p.revisions),
+        ),
+        checks=checks_pb(r.checks),
+        score=r.score,
+        rank=r.rank,
+        peer_score=r.peer_score,
+        check_score=r.checks.score,
+        peer_scores=[
+            pb.PeerScore(scorer_id=s.scorer_id, target_id=s.target_id, score=s.score, rationale=s.rationale)
+            for s in r.peer_scores
+        ],
+        critiques=[
+            pb.Critique(critic_id=c.critic_id, target_id=c.target_id, round=c.round, text=c.text) for c in r.critiques
+        ],
+        usage=usage_pb(r.usage),
+    )
+
+
+def call_pb(c: CallRecord) -> pb.CallRecord:
+    return pb.CallRecord(
+        agent_id=c.agent_id,
+        stage=c.stage.value,
+        round=c.round,
+        prompt_tokens=c.usage.prompt_tokens,
+        completion_tokens=c.usage.completion_tokens,
+        latency_ms=c.latency_ms,
+        model=c.model,
+        temperature=c.temperature,
+        seed=c.seed,
+        ok=c.ok,
+        error=c.error,
+    )
+
+
+def metadata_pb(d: Deliberation) -> pb.OrchestratorMetadata:
+    return pb.OrchestratorMetadata(
+        orchestrator_version=__version__,
+        timestamp_ms=int(time.time() * 1000),
+        execution_id=d.task_id,
+        tags={
+            "role": d.task.role.value,
+            "rounds": str(d.task.rounds),
+            "agents": str(len(d.agents)),
+            "source": d.source,
+        },
+    )
+
+
+def failures_pb(d: Deliberation) -> list[pb.AgentFailure]:
+    return [
+        pb.AgentFailure(agent_id=f.agent_id, stage=f.stage.value, round=f.round, error=f.error)
+        for f in d.progress.failures
+    ]
+
+
+def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
+    return pb.DeliberateResponse(
+        task_id=d.task_id,
+        results=[result_pb(r) for r in d.results],
+        winner_id=d.winner_id,
+        duration_ms=d.duration_ms,
+        metadata=metadata_pb(d),
+        status=STATUS_TO_PB[d.status],  # type: ignore[arg-type]
+        failed_agents=failures_pb(d),
+        usage=usage_pb(d.usage),
+        error_message=d.error_message,
+    )
+
+
+def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
+    return pb.GetDeliberationResultResponse(
+        task_id=d.task_id,
+        status=STATUS_TO_PB[d.status],  # type: ignore[arg-type]
+        results=[result_pb(r) for r in d.results],
+        winner_id=d.winner_id,
+        duration_ms=d.duration_ms,
+        error_message=d.error_message,
+        metadata=metadata_pb(d),
+        role=d.task.role.value,
+        current_stage=d.stage,
+        current_round=d.round,
+        rounds=d.task.rounds,
+        failed_agents=failures_pb(d),
+        usage=usage_pb(d.usage),
+        calls=[call_pb(c) for c in d.progress.calls],
+        created_at_ms=d.created_at_ms,
+    )
+
+
+def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
+    agents = (
+        [
+            pb.AgentInfo(
+                agent_id=a.agent_id,
+                role=a.role.value,
+                status="ACTIVE",
+                capabilities=pb.AgentCapabilities(
+                    supported_tasks=[c.role.value],
+                    model_profile=a.model,
+                    max_concurrent_tasks=1000,
+                    languages=["python", "yaml", "json", "bash"],
+                ),
+                temperature=a.temperature,
+                seed=a.seed,
+            )
+            for a in c.agents
+        ]
+        if include_agents
+        else []
+    )
+    return pb.CouncilInfo(
+        council_id=c.council_id,
+        role=c.role.value,
+        num_agents=len(c.agents),
+        agents=agents,
+        status="ACTIVE",
+        model=c.model,
+        deliberation_rounds=c.rounds,
+        created_at_ms=c.created_at_ms,
+    )

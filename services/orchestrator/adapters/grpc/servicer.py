@@ -1,0 +1,89 @@
+"""OrchestratorService: translate the request, call the application, translate the answer back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+
+from orchestrator import __version__
+from orchestrator.adapters.grpc import mapping
+from orchestrator.adapters.grpc.errors import unary
+from orchestrator.application.service import Orchestrator
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.model import DeliberationStatus
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _unreachable(d: Deliberation) -> bool:
+    """A run that failed only because no agent could reach the LLM endpoint."""
+    failures = d.progress.failures
+    return (
+        d.status is DeliberationStatus.FAILED
+        and bool(failures)
+        and all(f.error.startswith(("unavailable", "timeout")) for f in failures)
+    )
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
+    def __init__(self, app: Orchestrator) -> None:
+        self._app = app
+
+    @unary
+    async def Deliberate(self, request: pb.DeliberateRequest, context: Context) -> pb.DeliberateResponse:
+        # If the client cancels or its deadline passes, grpc.aio cancels this coroutine, and the
+        # application cancels the deliberation this call started.
+        result = await self._app.deliberate(mapping.deliberate_command(request))
+        if _unreachable(result):
+            raise DependencyUnavailableError("LLM endpoint", result.error_message)
+        return mapping.deliberate_response(result)
+
+    @unary
+    async def GetDeliberationResult(
+        self, request: pb.GetDeliberationResultRequest, context: Context
+    ) -> pb.GetDeliberationResultResponse:
+        return mapping.result_response(await self._app.get_result(request.task_id))
+
+    @unary
+    async def CreateCouncil(self, request: pb.CreateCouncilRequest, context: Context) -> pb.CreateCouncilResponse:
+        council = await self._app.create_council(mapping.create_council_command(request))
+        agent_ids = [a.agent_id for a in council.agents]
+        return pb.CreateCouncilResponse(
+            council_id=council.council_id, agents_created=len(agent_ids), agent_ids=agent_ids
+        )
+
+    @unary
+    async def ListCouncils(self, request: pb.ListCouncilsRequest, context: Context) -> pb.ListCouncilsResponse:
+        councils = await self._app.list_councils(request.role_filter)
+        return pb.ListCouncilsResponse(councils=[mapping.council_info(c, request.include_agents) for c in councils])
+
+    @unary
+    async def DeleteCouncil(self, request: pb.DeleteCouncilRequest, context: Context) -> pb.DeleteCouncilResponse:
+        council, removed = await self._app.delete_council(request.role)
+        return pb.DeleteCouncilResponse(
+            success=True, message=f"council {council.council_id} deleted", agents_removed=removed
+        )
+
+    @unary
+    async def GetStatus(self, request: pb.GetStatusRequest, context: Context) -> pb.GetStatusResponse:
+        report = await self._app.status()
+        role_counts: dict[str, int] = {c.role.value: len(c.agents) for c in report.councils}
+        stats = pb.OrchestratorStats(
+            total_deliberations=sum(report.by_status.values()),
+            total_orchestrations=sum(report.by_status.values()),
+            avg_deliberation_time_ms=report.avg_duration_ms,
+            active_councils=len(report.councils),
+            role_counts=role_counts,
+        )
+        return pb.GetStatusResponse(
+            status="SERVING",
+            uptime_seconds=report.uptime_s,
+            stats=stats if request.include_stats else None,
+            version=__version__,
+            deliberations_by_status={k.value: v for k, v in report.by_status.items()},
+            running_deliberations=report.running,
+        )

@@ -1,0 +1,125 @@
+"""OpenAI-compatible chat client (vLLM, llama.cpp server, the fake server in tests).
+
+Retries are the SDK's own: exponential backoff with jitter on 408/409/429/5xx and connection errors,
+honouring `Retry-After`/`retry-after-ms`. Each attempt has `timeout_s`. Vendor errors become LLMCallError
+here, once, with a kind (`rate_limited`, `timeout`, `unavailable`, `http_<code>`, `malformed`) callers can act on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+import openai
+
+from orchestrator.application.ports import AgentCall, Completion
+from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.model import AgentSpec, Usage
+from orchestrator.domain.parsing import strip_reasoning
+
+
+@dataclass(frozen=True)
+class LLMEndpoint:
+    base_url: str
+    api_key: str = "not-needed"
+    timeout_s: float = 120.0
+    max_retries: int = 3
+    connect_timeout_s: float = 5.0
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host:8000`, `http://host:8000/` and `http://host:8000/v1` all mean the same endpoint."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"VLLM_URL must be an http(s) URL, got {url!r}")
+    return url if url.endswith("/v1") else f"{url}/v1"
+
+
+def _messages(call: AgentCall) -> list[dict[str, str]]:
+    return [{"role": "system", "content": call.prompt.system}, {"role": "user", "content": call.prompt.user}]
+
+
+def _response_format(call: AgentCall) -> dict[str, Any] | None:
+    if call.prompt.schema is None:
+        return None
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": call.prompt.schema_name, "schema": dict(call.prompt.schema)},
+    }
+
+
+def _error(agent_id: str, exc: Exception) -> LLMCallError:
+    if isinstance(exc, openai.RateLimitError):
+        return LLMCallError(agent_id, "rate_limited", "429 after all retries")
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMCallError(agent_id, "timeout", "no answer within the per-call timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMCallError(agent_id, "unavailable", f"cannot reach the LLM endpoint ({exc.__cause__ or exc})")
+    if isinstance(exc, openai.APIStatusError):
+        return LLMCallError(agent_id, f"http_{exc.status_code}", str(exc.message)[:300])
+    return LLMCallError(agent_id, "malformed", f"unreadable response ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+class OpenAIChatClient:
+    """One client per process (per Ray actor); connections are pooled by the injected httpx2 client."""
+
+    def __init__(self, endpoint: LLMEndpoint, http_client: httpx2.AsyncClient | None = None) -> None:
+        timeout = httpx2.Timeout(endpoint.timeout_s, connect=endpoint.connect_timeout_s)
+        self._http = http_client or httpx2.AsyncClient(
+            timeout=timeout, limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+        )
+        self._client = openai.AsyncOpenAI(
+            base_url=normalize_base_url(endpoint.base_url),
+            api_key=endpoint.api_key or "not-needed",
+            timeout=timeout,
+            max_retries=endpoint.max_retries,
+            http_client=self._http,
+        )
+        self._structured_output = True
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        started = time.perf_counter()
+        try:
+            response = await self._create(agent, call)
+        except openai.BadRequestError as exc:
+            if _response_format(call) is None or not self._structured_output:
+                raise _error(agent.agent_id, exc) from exc
+            # Servers without structured output reject response_format; the lenient parser copes without it.
+            self._structured_output = False
+            try:
+                response = await self._create(agent, call)
+            except Exception as retry_exc:
+                raise _error(agent.agent_id, retry_exc) from retry_exc
+        except Exception as exc:
+            raise _error(agent.agent_id, exc) from exc
+        return self._completion(agent, response, (time.perf_counter() - started) * 1000)
+
+    async def _create(self, agent: AgentSpec, call: AgentCall) -> Any:
+        response_format = _response_format(call) if self._structured_output else None
+        extra: dict[str, Any] = {"response_format": response_format} if response_format else {}
+        return await self._client.chat.completions.create(
+            model=agent.model,
+            messages=_messages(call),  # type: ignore[arg-type]
+            temperature=agent.temperature,
+            seed=agent.seed,
+            max_tokens=agent.max_tokens,
+            user=agent.agent_id,
+            **extra,
+        )
+
+    def _completion(self, agent: AgentSpec, response: Any, latency_ms: float) -> Completion:
+        try:
+            message = response.choices[0].message
+            # `reasoning_content` (vLLM reasoning parsers) is ignored; inline <think> blocks are stripped.
+            content = strip_reasoning(message.content or "")
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise LLMCallError(agent.agent_id, "malformed", f"no choices in the response ({exc})") from exc
+        usage = response.usage
+        tokens = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage()
+        return Completion(content, tokens, latency_ms, str(getattr(response, "model", "") or agent.model))
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        await self._http.aclose()

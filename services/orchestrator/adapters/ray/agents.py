@@ -1,0 +1,140 @@
+"""Agents as Ray actors: one async actor per agent, created with its council and killed with it.
+
+The actor class imports only the domain and the LLM client, so it ships to a cluster without the service's
+other adapters. Calls are awaited as ObjectRefs (never `ray.get` on the event loop); a caller that is
+cancelled cancels its actor task with `ray.cancel`, which cancels the coroutine and closes its HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+import structlog
+
+from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
+from orchestrator.application.ports import AgentCall, Completion
+from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
+from orchestrator.domain.model import AgentSpec, Council
+
+log = structlog.get_logger(__name__)
+
+
+class AgentActor:
+    """Lives in a Ray worker; serves many deliberations at once (async actor)."""
+
+    def __init__(self, agent: AgentSpec, endpoint: LLMEndpoint) -> None:
+        self._agent = agent
+        self._client = OpenAIChatClient(endpoint)
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        return await self._client.complete(agent, call)
+
+    async def reconfigure(self, endpoint: LLMEndpoint) -> None:
+        """A re-attached actor picks up the current endpoint settings."""
+        old, self._client = self._client, OpenAIChatClient(endpoint)
+        await old.aclose()
+
+    async def ping(self) -> str:
+        return self._agent.agent_id
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    address: str = ""
+    """Empty: a local Ray started in this process."""
+    namespace: str = "fleet-orchestrator"
+    max_restarts: int = 3
+    max_concurrency: int = 1000
+    num_cpus: float = 0.0
+    """Actors wait on HTTP, not the CPU: they reserve none, so a council never waits for free cores."""
+
+
+class RayAgents:
+    """AgentRuntime and AgentGateway on Ray."""
+
+    def __init__(self, config: RayConfig, endpoint: LLMEndpoint) -> None:
+        self._config = config
+        self._endpoint = endpoint
+        self._actors: dict[str, Any] = {}
+        self._remote_cls = ray.remote(AgentActor)
+
+    async def connect(self) -> None:
+        if ray.is_initialized():
+            return
+        kwargs: dict[str, Any] = {"namespace": self._config.namespace, "log_to_driver": False}
+        if self._config.address:
+            kwargs["address"] = self._config.address
+        else:
+            kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
+        try:
+            await asyncio.to_thread(ray.init, **kwargs)
+        except Exception as exc:
+            raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}") from exc
+        log.info("ray_connected", address=self._config.address or "local")
+
+    async def close(self) -> None:
+        if ray.is_initialized():
+            await asyncio.to_thread(ray.shutdown)
+
+    def _actor_name(self, agent_id: str) -> str:
+        return agent_id
+
+    async def start_council(self, council: Council) -> None:
+        for agent in council.agents:
+            handle = self._remote_cls.options(
+                name=self._actor_name(agent.agent_id),
+                namespace=self._config.namespace,
+                get_if_exists=True,
+                lifetime="detached",
+                max_restarts=self._config.max_restarts,
+                max_concurrency=self._config.max_concurrency,
+                num_cpus=self._config.num_cpus,
+            ).remote(agent, self._endpoint)
+            self._actors[agent.agent_id] = handle
+        # Re-attached actors may have been created with other settings; make sure all use the current ones.
+        await asyncio.gather(*(self._actors[a.agent_id].reconfigure.remote(self._endpoint) for a in council.agents))
+
+    async def stop_council(self, council: Council) -> int:
+        removed = 0
+        for agent in council.agents:
+            handle = self._actors.pop(agent.agent_id, None) or await self._lookup(agent.agent_id)
+            if handle is not None:
+                ray.kill(handle, no_restart=True)
+                removed += 1
+        return removed
+
+    async def _lookup(self, agent_id: str) -> Any | None:
+        try:
+            return await asyncio.to_thread(ray.get_actor, self._actor_name(agent_id), self._config.namespace)
+        except ValueError:
+            return None
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        handle = self._actors.get(agent.agent_id)
+        if handle is None:
+            raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
+        ref = handle.complete.remote(agent, call)
+        try:
+            result: Completion = await ref
+            return result
+        except asyncio.CancelledError:
+            ray.cancel(ref)
+            raise
+        except LLMCallError:
+            raise
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
+            if isinstance(cause, LLMCallError):
+                raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
+            raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
+        except ray.exceptions.RayError as exc:
+            raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+def _cpu_count() -> int:
+    import os
+
+    return os.cpu_count() or 2

@@ -1,0 +1,195 @@
+"""SQLite store (the default): councils, deliberation records, stage checkpoints, in one WAL-mode file.
+
+Records are stored whole as JSON next to the columns that queries filter on. One connection per process,
+used through aiosqlite's own thread, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from orchestrator.adapters.store.codec import (
+    council_from_json,
+    council_to_json,
+    deliberation_from_json,
+    deliberation_to_json,
+)
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import ConfigError
+from orchestrator.domain.model import Council, DeliberationStatus, Role
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS councils (
+    role TEXT PRIMARY KEY,
+    council_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliberations (
+    task_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliberations_by_status ON deliberations (status, created_at_ms);
+CREATE INDEX IF NOT EXISTS deliberations_by_created ON deliberations (created_at_ms);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    task_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    round INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (task_id, seq)
+);
+"""
+
+UNFINISHED = (DeliberationStatus.PENDING.value, DeliberationStatus.IN_PROGRESS.value)
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, `sqlite://:memory:` or a bare path."""
+    if url.startswith("sqlite://"):
+        rest = url.removeprefix("sqlite://")
+        path = rest.removeprefix("/") if rest.startswith("/") else rest
+        return path or ":memory:"
+    if "://" in url:
+        raise ConfigError(f"not a SQLite URL: {url!r}")
+    return url
+
+
+class SqliteStore:
+    """CouncilStore and DeliberationStore on one SQLite database."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, url: str) -> SqliteStore:
+        path = sqlite_path(url)
+        if path != ":memory:":
+            path = str(Path(path).expanduser())
+            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA busy_timeout=5000")
+        await db.executescript(SCHEMA)
+        await db.commit()
+        return cls(db)
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        return self._db
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> None:
+        await self._db.execute("SELECT 1")
+
+    # councils
+    async def add(self, council: Council) -> bool:
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO councils (role, council_id, body, created_at_ms) VALUES (?, ?, ?, ?)",
+            (council.role.value, council.council_id, council_to_json(council), council.created_at_ms),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def get(self, role: Role) -> Council | None:
+        async with self._db.execute("SELECT body FROM councils WHERE role = ?", (role.value,)) as cur:
+            row = await cur.fetchone()
+        return council_from_json(row[0]) if row else None
+
+    async def all_councils(self) -> list[Council]:
+        async with self._db.execute("SELECT body FROM councils ORDER BY role") as cur:
+            return [council_from_json(row[0]) async for row in cur]
+
+    async def remove(self, role: Role) -> bool:
+        cursor = await self._db.execute("DELETE FROM councils WHERE role = ?", (role.value,))
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+
+class SqliteDeliberationStore:
+    """The deliberation half, sharing the connection of a SqliteStore."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def create(self, deliberation: Deliberation) -> bool:
+        d = deliberation
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), deliberation_to_json(d)),
+        )
+        await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
+        d = deliberation
+        body = deliberation_to_json(d)
+        await self._db.execute(
+            "INSERT INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
+            "status = excluded.status, updated_at_ms = excluded.updated_at_ms, body = excluded.body",
+            (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), body),
+        )
+        if checkpoint:
+            await self._db.execute(
+                "INSERT OR REPLACE INTO checkpoints (task_id, seq, stage, round, created_at_ms, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (d.task_id, d.progress.stages_done, d.stage, d.round, _now(), body),
+            )
+        await self._db.commit()
+
+    async def get(self, task_id: str) -> Deliberation | None:
+        async with self._db.execute("SELECT body FROM deliberations WHERE task_id = ?", (task_id,)) as cur:
+            row = await cur.fetchone()
+        return deliberation_from_json(row[0]) if row else None
+
+    async def search(
+        self,
+        *,
+        status: DeliberationStatus | None = None,
+        role: Role | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Deliberation]:
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(status.value)
+        if role is not None:
+            where.append("role = ?")
+            args.append(role.value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        query = f"SELECT body FROM deliberations {clause} ORDER BY created_at_ms DESC, task_id LIMIT ? OFFSET ?"
+        async with self._db.execute(query, (*args, limit, offset)) as cur:
+            return [deliberation_from_json(row[0]) async for row in cur]
+
+    async def unfinished(self) -> list[Deliberation]:
+        query = "SELECT body FROM deliberations WHERE status IN (?, ?) ORDER BY created_at_ms"
+        async with self._db.execute(query, UNFINISHED) as cur:
+            return [deliberation_from_json(row[0]) async for row in cur]
+
+    async def counts(self) -> dict[DeliberationStatus, int]:
+        async with self._db.execute("SELECT status, COUNT(*) FROM deliberations GROUP BY status") as cur:
+            return {DeliberationStatus(row[0]): int(row[1]) async for row in cur}
+
+    async def checkpoints(self, task_id: str) -> list[Deliberation]:
+        query = "SELECT body FROM checkpoints WHERE task_id = ? ORDER BY seq"
+        async with self._db.execute(query, (task_id,)) as cur:
+            return [deliberation_from_json(row[0]) async for row in cur]
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

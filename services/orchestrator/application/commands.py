@@ -1,0 +1,59 @@
+"""Commands: one frozen dataclass per use case, validated by the use case against the domain's limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CouncilDefaults:
+    """What a council gets when the request leaves something unset (from Settings)."""
+
+    model: str
+    temperature: float
+    max_tokens: int
+    rounds: int = 1
+    num_agents: int = 3
+    temperature_spread: float = 0.15
+
+
+@dataclass(frozen=True)
+class CreateCouncil:
+    role: str
+    num_agents: int = 0
+    rounds: int = 0
+    model: str = ""
+    temperature: float | None = None
+    max_tokens: int = 0
+    agent_type: str = ""
+    enable_peer_review: bool = True
+    custom_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deliberate:
+    task_description: str
+    role: str
+    task_id: str = ""
+    rounds: int = 0
+    num_agents: int = 0
+    rubric: str = ""
+    requirements: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+    timeout_s: int = 0
+    source: str = "grpc"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits enforced at the application boundary (every adapter goes through them)."""
+
+    max_task_chars: int = 32_000
+    max_rubric_chars: int = 8_000
+    max_requirements: int = 50
+    max_requirement_chars: int = 1_000
+    max_metadata_entries: int = 50
+    max_metadata_chars: int = 2_000
+    max_timeout_s: int = 3_600
+    max_agents: int = 10
+    max_rounds: int = 5

@@ -1,0 +1,241 @@
+"""Deliberation use cases: start (idempotent on task_id), wait, get, cancel, resume after a restart.
+
+`Deliberations` owns the asyncio tasks of the runs in this process. A run's record is written when it is
+created, after every stage (checkpoint) and when it ends, so a crash loses at most the stage in flight, and
+`resume_unfinished` carries interrupted runs on from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from orchestrator.application.commands import Deliberate, Limits
+from orchestrator.application.engine import DeliberationRun, now_ms
+from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore
+from orchestrator.domain.deliberation import Deliberation, default_quorum
+from orchestrator.domain.errors import CouncilMissingError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.model import DeliberationStatus, TaskSpec
+from orchestrator.domain.validation import check_task_id, parse_role
+
+log = structlog.get_logger(__name__)
+
+
+def _failed(record: Deliberation, reason: str) -> Deliberation:
+    return replace(record, status=DeliberationStatus.FAILED, error_message=reason, finished_at_ms=now_ms())
+
+
+Observer = Callable[[Deliberation, str, str], None]
+
+
+def validate(cmd: Deliberate, limits: Limits) -> None:
+    """Every limit of the Deliberate contract; raises InvalidArgumentError naming the field."""
+    if cmd.task_id:
+        check_task_id(cmd.task_id)
+    if not cmd.task_description.strip():
+        raise InvalidArgumentError("task_description", "must not be empty")
+    checks = [
+        ("task_description", len(cmd.task_description), limits.max_task_chars, "characters"),
+        ("constraints.rubric", len(cmd.rubric), limits.max_rubric_chars, "characters"),
+        ("constraints.requirements", len(cmd.requirements), limits.max_requirements, "items"),
+        ("constraints.metadata", len(cmd.metadata), limits.max_metadata_entries, "entries"),
+    ]
+    for name, size, limit, unit in checks:
+        if size > limit:
+            raise InvalidArgumentError(name, f"{size} {unit} exceeds the limit of {limit}")
+    if any(len(r) > limits.max_requirement_chars for r in cmd.requirements):
+        raise InvalidArgumentError("constraints.requirements", f"an item exceeds {limits.max_requirement_chars} chars")
+    if any(len(k) + len(v) > limits.max_metadata_chars for k, v in cmd.metadata.items()):
+        raise InvalidArgumentError("constraints.metadata", f"an entry exceeds {limits.max_metadata_chars} chars")
+    if not 0 <= cmd.rounds <= limits.max_rounds:
+        raise InvalidArgumentError("rounds", f"must be 0..{limits.max_rounds}, got {cmd.rounds}")
+    if not 0 <= cmd.num_agents <= limits.max_agents:
+        raise InvalidArgumentError("num_agents", f"must be 0..{limits.max_agents}, got {cmd.num_agents}")
+    if not 0 <= cmd.timeout_s <= limits.max_timeout_s:
+        raise InvalidArgumentError("constraints.timeout_seconds", f"must be 0..{limits.max_timeout_s}")
+
+
+@dataclass
+class Deliberations:
+    councils: CouncilStore
+    store: DeliberationStore
+    gateway: AgentGateway
+    checker: Checker
+    limits: Limits = field(default_factory=Limits)
+    default_timeout_s: float = 600.0
+    observers: list[Observer] = field(default_factory=list)
+    _tasks: dict[str, asyncio.Task[Deliberation]] = field(default_factory=dict)
+    _live: dict[str, Deliberation] = field(default_factory=dict)
+    _runs: dict[str, DeliberationRun] = field(default_factory=dict)
+    _shutting_down: bool = False
+
+    async def start(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
+        """Creates and starts a deliberation; an existing task_id returns that one (created=False)."""
+        validate(cmd, self.limits)
+        role = parse_role(cmd.role)
+        if cmd.task_id and (existing := await self.find(cmd.task_id)) is not None:
+            return existing, False
+        council = await self.councils.get(role)
+        if council is None:
+            raise CouncilMissingError(role.value)
+        num_agents = cmd.num_agents or len(council.agents)
+        if num_agents > len(council.agents):
+            raise InvalidArgumentError(
+                "num_agents",
+                f"the {role.value} council has {len(council.agents)} agents, {num_agents} requested",
+            )
+        task = TaskSpec(
+            task_id=cmd.task_id or f"delib-{uuid.uuid4().hex[:12]}",
+            description=cmd.task_description,
+            role=role,
+            rounds=cmd.rounds or council.rounds,
+            num_agents=num_agents,
+            rubric=cmd.rubric,
+            requirements=tuple(cmd.requirements),
+            metadata=dict(cmd.metadata),
+            timeout_s=float(cmd.timeout_s) or self.default_timeout_s,
+        )
+        record = Deliberation(
+            task=task,
+            agents=council.agents[:num_agents],
+            status=DeliberationStatus.PENDING,
+            created_at_ms=now_ms(),
+            quorum=default_quorum(num_agents),
+            source=cmd.source,
+        )
+        if not await self.store.create(record):  # lost a race with another request for the same id
+            return await self.get(task.task_id), False
+        self._launch(record, peer_review=council.enable_peer_review)
+        return record, True
+
+    async def deliberate(self, cmd: Deliberate) -> Deliberation:
+        """Starts (or attaches to) a deliberation and waits for its end. If the caller goes away, a
+        deliberation it started is cancelled; one it merely attached to runs on."""
+        record, created = await self.start(cmd)
+        try:
+            return await self.wait(record.task_id)
+        except asyncio.CancelledError:
+            if created:
+                await self.cancel(record.task_id)
+            raise
+
+    async def wait(self, task_id: str) -> Deliberation:
+        task = self._tasks.get(task_id)
+        if task is not None:
+            return await asyncio.shield(task)
+        return await self.get(task_id)
+
+    async def find(self, task_id: str) -> Deliberation | None:
+        """The live snapshot of a running deliberation, else the stored record, else None."""
+        return self._live.get(task_id) or await self.store.get(task_id)
+
+    async def get(self, task_id: str) -> Deliberation:
+        found = await self.find(task_id)
+        if found is None:
+            raise NotFoundError("deliberation", task_id)
+        return found
+
+    async def cancel(self, task_id: str) -> tuple[Deliberation, bool]:
+        """Cancels a running deliberation; (record, False) when it had already finished."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return await self.get(task_id), False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            return await asyncio.shield(task), True
+        return await self.get(task_id), True
+
+    def running(self) -> list[Deliberation]:
+        return list(self._live.values())
+
+    async def resume_unfinished(self) -> list[str]:
+        """At start-up: every PENDING/IN_PROGRESS record carries on from its last checkpoint."""
+        resumed = []
+        for record in await self.store.unfinished():
+            if record.task_id in self._tasks:
+                continue
+            council = await self.councils.get(record.task.role)
+            if council is None:
+                reason = "council was deleted before the run could resume"
+                await self.store.save(_failed(record, reason))
+                continue
+            log.info(
+                "deliberation_resumed",
+                deliberation_id=record.task_id,
+                stages_done=record.progress.stages_done,
+            )
+            self._launch(record, peer_review=council.enable_peer_review)
+            resumed.append(record.task_id)
+        return resumed
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Lets runs finish for `grace_s`, then interrupts the rest, which stay IN_PROGRESS at their last
+        checkpoint and resume at the next start."""
+        self._shutting_down = True
+        pending = list(self._tasks.values())
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _launch(self, record: Deliberation, *, peer_review: bool) -> None:
+        run = DeliberationRun(record, self.gateway, self.checker, self._checkpoint, self._notify, peer_review)
+        self._runs[record.task_id] = run
+        self._live[record.task_id] = record
+        task = asyncio.create_task(self._run(run), name=f"deliberation-{record.task_id}")
+        self._tasks[record.task_id] = task
+
+    async def _checkpoint(self, snapshot: Deliberation) -> None:
+        await self.store.save(snapshot, checkpoint=True)
+
+    def _notify(self, snapshot: Deliberation, event: str, agent_id: str) -> None:
+        self._live[snapshot.task_id] = snapshot
+        for observer in self.observers:
+            observer(snapshot, event, agent_id)
+
+    async def _run(self, run: DeliberationRun) -> Deliberation:
+        task_id = run.snapshot.task_id
+        bound = log.bind(deliberation_id=task_id, role=run.snapshot.task.role.value)
+        try:
+            try:
+                async with asyncio.timeout(run.snapshot.task.timeout_s):
+                    final = await run.execute()
+            except TimeoutError:
+                final = await run.conclude_early(
+                    DeliberationStatus.TIMEOUT,
+                    f"deadline of {run.snapshot.task.timeout_s:g}s passed "
+                    f"during {run.snapshot.stage} (round {run.snapshot.round})",
+                )
+            except asyncio.CancelledError:
+                if self._shutting_down:
+                    raise  # keep the last checkpoint; the next start resumes it
+                final = await run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request")
+            await self.store.save(final)
+            self._notify(final, "finished", "")
+            bound.info(
+                "deliberation_finished",
+                status=final.status.value,
+                duration_ms=final.duration_ms,
+                winner=final.winner_id,
+                tokens=final.usage.total_tokens,
+            )
+            return final
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a store failure: record it rather than lose the run silently
+            bound.exception("deliberation_crashed")
+            failed = _failed(run.snapshot, f"internal error: {exc}")
+            with contextlib.suppress(Exception):
+                await self.store.save(failed)
+            self._notify(failed, "finished", "")
+            return failed
+        finally:
+            self._tasks.pop(task_id, None)
+            self._live.pop(task_id, None)
+            self._runs.pop(task_id, None)

@@ -1,0 +1,238 @@
+"""The deliberation protocol: propose -> (critique -> revise) x R -> score.
+
+Every stage is one concurrent fan-out (`asyncio.gather`) over the agents still taking part, so the wall time
+is (2 + 2R) calls whatever the council size. Each finished call is applied to the live record at once, so a
+deadline or a cancellation keeps what already finished, and watchers see agents finish one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion
+from orchestrator.domain import prompts
+from orchestrator.domain.deliberation import Deliberation, stage_plan
+from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.model import (
+    AgentFailure,
+    AgentSpec,
+    CallRecord,
+    CheckSuite,
+    Critique,
+    DeliberationStatus,
+    PeerScore,
+    Proposal,
+    Stage,
+    Usage,
+)
+from orchestrator.domain.parsing import parse_critiques, parse_scores
+from orchestrator.domain.scoring import rank
+
+Listener = Callable[[Deliberation, str, str], None]
+"""Called with (snapshot, event, agent_id) on stage start/end and on every finished agent call."""
+
+Checkpoint = Callable[[Deliberation], Awaitable[None]]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class DeliberationRun:
+    """One run of the protocol over a record; `snapshot` is always the latest state."""
+
+    snapshot: Deliberation
+    gateway: AgentGateway
+    checker: Checker
+    checkpoint: Checkpoint
+    listener: Listener
+    peer_review: bool = True
+
+    async def execute(self) -> Deliberation:
+        """Runs the remaining stages; returns the finished record (COMPLETED or FAILED)."""
+        self._update(status=DeliberationStatus.IN_PROGRESS, started_at_ms=self.snapshot.started_at_ms or now_ms())
+        plan = stage_plan(self.snapshot.task.rounds)
+        for index in range(self.snapshot.progress.stages_done, len(plan)):
+            stage, round_ = plan[index]
+            self._update(stage=stage.value, round=round_)
+            self.listener(self.snapshot, "stage_started", "")
+            await self._run_stage(stage, round_)
+            self.snapshot = self.snapshot.with_progress(stages_done=index + 1)
+            if (failure := self._quorum_failure()) is not None:
+                return self._finish(DeliberationStatus.FAILED, error=failure)
+            self.listener(self.snapshot, "stage_finished", "")
+            if stage is not Stage.SCORE:
+                await self.checkpoint(self.snapshot)
+        return self.snapshot
+
+    async def conclude_early(self, status: DeliberationStatus, reason: str) -> Deliberation:
+        """Ends the run as TIMEOUT/CANCELLED, ranking the proposals that exist by their checks alone."""
+        proposals = list(self.snapshot.progress.proposals.values())
+        checks = await self._check_all(proposals)
+        results = rank(proposals, checks, (), self.snapshot.progress.critiques, self.snapshot.usage_by_agent())
+        self._update(results=results, winner_id=results[0].proposal.author_id if results else "")
+        return self._finish(status, error=reason)
+
+    def _update(self, **changes: object) -> None:
+        self.snapshot = replace(self.snapshot, **changes)  # type: ignore[arg-type]
+
+    def _finish(self, status: DeliberationStatus, error: str = "") -> Deliberation:
+        self._update(status=status, error_message=error, finished_at_ms=now_ms())
+        return self.snapshot
+
+    def _quorum_failure(self) -> str | None:
+        alive = len(self.snapshot.progress.proposals)
+        if alive >= self.snapshot.quorum:
+            return None
+        reasons = "; ".join(f"{f.agent_id} ({f.stage} r{f.round}): {f.error}" for f in self.snapshot.progress.failures)
+        return (
+            f"only {alive} of {len(self.snapshot.agents)} agents still have a proposal, "
+            f"quorum is {self.snapshot.quorum}: {reasons}"
+        )
+
+    async def _run_stage(self, stage: Stage, round_: int) -> None:
+        if stage is Stage.SCORE:
+            await self._score(round_)
+            return
+        step = {Stage.PROPOSE: self._propose, Stage.CRITIQUE: self._critique, Stage.REVISE: self._revise}[stage]
+        await asyncio.gather(*(step(agent, round_) for agent in self.snapshot.alive_agents()))
+
+    async def _call(self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt) -> Completion | None:
+        """One agent call with its accounting; a final failure drops the agent (its error is never a proposal)."""
+        started = time.perf_counter()
+        try:
+            completion = await self.gateway.complete(agent, AgentCall(self.snapshot.task_id, stage, round_, prompt))
+        except LLMCallError as exc:
+            latency = (time.perf_counter() - started) * 1000
+            self._record(agent, stage, round_, Usage(), latency, error=str(exc))
+            self._drop(AgentFailure(agent.agent_id, stage, round_, f"{exc.kind}: {exc.detail}"), stage)
+            self.listener(self.snapshot, "agent_failed", agent.agent_id)
+            return None
+        self._record(agent, stage, round_, completion.usage, completion.latency_ms, model=completion.model)
+        return completion
+
+    def _record(
+        self,
+        agent: AgentSpec,
+        stage: Stage,
+        round_: int,
+        usage: Usage,
+        latency: float,
+        *,
+        model: str = "",
+        error: str = "",
+    ) -> None:
+        record = CallRecord(
+            agent.agent_id,
+            stage,
+            round_,
+            usage,
+            round(latency, 3),
+            model or agent.model,
+            agent.temperature,
+            agent.seed,
+            ok=not error,
+            error=error,
+        )
+        self.snapshot = self.snapshot.with_progress(calls=(*self.snapshot.progress.calls, record))
+
+    def _drop(self, failure: AgentFailure, stage: Stage) -> None:
+        proposals = dict(self.snapshot.progress.proposals)
+        if stage is not Stage.SCORE:  # a scorer's own proposal is already final and still ranks
+            proposals.pop(failure.agent_id, None)
+        self.snapshot = self.snapshot.with_progress(
+            proposals=proposals, failures=(*self.snapshot.progress.failures, failure)
+        )
+
+    def _set_proposal(self, proposal: Proposal) -> None:
+        proposals = {**self.snapshot.progress.proposals, proposal.author_id: proposal}
+        self.snapshot = self.snapshot.with_progress(proposals=proposals)
+
+    async def _propose(self, agent: AgentSpec, round_: int) -> None:
+        completion = await self._call(agent, Stage.PROPOSE, round_, prompts.propose(self.snapshot.task))
+        if completion is None:
+            return
+        if not completion.content.strip():
+            self._drop(
+                AgentFailure(agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text"),
+                Stage.PROPOSE,
+            )
+            return
+        self._set_proposal(Proposal(agent.agent_id, agent.role, completion.content, now_ms()))
+        self.listener(self.snapshot, "agent_finished", agent.agent_id)
+
+    def _peers_of(self, agent_id: str) -> list[Proposal]:
+        return [p for aid, p in sorted(self.snapshot.progress.proposals.items()) if aid != agent_id]
+
+    async def _critique(self, agent: AgentSpec, round_: int) -> None:
+        peers = self._peers_of(agent.agent_id)
+        if not peers:
+            return
+        prompt = prompts.critique(self.snapshot.task, round_, peers)
+        completion = await self._call(agent, Stage.CRITIQUE, round_, prompt)
+        if completion is None:
+            return
+        found = parse_critiques(completion.content, [p.author_id for p in peers])
+        new = tuple(Critique(agent.agent_id, target, round_, text) for target, text in sorted(found.items()))
+        self.snapshot = self.snapshot.with_progress(critiques=(*self.snapshot.progress.critiques, *new))
+        self.listener(self.snapshot, "agent_finished", agent.agent_id)
+
+    async def _revise(self, agent: AgentSpec, round_: int) -> None:
+        own = self.snapshot.progress.proposals.get(agent.agent_id)
+        if own is None:
+            return
+        received = [
+            f"{c.critic_id}: {c.text}"
+            for c in self.snapshot.progress.critiques
+            if c.target_id == agent.agent_id and c.round == round_
+        ]
+        completion = await self._call(
+            agent, Stage.REVISE, round_, prompts.revise(self.snapshot.task, round_, own, received)
+        )
+        if completion is None:
+            return
+        # An empty revision keeps the previous text as this round's revision rather than losing the proposal.
+        text = completion.content.strip() or own.content
+        current = self.snapshot.progress.proposals.get(agent.agent_id, own)
+        self._set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
+        self.listener(self.snapshot, "agent_finished", agent.agent_id)
+
+    async def _score_one(self, agent: AgentSpec, round_: int) -> None:
+        peers = self._peers_of(agent.agent_id)
+        if not peers:
+            return
+        completion = await self._call(agent, Stage.SCORE, round_, prompts.score(self.snapshot.task, peers))
+        if completion is None:
+            return
+        found = parse_scores(completion.content, [p.author_id for p in peers])
+        new = tuple(PeerScore(agent.agent_id, t, s, why) for t, (s, why) in sorted(found.items()))
+        self.snapshot = self.snapshot.with_progress(peer_scores=(*self.snapshot.progress.peer_scores, *new))
+        self.listener(self.snapshot, "agent_finished", agent.agent_id)
+
+    async def _check_all(self, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+        requirements = self.snapshot.task.requirements
+        suites = await asyncio.gather(*(self.checker.check(p.content, requirements) for p in proposals))
+        return {p.author_id: suite for p, suite in zip(proposals, suites, strict=True)}
+
+    async def _score(self, round_: int) -> None:
+        """Peer review (LLM) and the deterministic checks run at the same time; then the ranking."""
+        final = list(self.snapshot.progress.proposals.values())
+        scorers = self.snapshot.alive_agents() if self.peer_review else ()
+        checks, _ = await asyncio.gather(
+            self._check_all(final), asyncio.gather(*(self._score_one(a, round_) for a in scorers))
+        )
+        progress = self.snapshot.progress
+        ranked = rank(
+            [progress.proposals[p.author_id] for p in final if p.author_id in progress.proposals],
+            checks,
+            progress.peer_scores,
+            progress.critiques,
+            self.snapshot.usage_by_agent(),
+        )
+        self._update(results=ranked, winner_id=ranked[0].proposal.author_id if ranked else "")
+        if ranked:
+            self._finish(DeliberationStatus.COMPLETED)

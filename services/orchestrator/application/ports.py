@@ -1,0 +1,100 @@
+"""Ports: what the use cases need from the outside world, in domain words. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.model import AgentSpec, CheckSuite, Council, DeliberationStatus, Role, Stage, Usage
+from orchestrator.domain.prompts import Prompt
+
+
+@dataclass(frozen=True)
+class AgentCall:
+    """One LLM call an agent makes for a deliberation stage."""
+
+    task_id: str
+    stage: Stage
+    round: int
+    prompt: Prompt
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The model's answer, with reasoning blocks already removed."""
+
+    content: str
+    usage: Usage
+    latency_ms: float
+    model: str
+
+
+class AgentGateway(Protocol):
+    """Runs one agent's LLM call wherever agents live (Ray actors in production)."""
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        """Returns the completion or raises LLMCallError once retries are exhausted."""
+        ...
+
+
+class AgentRuntime(Protocol):
+    """Creates and removes the long-lived agent workers of a council."""
+
+    async def start_council(self, council: Council) -> None:
+        """Creates (or re-attaches to) one worker per agent; idempotent."""
+        ...
+
+    async def stop_council(self, council: Council) -> int:
+        """Removes the council's workers; returns how many were removed."""
+        ...
+
+
+class Checker(Protocol):
+    """Deterministic checks of one proposal's text."""
+
+    async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite: ...
+
+
+class CouncilStore(Protocol):
+    async def add(self, council: Council) -> bool:
+        """Stores a new council; False (and nothing written) when the role already has one."""
+        ...
+
+    async def get(self, role: Role) -> Council | None: ...
+
+    async def all_councils(self) -> list[Council]: ...
+
+    async def remove(self, role: Role) -> bool: ...
+
+
+class DeliberationStore(Protocol):
+    async def create(self, deliberation: Deliberation) -> bool:
+        """Stores a new record; False (and nothing written) when the task_id exists: the idempotency check."""
+        ...
+
+    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
+        """Overwrites the record; with `checkpoint`, also appends it to the stage checkpoint history."""
+        ...
+
+    async def get(self, task_id: str) -> Deliberation | None: ...
+
+    async def search(
+        self,
+        *,
+        status: DeliberationStatus | None = None,
+        role: Role | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Deliberation]:
+        """Newest first."""
+        ...
+
+    async def unfinished(self) -> list[Deliberation]:
+        """PENDING and IN_PROGRESS records, oldest first (what a restart must resume)."""
+        ...
+
+    async def counts(self) -> dict[DeliberationStatus, int]: ...
+
+    async def checkpoints(self, task_id: str) -> list[Deliberation]: ...

@@ -1,0 +1,179 @@
+"""The `orchestrator` command: serve, councils setup|list|delete, deliberate."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+
+app = typer.Typer(
+    help="Fleet orchestrator: councils of LLM agents deliberating on software tasks.", no_args_is_help=True
+)
+councils_app = typer.Typer(help="Create, list and delete councils on a running service.", no_args_is_help=True)
+app.add_typer(councils_app, name="councils")
+console = Console()
+err = Console(stderr=True)
+
+Address = Annotated[str, typer.Option("--address", "-a", envvar="ORCHESTRATOR_ADDRESS", help="gRPC address")]
+DEFAULT_ADDRESS = "localhost:50055"
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _rpc_error(exc: grpc.RpcError, address: str) -> typer.Exit:
+    code = exc.code()
+    if code is grpc.StatusCode.UNAVAILABLE:
+        return _fail(f"cannot reach the orchestrator at {address}: {exc.details()}")
+    return _fail(f"{code.name}: {exc.details()}")
+
+
+@app.command()
+def serve(
+    port: Annotated[int | None, typer.Option(help="gRPC port (overrides GRPC_PORT)")] = None,
+) -> None:
+    """Run the gRPC service until SIGTERM/SIGINT (settings from the environment)."""
+    from orchestrator.config import load_settings
+    from orchestrator.logging_setup import configure_logging
+
+    try:
+        settings = load_settings(**({"grpc_port": port} if port is not None else {}))
+        settings.require_llm()
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(_serve(settings))
+    except (ConfigError, DependencyUnavailableError) as exc:
+        raise _fail(str(exc), 2) from None
+
+
+async def _serve(settings: object) -> None:
+    import structlog
+
+    from orchestrator.adapters.grpc.server import create_server
+    from orchestrator.bootstrap import bootstrap
+    from orchestrator.config import Settings
+
+    assert isinstance(settings, Settings)
+    log = structlog.get_logger("orchestrator.serve")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with bootstrap(settings) as built:
+        server, port, health = create_server(built.orchestrator, settings.grpc_host, settings.grpc_port)
+        await server.start()
+        await health.set(True)
+        log.info("grpc_listening", port=port)
+        await stop.wait()
+        log.info("shutting_down", grace_s=settings.shutdown_grace)
+        await health.set(False)
+        # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
+        await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
+        await server.stop(1.0)
+    log.info("stopped")
+
+
+@councils_app.command("setup")
+def councils_setup(
+    address: Address = DEFAULT_ADDRESS,
+    num_agents: Annotated[int, typer.Option(help="agents per council (0 = service default)")] = 0,
+    rounds: Annotated[int, typer.Option(help="default rounds (0 = service default)")] = 0,
+) -> None:
+    """Create a council for each of the five roles; existing councils are left as they are."""
+    from orchestrator.adapters.grpc.client import setup_councils
+
+    try:
+        outcomes = setup_councils(address, num_agents, rounds)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    for outcome in outcomes:
+        mark = "[green]created[/green]" if outcome.created else "[yellow]exists[/yellow]"
+        console.print(f"{outcome.role:<10} {mark}  {outcome.detail}")
+
+
+@councils_app.command("list")
+def councils_list(
+    address: Address = DEFAULT_ADDRESS,
+    role: Annotated[str, typer.Option(help="only this role")] = "",
+    agents: Annotated[bool, typer.Option("--agents/--no-agents", help="show agents")] = True,
+) -> None:
+    """List councils and their agents."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+
+    try:
+        with channel(address) as ch:
+            response = stub(ch).ListCouncils(
+                pb.ListCouncilsRequest(role_filter=role, include_agents=agents), timeout=30
+            )
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    table = Table("role", "council", "agents", "rounds", "model", "agent ids (temperature)")
+    for c in response.councils:
+        ids = ", ".join(f"{a.agent_id} ({a.temperature:.2f})" for a in c.agents)
+        table.add_row(c.role, c.council_id, str(c.num_agents), str(c.deliberation_rounds), c.model, ids)
+    console.print(table)
+
+
+@councils_app.command("delete")
+def councils_delete(role: str, address: Address = DEFAULT_ADDRESS) -> None:
+    """Delete a role's council and stop its agents."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+
+    try:
+        with channel(address) as ch:
+            response = stub(ch).DeleteCouncil(pb.DeleteCouncilRequest(role=role), timeout=60)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    console.print(f"{response.message}; {response.agents_removed} agents removed")
+
+
+@app.command()
+def deliberate(
+    task: Annotated[str, typer.Argument(help="the task to deliberate on")],
+    role: Annotated[str, typer.Option(help="council role: DEV, QA, ARCHITECT, DEVOPS, DATA")] = "DEV",
+    rounds: Annotated[int, typer.Option(help="critique/revise rounds (0 = council default)")] = 0,
+    agents: Annotated[int, typer.Option(help="agents taking part (0 = whole council)")] = 0,
+    requirement: Annotated[list[str] | None, typer.Option("--requirement", "-r", help="a requirement (repeat)")] = None,
+    rubric: Annotated[str, typer.Option(help="rubric text for peer scoring")] = "",
+    task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900.0,
+    full: Annotated[bool, typer.Option("--full", help="print every proposal in full")] = False,
+    address: Address = DEFAULT_ADDRESS,
+) -> None:
+    """Run a deliberation and print the ranked proposals."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+    from orchestrator.cli_render import render_result
+
+    request = pb.DeliberateRequest(
+        task_id=task_id,
+        task_description=task,
+        role=role,
+        rounds=rounds,
+        num_agents=agents,
+        constraints=pb.TaskConstraints(rubric=rubric, requirements=requirement or []),
+    )
+    try:
+        with channel(address) as ch:
+            response = stub(ch).Deliberate(request, timeout=timeout)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    render_result(console, response, full=full)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""Settings from the environment, read and validated once at start-up (names kept from the earlier service)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.adapters.llm.openai_chat import normalize_base_url
+from orchestrator.domain.errors import ConfigError
+
+
+def default_store_url() -> str:
+    return f"sqlite:///{Path.home() / '.local' / 'share' / 'fleet-orchestrator' / 'orchestrator.db'}"
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads. Unknown values fail start-up with one clear line."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    grpc_port: int = Field(50055, ge=0, le=65535, description="gRPC listen port (0 = any free port)")
+    grpc_host: str = Field("0.0.0.0", description="gRPC listen address")
+    nats_url: str = Field("", description="NATS server URL")
+    enable_nats: bool = Field(False, description="consume planning events and publish results on NATS")
+    ray_address: str = Field("", description="Ray cluster address; empty = local Ray in this process")
+    ray_namespace: str = Field("fleet-orchestrator", description="Ray namespace of the agent actors")
+    vllm_url: str = Field("", description="OpenAI-compatible endpoint, with or without /v1")
+    vllm_model: str = Field("Qwen/Qwen3-0.6B", description="model name sent to the endpoint")
+    vllm_api_key: str = Field("not-needed", description="API key for the endpoint")
+    vllm_timeout: float = Field(120.0, gt=0, le=3600, description="seconds per LLM call attempt")
+    vllm_max_retries: int = Field(3, ge=0, le=10, description="retries per LLM call (429/5xx/connection)")
+    vllm_max_tokens: int = Field(1024, ge=16, le=32768, description="max tokens per completion")
+    vllm_temperature: float = Field(0.7, ge=0, le=2, description="base temperature (spread across agents)")
+    store_url: str = Field(default_factory=default_store_url, description="sqlite:///path or neo4j://host")
+    neo4j_uri: str = Field("", description="Neo4j Bolt URI (production store)")
+    neo4j_user: str = Field("neo4j", description="Neo4j user")
+    neo4j_password: str = Field("", description="Neo4j password")
+    deliberation_timeout: float = Field(600.0, gt=0, le=3600, description="default deliberation deadline (s)")
+    default_agents: int = Field(3, ge=1, le=10, description="agents per council when a request says 0")
+    default_rounds: int = Field(1, ge=0, le=5, description="rounds when neither request nor council sets them")
+    councils_file: str = Field("", description="YAML councils file, created at start-up when missing")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    log_format: Literal["json", "console"] = Field("console", description="log format")
+    log_level: str = Field("INFO", description="log level")
+    shutdown_grace: float = Field(10.0, ge=0, le=600, description="seconds to let runs finish on SIGTERM")
+
+    @field_validator("vllm_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return normalize_base_url(value) if value else value
+
+    def require_llm(self) -> None:
+        if not self.vllm_url:
+            raise ConfigError("VLLM_URL is not set: point it at an OpenAI-compatible endpoint (vLLM)")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; any invalid value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except (ValidationError, ValueError) as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]).upper()
+        return f"invalid setting {name}: {first['msg']} (got {first.get('input')!r})"
+    return f"invalid setting: {exc}"

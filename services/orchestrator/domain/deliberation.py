@@ -1,0 +1,108 @@
+"""A deliberation's record: the task, who takes part, what each stage produced, and how it ended."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from orchestrator.domain.model import (
+    AgentFailure,
+    AgentSpec,
+    CallRecord,
+    Critique,
+    DeliberationStatus,
+    PeerScore,
+    Proposal,
+    RankedProposal,
+    Stage,
+    TaskSpec,
+    Usage,
+)
+
+
+def stage_plan(rounds: int) -> tuple[tuple[Stage, int], ...]:
+    """The (stage, round) sequence: propose, (critique, revise) x rounds, score. Its length is 2 + 2R."""
+    middle = tuple(step for r in range(1, rounds + 1) for step in ((Stage.CRITIQUE, r), (Stage.REVISE, r)))
+    return ((Stage.PROPOSE, 0), *middle, (Stage.SCORE, rounds))
+
+
+def default_quorum(num_agents: int) -> int:
+    return max(1, math.ceil(num_agents / 2))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What the stages produced so far; saved as a checkpoint after every stage, so a run can resume."""
+
+    proposals: dict[str, Proposal] = field(default_factory=dict)
+    """Current proposal of every agent still taking part, by author id."""
+    critiques: tuple[Critique, ...] = ()
+    peer_scores: tuple[PeerScore, ...] = ()
+    failures: tuple[AgentFailure, ...] = ()
+    calls: tuple[CallRecord, ...] = ()
+    stages_done: int = 0
+
+
+@dataclass(frozen=True)
+class Deliberation:
+    task: TaskSpec
+    agents: tuple[AgentSpec, ...]
+    status: DeliberationStatus
+    created_at_ms: int
+    progress: Progress = Progress()
+    stage: str = ""
+    round: int = 0
+    results: tuple[RankedProposal, ...] = ()
+    winner_id: str = ""
+    error_message: str = ""
+    started_at_ms: int = 0
+    finished_at_ms: int = 0
+    quorum: int = 0
+    source: str = ""
+    """Who asked for it: "grpc", or "plan:<plan_id>/<subtask_id>" for auto-dispatch."""
+
+    @property
+    def task_id(self) -> str:
+        return self.task.task_id
+
+    @property
+    def duration_ms(self) -> int:
+        if not self.started_at_ms:
+            return 0
+        end = self.finished_at_ms or self.started_at_ms
+        return max(0, end - self.started_at_ms)
+
+    @property
+    def usage(self) -> Usage:
+        total = Usage()
+        for call in self.progress.calls:
+            total = total + call.usage
+        return total
+
+    def usage_by_agent(self) -> dict[str, Usage]:
+        totals: dict[str, Usage] = {}
+        for call in self.progress.calls:
+            totals[call.agent_id] = totals.get(call.agent_id, Usage()) + call.usage
+        return totals
+
+    @property
+    def failed_agent_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f.agent_id for f in self.progress.failures))
+
+    def alive_agents(self) -> tuple[AgentSpec, ...]:
+        """Agents that still take part: before any proposal exists, every agent that has not failed."""
+        failed = set(self.failed_agent_ids)
+        if self.progress.stages_done == 0:
+            return tuple(a for a in self.agents if a.agent_id not in failed)
+        return tuple(a for a in self.agents if a.agent_id in self.progress.proposals)
+
+    def with_progress(self, **changes: object) -> Deliberation:
+        return replace(self, progress=replace(self.progress, **changes))  # type: ignore[arg-type]
+
+    def progress_percent(self) -> int:
+        if self.status.finished:
+            return 100
+        plan = stage_plan(self.task.rounds)
+        done_calls = len(self.progress.calls)
+        expected = max(1, len(plan) * len(self.agents))
+        return min(99, int(100 * done_calls / expected))

@@ -1,0 +1,69 @@
+"""Domain errors: one small hierarchy; the gRPC adapter maps each class to a status code in one table."""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the service reports on purpose."""
+
+
+class InvalidArgumentError(OrchestratorError):
+    """A request or event is malformed or out of range; `field` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFoundError(OrchestratorError):
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key
+
+
+class AlreadyExistsError(OrchestratorError):
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} already exists")
+        self.kind = kind
+        self.key = key
+
+
+class CouncilMissingError(OrchestratorError):
+    """No council for a role, so nothing can deliberate on its tasks."""
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"no council for role {role}; create one first (orchestrator councils setup)")
+        self.role = role
+
+
+class CapacityError(OrchestratorError):
+    """Admission control refused new work."""
+
+
+class DependencyUnavailableError(OrchestratorError):
+    """A dependency (LLM endpoint, Ray, store, NATS) cannot be reached."""
+
+    def __init__(self, dependency: str, detail: str) -> None:
+        super().__init__(f"{dependency} unavailable: {detail}")
+        self.dependency = dependency
+        self.detail = detail
+
+
+class LLMCallError(OrchestratorError):
+    """One agent's LLM call failed for good (after the client's retries)."""
+
+    def __init__(self, agent_id: str, kind: str, detail: str) -> None:
+        super().__init__(f"{agent_id}: {kind}: {detail}")
+        self.agent_id = agent_id
+        self.kind = kind
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[LLMCallError], tuple[str, str, str]]:
+        # Keeps the attributes when Ray pickles the error across processes.
+        return (LLMCallError, (self.agent_id, self.kind, self.detail))
+
+
+class ConfigError(OrchestratorError):
+    """Settings or a councils file are invalid; the service refuses to start."""

@@ -1,0 +1,46 @@
+"""Parsing of untrusted values into domain types, with errors that say what is wrong."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from orchestrator.domain.errors import InvalidArgumentError
+from orchestrator.domain.model import Role
+
+TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+
+
+def parse_role(value: str) -> Role:
+    try:
+        return Role(value.strip().upper())
+    except ValueError:
+        known = ", ".join(r.value for r in Role)
+        raise InvalidArgumentError("role", f"unknown role {value!r}; known roles: {known}") from None
+
+
+def parse_int_param(params: Mapping[str, str], key: str, default: int) -> int:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"custom_params.{key}", f"not an integer: {raw!r}") from None
+
+
+def parse_float_param(params: Mapping[str, str], key: str, default: float) -> float:
+    raw = params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise InvalidArgumentError(f"custom_params.{key}", f"not a number: {raw!r}") from None
+
+
+def check_task_id(task_id: str) -> None:
+    if not TASK_ID_PATTERN.match(task_id):
+        raise InvalidArgumentError(
+            "task_id", "must be 1-128 characters of letters, digits and ._:/- starting with a letter or digit"
+        )

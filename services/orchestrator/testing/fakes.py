@@ -1,0 +1,135 @@
+"""In-memory fakes of the application ports, one per port, reused by tests at every level.
+
+`FakeGateway` answers with the same deterministic content as the fake HTTP server (`fake_content`), so use
+case tests see realistic proposals, critiques and scores without HTTP or Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+
+from orchestrator.application.ports import AgentCall, Completion
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
+from orchestrator.testing.fake_content import AnswerOptions, answer, parse_prompt
+
+
+@dataclass
+class FakeGateway:
+    """AgentGateway without Ray or HTTP. `failing` agents raise `failure_kind`; `latency_s` delays each call."""
+
+    latency_s: float = 0.0
+    failing: set[str] = field(default_factory=set)
+    failure_kind: str = "http_500"
+    broken_python: set[str] = field(default_factory=set)
+    hang: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str, int]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        self.calls.append((agent.agent_id, call.stage.value, call.round))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if agent.agent_id in self.hang:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.latency_s)
+            if agent.agent_id in self.failing:
+                raise LLMCallError(agent.agent_id, self.failure_kind, "injected failure")
+            options = AnswerOptions(broken_python=agent.agent_id in self.broken_python)
+            content = answer(agent.agent_id, parse_prompt(call.prompt.user), options)
+            usage = Usage(len(call.prompt.user) // 4, len(content) // 4)
+            return Completion(content, usage, self.latency_s * 1000, agent.model)
+        finally:
+            self.in_flight -= 1
+
+
+@dataclass
+class FakeRuntime:
+    """AgentRuntime that only remembers which agents are 'running'."""
+
+    running: set[str] = field(default_factory=set)
+
+    async def start_council(self, council: Council) -> None:
+        self.running.update(a.agent_id for a in council.agents)
+
+    async def stop_council(self, council: Council) -> int:
+        ids = {a.agent_id for a in council.agents} & self.running
+        self.running -= ids
+        return len(ids)
+
+
+@dataclass
+class InMemoryCouncilStore:
+    councils: dict[Role, Council] = field(default_factory=dict)
+
+    async def add(self, council: Council) -> bool:
+        if council.role in self.councils:
+            return False
+        self.councils[council.role] = council
+        return True
+
+    async def get(self, role: Role) -> Council | None:
+        return self.councils.get(role)
+
+    async def all_councils(self) -> list[Council]:
+        return list(self.councils.values())
+
+    async def remove(self, role: Role) -> bool:
+        return self.councils.pop(role, None) is not None
+
+
+@dataclass
+class InMemoryDeliberationStore:
+    records: dict[str, Deliberation] = field(default_factory=dict)
+    history: dict[str, list[Deliberation]] = field(default_factory=dict)
+
+    async def create(self, deliberation: Deliberation) -> bool:
+        if deliberation.task_id in self.records:
+            return False
+        self.records[deliberation.task_id] = deliberation
+        return True
+
+    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
+        self.records[deliberation.task_id] = deliberation
+        if checkpoint:
+            self.history.setdefault(deliberation.task_id, []).append(deliberation)
+
+    async def get(self, task_id: str) -> Deliberation | None:
+        return self.records.get(task_id)
+
+    async def search(
+        self,
+        *,
+        status: DeliberationStatus | None = None,
+        role: Role | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Deliberation]:
+        found = [
+            d
+            for d in self.records.values()
+            if (status is None or d.status is status) and (role is None or d.task.role is role)
+        ]
+        found.sort(key=lambda d: (-d.created_at_ms, d.task_id))
+        return found[offset : offset + limit]
+
+    async def unfinished(self) -> list[Deliberation]:
+        return sorted((d for d in self.records.values() if not d.status.finished), key=lambda d: d.created_at_ms)
+
+    async def counts(self) -> dict[DeliberationStatus, int]:
+        counts: dict[DeliberationStatus, int] = {}
+        for d in self.records.values():
+            counts[d.status] = counts.get(d.status, 0) + 1
+        return counts
+
+    async def checkpoints(self, task_id: str) -> list[Deliberation]:
+        return list(self.history.get(task_id, []))
+
+
+def interrupted(record: Deliberation) -> Deliberation:
+    """A record as a crash leaves it: IN_PROGRESS at its last checkpoint."""
+    return replace(record, status=DeliberationStatus.IN_PROGRESS, finished_at_ms=0)
