@@ -11,6 +11,7 @@ import argparse
 import sys
 
 import grpc
+
 from orchestrator.adapters.grpc.client import setup_councils
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+
 from orchestrator.domain import prompts
 from orchestrator.domain.model import Proposal, Role, TaskSpec
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer, FaultSpec

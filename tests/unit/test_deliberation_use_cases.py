@@ -13,7 +13,7 @@ from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import stage_plan
 from orchestrator.domain.errors import AlreadyExistsError, CouncilMissingError, InvalidArgumentError, NotFoundError
-from orchestrator.domain.model import DeliberationStatus, Role, Stage
+from orchestrator.domain.model import DeliberationStatus, Stage
 from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
@@ -219,4 +219,3 @@ async def test_an_interrupted_run_resumes_from_its_last_checkpoint() -> None:
 def replace_store(app: Orchestrator, store: InMemoryDeliberationStore) -> Deliberations:
     d = app.deliberations
     return Deliberations(councils=d.councils, store=store, gateway=d.gateway, checker=d.checker)
-

@@ -28,7 +28,9 @@ def test_scores_fall_back_to_lines_and_are_clamped_and_limited_to_peers() -> Non
 
 
 def test_critiques_of_self_or_unknown_authors_are_dropped() -> None:
-    text = '{"critiques": [{"target": "agent-dev-001", "critique": "me"}, {"target": "agent-dev-003", "critique": "x"}]}'
+    text = (
+        '{"critiques": [{"target": "agent-dev-001", "critique": "me"}, {"target": "agent-dev-003", "critique": "x"}]}'
+    )
     assert parse_critiques(text, PEERS) == {"agent-dev-003": "x"}
 
 

@@ -14,7 +14,7 @@ Credentials (secrets are never echoed; violations show the key and the value's l
   `<...>` slots, ellipses, masks (`***`, `xxx`, one repeated character), and dummy words (changeme,
   example, placeholder, your-..., dummy, fake, sample, redacted, replace, password, secret, test, string...).
 Dangerous practice (not reported in a sentence that warns against it: never, don't, avoid, forbid, ...):
-- rm-rf-root: a recursive rm of /, /*, ~ or $HOME.
+- rm-rf-root: rm with options (-rf, -r, -f...) of /, /*, ~ or $HOME.
 - curl-pipe-shell: curl/wget piped into a shell, or a shell running `$(curl ...)` / `<(curl ...)`.
 - chmod-777: chmod 777 / a+rwx, os.chmod(..., 0o777).
 - privileged-container: `privileged: true`, `--privileged`, `allowPrivilegeEscalation: true`.
@@ -61,7 +61,7 @@ _PLACEHOLDER_MARKERS = (
 )  # fmt: skip
 _NEGATION = re.compile(
     r"\b(?:never|don'?t|do not|does not|must not|mustn'?t|should not|shouldn'?t|avoid\w*|forbid\w*|"
-    r"prohibit\w*|disallow\w*|block\w*|reject\w*|detect\w*|deny|denies|ban|banned|instead of)\b",
+    r"prohibit\w*|disallow\w*|block(?:ed|ing|list\w*)?|reject\w*|detect\w*|deny|denies|ban|banned|instead of)\b",
     re.IGNORECASE,
 )
 

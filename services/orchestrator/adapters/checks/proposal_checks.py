@@ -68,13 +68,13 @@ def run_checks(content: str, requirements: Sequence[str] = ()) -> CheckSuite:
     manifests = check_manifests(validation.yaml_documents)
     summary = _blocks_summary(blocks, python.linter, python.skipped + validation.skipped, truncated)
     coverage = requirement_coverage(text, requirements)
-    additional = (coverage, *((manifests,) if manifests else ()), summary)
+    additional = (coverage, *((manifests,) if manifests is not None else ()), summary)
     score = (
         0.35 * max(0.0, 1 - 0.5 * len(policy.violations))
         + 0.30 * _lint_points(python.result, any(b.language == PYTHON for b in blocks))
         + 0.15 * validation.parsed_fraction
         + 0.20 * coverage.score
-        - 0.10 * (1 - (manifests.score if manifests else 1.0))
+        - 0.10 * (1 - (manifests.score if manifests is not None else 1.0))
     )
     return CheckSuite(
         policy=policy,
@@ -150,7 +150,7 @@ def _lint_points(lint: LintResult, has_python: bool) -> float:
 
 def _blocks_summary(blocks: Sequence[CodeBlock], linter: str, skipped: Sequence[str], truncated: bool) -> CheckResult:
     counts = Counter(b.language or "untagged" for b in blocks)
-    details = {"total": str(len(blocks)), **{lang: str(n) for lang, n in sorted(counts.items())}}
+    details = {**{lang: str(n) for lang, n in sorted(counts.items())}, "total": str(len(blocks))}
     if linter:
         details["python_linter"] = linter
     if skipped:

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
+
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-
 from orchestrator.domain.model import Role
 
 __all__ = ["SetupOutcome", "channel", "pb", "setup_councils", "stub"]

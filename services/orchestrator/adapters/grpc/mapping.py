@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-
 from orchestrator import __version__
 from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.domain.deliberation import Deliberation

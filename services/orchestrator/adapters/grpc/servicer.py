@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-
 from orchestrator import __version__
 from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import unary

@@ -1,0 +1,34 @@
+"""Shared fixtures: one fake OpenAI-compatible server per test session, reset between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
+
+# Ray's own signal handlers print stack dumps on SIGTERM of a test subprocess; they add nothing here.
+os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(FakeLLMConfig()) as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    fake_llm_server.reset()
+    fake_llm_server.update_config(
+        latency_s=0.0,
+        agent_latency_s={},
+        broken_python_agents=frozenset(),
+        valid_python_agents=frozenset(),
+        ignore_response_format=False,
+        think=False,
+    )
+    yield fake_llm_server
+    fake_llm_server.reset()

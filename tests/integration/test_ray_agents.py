@@ -1,0 +1,99 @@
+"""Agents as real Ray actors (local Ray, one per test session) calling the fake LLM over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import ray
+
+from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.llm.openai_chat import LLMEndpoint
+from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.ports import AgentCall
+from orchestrator.application.service import Orchestrator
+from orchestrator.domain import prompts
+from orchestrator.domain.model import DeliberationStatus, Role, Stage, TaskSpec
+from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
+from orchestrator.testing.fakes import InMemoryCouncilStore, InMemoryDeliberationStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TASK = "Write a Python function that validates e-mail addresses"
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> object:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="tests")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+async def app(local_ray: object, fake_llm: FakeLLMServer) -> AsyncIterator[Orchestrator]:
+    agents = RayAgents(
+        RayConfig(namespace=f"test-{uuid.uuid4().hex[:6]}"), LLMEndpoint(fake_llm.base_url, timeout_s=5, max_retries=1)
+    )
+    councils = InMemoryCouncilStore()
+    deliberations = Deliberations(councils, InMemoryDeliberationStore(), agents, ThreadedChecker())
+    orchestrator = Orchestrator(councils, agents, deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    yield orchestrator
+    for council in await councils.all_councils():
+        await agents.stop_council(council)
+
+
+async def test_one_actor_per_agent_named_by_its_id(app: Orchestrator) -> None:
+    council = await app.create_council(CreateCouncil(role="QA", num_agents=2))
+    assert isinstance(app.runtime, RayAgents)
+    namespace = app.runtime._config.namespace
+    for agent in council.agents:
+        handle = ray.get_actor(agent.agent_id, namespace=namespace)
+        assert await handle.ping.remote() == agent.agent_id
+    _, removed = await app.delete_council("QA")
+    assert removed == 2
+    await asyncio.sleep(0.5)
+    with pytest.raises(ValueError):
+        ray.get_actor(council.agents[0].agent_id, namespace=namespace)
+
+
+async def test_deliberations_run_on_actors_concurrently_and_reuse_them(
+    app: Orchestrator, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.set_latency(0.2)
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    results = await asyncio.gather(*(app.deliberate(Deliberate(TASK, "DEV", rounds=1)) for _ in range(3)))
+    assert all(r.status is DeliberationStatus.COMPLETED for r in results)
+    assert fake_llm.max_in_flight >= 9  # three deliberations x three agents in the same stage at once
+    assert fake_llm.count() == 3 * 3 * 4
+
+
+async def test_a_failing_agent_drops_out_and_the_rest_are_ranked(app: Orchestrator, fake_llm: FakeLLMServer) -> None:
+    fake_llm.set_fault("agent-dev-002", FaultSpec("500"))
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1))
+    assert result.status is DeliberationStatus.COMPLETED
+    assert result.failed_agent_ids == ("agent-dev-002",)
+    assert "agent-dev-002" not in {r.proposal.author_id for r in result.results}
+    assert result.progress.failures[0].error.startswith("http_500")
+
+
+async def test_cancelling_a_call_cancels_the_actor_task_and_closes_its_request(
+    app: Orchestrator, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.set_fault("agent-data-001", FaultSpec("hang"))
+    council = await app.create_council(CreateCouncil(role="DATA", num_agents=1))
+    task = TaskSpec("t", TASK, Role.DATA, 0, 1)
+    call = asyncio.create_task(
+        app.deliberations.gateway.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+    )
+    await asyncio.sleep(1.0)
+    assert fake_llm.in_flight() == 1
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await asyncio.to_thread(fake_llm.wait_for_calls, 1, "agent-data-001", None, 5.0)
+    assert fake_llm.calls()[0].disconnected
