@@ -74,8 +74,7 @@ class SqliteStore:
     async def open(cls, url: str) -> SqliteStore:
         path = sqlite_path(url)
         if path != ":memory:":
-            path = str(Path(path).expanduser())
-            await asyncio.to_thread(Path(path).parent.mkdir, parents=True, exist_ok=True)
+            path = await asyncio.to_thread(_prepare_directory, path)
         db = await aiosqlite.connect(path)
         await db.execute("PRAGMA journal_mode=WAL")
         await db.execute("PRAGMA synchronous=NORMAL")
@@ -189,6 +188,12 @@ class SqliteDeliberationStore:
         query = "SELECT body FROM checkpoints WHERE task_id = ? ORDER BY seq"
         async with self._db.execute(query, (task_id,)) as cur:
             return [deliberation_from_json(row[0]) async for row in cur]
+
+
+def _prepare_directory(path: str) -> str:
+    resolved = Path(path).expanduser()
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    return str(resolved)
 
 
 def _now() -> int:

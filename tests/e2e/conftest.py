@@ -1,0 +1,105 @@
+"""`orchestrator serve` as a subprocess, talking to the session's fake LLM over loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from orchestrator.testing.fake_llm import FakeLLMServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    """One `orchestrator serve`; `restart()` stops it (SIGTERM or SIGKILL) and starts it on the same store."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        env = {**self.env, "GRPC_PORT": str(self.port), "GRPC_HOST": "127.0.0.1"}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        self._wait_serving(timeout_s)
+
+    def _wait_serving(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with grpc.insecure_channel(self.address) as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            while time.monotonic() < deadline:
+                assert self.proc is not None
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                        return
+                except grpc.RpcError:
+                    pass
+                time.sleep(0.3)
+        raise TimeoutError(f"serve not SERVING after {timeout_s}s:\n{self.log_tail()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise
+        return self.proc.returncode
+
+    def restart(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        code = self.stop(sig)
+        self.start()
+        return code
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+@pytest.fixture(scope="module")
+def serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    work = tmp_path_factory.mktemp("serve")
+    env = {
+        **os.environ,
+        "VLLM_URL": fake_llm_server.base_url,
+        "VLLM_MODEL": "fake-llm",
+        "VLLM_MAX_RETRIES": "2",
+        "VLLM_TIMEOUT": "10",
+        "STORE_URL": f"sqlite:///{work}/orchestrator.db",
+        "LOG_FORMAT": "json",
+        "RAY_ADDRESS": "",
+        "SHUTDOWN_GRACE": "5",
+    }
+    process = ServeProcess(env, work / "serve.log")
+    process.start()
+    yield process
+    process.stop(signal.SIGTERM)
