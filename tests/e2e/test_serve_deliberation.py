@@ -7,9 +7,9 @@ import sys
 
 import grpc
 import pytest
+
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
 from tests.e2e.conftest import ROOT, ServeProcess
 
@@ -22,7 +22,10 @@ REQUIREMENTS = ["parse ISO-8601 timestamps", "return timezone-aware datetimes"]
 def setup_script(address: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "scripts/setup_all_councils.py", "--address", address, "--num-agents", "3", "--rounds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=180,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -52,7 +55,11 @@ def test_councils_deliberation_and_restart(serve: ServeProcess, fake_llm: FakeLL
         assert code_of(stub.GetDeliberationResult, missing) == grpc.StatusCode.NOT_FOUND
 
         request = pb.DeliberateRequest(
-            task_id="e2e-dev-1", task_description=TASK, role="DEV", rounds=2, num_agents=3,
+            task_id="e2e-dev-1",
+            task_description=TASK,
+            role="DEV",
+            rounds=2,
+            num_agents=3,
             constraints=pb.TaskConstraints(rubric="correctness, tests, clarity", requirements=REQUIREMENTS),
         )
         response = stub.Deliberate(request, timeout=120)

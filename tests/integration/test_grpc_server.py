@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.grpc.server import create_server
 from orchestrator.application.commands import CouncilDefaults
@@ -30,8 +30,9 @@ TASK = "Write a Python function that merges two sorted lists"
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     councils = InMemoryCouncilStore()
-    gateway = FakeGateway(broken_python={"agent-dev-002"}, failing={"agent-qa-001", "agent-qa-002"},
-                          failure_kind="unavailable")
+    gateway = FakeGateway(
+        broken_python={"agent-dev-002"}, failing={"agent-qa-001", "agent-qa-002"}, failure_kind="unavailable"
+    )
     deliberations = Deliberations(councils, InMemoryDeliberationStore(), gateway, ThreadedChecker())
     app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
     server, port, health = create_server(app, "127.0.0.1", 0)

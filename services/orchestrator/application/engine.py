@@ -185,11 +185,11 @@ class DeliberationRun:
         own = self.snapshot.progress.proposals.get(agent.agent_id)
         if own is None:
             return
-        received = [
+        received = sorted(  # by critic, so the prompt does not depend on which peer answered first
             f"{c.critic_id}: {c.text}"
             for c in self.snapshot.progress.critiques
             if c.target_id == agent.agent_id and c.round == round_
-        ]
+        )
         completion = await self._call(
             agent, Stage.REVISE, round_, prompts.revise(self.snapshot.task, round_, own, received)
         )
