@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PROTO  := protos/fleet/orchestrator/v1/orchestrator.proto
 GEN    := services/fleet/orchestrator/v1
 
-.PHONY: install protos fmt lint typecheck test test-fast bench demo clean
+.PHONY: install protos fmt lint typecheck test test-fast bench clean
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
