@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 
 import structlog
@@ -18,9 +18,10 @@ import structlog
 from orchestrator.application.commands import Deliberate, Limits
 from orchestrator.application.engine import DeliberationRun, now_ms
 from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore
+from orchestrator.application.updates import Update, UpdateHub
 from orchestrator.domain.deliberation import Deliberation, default_quorum
-from orchestrator.domain.errors import CouncilMissingError, InvalidArgumentError, NotFoundError
-from orchestrator.domain.model import DeliberationStatus, TaskSpec
+from orchestrator.domain.errors import CapacityError, CouncilMissingError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.validation import check_task_id, parse_role
 
 log = structlog.get_logger(__name__)
@@ -60,6 +61,14 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
         raise InvalidArgumentError("constraints.timeout_seconds", f"must be 0..{limits.max_timeout_s}")
 
 
+@dataclass(frozen=True)
+class Admission:
+    """How many deliberations run at once, and how many may wait for a slot; beyond that, new work is refused."""
+
+    max_running: int = 100
+    max_queued: int = 1000
+
+
 @dataclass
 class Deliberations:
     councils: CouncilStore
@@ -68,11 +77,15 @@ class Deliberations:
     checker: Checker
     limits: Limits = field(default_factory=Limits)
     default_timeout_s: float = 600.0
+    admission: Admission = field(default_factory=Admission)
     observers: list[Observer] = field(default_factory=list)
+    hub: UpdateHub = field(default_factory=UpdateHub)
     _tasks: dict[str, asyncio.Task[Deliberation]] = field(default_factory=dict)
     _live: dict[str, Deliberation] = field(default_factory=dict)
     _runs: dict[str, DeliberationRun] = field(default_factory=dict)
     _shutting_down: bool = False
+    _slots: asyncio.Semaphore | None = None
+    _queued: int = 0
 
     async def start(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
         """Creates and starts a deliberation; an existing task_id returns that one (created=False)."""
@@ -80,6 +93,12 @@ class Deliberations:
         role = parse_role(cmd.role)
         if cmd.task_id and (existing := await self.find(cmd.task_id)) is not None:
             return existing, False
+        capacity = self.admission.max_running + self.admission.max_queued
+        if len(self._tasks) >= capacity:
+            raise CapacityError(
+                f"{len(self._tasks) - self._queued} deliberations running and {self._queued} queued "
+                f"(limits {self.admission.max_running} + {self.admission.max_queued}); retry later"
+            )
         council = await self.councils.get(role)
         if council is None:
             raise CouncilMissingError(role.value)
@@ -153,6 +172,28 @@ class Deliberations:
     def running(self) -> list[Deliberation]:
         return list(self._live.values())
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queued
+
+    async def watch(self, task_id: str) -> AsyncIterator[Update]:
+        """The current state first, then every update as it happens, ending with the final state."""
+        with self.hub.subscribe(task_id) as queue:  # subscribe before reading, so nothing falls in between
+            current = Update(await self.get(task_id), "current")
+            yield current
+            if current.final:
+                return
+            while not (update := await queue.get()).final:
+                yield update
+            yield update
+
+    async def search(
+        self, *, status: DeliberationStatus | None, role: Role | None, limit: int, offset: int
+    ) -> list[Deliberation]:
+        """Newest first; running deliberations show their live state."""
+        records = await self.store.search(status=status, role=role, limit=limit, offset=offset)
+        return [self._live.get(r.task_id, r) for r in records]
+
     async def resume_unfinished(self) -> list[str]:
         """At start-up: every PENDING/IN_PROGRESS record carries on from its last checkpoint."""
         resumed = []
@@ -198,12 +239,29 @@ class Deliberations:
         self._live[snapshot.task_id] = snapshot
         for observer in self.observers:
             observer(snapshot, event, agent_id)
+        self.hub.publish(Update(snapshot, event, agent_id))
+
+    async def _acquire_slot(self, run: DeliberationRun) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.admission.max_running)
+        self._queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._queued -= 1
+        started = run.snapshot.started_at_ms or now_ms()  # a resumed run keeps its original start
+        run.snapshot = replace(run.snapshot, status=DeliberationStatus.IN_PROGRESS, started_at_ms=started)
+        await self.store.save(run.snapshot)
+        self._notify(run.snapshot, "started", "")
 
     async def _run(self, run: DeliberationRun) -> Deliberation:
         task_id = run.snapshot.task_id
         bound = log.bind(deliberation_id=task_id, role=run.snapshot.task.role.value)
+        acquired = False
         try:
             try:
+                await self._acquire_slot(run)
+                acquired = True
                 async with asyncio.timeout(run.snapshot.task.timeout_s):
                     final = await run.execute()
             except TimeoutError:
@@ -236,6 +294,8 @@ class Deliberations:
             self._notify(failed, "finished", "")
             return failed
         finally:
+            if acquired and self._slots is not None:
+                self._slots.release()
             self._tasks.pop(task_id, None)
             self._live.pop(task_id, None)
             self._runs.pop(task_id, None)

@@ -39,6 +39,19 @@ class AgentGateway(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RuntimeSummary:
+    """Where the agents run, for operators: cluster size and the agents' workers by state."""
+
+    connected: bool
+    address: str = ""
+    nodes: int = 0
+    cpus: float = 0.0
+    actors_alive: int = 0
+    actors_restarting: int = 0
+    actors_dead: int = 0
+
+
 class AgentRuntime(Protocol):
     """Creates and removes the long-lived agent workers of a council."""
 
@@ -49,6 +62,8 @@ class AgentRuntime(Protocol):
     async def stop_council(self, council: Council) -> int:
         """Removes the council's workers; returns how many were removed."""
         ...
+
+    async def summary(self) -> RuntimeSummary: ...
 
 
 class Checker(Protocol):

@@ -4,15 +4,21 @@ adapters alike, so each of them translates and delegates and nothing more."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from orchestrator.application import councils
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate, Limits
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.engine import now_ms
-from orchestrator.application.ports import AgentRuntime, CouncilStore
+from orchestrator.application.ports import AgentRuntime, CouncilStore, RuntimeSummary
+from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Council, DeliberationStatus
+from orchestrator.domain.validation import parse_role
+
+MAX_PAGE_SIZE = 500
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,8 @@ class StatusReport:
     avg_duration_ms: float
     councils: list[Council]
     running: int
+    queued: int
+    runtime: RuntimeSummary
 
 
 @dataclass
@@ -69,13 +77,56 @@ class Orchestrator:
     async def get_result(self, task_id: str) -> Deliberation:
         return await self.deliberations.get(task_id)
 
+    async def submit(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
+        """Starts a deliberation in the background; (record, created). An existing task_id is returned as is."""
+        return await self.deliberations.start(cmd)
+
+    async def cancel(self, task_id: str) -> tuple[Deliberation, bool]:
+        return await self.deliberations.cancel(task_id)
+
+    def watch(self, task_id: str) -> AsyncIterator[Update]:
+        return self.deliberations.watch(task_id)
+
+    async def stream(self, cmd: Deliberate) -> AsyncIterator[Update]:
+        """Starts (or attaches to) a deliberation and yields its updates; a run this call started is cancelled
+        when the caller stops listening before it ends."""
+        record, created = await self.deliberations.start(cmd)
+        finished = False
+        try:
+            async for update in self.deliberations.watch(record.task_id):
+                finished = update.final
+                yield update
+        finally:
+            if created and not finished:
+                await self.deliberations.cancel(record.task_id)
+
+    async def list_deliberations(
+        self, *, status: DeliberationStatus | None, role: str, page_size: int, page_token: str
+    ) -> tuple[list[Deliberation], str]:
+        """A page of deliberations, newest first, and the token of the next page ("" at the end)."""
+        if not 0 <= page_size <= MAX_PAGE_SIZE:
+            raise InvalidArgumentError("page_size", f"must be 0..{MAX_PAGE_SIZE}")
+        if page_token and not page_token.isdigit():
+            raise InvalidArgumentError("page_token", "not a token returned by this service")
+        size = page_size or 50
+        offset = int(page_token or 0)
+        page = await self.deliberations.search(
+            status=status, role=parse_role(role) if role else None, limit=size + 1, offset=offset
+        )
+        return page[:size], str(offset + size) if len(page) > size else ""
+
     async def status(self) -> StatusReport:
         counts = await self.deliberations.store.counts()
-        durations = self._durations
+        if not self._durations:  # after a restart, seed the average from the latest stored runs
+            recent = await self.deliberations.store.search(status=DeliberationStatus.COMPLETED, limit=100)
+            self._durations.extend(d.duration_ms for d in reversed(recent))
+        durations = self._durations[-1000:]
         return StatusReport(
             uptime_s=int(time.monotonic() - self.started_at),
             by_status=counts,
             avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
             councils=await self.council_store.all_councils(),
-            running=len(self.deliberations.running()),
+            running=len(self.deliberations.running()) - self.deliberations.queue_depth,
+            queued=self.deliberations.queue_depth,
+            runtime=await self.runtime.summary(),
         )

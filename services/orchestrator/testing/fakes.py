@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field, replace
 
-from orchestrator.application.ports import AgentCall, Completion
+from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
@@ -60,6 +60,9 @@ class FakeRuntime:
         ids = {a.agent_id for a in council.agents} & self.running
         self.running -= ids
         return len(ids)
+
+    async def summary(self) -> RuntimeSummary:
+        return RuntimeSummary(True, "in-memory", 1, 1.0, actors_alive=len(self.running))
 
 
 @dataclass

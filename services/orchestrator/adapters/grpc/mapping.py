@@ -7,17 +7,24 @@ import time
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
 from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.application.ports import RuntimeSummary
+from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import (
     CallRecord,
     CheckSuite,
     Council,
     DeliberationStatus,
+    DryRunResult,
+    LintResult,
+    PolicyResult,
+    Proposal,
     RankedProposal,
+    Stage,
     Usage,
 )
 
-STATUS_TO_PB: dict[DeliberationStatus, int] = {
+STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.PENDING: pb.DELIBERATION_STATUS_PENDING,
     DeliberationStatus.IN_PROGRESS: pb.DELIBERATION_STATUS_IN_PROGRESS,
     DeliberationStatus.COMPLETED: pb.DELIBERATION_STATUS_COMPLETED,
@@ -122,6 +129,82 @@ def result_pb(r: RankedProposal) -> pb.DeliberationResult:
     )
 
 
+def partial_results(d: Deliberation) -> list[pb.DeliberationResult]:
+    """The ranked results once there are some; before that, the current proposals, unranked (rank 0)."""
+    if d.results:
+        return [result_pb(r) for r in d.results]
+    return [result_pb(_unranked(p)) for _, p in sorted(d.progress.proposals.items())]
+
+
+_NOT_CHECKED = CheckSuite(PolicyResult(False, (), "not checked yet"), LintResult(False), DryRunResult(False))
+
+
+def _unranked(p: Proposal) -> RankedProposal:
+    return RankedProposal(p, _NOT_CHECKED, peer_score=-1.0, score=0.0, rank=0)
+
+
+def step_name(d: Deliberation) -> str:
+    if d.stage in (Stage.CRITIQUE, Stage.REVISE):
+        return f"{d.stage} r{d.round}"
+    return d.stage or d.status.value.lower()
+
+
+def update_pb(u: Update) -> pb.DeliberationUpdate:
+    d = u.snapshot
+    partial = d.progress.proposals.get(u.agent_id) if u.agent_id else None
+    return pb.DeliberationUpdate(
+        status=d.status.value,
+        progress_percent=d.progress_percent(),
+        current_step=step_name(d),
+        current_agent=u.agent_id,
+        partial_result=result_pb(_unranked(partial)) if partial else None,
+        task_id=d.task_id,
+        stage=d.stage,
+        round=d.round,
+        status_code=STATUS_TO_PB[d.status],
+        results=[result_pb(r) for r in d.results] if u.final else [],
+        winner_id=d.winner_id,
+        error_message=d.error_message,
+        timestamp_ms=int(time.time() * 1000),
+    )
+
+
+def elapsed_ms(d: Deliberation) -> int:
+    if d.status.finished or not d.started_at_ms:
+        return d.duration_ms
+    return max(0, int(time.time() * 1000) - d.started_at_ms)
+
+
+def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
+    return pb.DeliberationSummary(
+        task_id=d.task_id,
+        role=d.task.role.value,
+        status=STATUS_TO_PB[d.status],
+        current_stage=d.stage,
+        current_round=d.round,
+        rounds=d.task.rounds,
+        agents_total=len(d.agents),
+        agents_failed=len(d.failed_agent_ids),
+        winner_id=d.winner_id,
+        created_at_ms=d.created_at_ms,
+        duration_ms=elapsed_ms(d),
+        usage=usage_pb(d.usage),
+        error_message=d.error_message,
+    )
+
+
+def runtime_pb(r: RuntimeSummary) -> pb.RayClusterSummary:
+    return pb.RayClusterSummary(
+        connected=r.connected,
+        nodes=r.nodes,
+        cpus=r.cpus,
+        actors_alive=r.actors_alive,
+        actors_restarting=r.actors_restarting,
+        actors_dead=r.actors_dead,
+        address=r.address,
+    )
+
+
 def call_pb(c: CallRecord) -> pb.CallRecord:
     return pb.CallRecord(
         agent_id=c.agent_id,
@@ -166,7 +249,7 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
         winner_id=d.winner_id,
         duration_ms=d.duration_ms,
         metadata=metadata_pb(d),
-        status=STATUS_TO_PB[d.status],  # type: ignore[arg-type]
+        status=STATUS_TO_PB[d.status],
         failed_agents=failures_pb(d),
         usage=usage_pb(d.usage),
         error_message=d.error_message,
@@ -176,10 +259,10 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
 def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
     return pb.GetDeliberationResultResponse(
         task_id=d.task_id,
-        status=STATUS_TO_PB[d.status],  # type: ignore[arg-type]
-        results=[result_pb(r) for r in d.results],
+        status=STATUS_TO_PB[d.status],
+        results=partial_results(d),
         winner_id=d.winner_id,
-        duration_ms=d.duration_ms,
+        duration_ms=elapsed_ms(d),
         error_message=d.error_message,
         metadata=metadata_pb(d),
         role=d.task.role.value,

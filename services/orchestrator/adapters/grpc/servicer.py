@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,7 +11,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator import __version__
 from orchestrator.adapters.grpc import mapping
-from orchestrator.adapters.grpc.errors import unary
+from orchestrator.adapters.grpc.errors import streaming, unary
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError
@@ -86,4 +87,54 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             version=__version__,
             deliberations_by_status={k.value: v for k, v in report.by_status.items()},
             running_deliberations=report.running,
+            queue_depth=report.queued,
+            ray=mapping.runtime_pb(report.runtime),
         )
+
+    @unary
+    async def SubmitDeliberation(
+        self, request: pb.DeliberateRequest, context: Context
+    ) -> pb.SubmitDeliberationResponse:
+        record, created = await self._app.submit(mapping.deliberate_command(request))
+        return pb.SubmitDeliberationResponse(
+            task_id=record.task_id,
+            status=mapping.STATUS_TO_PB[record.status],
+            existing=not created,
+        )
+
+    @unary
+    async def CancelDeliberation(
+        self, request: pb.CancelDeliberationRequest, context: Context
+    ) -> pb.CancelDeliberationResponse:
+        record, cancelled = await self._app.cancel(request.task_id)
+        message = "cancelled" if cancelled else f"already finished as {record.status.value}; nothing to cancel"
+        return pb.CancelDeliberationResponse(
+            task_id=record.task_id,
+            status=mapping.STATUS_TO_PB[record.status],
+            cancelled=cancelled,
+            message=message,
+        )
+
+    @unary
+    async def ListDeliberations(
+        self, request: pb.ListDeliberationsRequest, context: Context
+    ) -> pb.ListDeliberationsResponse:
+        status = mapping.PB_TO_STATUS.get(request.status_filter)
+        page, token = await self._app.list_deliberations(
+            status=status, role=request.role_filter, page_size=request.page_size, page_token=request.page_token
+        )
+        return pb.ListDeliberationsResponse(deliberations=[mapping.summary_pb(d) for d in page], next_page_token=token)
+
+    @streaming
+    async def WatchDeliberation(
+        self, request: pb.WatchDeliberationRequest, context: Context
+    ) -> AsyncIterator[pb.DeliberationUpdate]:
+        async for update in self._app.watch(request.task_id):
+            yield mapping.update_pb(update)
+
+    @streaming
+    async def StreamDeliberation(
+        self, request: pb.DeliberateRequest, context: Context
+    ) -> AsyncIterator[pb.DeliberationUpdate]:
+        async for update in self._app.stream(mapping.deliberate_command(request)):
+            yield mapping.update_pb(update)

@@ -15,7 +15,7 @@ import ray
 import structlog
 
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
-from orchestrator.application.ports import AgentCall, Completion
+from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
 from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council
 
@@ -132,6 +132,43 @@ class RayAgents:
             raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
         except ray.exceptions.RayError as exc:
             raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    async def summary(self) -> RuntimeSummary:
+        """Nodes and CPUs from the cluster, and this service's agent actors by state."""
+        if not ray.is_initialized():
+            return RuntimeSummary(connected=False, address=self._config.address or "local")
+        return await asyncio.to_thread(self._summary)
+
+    def _summary(self) -> RuntimeSummary:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        states = _actor_states(self._config.namespace)
+        return RuntimeSummary(
+            connected=True,
+            address=self._config.address or "local",
+            nodes=len(nodes),
+            cpus=float(sum(n.get("Resources", {}).get("CPU", 0.0) for n in nodes)),
+            actors_alive=states.count("ALIVE"),
+            actors_restarting=states.count("RESTARTING"),
+            actors_dead=states.count("DEAD"),
+        )
+
+
+def _actor_states(namespace: str) -> list[str]:
+    """States of the AgentActors in `namespace`, read from the GCS actor table.
+
+    The public state API (`ray.util.state`) goes through the dashboard, which a local Ray started without it
+    does not have; the GCS table is what that API reads underneath.
+    """
+    from ray._private.state import state as gcs_state
+
+    table: dict[str, Any] = gcs_state.actor_table(None)
+    return [
+        str(info.get("State", ""))
+        for info in table.values()
+        if info.get("Name", "").startswith("agent-")
+        and info.get("RayNamespace") == namespace
+        and "AgentActor" in str(info.get("ClassName", ""))
+    ]
 
 
 def _cpu_count() -> int:

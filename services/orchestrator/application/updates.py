@@ -1,0 +1,55 @@
+"""Live updates of deliberations: every stage start/end and every finished agent call, fanned out to watchers.
+
+Publishing never blocks a deliberation: each watcher has a bounded queue, and a watcher that falls behind loses
+its oldest intermediate updates, never the final one (which is always the last thing published).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from orchestrator.domain.deliberation import Deliberation
+
+
+@dataclass(frozen=True)
+class Update:
+    """One event of a deliberation with the record as it stood right after it."""
+
+    snapshot: Deliberation
+    event: str
+    """current | started | stage_started | stage_finished | agent_finished | agent_failed | finished"""
+    agent_id: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.event == "finished" or (self.event == "current" and self.snapshot.status.finished)
+
+
+@dataclass
+class UpdateHub:
+    backlog: int = 1000
+    _watchers: dict[str, set[asyncio.Queue[Update]]] = field(default_factory=dict)
+
+    def publish(self, update: Update) -> None:
+        for queue in self._watchers.get(update.snapshot.task_id, ()):
+            if queue.full():
+                queue.get_nowait()  # drop the oldest intermediate update; the newest state matters more
+            queue.put_nowait(update)
+
+    @contextlib.contextmanager
+    def subscribe(self, task_id: str) -> Iterator[asyncio.Queue[Update]]:
+        queue: asyncio.Queue[Update] = asyncio.Queue(self.backlog)
+        self._watchers.setdefault(task_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self._watchers.get(task_id, set())
+            watchers.discard(queue)
+            if not watchers:
+                self._watchers.pop(task_id, None)
+
+    def watcher_count(self) -> int:
+        return sum(len(w) for w in self._watchers.values())
