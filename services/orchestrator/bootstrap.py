@@ -13,7 +13,7 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.store.sqlite import SqliteDeliberationStore, SqliteStore
 from orchestrator.application.commands import CouncilDefaults, Limits
-from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain.errors import ConfigError
@@ -69,6 +69,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
             checker=ThreadedChecker(),
             limits=Limits(),
             default_timeout_s=settings.deliberation_timeout,
+            admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
         )
         orchestrator = Orchestrator(store, agents, deliberations, council_defaults(settings), Limits())
         stack.push_async_callback(deliberations.shutdown, settings.shutdown_grace)

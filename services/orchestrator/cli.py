@@ -172,6 +172,70 @@ def deliberate(
     render_result(console, response, full=full)
 
 
+@app.command()
+def monitor(
+    address: Address = DEFAULT_ADDRESS,
+    once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
+    limit: Annotated[int, typer.Option(help="deliberations shown (newest first)")] = 20,
+) -> None:
+    """Live view of running and recent deliberations and of the Ray cluster, refreshing in place."""
+    from orchestrator.monitor import run_monitor
+
+    try:
+        run_monitor(address, once=once, interval_s=interval, limit=limit, console=console)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def watch(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
+    """Print the updates of one deliberation as they happen, until it ends."""
+    from orchestrator.monitor import run_watch
+
+    try:
+        code = run_watch(address, task_id, console)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def submit(
+    task: Annotated[str, typer.Argument(help="the task to deliberate on")],
+    role: Annotated[str, typer.Option(help="council role")] = "DEV",
+    rounds: Annotated[int, typer.Option(help="rounds (0 = council default)")] = 0,
+    agents: Annotated[int, typer.Option(help="agents (0 = whole council)")] = 0,
+    task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
+    address: Address = DEFAULT_ADDRESS,
+) -> None:
+    """Start a deliberation in the background and print its task id."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+
+    request = pb.DeliberateRequest(task_id=task_id, task_description=task, role=role, rounds=rounds, num_agents=agents)
+    try:
+        with channel(address) as ch:
+            response = stub(ch).SubmitDeliberation(request, timeout=30)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    console.print(response.task_id)
+
+
+@app.command()
+def cancel(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
+    """Cancel a running deliberation (what finished is kept)."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+
+    try:
+        with channel(address) as ch:
+            response = stub(ch).CancelDeliberation(pb.CancelDeliberationRequest(task_id=task_id), timeout=30)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    console.print(f"{response.task_id}: {response.message}")
+
+
 def main() -> None:
     try:
         app()

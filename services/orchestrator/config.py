@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
     log_format: Literal["json", "console"] = Field("console", description="log format")
     log_level: str = Field("INFO", description="log level")
+    max_concurrent_deliberations: int = Field(100, ge=1, le=10_000, description="deliberations running at once")
+    deliberation_queue_size: int = Field(1000, ge=0, le=100_000, description="deliberations waiting for a slot")
     shutdown_grace: float = Field(10.0, ge=0, le=600, description="seconds to let runs finish on SIGTERM")
 
     @field_validator("vllm_url")

@@ -85,12 +85,10 @@ class ServeProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
 
-@pytest.fixture(scope="module")
-def serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve")
-    env = {
+def serve_env(fake_llm: FakeLLMServer, work: Path, **extra: str) -> dict[str, str]:
+    return {
         **os.environ,
-        "VLLM_URL": fake_llm_server.base_url,
+        "VLLM_URL": fake_llm.base_url,
         "VLLM_MODEL": "fake-llm",
         "VLLM_MAX_RETRIES": "2",
         "VLLM_TIMEOUT": "10",
@@ -98,8 +96,14 @@ def serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFacto
         "LOG_FORMAT": "json",
         "RAY_ADDRESS": "",
         "SHUTDOWN_GRACE": "5",
+        **extra,
     }
-    process = ServeProcess(env, work / "serve.log")
+
+
+@pytest.fixture(scope="module")
+def serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    work = tmp_path_factory.mktemp("serve")
+    process = ServeProcess(serve_env(fake_llm_server, work), work / "serve.log")
     process.start()
     yield process
     process.stop(signal.SIGTERM)

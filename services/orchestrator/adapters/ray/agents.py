@@ -141,7 +141,7 @@ class RayAgents:
 
     def _summary(self) -> RuntimeSummary:
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-        states = _actor_states(self._config.namespace)
+        states = _actor_states(set(self._actors))
         return RuntimeSummary(
             connected=True,
             address=self._config.address or "local",
@@ -153,22 +153,20 @@ class RayAgents:
         )
 
 
-def _actor_states(namespace: str) -> list[str]:
-    """States of the AgentActors in `namespace`, read from the GCS actor table.
+def _actor_states(agent_ids: set[str]) -> list[str]:
+    """State of the newest actor of each of `agent_ids`, read from the GCS actor table.
 
     The public state API (`ray.util.state`) goes through the dashboard, which a local Ray started without it
     does not have; the GCS table is what that API reads underneath.
     """
     from ray._private.state import state as gcs_state
 
-    table: dict[str, Any] = gcs_state.actor_table(None)
-    return [
-        str(info.get("State", ""))
-        for info in table.values()
-        if info.get("Name", "").startswith("agent-")
-        and info.get("RayNamespace") == namespace
-        and "AgentActor" in str(info.get("ClassName", ""))
-    ]
+    newest: dict[str, dict[str, Any]] = {}
+    for info in gcs_state.actor_table(None).values():
+        name = info.get("Name", "")
+        if name in agent_ids and info.get("Timestamp", 0) >= newest.get(name, {}).get("Timestamp", 0):
+            newest[name] = info
+    return [str(info.get("State", "")) for info in newest.values()]
 
 
 def _cpu_count() -> int:
