@@ -181,7 +181,10 @@ def test_the_monitor_shows_deliberations_progressing_in_a_real_terminal(
 ) -> None:
     fake_llm.set_latency(1.0)
     session = f"monitor-{uuid.uuid4().hex[:6]}"
-    command = f"env -u COLUMNS -u LINES {sys.executable} -m orchestrator monitor --address {limited.address} --interval 0.5 --limit 5"
+    command = (
+        f"env -u COLUMNS -u LINES {sys.executable} -m orchestrator monitor"
+        f" --address {limited.address} --interval 0.5 --limit 5"
+    )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", command], check=True, cwd=ROOT)
     try:
         task_id = submit(stub, rounds=1)
@@ -198,7 +201,7 @@ def test_the_monitor_shows_deliberations_progressing_in_a_real_terminal(
     rows = [line for screen in screens for line in screen.splitlines() if task_id in line]
     assert any("IN_PROGRESS" in r and "propose" in r for r in rows), "\n".join(screens[-3:])
     assert any("IN_PROGRESS" in r and ("critique r1" in r or "revise r1" in r) for r in rows)
-    assert "COMPLETED" in [line for line in screens[-1].splitlines() if task_id in line][0]
+    assert "COMPLETED" in next(line for line in screens[-1].splitlines() if task_id in line)
     assert "agents alive 6" in screens[-1]
 
 
