@@ -37,6 +37,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json
+	$(BIN)/python bench/concurrency.py --out bench/results/concurrency.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -85,6 +85,8 @@ class Deliberations:
     _runs: dict[str, DeliberationRun] = field(default_factory=dict)
     _shutting_down: bool = False
     _slots: asyncio.Semaphore | None = None
+    _started: set[str] = field(default_factory=set)
+    _cancel_requested: set[str] = field(default_factory=set)
     _queued: int = 0
 
     async def start(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
@@ -164,7 +166,10 @@ class Deliberations:
         task = self._tasks.get(task_id)
         if task is None:
             return await self.get(task_id), False
-        task.cancel()
+        if task_id in self._started:
+            task.cancel()
+        else:  # a task cancelled before its first step could not record the outcome; let it see the request
+            self._cancel_requested.add(task_id)
         with contextlib.suppress(asyncio.CancelledError):
             return await asyncio.shield(task), True
         return await self.get(task_id), True
@@ -258,8 +263,11 @@ class Deliberations:
         task_id = run.snapshot.task_id
         bound = log.bind(deliberation_id=task_id, role=run.snapshot.task.role.value)
         acquired = False
+        self._started.add(task_id)
         try:
             try:
+                if task_id in self._cancel_requested:
+                    raise asyncio.CancelledError
                 await self._acquire_slot(run)
                 acquired = True
                 async with asyncio.timeout(run.snapshot.task.timeout_s):
@@ -297,5 +305,7 @@ class Deliberations:
             if acquired and self._slots is not None:
                 self._slots.release()
             self._tasks.pop(task_id, None)
+            self._started.discard(task_id)
+            self._cancel_requested.discard(task_id)
             self._live.pop(task_id, None)
             self._runs.pop(task_id, None)
