@@ -130,8 +130,8 @@ def result_pb(r: RankedProposal) -> pb.DeliberationResult:
 
 
 def partial_results(d: Deliberation) -> list[pb.DeliberationResult]:
-    """The ranked results once there are some; before that, the current proposals, unranked (rank 0)."""
-    if d.results:
+    """The ranked results once it has ended; while it runs, the current proposals, unranked (rank 0)."""
+    if d.results or d.status.finished:
         return [result_pb(r) for r in d.results]
     return [result_pb(_unranked(p)) for _, p in sorted(d.progress.proposals.items())]
 
