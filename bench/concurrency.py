@@ -23,7 +23,7 @@ import ray
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
-from orchestrator.adapters.store.sqlite import SqliteDeliberationStore, SqliteStore
+from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
@@ -65,7 +65,7 @@ async def run(latency: float, sizes: list[int]) -> list[Row]:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        deliberations = Deliberations(store, SqliteDeliberationStore(store.connection), agents, ThreadedChecker())
+        deliberations = Deliberations(store, store.deliberations, agents, ThreadedChecker())
         app = Orchestrator(store, agents, deliberations, CouncilDefaults("fake-llm", 0.7, 512))
         await app.create_council(CreateCouncil(role="DEV", num_agents=AGENTS))
         await batch(app, 1)  # warm-up: actors started, connections open

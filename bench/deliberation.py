@@ -27,7 +27,7 @@ import ray
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
-from orchestrator.adapters.store.sqlite import SqliteDeliberationStore, SqliteStore
+from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import AgentCall, AgentGateway, Completion
@@ -80,7 +80,7 @@ async def run(latency: float, repeats: int) -> list[Row]:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        deliberation_store = SqliteDeliberationStore(store.connection)
+        deliberation_store = store.deliberations
         parallel = Deliberations(store, deliberation_store, agents, ThreadedChecker())
         sequential = Deliberations(store, deliberation_store, SequentialGateway(agents), ThreadedChecker())
         app = Orchestrator(store, agents, parallel, CouncilDefaults("fake-llm", 0.7, 512))

@@ -11,7 +11,7 @@ import structlog
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
-from orchestrator.adapters.store.sqlite import SqliteDeliberationStore, SqliteStore
+from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, Limits
 from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.service import Orchestrator
@@ -64,7 +64,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
         stack.push_async_callback(agents.close)
         deliberations = Deliberations(
             councils=store,
-            store=SqliteDeliberationStore(store.connection),
+            store=store.deliberations,
             gateway=agents,
             checker=ThreadedChecker(),
             limits=Limits(),

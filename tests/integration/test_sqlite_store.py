@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.store.sqlite import SqliteDeliberationStore, SqliteStore, sqlite_path
+from orchestrator.adapters.store.sqlite import SqliteStore, sqlite_path
 from orchestrator.domain.deliberation import Deliberation, Progress
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Proposal, Role, TaskSpec
 
@@ -29,7 +29,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
     store = await SqliteStore.open(url)
     assert await store.add(council())
     assert not await store.add(council())
-    deliberations = SqliteDeliberationStore(store.connection)
+    deliberations = store.deliberations
     done = replace(
         record("t-1", 5),
         status=DeliberationStatus.COMPLETED,
@@ -42,7 +42,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
 
     reopened = await SqliteStore.open(url)
     assert await reopened.all_councils() == [council()]
-    again = SqliteDeliberationStore(reopened.connection)
+    again = reopened.deliberations
     assert await again.get("t-1") == done
     assert await again.checkpoints("t-1") == [done]
     assert await again.get("missing") is None
@@ -51,7 +51,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
 
 async def test_search_is_newest_first_and_filters_by_status_and_role() -> None:
     store = await SqliteStore.open("sqlite://:memory:")
-    deliberations = SqliteDeliberationStore(store.connection)
+    deliberations = store.deliberations
     for i, status in enumerate(
         [DeliberationStatus.COMPLETED, DeliberationStatus.IN_PROGRESS, DeliberationStatus.PENDING]
     ):

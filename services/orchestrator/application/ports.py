@@ -8,6 +8,7 @@ from typing import Protocol
 
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import AgentSpec, CheckSuite, Council, DeliberationStatus, Role, Stage, Usage
+from orchestrator.domain.plans import PlanDispatch
 from orchestrator.domain.prompts import Prompt
 
 
@@ -29,6 +30,17 @@ class Completion:
     usage: Usage
     latency_ms: float
     model: str
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """An event waiting in the outbox. `event_id` is its idempotency key (the NATS `Nats-Msg-Id`)."""
+
+    event_id: str
+    subject: str
+    payload: str
+    """The enveloped event as JSON text."""
+    created_at_ms: int
 
 
 class AgentGateway(Protocol):
@@ -89,8 +101,11 @@ class DeliberationStore(Protocol):
         """Stores a new record; False (and nothing written) when the task_id exists: the idempotency check."""
         ...
 
-    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
-        """Overwrites the record; with `checkpoint`, also appends it to the stage checkpoint history."""
+    async def save(
+        self, deliberation: Deliberation, *, checkpoint: bool = False, events: Sequence[OutboundEvent] = ()
+    ) -> None:
+        """Overwrites the record; with `checkpoint`, also appends it to the stage checkpoint history.
+        `events` go into the outbox in the same transaction, so a record and its events are never apart."""
         ...
 
     async def get(self, task_id: str) -> Deliberation | None: ...
@@ -113,3 +128,36 @@ class DeliberationStore(Protocol):
     async def counts(self) -> dict[DeliberationStatus, int]: ...
 
     async def checkpoints(self, task_id: str) -> list[Deliberation]: ...
+
+
+class DispatchStore(Protocol):
+    """Dispatched plans: written before the plan event is acked, updated as subtasks move on."""
+
+    async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
+        """Stores a new dispatch (and its events, atomically); False, and nothing written, when the plan
+        was dispatched before."""
+        ...
+
+    async def save_dispatch(self, dispatch: PlanDispatch) -> None: ...
+
+    async def get_dispatch(self, plan_id: str) -> PlanDispatch | None: ...
+
+    async def unfinished_dispatches(self) -> list[PlanDispatch]: ...
+
+    async def dispatches_for_story(self, story_id: str) -> list[PlanDispatch]: ...
+
+
+class Outbox(Protocol):
+    """Events stored with the records they describe, until the publisher has them acknowledged."""
+
+    async def pending_events(self, limit: int = 100) -> list[OutboundEvent]:
+        """Oldest first."""
+        ...
+
+    async def mark_sent(self, event_ids: Sequence[str]) -> None: ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, event: OutboundEvent) -> None:
+        """Publishes with `Nats-Msg-Id = event.event_id`; returns once the stream has stored it."""
+        ...

@@ -7,12 +7,14 @@ case tests see realistic proposals, critiques and scores without HTTP or Ray.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
+from orchestrator.application.ports import AgentCall, Completion, OutboundEvent, RuntimeSummary
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
+from orchestrator.domain.plans import PlanDispatch
 from orchestrator.testing.fake_content import AnswerOptions, answer, parse_prompt
 
 
@@ -87,8 +89,12 @@ class InMemoryCouncilStore:
 
 @dataclass
 class InMemoryDeliberationStore:
+    """DeliberationStore, DispatchStore and Outbox in dictionaries."""
+
     records: dict[str, Deliberation] = field(default_factory=dict)
     history: dict[str, list[Deliberation]] = field(default_factory=dict)
+    dispatches: dict[str, PlanDispatch] = field(default_factory=dict)
+    outbox: dict[str, OutboundEvent] = field(default_factory=dict)
 
     async def create(self, deliberation: Deliberation) -> bool:
         if deliberation.task_id in self.records:
@@ -96,8 +102,11 @@ class InMemoryDeliberationStore:
         self.records[deliberation.task_id] = deliberation
         return True
 
-    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
+    async def save(
+        self, deliberation: Deliberation, *, checkpoint: bool = False, events: Sequence[OutboundEvent] = ()
+    ) -> None:
         self.records[deliberation.task_id] = deliberation
+        self.outbox.update({e.event_id: e for e in events})
         if checkpoint:
             self.history.setdefault(deliberation.task_id, []).append(deliberation)
 
@@ -131,6 +140,32 @@ class InMemoryDeliberationStore:
 
     async def checkpoints(self, task_id: str) -> list[Deliberation]:
         return list(self.history.get(task_id, []))
+
+    async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
+        if dispatch.plan.plan_id in self.dispatches:
+            return False
+        self.dispatches[dispatch.plan.plan_id] = dispatch
+        self.outbox.update({e.event_id: e for e in events})
+        return True
+
+    async def save_dispatch(self, dispatch: PlanDispatch) -> None:
+        self.dispatches[dispatch.plan.plan_id] = dispatch
+
+    async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
+        return self.dispatches.get(plan_id)
+
+    async def unfinished_dispatches(self) -> list[PlanDispatch]:
+        return [d for d in self.dispatches.values() if not d.finished]
+
+    async def dispatches_for_story(self, story_id: str) -> list[PlanDispatch]:
+        return [d for d in self.dispatches.values() if d.plan.story_id == story_id]
+
+    async def pending_events(self, limit: int = 100) -> list[OutboundEvent]:
+        return sorted(self.outbox.values(), key=lambda e: e.created_at_ms)[:limit]
+
+    async def mark_sent(self, event_ids: Sequence[str]) -> None:
+        for event_id in event_ids:
+            self.outbox.pop(event_id, None)
 
 
 def interrupted(record: Deliberation) -> Deliberation:

@@ -6,9 +6,11 @@ from pydantic import TypeAdapter
 
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import Council
+from orchestrator.domain.plans import PlanDispatch
 
 _COUNCIL = TypeAdapter(Council)
 _DELIBERATION = TypeAdapter(Deliberation)
+_DISPATCH = TypeAdapter(PlanDispatch)
 
 
 def council_to_json(council: Council) -> str:
@@ -25,3 +27,11 @@ def deliberation_to_json(deliberation: Deliberation) -> str:
 
 def deliberation_from_json(data: str | bytes) -> Deliberation:
     return _DELIBERATION.validate_json(data)
+
+
+def dispatch_to_json(dispatch: PlanDispatch) -> str:
+    return _DISPATCH.dump_json(dispatch).decode()
+
+
+def dispatch_from_json(data: str | bytes) -> PlanDispatch:
+    return _DISPATCH.validate_json(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -17,10 +18,14 @@ from orchestrator.adapters.store.codec import (
     council_to_json,
     deliberation_from_json,
     deliberation_to_json,
+    dispatch_from_json,
+    dispatch_to_json,
 )
+from orchestrator.application.ports import OutboundEvent
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.model import Council, DeliberationStatus, Role
+from orchestrator.domain.plans import PlanDispatch
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS councils (
@@ -39,6 +44,21 @@ CREATE TABLE IF NOT EXISTS deliberations (
 );
 CREATE INDEX IF NOT EXISTS deliberations_by_status ON deliberations (status, created_at_ms);
 CREATE INDEX IF NOT EXISTS deliberations_by_created ON deliberations (created_at_ms);
+CREATE TABLE IF NOT EXISTS dispatches (
+    plan_id TEXT PRIMARY KEY,
+    story_id TEXT NOT NULL,
+    finished INTEGER NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dispatches_by_story ON dispatches (story_id, received_at_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -65,10 +85,16 @@ def sqlite_path(url: str) -> str:
 
 
 class SqliteStore:
-    """CouncilStore and DeliberationStore on one SQLite database."""
+    """All the store ports on one SQLite database: councils here, the rest through `deliberations`.
+
+    One connection is shared; writes that must land together take `lock`, so another coroutine's commit
+    can never split them.
+    """
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self.lock = asyncio.Lock()
+        self.deliberations = SqliteDeliberationStore(db, self.lock)
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -95,11 +121,12 @@ class SqliteStore:
 
     # councils
     async def add(self, council: Council) -> bool:
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO councils (role, council_id, body, created_at_ms) VALUES (?, ?, ?, ?)",
-            (council.role.value, council.council_id, council_to_json(council), council.created_at_ms),
-        )
-        await self._db.commit()
+        async with self.lock:
+            cursor = await self._db.execute(
+                "INSERT OR IGNORE INTO councils (role, council_id, body, created_at_ms) VALUES (?, ?, ?, ?)",
+                (council.role.value, council.council_id, council_to_json(council), council.created_at_ms),
+            )
+            await self._db.commit()
         return cursor.rowcount == 1
 
     async def get(self, role: Role) -> Council | None:
@@ -112,30 +139,41 @@ class SqliteStore:
             return [council_from_json(row[0]) async for row in cur]
 
     async def remove(self, role: Role) -> bool:
-        cursor = await self._db.execute("DELETE FROM councils WHERE role = ?", (role.value,))
-        await self._db.commit()
+        async with self.lock:
+            cursor = await self._db.execute("DELETE FROM councils WHERE role = ?", (role.value,))
+            await self._db.commit()
         return cursor.rowcount == 1
 
 
 class SqliteDeliberationStore:
-    """The deliberation half, sharing the connection of a SqliteStore."""
+    """DeliberationStore, DispatchStore and Outbox, sharing the connection of a SqliteStore."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
         self._db = db
+        self._lock = lock
 
     async def create(self, deliberation: Deliberation) -> bool:
         d = deliberation
-        cursor = await self._db.execute(
-            "INSERT OR IGNORE INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), deliberation_to_json(d)),
-        )
-        await self._db.commit()
+        async with self._lock:
+            cursor = await self._db.execute(
+                "INSERT OR IGNORE INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), deliberation_to_json(d)),
+            )
+            await self._db.commit()
         return cursor.rowcount == 1
 
-    async def save(self, deliberation: Deliberation, *, checkpoint: bool = False) -> None:
+    async def save(
+        self, deliberation: Deliberation, *, checkpoint: bool = False, events: Sequence[OutboundEvent] = ()
+    ) -> None:
         d = deliberation
         body = deliberation_to_json(d)
+        async with self._lock:
+            await self._save(d, body, checkpoint)
+            await self._enqueue(events)
+            await self._db.commit()
+
+    async def _save(self, d: Deliberation, body: str, checkpoint: bool) -> None:
         await self._db.execute(
             "INSERT INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
@@ -148,7 +186,12 @@ class SqliteDeliberationStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (d.task_id, d.progress.stages_done, d.stage, d.round, _now(), body),
             )
-        await self._db.commit()
+
+    async def _enqueue(self, events: Sequence[OutboundEvent]) -> None:
+        await self._db.executemany(
+            "INSERT OR IGNORE INTO outbox (event_id, subject, payload, created_at_ms) VALUES (?, ?, ?, ?)",
+            [(e.event_id, e.subject, e.payload, e.created_at_ms) for e in events],
+        )
 
     async def get(self, task_id: str) -> Deliberation | None:
         async with self._db.execute("SELECT body FROM deliberations WHERE task_id = ?", (task_id,)) as cur:
@@ -198,3 +241,57 @@ def _prepare_directory(path: str) -> str:
 
 def _now() -> int:
     return int(time.time() * 1000)
+
+    # dispatches
+    async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
+        async with self._lock:
+            cursor = await self._db.execute(
+                "INSERT OR IGNORE INTO dispatches (plan_id, story_id, finished, received_at_ms, body) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    dispatch.plan.plan_id,
+                    dispatch.plan.story_id,
+                    int(dispatch.finished),
+                    dispatch.received_at_ms,
+                    dispatch_to_json(dispatch),
+                ),
+            )
+            created = cursor.rowcount == 1
+            if created:
+                await self._enqueue(events)
+            await self._db.commit()
+        return created
+
+    async def save_dispatch(self, dispatch: PlanDispatch) -> None:
+        async with self._lock:
+            await self._db.execute(
+                "UPDATE dispatches SET finished = ?, body = ? WHERE plan_id = ?",
+                (int(dispatch.finished), dispatch_to_json(dispatch), dispatch.plan.plan_id),
+            )
+            await self._db.commit()
+
+    async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
+        async with self._db.execute("SELECT body FROM dispatches WHERE plan_id = ?", (plan_id,)) as cur:
+            row = await cur.fetchone()
+        return dispatch_from_json(row[0]) if row else None
+
+    async def unfinished_dispatches(self) -> list[PlanDispatch]:
+        query = "SELECT body FROM dispatches WHERE finished = 0 ORDER BY received_at_ms"
+        async with self._db.execute(query) as cur:
+            return [dispatch_from_json(row[0]) async for row in cur]
+
+    async def dispatches_for_story(self, story_id: str) -> list[PlanDispatch]:
+        query = "SELECT body FROM dispatches WHERE story_id = ? ORDER BY received_at_ms"
+        async with self._db.execute(query, (story_id,)) as cur:
+            return [dispatch_from_json(row[0]) async for row in cur]
+
+    # outbox
+    async def pending_events(self, limit: int = 100) -> list[OutboundEvent]:
+        query = "SELECT event_id, subject, payload, created_at_ms FROM outbox ORDER BY seq LIMIT ?"
+        async with self._db.execute(query, (limit,)) as cur:
+            return [OutboundEvent(row[0], row[1], row[2], int(row[3])) async for row in cur]
+
+    async def mark_sent(self, event_ids: Sequence[str]) -> None:
+        async with self._lock:
+            await self._db.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
+            await self._db.commit()
