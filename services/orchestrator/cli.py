@@ -71,8 +71,11 @@ async def _serve(settings: object) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The port is bound before Ray starts, so none of Ray's own ports can take it.
+    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port)
+    server, port, health = grpc_server.server, grpc_server.port, grpc_server.health
     async with bootstrap(settings) as built:
-        server, port, health = create_server(built.orchestrator, settings.grpc_host, settings.grpc_port)
+        grpc_server.servicer.attach(built.orchestrator)
         await server.start()
         await health.set(True)
         log.info("grpc_listening", port=port)

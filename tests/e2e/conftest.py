@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -33,7 +34,7 @@ class ServeProcess:
 
     env: dict[str, str]
     log_path: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -41,15 +42,30 @@ class ServeProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 90.0) -> None:
-        env = {**self.env, "GRPC_PORT": str(self.port), "GRPC_HOST": "127.0.0.1"}
+        # Port 0: the service binds any free port and logs it, so no port picked here can be taken meanwhile.
+        env = {**self.env, "GRPC_PORT": "0", "GRPC_HOST": "127.0.0.1"}
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
         self._wait_serving(timeout_s)
 
+    def _bound_port(self) -> int:
+        text = self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
+        for line in text.splitlines():
+            if '"grpc_listening"' in line:
+                return int(json.loads(line)["port"])
+        return 0
+
     def _wait_serving(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
+        while not (port := self._bound_port()):
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"serve did not start ({self.proc.returncode}):\n{self.log_tail()}")
+            time.sleep(0.2)
+        self.port = port
         with grpc.insecure_channel(self.address) as ch:
             health = health_pb2_grpc.HealthStub(ch)
             while time.monotonic() < deadline:

@@ -35,12 +35,12 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
     )
     deliberations = Deliberations(councils, InMemoryDeliberationStore(), gateway, ThreadedChecker())
     app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
-    server, port, health = create_server(app, "127.0.0.1", 0)
-    await server.start()
-    await health.set(True)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+    bound = create_server(app, "127.0.0.1", 0)
+    await bound.server.start()
+    await bound.health.set(True)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as ch:
         yield ch
-    await server.stop(0)
+    await bound.server.stop(0)
 
 
 async def code_of(call: object) -> grpc.StatusCode:

@@ -31,8 +31,19 @@ def _unreachable(d: Deliberation) -> bool:
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
-    def __init__(self, app: Orchestrator) -> None:
-        self._app = app
+    """`app` may be attached after the port is bound, so the port is taken before slow start-up work."""
+
+    def __init__(self, app: Orchestrator | None = None) -> None:
+        self._attached = app
+
+    def attach(self, app: Orchestrator) -> None:
+        self._attached = app
+
+    @property
+    def _app(self) -> Orchestrator:
+        if self._attached is None:
+            raise DependencyUnavailableError("orchestrator", "still starting up")
+        return self._attached
 
     @unary
     async def Deliberate(self, request: pb.DeliberateRequest, context: Context) -> pb.DeliberateResponse:
