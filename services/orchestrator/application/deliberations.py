@@ -17,7 +17,7 @@ import structlog
 
 from orchestrator.application.commands import Deliberate, Limits
 from orchestrator.application.engine import DeliberationRun, now_ms
-from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore
+from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore, OutboundEvent
 from orchestrator.application.updates import Update, UpdateHub
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.errors import CapacityError, CouncilMissingError, InvalidArgumentError, NotFoundError
@@ -32,6 +32,7 @@ def _failed(record: Deliberation, reason: str) -> Deliberation:
 
 
 Observer = Callable[[Deliberation, str, str], None]
+EventFactory = Callable[[Deliberation, str], list[OutboundEvent]]
 
 
 def validate(cmd: Deliberate, limits: Limits) -> None:
@@ -80,6 +81,10 @@ class Deliberations:
     admission: Admission = field(default_factory=Admission)
     observers: list[Observer] = field(default_factory=list)
     hub: UpdateHub = field(default_factory=UpdateHub)
+    events: EventFactory | None = None
+    """Builds the outbound events of a `started`/`finished` transition; saved atomically with the record."""
+    on_events: Callable[[], None] | None = None
+    """Told when events were written, so the relay publishes them without waiting for its next poll."""
     _tasks: dict[str, asyncio.Task[Deliberation]] = field(default_factory=dict)
     _live: dict[str, Deliberation] = field(default_factory=dict)
     _runs: dict[str, DeliberationRun] = field(default_factory=dict)
@@ -208,7 +213,7 @@ class Deliberations:
             council = await self.councils.get(record.task.role)
             if council is None:
                 reason = "council was deleted before the run could resume"
-                await self.store.save(_failed(record, reason))
+                await self._save_with_events(_failed(record, reason), "finished")
                 continue
             log.info(
                 "deliberation_resumed",
@@ -237,6 +242,12 @@ class Deliberations:
         task = asyncio.create_task(self._run(run), name=f"deliberation-{record.task_id}")
         self._tasks[record.task_id] = task
 
+    async def _save_with_events(self, record: Deliberation, transition: str) -> None:
+        events = self.events(record, transition) if self.events else []
+        await self.store.save(record, events=events)
+        if events and self.on_events:
+            self.on_events()
+
     async def _checkpoint(self, snapshot: Deliberation) -> None:
         await self.store.save(snapshot, checkpoint=True)
 
@@ -256,7 +267,7 @@ class Deliberations:
             self._queued -= 1
         started = run.snapshot.started_at_ms or now_ms()  # a resumed run keeps its original start
         run.snapshot = replace(run.snapshot, status=DeliberationStatus.IN_PROGRESS, started_at_ms=started)
-        await self.store.save(run.snapshot)
+        await self._save_with_events(run.snapshot, "started")
         self._notify(run.snapshot, "started", "")
 
     async def _run(self, run: DeliberationRun) -> Deliberation:
@@ -282,7 +293,7 @@ class Deliberations:
                 if self._shutting_down:
                     raise  # keep the last checkpoint; the next start resumes it
                 final = await run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request")
-            await self.store.save(final)
+            await self._save_with_events(final, "finished")
             self._notify(final, "finished", "")
             bound.info(
                 "deliberation_finished",
@@ -298,7 +309,7 @@ class Deliberations:
             bound.exception("deliberation_crashed")
             failed = _failed(run.snapshot, f"internal error: {exc}")
             with contextlib.suppress(Exception):
-                await self.store.save(failed)
+                await self._save_with_events(failed, "finished")
             self._notify(failed, "finished", "")
             return failed
         finally:

@@ -1,0 +1,138 @@
+"""`planning.plan.approved` bodies -> ApprovedPlan, validated field by field.
+
+Two shapes are accepted: the envelope `{event_type, payload, idempotency_key, correlation_id, timestamp,
+producer, causation_id?, metadata?}` and, for old producers, the bare payload. Anything else raises
+InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
+
+from orchestrator.domain.errors import InvalidArgumentError
+from orchestrator.domain.model import Role
+from orchestrator.domain.plans import MAX_SUBTASKS, ApprovedPlan, PlanSubtask, check_dependencies
+
+MAX_EVENT_BYTES = 256 * 1024
+EVENT_TYPE = "planning.plan.approved"
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[\w.:/-]+$")]
+ShortText = Annotated[str, StringConstraints(max_length=500)]
+LongText = Annotated[str, StringConstraints(max_length=20_000)]
+Item = Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+
+
+class InvalidPlanEvent(InvalidArgumentError):
+    """A plan event that can never be processed: it goes to the dead-letter subject."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("event", reason)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SubtaskIn(_Strict):
+    subtask_id: Id
+    role: Role
+    title: ShortText = ""
+    description: LongText = ""
+    requirements: list[Item] = Field(default_factory=list, max_length=50)
+    depends_on: list[Id] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+    priority: StrictInt = Field(0, ge=0, le=1000)
+
+
+class PlanText(_Strict):
+    title: ShortText = ""
+    description: LongText = ""
+    acceptance_criteria: list[Item] = Field(default_factory=list, max_length=50)
+
+
+class PayloadIn(_Strict):
+    story_id: Id
+    plan_id: Id
+    approved_by: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    roles: list[Role] = Field(default_factory=list, max_length=5)
+    timestamp: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    plan: PlanText | None = None
+    subtasks: list[SubtaskIn] = Field(default_factory=list, max_length=MAX_SUBTASKS)
+
+
+class EnvelopeIn(_Strict):
+    event_type: str
+    payload: dict[str, Any]
+    idempotency_key: Id
+    correlation_id: Annotated[str, StringConstraints(max_length=200)]
+    timestamp: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    producer: Annotated[str, StringConstraints(max_length=200)]
+    causation_id: Annotated[str, StringConstraints(max_length=200)] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+def _describe(exc: ValidationError, prefix: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return f"{prefix}{where}: {first['msg']}"
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    if len(body) > MAX_EVENT_BYTES:
+        raise InvalidPlanEvent(f"body of {len(body)} bytes exceeds the limit of {MAX_EVENT_BYTES}")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidPlanEvent(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidPlanEvent(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def parse_plan_event(body: bytes) -> ApprovedPlan:
+    data = _decode(body)
+    envelope: EnvelopeIn | None = None
+    if "payload" in data and "event_type" in data:
+        try:
+            envelope = EnvelopeIn.model_validate(data)
+        except ValidationError as exc:
+            raise InvalidPlanEvent(_describe(exc, "envelope.")) from None
+        if envelope.event_type != EVENT_TYPE:
+            raise InvalidPlanEvent(f"event_type {envelope.event_type!r} is not {EVENT_TYPE!r}")
+        data = envelope.payload
+    try:
+        payload = PayloadIn.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidPlanEvent(_describe(exc, "payload.")) from None
+    return _to_domain(payload, envelope)
+
+
+def _to_domain(p: PayloadIn, envelope: EnvelopeIn | None) -> ApprovedPlan:
+    subtasks = tuple(
+        PlanSubtask(
+            s.subtask_id, s.role, s.title, s.description, tuple(s.requirements), tuple(s.depends_on), s.priority
+        )
+        for s in p.subtasks
+    )
+    try:
+        check_dependencies(subtasks)
+    except InvalidArgumentError as exc:
+        raise InvalidPlanEvent(f"payload.subtasks: {exc.reason}") from None
+    if not subtasks and not p.roles:
+        raise InvalidPlanEvent("payload: needs subtasks or at least one role")
+    text = p.plan or PlanText()
+    return ApprovedPlan(
+        plan_id=p.plan_id,
+        story_id=p.story_id,
+        approved_by=p.approved_by,
+        roles=tuple(p.roles),
+        timestamp=p.timestamp,
+        title=text.title,
+        description=text.description,
+        acceptance_criteria=tuple(text.acceptance_criteria),
+        subtasks=subtasks,
+        idempotency_key=envelope.idempotency_key if envelope else "",
+        correlation_id=envelope.correlation_id if envelope else "",
+    )

@@ -1,0 +1,219 @@
+"""Auto-dispatch: an approved plan becomes one deliberation per subtask, exactly once.
+
+`dispatch` records the plan durably (with its `plan.dispatched` event) and returns; that is when the bus
+message may be acked. A driver task per plan then starts each subtask's deliberation once its dependencies
+have completed, handing it their winning proposals as context, and records every outcome. Deliberation ids
+derive from (plan_id, subtask_id), so a redelivered event, a restart or a second replica finds the runs that
+already exist instead of starting new ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+import structlog
+
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.events import plan_dispatched_event
+from orchestrator.application.ports import CouncilStore, DispatchStore
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import AlreadyExistsError, CapacityError, OrchestratorError
+from orchestrator.domain.model import Council, DeliberationStatus, Role
+from orchestrator.domain.plans import (
+    ApprovedPlan,
+    PlanDispatch,
+    SubtaskRecord,
+    SubtaskState,
+    deliberation_id,
+    derive_subtasks,
+)
+
+log = structlog.get_logger(__name__)
+
+CONTEXT_CHARS_PER_DEPENDENCY = 4_000
+RUBRIC_CHARS = 8_000
+
+
+@dataclass
+class PlanDispatcher:
+    deliberations: Deliberations
+    dispatches: DispatchStore
+    councils: CouncilStore
+    create_council: Callable[[CreateCouncil], Awaitable[Council]]
+    """The create-council use case with its dependencies bound (awaitable)."""
+    auto_create_councils: bool = True
+    retry_s: float = 2.0
+    on_events: Callable[[], None] | None = None
+    _drivers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    async def dispatch(self, plan: ApprovedPlan) -> bool:
+        """Records the plan and starts driving it; False when it was dispatched before (nothing new happens)."""
+        if await self.dispatches.get_dispatch(plan.plan_id) is not None:
+            self._drive(plan.plan_id)  # make sure a driver runs (e.g. after a restart); idempotent
+            return False
+        subtasks = derive_subtasks(plan)  # InvalidArgumentError: the event can never be dispatched
+        missing = await self._ensure_councils({s.role for s in subtasks})
+        records = tuple(
+            SubtaskRecord(
+                s,
+                deliberation_id(plan.plan_id, s.subtask_id),
+                SubtaskState.FAILED if s.role in missing else SubtaskState.WAITING,
+                error=f"no council for role {s.role.value} and auto-creation is off" if s.role in missing else "",
+            )
+            for s in subtasks
+        )
+        record = PlanDispatch(plan, records, _now_ms())
+        created = await self.dispatches.create_dispatch(record, [plan_dispatched_event(record)])
+        if created and self.on_events:
+            self.on_events()
+        log.info("plan_dispatched", plan_id=plan.plan_id, subtasks=len(records), new=created)
+        self._drive(plan.plan_id)
+        return created
+
+    async def resume(self) -> list[str]:
+        """At start-up: every plan with unfinished subtasks gets its driver back."""
+        plans = [d.plan.plan_id for d in await self.dispatches.unfinished_dispatches()]
+        for plan_id in plans:
+            self._drive(plan_id)
+        return plans
+
+    async def shutdown(self) -> None:
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        await asyncio.gather(*drivers, return_exceptions=True)
+
+    async def wait_finished(self, plan_id: str) -> PlanDispatch | None:
+        task = self._drivers.get(plan_id)
+        if task is not None:
+            await asyncio.shield(task)
+        return await self.dispatches.get_dispatch(plan_id)
+
+    async def _ensure_councils(self, roles: set[Role]) -> set[Role]:
+        """Creates missing councils when allowed; returns the roles still without one."""
+        missing = {r for r in roles if await self.councils.get(r) is None}
+        if not self.auto_create_councils:
+            return missing
+        for role in sorted(missing):
+            with contextlib.suppress(AlreadyExistsError):  # another request created it meanwhile
+                await self.create_council(CreateCouncil(role=role.value))
+            log.info("council_auto_created", role=role.value)
+        return set()
+
+    def _drive(self, plan_id: str) -> None:
+        if plan_id in self._drivers and not self._drivers[plan_id].done():
+            return
+        self._drivers[plan_id] = asyncio.create_task(self._run_driver(plan_id), name=f"plan-{plan_id}")
+
+    async def _run_driver(self, plan_id: str) -> None:
+        bound = log.bind(plan_id=plan_id)
+        while True:
+            try:
+                if await self._step(plan_id):
+                    bound.info("plan_finished")
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # store or capacity trouble: the dispatch record is intact, try again
+                bound.warning("plan_driver_retry", error=str(exc))
+                await asyncio.sleep(self.retry_s)
+
+    async def _step(self, plan_id: str) -> bool:
+        """Starts what can start, waits for one running subtask to end, records it. True when all are done."""
+        dispatch = await self.dispatches.get_dispatch(plan_id)
+        if dispatch is None or dispatch.finished:
+            return True
+        records = await self._start_ready(dispatch)
+        if records != dispatch.subtasks:
+            dispatch = replace(dispatch, subtasks=records)
+            await self.dispatches.save_dispatch(dispatch)
+        running = [r for r in records if r.state is SubtaskState.DISPATCHED]
+        if not running:
+            return dispatch.finished
+        finished = await self._wait_any([r.deliberation_id for r in running])
+        updated = tuple(
+            _outcome(r, finished[r.deliberation_id]) if r.deliberation_id in finished else r for r in records
+        )
+        await self.dispatches.save_dispatch(replace(dispatch, subtasks=updated))
+        return False
+
+    async def _start_ready(self, dispatch: PlanDispatch) -> tuple[SubtaskRecord, ...]:
+        by_id = {r.subtask.subtask_id: r for r in dispatch.subtasks}
+        records = []
+        for r in dispatch.subtasks:
+            deps = [by_id[d] for d in r.subtask.depends_on]
+            if r.state is SubtaskState.WAITING and any(d.state is SubtaskState.FAILED for d in deps):
+                failed = [d.subtask.subtask_id for d in deps if d.state is SubtaskState.FAILED]
+                r = replace(r, state=SubtaskState.FAILED, error=f"dependency failed: {', '.join(failed)}")
+            elif r.state is SubtaskState.WAITING and all(d.state is SubtaskState.COMPLETED for d in deps):
+                r = await self._start(dispatch.plan, r, deps)
+            records.append(r)
+        return tuple(records)
+
+    async def _start(self, plan: ApprovedPlan, record: SubtaskRecord, deps: list[SubtaskRecord]) -> SubtaskRecord:
+        subtask = record.subtask
+        context = [await self._dependency_context(d) for d in deps]
+        description = "\n\n".join([subtask.title, subtask.description, *context]).strip()
+        cmd = Deliberate(
+            task_description=description,
+            role=subtask.role.value,
+            task_id=record.deliberation_id,
+            rubric=_rubric(plan),
+            requirements=subtask.requirements or plan.acceptance_criteria,
+            metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id}
+            | {f"depends_on.{d.subtask.subtask_id}.winner": d.winner_id for d in deps},
+            source=f"plan:{plan.plan_id}/{subtask.subtask_id}",
+        )
+        try:
+            await self.deliberations.start(cmd)
+        except CapacityError:
+            return record  # stays WAITING; the driver tries again on its next step
+        except OrchestratorError as exc:
+            return replace(record, state=SubtaskState.FAILED, error=str(exc))
+        return replace(record, state=SubtaskState.DISPATCHED)
+
+    async def _dependency_context(self, dep: SubtaskRecord) -> str:
+        done = await self.deliberations.find(dep.deliberation_id)
+        winner = next((r for r in done.results if r.rank == 1), None) if done else None
+        if winner is None:
+            return ""
+        text = winner.proposal.content[:CONTEXT_CHARS_PER_DEPENDENCY]
+        return (
+            f"Builds on the completed subtask {dep.subtask.subtask_id} ({dep.subtask.role.value}); "
+            f"its winning proposal, by {winner.proposal.author_id}:\n{text}"
+        )
+
+    async def _wait_any(self, ids: list[str]) -> dict[str, Deliberation]:
+        waits = {asyncio.create_task(self.deliberations.wait(i)): i for i in ids}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        finished = {waits[t]: t.result() for t in done if not t.cancelled() and t.exception() is None}
+        finished = {k: v for k, v in finished.items() if v.status.finished}
+        if not finished:
+            await asyncio.sleep(self.retry_s)  # not running here yet (e.g. resuming); look again shortly
+        return finished
+
+
+def _outcome(record: SubtaskRecord, d: Deliberation) -> SubtaskRecord:
+    if d.status is DeliberationStatus.COMPLETED:
+        return replace(record, state=SubtaskState.COMPLETED, winner_id=d.winner_id)
+    return replace(record, state=SubtaskState.FAILED, error=f"{d.status.value}: {d.error_message}"[:500])
+
+
+def _rubric(plan: ApprovedPlan) -> str:
+    parts = [f"Plan: {plan.title}" if plan.title else "", plan.description]
+    if plan.acceptance_criteria:
+        parts.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in plan.acceptance_criteria))
+    return "\n\n".join(p for p in parts if p)[:RUBRIC_CHARS]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

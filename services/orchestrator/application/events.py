@@ -1,0 +1,137 @@
+"""Outbound events, enveloped and JSON-serialisable, each with a stable idempotency key.
+
+They are written to the outbox in the same transaction as the record they describe and relayed to NATS
+with `Nats-Msg-Id = idempotency_key`, so a crash neither loses an event nor (within the stream's duplicate
+window) publishes it twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.application.ports import OutboundEvent
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.model import DeliberationStatus, RankedProposal
+from orchestrator.domain.plans import PlanDispatch
+
+PRODUCER = f"fleet-orchestrator/{__version__}"
+SUBJECT_PREFIX = "orchestration"
+PLAN_DISPATCHED = f"{SUBJECT_PREFIX}.plan.dispatched"
+DLQ_PLANNING = f"{SUBJECT_PREFIX}.dlq.planning"
+TERMINAL_SUBJECTS = {
+    DeliberationStatus.COMPLETED: f"{SUBJECT_PREFIX}.deliberation.completed",
+    DeliberationStatus.FAILED: f"{SUBJECT_PREFIX}.deliberation.failed",
+    DeliberationStatus.TIMEOUT: f"{SUBJECT_PREFIX}.deliberation.failed",
+    DeliberationStatus.CANCELLED: f"{SUBJECT_PREFIX}.deliberation.cancelled",
+}
+STARTED = f"{SUBJECT_PREFIX}.deliberation.started"
+ALL_SUBJECTS = (STARTED, *dict.fromkeys(TERMINAL_SUBJECTS.values()), PLAN_DISPATCHED, DLQ_PLANNING)
+
+
+def envelope(subject: str, payload: dict[str, Any], key: str, correlation_id: str, causation_id: str = "") -> str:
+    body: dict[str, Any] = {
+        "event_type": subject,
+        "payload": payload,
+        "idempotency_key": key,
+        "correlation_id": correlation_id,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "producer": PRODUCER,
+    }
+    if causation_id:
+        body["causation_id"] = causation_id
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _event(
+    subject: str, payload: dict[str, Any], key: str, correlation_id: str, causation_id: str = ""
+) -> OutboundEvent:
+    return OutboundEvent(key, subject, envelope(subject, payload, key, correlation_id, causation_id), _now_ms())
+
+
+def _plan_ref(d: Deliberation) -> dict[str, str]:
+    if not d.source.startswith("plan:"):
+        return {}
+    plan_id, _, subtask_id = d.source.removeprefix("plan:").partition("/")
+    return {"plan_id": plan_id, "subtask_id": subtask_id}
+
+
+def _result(r: RankedProposal) -> dict[str, Any]:
+    return {
+        "rank": r.rank,
+        "author_id": r.proposal.author_id,
+        "score": r.score,
+        "peer_score": r.peer_score,
+        "check_score": r.checks.score,
+        "checks_passed": r.checks.all_passed,
+        "lint_errors": list(r.checks.lint.errors),
+        "policy_violations": list(r.checks.policy.violations),
+        "revisions": len(r.proposal.revisions),
+        "content": r.proposal.content,
+        "usage": {"prompt_tokens": r.usage.prompt_tokens, "completion_tokens": r.usage.completion_tokens},
+    }
+
+
+def deliberation_payload(d: Deliberation) -> dict[str, Any]:
+    usage = d.usage
+    return {
+        "task_id": d.task_id,
+        "role": d.task.role.value,
+        "status": d.status.value,
+        "source": d.source,
+        **_plan_ref(d),
+        "winner_id": d.winner_id,
+        "duration_ms": d.duration_ms,
+        "rounds": d.task.rounds,
+        "agents": [a.agent_id for a in d.agents],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "results": [_result(r) for r in d.results],
+        "failed_agents": [
+            {"agent_id": f.agent_id, "stage": f.stage.value, "error": f.error} for f in d.progress.failures
+        ],
+        "error_message": d.error_message,
+    }
+
+
+def deliberation_events(d: Deliberation, event: str) -> list[OutboundEvent]:
+    """`started` when a run takes its slot; one terminal event when it ends."""
+    correlation = _plan_ref(d).get("plan_id", d.task_id)
+    if event == "started":
+        payload = {"task_id": d.task_id, "role": d.task.role.value, "source": d.source, **_plan_ref(d)}
+        return [_event(STARTED, payload, f"{d.task_id}:started", correlation)]
+    if event == "finished" and d.status in TERMINAL_SUBJECTS:
+        subject = TERMINAL_SUBJECTS[d.status]
+        return [_event(subject, deliberation_payload(d), f"{d.task_id}:{subject.rsplit('.', 1)[-1]}", correlation)]
+    return []
+
+
+def plan_dispatched_event(dispatch: PlanDispatch) -> OutboundEvent:
+    plan = dispatch.plan
+    payload = {
+        "plan_id": plan.plan_id,
+        "story_id": plan.story_id,
+        "subtasks": [
+            {
+                "subtask_id": s.subtask.subtask_id,
+                "role": s.subtask.role.value,
+                "deliberation_id": s.deliberation_id,
+                "depends_on": list(s.subtask.depends_on),
+                "state": s.state.value,
+                "error": s.error,
+            }
+            for s in dispatch.subtasks
+        ],
+    }
+    key = f"{plan.plan_id}:dispatched"
+    return _event(PLAN_DISPATCHED, payload, key, plan.correlation_id or plan.plan_id, plan.idempotency_key)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

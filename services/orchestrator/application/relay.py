@@ -1,0 +1,58 @@
+"""The outbox relay: publishes stored events in order and removes each once the stream has stored it.
+
+A publish that fails (bus down) is retried with backoff; the events stay in the outbox meanwhile, so nothing
+is lost, and a re-publish after a crash carries the same idempotency key, so the stream drops the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass, field
+
+import structlog
+
+from orchestrator.application.ports import EventPublisher, Outbox
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class OutboxRelay:
+    outbox: Outbox
+    publisher: EventPublisher
+    poll_s: float = 1.0
+    max_backoff_s: float = 10.0
+    published: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Runs until cancelled."""
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.drain()
+                failures = 0
+            except Exception as exc:  # the bus or the store is down: back off, the events are still stored
+                failures += 1
+                delay = min(self.max_backoff_s, 0.5 * 2 ** min(failures, 6)) * random.uniform(0.8, 1.2)
+                log.warning("outbox_publish_failed", error=str(exc), retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def drain(self, batch: int = 100) -> int:
+        """Publishes what is pending now; returns how many events went out."""
+        events = await self.outbox.pending_events(batch)
+        for event in events:
+            await self.publisher.publish(event)
+            await self.outbox.mark_sent([event.event_id])
+            self.published += 1
+        return len(events)
