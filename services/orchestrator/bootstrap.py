@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
+from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
+from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, Limits
 from orchestrator.application.deliberations import Admission, Deliberations
+from orchestrator.application.dispatch import PlanDispatcher
+from orchestrator.application.events import deliberation_events
+from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.domain.errors import ConfigError
@@ -27,6 +34,9 @@ class App:
     orchestrator: Orchestrator
     agents: RayAgents
     store: SqliteStore
+    bus: JetStreamBus | None = None
+    relay: OutboxRelay | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def council_defaults(settings: Settings) -> CouncilDefaults:
@@ -46,9 +56,38 @@ async def _open_store(settings: Settings) -> SqliteStore:
     return await SqliteStore.open(url)
 
 
+async def _background(
+    stack: contextlib.AsyncExitStack, name: str, work: Coroutine[Any, Any, None]
+) -> asyncio.Task[None]:
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    stack.push_async_callback(stop)
+    return task
+
+
+async def _start_nats(
+    stack: contextlib.AsyncExitStack, settings: Settings, store: SqliteStore, app: Orchestrator
+) -> tuple[JetStreamBus, OutboxRelay]:
+    bus = JetStreamBus(
+        NatsConfig(settings.nats_url, ack_wait_s=settings.nats_ack_wait, max_deliver=settings.nats_max_deliver)
+    )
+    await bus.connect()
+    stack.push_async_callback(bus.close)
+    relay = OutboxRelay(store.deliberations, bus)
+    app.deliberations.on_events = relay.wake
+    await _background(stack, "outbox-relay", relay.run())
+    return bus, relay
+
+
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[App]:
-    """Yields a ready App: store open, Ray connected, councils restored, interrupted runs resumed."""
+    """Yields a ready App: store open, Ray connected, NATS consuming (when enabled), councils restored,
+    interrupted deliberations and plans resumed."""
     settings.require_llm()
     async with contextlib.AsyncExitStack() as stack:
         store = await _open_store(settings)
@@ -70,9 +109,29 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
             limits=Limits(),
             default_timeout_s=settings.deliberation_timeout,
             admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
+            events=deliberation_events if settings.enable_nats else None,
         )
         orchestrator = Orchestrator(store, agents, deliberations, council_defaults(settings), Limits())
         stack.push_async_callback(deliberations.shutdown, settings.shutdown_grace)
+        bus = relay = None
+        if settings.enable_nats:
+            bus, relay = await _start_nats(stack, settings, store, orchestrator)
+            orchestrator.dispatcher = PlanDispatcher(
+                deliberations,
+                store.deliberations,
+                store,
+                orchestrator.create_council,
+                auto_create_councils=settings.auto_create_councils,
+                on_events=relay.wake,
+            )
+            stack.push_async_callback(orchestrator.dispatcher.shutdown)
         restored, resumed = await orchestrator.restore()
-        log.info("orchestrator_ready", councils=[c.role.value for c in restored], resumed=resumed)
-        yield App(settings, orchestrator, agents, store)
+        if bus is not None and orchestrator.dispatcher is not None:
+            await _background(stack, "plan-consumer", bus.consume(plan_approved_handler(orchestrator.dispatcher)))
+        log.info(
+            "orchestrator_ready",
+            councils=[c.role.value for c in restored],
+            resumed=resumed,
+            nats=settings.nats_url if bus else "off",
+        )
+        yield App(settings, orchestrator, agents, store, bus, relay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 councils_app = typer.Typer(help="Create, list and delete councils on a running service.", no_args_is_help=True)
 app.add_typer(councils_app, name="councils")
+plans_app = typer.Typer(help="Inspect dispatched plans.", no_args_is_help=True)
+app.add_typer(plans_app, name="plans")
 console = Console()
 err = Console(stderr=True)
 
@@ -237,6 +240,57 @@ def cancel(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     except grpc.RpcError as exc:
         raise _rpc_error(exc, address) from None
     console.print(f"{response.task_id}: {response.message}")
+
+
+@app.command("publish-plan")
+def publish_plan(
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON or YAML plan payload (with subtasks)")] = None,
+    plan_id: Annotated[str, typer.Option(help="plan id (default: generated)")] = "",
+    story_id: Annotated[str, typer.Option(help="story id (default: generated)")] = "",
+    role: Annotated[list[str] | None, typer.Option("--role", help="a role of the plan (repeat)")] = None,
+    title: Annotated[str, typer.Option(help="plan title")] = "",
+    description: Annotated[str, typer.Option(help="plan description")] = "",
+    criterion: Annotated[list[str] | None, typer.Option("--criterion", help="acceptance criterion (repeat)")] = None,
+    approved_by: Annotated[str, typer.Option(help="who approved it")] = "cli",
+    bare: Annotated[bool, typer.Option("--bare", help="publish the bare payload, as old producers do")] = False,
+    nats_url: Annotated[str, typer.Option(envvar="NATS_URL", help="NATS server")] = "nats://127.0.0.1:4222",
+) -> None:
+    """Publish an approved plan on planning.plan.approved, validated as the service will validate it."""
+    from orchestrator.domain.errors import InvalidArgumentError
+    from orchestrator.plan_cli import build_payload, envelope_for, publish_sync
+
+    try:
+        payload = build_payload(
+            file,
+            plan_id=plan_id,
+            story_id=story_id,
+            roles=role or [],
+            title=title,
+            description=description,
+            criteria=criterion or [],
+            approved_by=approved_by,
+        )
+        seq, duplicate = publish_sync(nats_url, payload if bare else envelope_for(payload))
+    except (OSError, ValueError, InvalidArgumentError) as exc:
+        raise _fail(str(exc)) from None
+    except DependencyUnavailableError as exc:
+        raise _fail(str(exc)) from None
+    note = " (duplicate: the stream already had it)" if duplicate else ""
+    console.print(f"published plan {payload['plan_id']} (story {payload['story_id']}) as stream sequence {seq}{note}")
+
+
+@plans_app.command("show")
+def plans_show(plan_id: str, address: Address = DEFAULT_ADDRESS) -> None:
+    """A dispatched plan's subtasks with their deliberation status and winners."""
+    from orchestrator.adapters.grpc.client import channel, pb, stub
+    from orchestrator.plan_cli import render_plan
+
+    try:
+        with channel(address) as ch:
+            response = stub(ch).GetPlan(pb.GetPlanRequest(plan_id=plan_id), timeout=30)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc, address) from None
+    render_plan(console, response)
 
 
 def main() -> None:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
     log_format: Literal["json", "console"] = Field("console", description="log format")
     log_level: str = Field("INFO", description="log level")
+    auto_create_councils: bool = Field(True, description="auto-dispatch creates missing councils")
+    nats_max_deliver: int = Field(5, ge=1, le=100, description="deliveries of a plan event before the DLQ")
+    nats_ack_wait: float = Field(60.0, gt=0, le=3600, description="seconds before an unacked event is redelivered")
     max_concurrent_deliberations: int = Field(100, ge=1, le=10_000, description="deliberations running at once")
     deliberation_queue_size: int = Field(1000, ge=0, le=100_000, description="deliberations waiting for a slot")
     shutdown_grace: float = Field(10.0, ge=0, le=600, description="seconds to let runs finish on SIGTERM")
@@ -57,6 +60,8 @@ class Settings(BaseSettings):
     def require_llm(self) -> None:
         if not self.vllm_url:
             raise ConfigError("VLLM_URL is not set: point it at an OpenAI-compatible endpoint (vLLM)")
+        if self.enable_nats and not self.nats_url:
+            raise ConfigError("ENABLE_NATS is on but NATS_URL is not set")
 
 
 def load_settings(**overrides: object) -> Settings:

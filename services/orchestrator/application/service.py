@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 from orchestrator.application import councils
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate, Limits
 from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.engine import now_ms
 from orchestrator.application.ports import AgentRuntime, CouncilStore, RuntimeSummary
 from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import InvalidArgumentError
+from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import Council, DeliberationStatus
+from orchestrator.domain.plans import PlanDispatch
 from orchestrator.domain.validation import parse_role
 
 MAX_PAGE_SIZE = 500
@@ -39,6 +41,7 @@ class Orchestrator:
     deliberations: Deliberations
     defaults: CouncilDefaults
     limits: Limits = field(default_factory=Limits)
+    dispatcher: PlanDispatcher | None = None
     started_at: float = field(default_factory=time.monotonic)
     _durations: list[int] = field(default_factory=list)
 
@@ -69,7 +72,23 @@ class Orchestrator:
         """Start-up: councils get their agents back, then interrupted deliberations resume."""
         restored = await councils.restore_councils(store=self.council_store, runtime=self.runtime)
         resumed = await self.deliberations.resume_unfinished()
+        if self.dispatcher is not None:
+            await self.dispatcher.resume()
         return restored, resumed
+
+    async def get_plan(self, plan_id: str) -> tuple[PlanDispatch, dict[str, Deliberation]]:
+        """A dispatched plan and the deliberations of its subtasks (those that exist)."""
+        if self.dispatcher is None:
+            raise NotFoundError("plan", plan_id)
+        dispatch = await self.dispatcher.dispatches.get_dispatch(plan_id)
+        if dispatch is None:
+            raise NotFoundError("plan", plan_id)
+        runs = {}
+        for record in dispatch.subtasks:
+            found = await self.deliberations.find(record.deliberation_id)
+            if found is not None:
+                runs[record.deliberation_id] = found
+        return dispatch, runs
 
     async def deliberate(self, cmd: Deliberate) -> Deliberation:
         return await self.deliberations.deliberate(cmd)

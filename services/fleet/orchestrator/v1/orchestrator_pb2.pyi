@@ -623,3 +623,53 @@ class ListDeliberationsResponse(_message.Message):
     deliberations: _containers.RepeatedCompositeFieldContainer[DeliberationSummary]
     next_page_token: str
     def __init__(self, deliberations: _Optional[_Iterable[_Union[DeliberationSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetPlanRequest(_message.Message):
+    __slots__ = ("plan_id",)
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    def __init__(self, plan_id: _Optional[str] = ...) -> None: ...
+
+class PlanSubtaskInfo(_message.Message):
+    __slots__ = ("subtask_id", "role", "title", "depends_on", "deliberation_id", "state", "deliberation_status", "winner_id", "winner_score", "error", "duration_ms")
+    SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    DELIBERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DELIBERATION_STATUS_FIELD_NUMBER: _ClassVar[int]
+    WINNER_ID_FIELD_NUMBER: _ClassVar[int]
+    WINNER_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    subtask_id: str
+    role: str
+    title: str
+    depends_on: _containers.RepeatedScalarFieldContainer[str]
+    deliberation_id: str
+    state: str
+    deliberation_status: DeliberationStatus
+    winner_id: str
+    winner_score: float
+    error: str
+    duration_ms: int
+    def __init__(self, subtask_id: _Optional[str] = ..., role: _Optional[str] = ..., title: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., deliberation_id: _Optional[str] = ..., state: _Optional[str] = ..., deliberation_status: _Optional[_Union[DeliberationStatus, str]] = ..., winner_id: _Optional[str] = ..., winner_score: _Optional[float] = ..., error: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+
+class GetPlanResponse(_message.Message):
+    __slots__ = ("plan_id", "story_id", "title", "approved_by", "received_at_ms", "finished", "subtasks")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    STORY_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_BY_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    SUBTASKS_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    story_id: str
+    title: str
+    approved_by: str
+    received_at_ms: int
+    finished: bool
+    subtasks: _containers.RepeatedCompositeFieldContainer[PlanSubtaskInfo]
+    def __init__(self, plan_id: _Optional[str] = ..., story_id: _Optional[str] = ..., title: _Optional[str] = ..., approved_by: _Optional[str] = ..., received_at_ms: _Optional[int] = ..., finished: _Optional[bool] = ..., subtasks: _Optional[_Iterable[_Union[PlanSubtaskInfo, _Mapping]]] = ...) -> None: ...

@@ -89,6 +89,11 @@ class OrchestratorServiceStub:
                 request_serializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsRequest.SerializeToString,
                 response_deserializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsResponse.FromString,
                 _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/fleet.orchestrator.v1.OrchestratorService/GetPlan',
+                request_serializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -167,6 +172,13 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPlan(self, request, context):
+        """A dispatched plan: its subtasks, their deliberations and winners.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +236,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListDeliberations,
                     request_deserializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsRequest.FromString,
                     response_serializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanRequest.FromString,
+                    response_serializer=fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -523,6 +540,33 @@ class OrchestratorService:
             '/fleet.orchestrator.v1.OrchestratorService/ListDeliberations',
             fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsRequest.SerializeToString,
             fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.ListDeliberationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleet.orchestrator.v1.OrchestratorService/GetPlan',
+            fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanRequest.SerializeToString,
+            fleet_dot_orchestrator_dot_v1_dot_orchestrator__pb2.GetPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

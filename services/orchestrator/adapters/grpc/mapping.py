@@ -23,6 +23,7 @@ from orchestrator.domain.model import (
     Stage,
     Usage,
 )
+from orchestrator.domain.plans import PlanDispatch
 
 STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.PENDING: pb.DELIBERATION_STATUS_PENDING,
@@ -202,6 +203,38 @@ def runtime_pb(r: RuntimeSummary) -> pb.RayClusterSummary:
         actors_restarting=r.actors_restarting,
         actors_dead=r.actors_dead,
         address=r.address,
+    )
+
+
+def plan_pb(dispatch: PlanDispatch, runs: dict[str, Deliberation]) -> pb.GetPlanResponse:
+    subtasks = []
+    for r in dispatch.subtasks:
+        run = runs.get(r.deliberation_id)
+        winner = run.results[0] if run and run.results else None
+        subtasks.append(
+            pb.PlanSubtaskInfo(
+                subtask_id=r.subtask.subtask_id,
+                role=r.subtask.role.value,
+                title=r.subtask.title,
+                depends_on=list(r.subtask.depends_on),
+                deliberation_id=r.deliberation_id,
+                state=r.state.value,
+                deliberation_status=STATUS_TO_PB[run.status] if run else pb.DELIBERATION_STATUS_UNKNOWN,
+                winner_id=run.winner_id if run else "",
+                winner_score=winner.score if winner else 0.0,
+                error=r.error or (run.error_message if run else ""),
+                duration_ms=run.duration_ms if run else 0,
+            )
+        )
+    plan = dispatch.plan
+    return pb.GetPlanResponse(
+        plan_id=plan.plan_id,
+        story_id=plan.story_id,
+        title=plan.title,
+        approved_by=plan.approved_by,
+        received_at_ms=dispatch.received_at_ms,
+        finished=dispatch.finished,
+        subtasks=subtasks,
     )
 
 

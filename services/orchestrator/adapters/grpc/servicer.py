@@ -136,6 +136,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         )
         return pb.ListDeliberationsResponse(deliberations=[mapping.summary_pb(d) for d in page], next_page_token=token)
 
+    @unary
+    async def GetPlan(self, request: pb.GetPlanRequest, context: Context) -> pb.GetPlanResponse:
+        dispatch, runs = await self._app.get_plan(request.plan_id)
+        return mapping.plan_pb(dispatch, runs)
+
     @streaming
     async def WatchDeliberation(
         self, request: pb.WatchDeliberationRequest, context: Context

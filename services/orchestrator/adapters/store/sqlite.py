@@ -232,16 +232,6 @@ class SqliteDeliberationStore:
         async with self._db.execute(query, (task_id,)) as cur:
             return [deliberation_from_json(row[0]) async for row in cur]
 
-
-def _prepare_directory(path: str) -> str:
-    resolved = Path(path).expanduser()
-    resolved.parent.mkdir(parents=True, exist_ok=True)
-    return str(resolved)
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
     # dispatches
     async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
         async with self._lock:
@@ -295,3 +285,13 @@ def _now() -> int:
         async with self._lock:
             await self._db.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
             await self._db.commit()
+
+
+def _prepare_directory(path: str) -> str:
+    resolved = Path(path).expanduser()
+    resolved.parent.mkdir(parents=True, exist_ok=True)
+    return str(resolved)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
