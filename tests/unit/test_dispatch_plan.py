@@ -1,0 +1,126 @@
+"""dispatch_plan with in-memory fakes: councils ensured, dependencies honoured, nothing dispatched twice."""
+
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil
+from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.dispatch import PlanDispatcher
+from orchestrator.application.events import deliberation_events
+from orchestrator.application.service import Orchestrator
+from orchestrator.domain.model import DeliberationStatus, Role
+from orchestrator.domain.plans import ApprovedPlan, PlanSubtask, SubtaskState, deliberation_id
+from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+
+PLAN = ApprovedPlan(
+    plan_id="plan-7",
+    story_id="story-7",
+    approved_by="po",
+    roles=(),
+    timestamp="t",
+    title="Password reset",
+    acceptance_criteria=("tokens expire after 30 minutes",),
+    subtasks=(
+        PlanSubtask("dev", Role.DEV, "Token service", "Write the token service", ("hash tokens",)),
+        PlanSubtask("qa", Role.QA, "Tests", "Test the token service", ("test expiry",), depends_on=("dev",)),
+        PlanSubtask("ops", Role.DEVOPS, "Deploy", "Deploy it"),
+    ),
+)
+
+
+def make(
+    gateway: FakeGateway | None = None, auto_create: bool = True
+) -> tuple[Orchestrator, InMemoryDeliberationStore]:
+    councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
+    deliberations = Deliberations(
+        councils, store, gateway or FakeGateway(), ThreadedChecker(), events=deliberation_events
+    )
+    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256, num_agents=2))
+    app.dispatcher = PlanDispatcher(deliberations, store, councils, app.create_council, auto_create, retry_s=0.05)
+    return app, store
+
+
+async def test_a_plan_becomes_one_deliberation_per_subtask_in_dependency_order() -> None:
+    app, store = make()
+    assert app.dispatcher is not None
+    assert await app.dispatcher.dispatch(PLAN)
+    assert {c.role for c in await app.council_store.all_councils()} == {Role.DEV, Role.QA, Role.DEVOPS}
+    done = await app.dispatcher.wait_finished("plan-7")
+    assert done is not None and done.finished
+    assert [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
+    dev = store.records[deliberation_id("plan-7", "dev")]
+    qa = store.records[deliberation_id("plan-7", "qa")]
+    assert qa.started_at_ms >= dev.finished_at_ms
+    assert dev.winner_id in qa.task.description and "Builds on the completed subtask dev" in qa.task.description
+    assert qa.task.metadata["depends_on.dev.winner"] == dev.winner_id
+    assert "tokens expire after 30 minutes" in qa.task.rubric and qa.task.requirements == ("test expiry",)
+    subjects = [e.subject for e in store.outbox.values()]
+    assert subjects.count("orchestration.plan.dispatched") == 1
+    assert subjects.count("orchestration.deliberation.completed") == 3
+
+
+async def test_dispatching_the_same_plan_again_starts_nothing_new() -> None:
+    gateway = FakeGateway()
+    app, store = make(gateway)
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(PLAN)
+    await app.dispatcher.wait_finished("plan-7")
+    calls, records, events = len(gateway.calls), dict(store.records), set(store.outbox)
+    assert not await app.dispatcher.dispatch(PLAN)
+    await app.dispatcher.wait_finished("plan-7")
+    assert len(gateway.calls) == calls and store.records == records and set(store.outbox) == events
+
+
+async def test_without_auto_creation_a_missing_council_fails_its_subtask_and_its_dependents() -> None:
+    app, store = make(auto_create=False)
+    assert app.dispatcher is not None
+    await app.create_council(CreateCouncil(role="QA"))
+    await app.dispatcher.dispatch(PLAN)
+    done = await app.dispatcher.wait_finished("plan-7")
+    assert done is not None
+    states = {s.subtask.subtask_id: (s.state, s.error) for s in done.subtasks}
+    assert states["dev"] == (SubtaskState.FAILED, "no council for role DEV and auto-creation is off")
+    assert states["qa"] == (SubtaskState.FAILED, "dependency failed: dev")
+    assert states["ops"] == (SubtaskState.FAILED, "no council for role DEVOPS and auto-creation is off")
+    assert not store.records
+
+
+async def test_a_failed_dependency_fails_the_dependent_without_running_it() -> None:
+    app, store = make(FakeGateway(failing={"agent-dev-001", "agent-dev-002"}))
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(PLAN)
+    done = await app.dispatcher.wait_finished("plan-7")
+    assert done is not None
+    assert store.records[deliberation_id("plan-7", "dev")].status is DeliberationStatus.FAILED
+    assert deliberation_id("plan-7", "qa") not in store.records
+    assert [s.state for s in done.subtasks] == [SubtaskState.FAILED, SubtaskState.FAILED, SubtaskState.COMPLETED]
+    failed = [e for e in store.outbox.values() if e.subject == "orchestration.deliberation.failed"]
+    assert len(failed) == 1
+
+
+async def test_a_restarted_dispatcher_finishes_the_plan_without_repeating_work() -> None:
+    gateway = FakeGateway(latency_s=0.01)
+    app, store = make(gateway)
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(PLAN)
+    dev = deliberation_id("plan-7", "dev")
+    while dev not in store.records or not store.records[dev].status.finished:
+        await asyncio.sleep(0.01)
+    await app.dispatcher.shutdown()  # the process "dies" while QA may be waiting or running
+    await app.deliberations.shutdown(0)
+    second, _ = make(gateway)
+    second.council_store = app.council_store
+    second.deliberations.councils = app.council_store
+    second.deliberations.store = store
+    assert second.dispatcher is not None
+    second.dispatcher.dispatches = store
+    second.dispatcher.councils = app.council_store
+    await second.restore()
+    done = await second.dispatcher.wait_finished("plan-7")
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
+    completed = [e for e in store.outbox.values() if e.subject == "orchestration.deliberation.completed"]
+    assert len(completed) == 3
+    # DEV had finished before the "crash": it was not run again (interrupted stages of others may be)
+    assert len([c for c in gateway.calls if c[0].startswith("agent-dev-") and c[1] == "propose"]) == 2

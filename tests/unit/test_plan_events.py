@@ -1,0 +1,89 @@
+"""Plan events: both accepted shapes, and a clear reason for everything else."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from orchestrator.adapters.nats.plan_events import MAX_EVENT_BYTES, InvalidPlanEvent, parse_plan_event
+from orchestrator.domain.errors import InvalidArgumentError
+from orchestrator.domain.model import Role
+from orchestrator.domain.plans import ApprovedPlan, deliberation_id, derive_subtasks
+
+PAYLOAD: dict[str, Any] = {
+    "story_id": "story-1",
+    "plan_id": "plan-1",
+    "approved_by": "po",
+    "roles": ["DEV", "QA"],
+    "timestamp": "2026-11-25T10:00:00Z",
+    "plan": {"title": "Login", "description": "Let users log in", "acceptance_criteria": ["lockout after 5 tries"]},
+}
+
+
+def envelope(payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_type": "planning.plan.approved",
+        "payload": payload,
+        "idempotency_key": "k-1",
+        "correlation_id": "c-1",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "producer": "planning",
+    }
+
+
+def encode(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def test_the_envelope_and_the_bare_payload_mean_the_same_plan() -> None:
+    wrapped = parse_plan_event(encode(envelope(PAYLOAD)))
+    bare = parse_plan_event(encode(PAYLOAD))
+    assert wrapped.plan_id == bare.plan_id == "plan-1"
+    assert wrapped.roles == (Role.DEV, Role.QA)
+    assert wrapped.idempotency_key == "k-1" and bare.idempotency_key == ""
+    assert wrapped.acceptance_criteria == ("lockout after 5 tries",)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (encode({**PAYLOAD, "story_id": 7}), "payload.story_id"),
+        (encode({**PAYLOAD, "roles": ["DEV", "JANITOR"]}), "payload.roles.1"),
+        (encode({k: v for k, v in PAYLOAD.items() if k != "plan_id"}), "payload.plan_id"),
+        (encode({**PAYLOAD, "plan_id": "has spaces"}), "payload.plan_id"),
+        (encode({**PAYLOAD, "roles": []}), "needs subtasks or at least one role"),
+        (encode({**envelope(PAYLOAD), "event_type": "planning.plan.rejected"}), "is not 'planning.plan.approved'"),
+        (encode({**envelope(PAYLOAD), "idempotency_key": None}), "envelope.idempotency_key"),
+        (encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "priority": "high"}]}), "priority"),
+        (encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "depends_on": ["a"]}]}), "cycle"),
+        (encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "depends_on": ["zz"]}]}), "unknown"),
+        (b" " * (MAX_EVENT_BYTES + 1), "exceeds the limit"),
+    ],
+)
+def test_invalid_events_are_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(InvalidPlanEvent) as info:
+        parse_plan_event(body)
+    assert reason in str(info.value)
+
+
+def test_without_subtasks_one_per_role_is_derived_from_the_plan_text() -> None:
+    plan = parse_plan_event(encode(PAYLOAD))
+    subtasks = derive_subtasks(plan)
+    assert [s.role for s in subtasks] == [Role.DEV, Role.QA]
+    assert all("Let users log in" in s.description for s in subtasks)
+    assert all(s.requirements == ("lockout after 5 tries",) for s in subtasks)
+
+
+def test_deliberation_ids_are_stable_and_distinct() -> None:
+    assert deliberation_id("p", "a") == deliberation_id("p", "a")
+    assert len({deliberation_id("p", "a"), deliberation_id("p", "b"), deliberation_id("q", "a")}) == 3
+    assert deliberation_id("p", "a").startswith("plan-")
+
+
+def test_a_plan_without_roles_or_subtasks_cannot_be_derived() -> None:
+    with pytest.raises(InvalidArgumentError):
+        derive_subtasks(ApprovedPlan("p", "s", "po", (), "t"))
