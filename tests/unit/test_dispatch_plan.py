@@ -106,8 +106,9 @@ async def test_a_restarted_dispatcher_finishes_the_plan_without_repeating_work()
     assert app.dispatcher is not None
     await app.dispatcher.dispatch(PLAN)
     dev = deliberation_id("plan-7", "dev")
-    while dev not in store.records or not store.records[dev].status.finished:
-        await asyncio.sleep(0.01)
+    dev_done = asyncio.Event()
+    app.deliberations.observers.append(lambda d, event, _: event == "finished" and d.task_id == dev and dev_done.set())
+    await asyncio.wait_for(dev_done.wait(), 10)
     await app.dispatcher.shutdown()  # the process "dies" while QA may be waiting or running
     await app.deliberations.shutdown(0)
     second, _ = make(gateway)

@@ -69,7 +69,14 @@ class GetDeliberationResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetDeliberationResultResponse(_message.Message):
-    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms")
+    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms", "task_description", "task_metadata", "source")
+    class TaskMetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +92,9 @@ class GetDeliberationResultResponse(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     CALLS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TASK_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TASK_METADATA_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: DeliberationStatus
     results: _containers.RepeatedCompositeFieldContainer[DeliberationResult]
@@ -100,7 +110,10 @@ class GetDeliberationResultResponse(_message.Message):
     usage: TokenUsage
     calls: _containers.RepeatedCompositeFieldContainer[CallRecord]
     created_at_ms: int
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+    task_description: str
+    task_metadata: _containers.ScalarMap[str, str]
+    source: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., task_description: _Optional[str] = ..., task_metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class TaskConstraints(_message.Message):
     __slots__ = ("rubric", "requirements", "metadata", "max_iterations", "timeout_seconds")

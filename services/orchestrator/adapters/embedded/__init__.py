@@ -1,1 +1,1 @@
-"""Embedded dependencies for `orchestrator demo`: the local LLM (llama.cpp via xllamacpp) and its model file."""
+"""Embedded dependencies for `orchestrator demo`: nats-server, the local LLM (llama.cpp via xllamacpp), its model."""

@@ -306,6 +306,9 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
         usage=usage_pb(d.usage),
         calls=[call_pb(c) for c in d.progress.calls],
         created_at_ms=d.created_at_ms,
+        task_description=d.task.description,
+        task_metadata=dict(d.task.metadata),
+        source=d.source,
     )
 
 
