@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+import contextlib
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import grpc
 import typer
@@ -14,6 +14,11 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+
+if TYPE_CHECKING:  # the service's heavy imports (Ray, gRPC server) load only for the commands that run it
+    from orchestrator.config import Settings
+    from orchestrator.embedded_stack import EmbeddedOptions
+    from orchestrator.runner import OnReady
 
 app = typer.Typer(
     help="Fleet orchestrator: councils of LLM agents deliberating on software tasks.", no_args_is_help=True
@@ -44,51 +49,88 @@ def _rpc_error(exc: grpc.RpcError, address: str) -> typer.Exit:
 @app.command()
 def serve(
     port: Annotated[int | None, typer.Option(help="gRPC port (overrides GRPC_PORT)")] = None,
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="start nats-server, the local LLM and a SQLite store as well")
+    ] = False,
 ) -> None:
     """Run the gRPC service until SIGTERM/SIGINT (settings from the environment)."""
+    from orchestrator.embedded_stack import EmbeddedOptions
+
+    settings = _settings(port, need_llm=not embedded)
+    options = EmbeddedOptions(
+        grpc_port=settings.grpc_port,
+        agents=settings.default_agents,
+        rounds=settings.default_rounds,
+        max_tokens=settings.vllm_max_tokens,
+    )
+    _run(settings, options if embedded else None)
+
+
+def _settings(port: int | None, *, need_llm: bool) -> Settings:
     from orchestrator.config import load_settings
     from orchestrator.logging_setup import configure_logging
 
     try:
         settings = load_settings(**({"grpc_port": port} if port is not None else {}))
-        settings.require_llm()
+        if need_llm:
+            settings.require_llm()
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
     configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _run(settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None = None) -> None:
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, embedded, on_ready))
     except (ConfigError, DependencyUnavailableError) as exc:
         raise _fail(str(exc), 2) from None
 
 
-async def _serve(settings: object) -> None:
-    import structlog
+async def _serve(settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None) -> None:
+    from orchestrator.embedded_stack import embedded_stack
+    from orchestrator.runner import run_service, stop_on_signals
 
-    from orchestrator.adapters.grpc.server import create_server
-    from orchestrator.bootstrap import bootstrap
-    from orchestrator.config import Settings
-
-    assert isinstance(settings, Settings)
-    log = structlog.get_logger("orchestrator.serve")
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    # The port is bound before Ray starts, so none of Ray's own ports can take it.
-    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port)
-    server, port, health = grpc_server.server, grpc_server.port, grpc_server.health
-    async with bootstrap(settings) as built:
-        grpc_server.servicer.attach(built.orchestrator)
-        await server.start()
-        await health.set(True)
-        log.info("grpc_listening", port=port)
-        await stop.wait()
-        log.info("shutting_down", grace_s=settings.shutdown_grace)
-        await health.set(False)
-        # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
-        await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
-        await server.stop(1.0)
-    log.info("stopped")
+    stop_on_signals(stop)
+    async with contextlib.AsyncExitStack() as stack:
+        if embedded is not None:
+            settings = await stack.enter_async_context(embedded_stack(settings, embedded))
+
+        async def companion(address: str, running: Settings) -> None:
+            try:
+                if on_ready is not None:
+                    await on_ready(address, running)
+            finally:
+                stop.set()
+
+        await run_service(settings, stop, companion if on_ready else None)
+
+
+@app.command()
+def demo(
+    agents: Annotated[int, typer.Option(help="agents per council")] = 2,
+    rounds: Annotated[int, typer.Option(help="critique/revise rounds")] = 1,
+    max_tokens: Annotated[int, typer.Option(help="max tokens per LLM call")] = 320,
+    plan_file: Annotated[Path | None, typer.Option(help="approved plan (YAML/JSON) instead of the sample")] = None,
+    report_dir: Annotated[Path, typer.Option(help="where the Markdown report goes")] = Path("reports"),
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the plan")] = 900.0,
+) -> None:
+    """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
+    from orchestrator.demo import DemoRequest, run_demo
+    from orchestrator.embedded_stack import EmbeddedOptions
+
+    settings = _settings(None, need_llm=False)
+    options = EmbeddedOptions(agents=agents, rounds=rounds, max_tokens=max_tokens)
+    outcome: dict[str, Path] = {}
+
+    async def drive(address: str, running: Settings) -> None:
+        request = DemoRequest(address, running.nats_url, agents, rounds, plan_file, report_dir, timeout)
+        outcome["report"] = await asyncio.to_thread(run_demo, request, console)
+
+    _run(settings, options, drive)
+    if "report" not in outcome:
+        raise typer.Exit(1)
 
 
 @councils_app.command("setup")
@@ -294,6 +336,9 @@ def plans_show(plan_id: str, address: Address = DEFAULT_ADDRESS) -> None:
 
 
 def main() -> None:
+    from orchestrator.logging_setup import configure_logging
+
+    configure_logging("console", "WARNING")  # client commands stay quiet; `serve` and `demo` reconfigure
     try:
         app()
     except KeyboardInterrupt:

@@ -68,7 +68,8 @@ async def publish(nats_url: str, body: dict[str, Any]) -> tuple[int, bool]:
     from orchestrator.adapters.nats.jetstream import PLAN_APPROVED, JetStreamBus, NatsConfig
 
     raw = json.dumps(body).encode()
-    parse_plan_event(raw)  # the same validation the consumer applies: fail here with its message
+    parse_plan_event(json.dumps(body.get("payload", body)).encode())  # the consumer's validation, payload first
+    parse_plan_event(raw)
     bus = JetStreamBus(NatsConfig(nats_url))
     await bus.connect()
     try:

@@ -36,6 +36,7 @@ class ServeProcess:
     log_path: Path
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ("serve",)
 
     @property
     def address(self) -> str:
@@ -47,7 +48,7 @@ class ServeProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            [sys.executable, "-m", "orchestrator", *self.args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
         self._wait_serving(timeout_s)
 

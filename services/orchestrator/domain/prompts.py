@@ -24,39 +24,55 @@ PERSONAS: dict[Role, str] = {
 CRITIQUE_SCHEMA_NAME = "critiques"
 SCORE_SCHEMA_NAME = "peer_scores"
 
-CRITIQUE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "critiques": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"target": {"type": "string"}, "critique": {"type": "string"}},
-                "required": ["target", "critique"],
-            },
-        }
-    },
-    "required": ["critiques"],
-}
+MAX_CRITIQUE_CHARS = 600
+MAX_RATIONALE_CHARS = 300
 
-SCORE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "scores": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "target": {"type": "string"},
-                    "score": {"type": "integer", "minimum": 1, "maximum": 10},
-                    "rationale": {"type": "string"},
+
+def critique_schema(peer_ids: list[str]) -> dict[str, Any]:
+    """One critique per peer. The enum keeps a grammar-constrained model from inventing author names, and the
+    length bounds keep the JSON complete within a small max_tokens."""
+    return {
+        "type": "object",
+        "properties": {
+            "critiques": {
+                "type": "array",
+                "minItems": len(peer_ids),
+                "maxItems": len(peer_ids),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "target": {"type": "string", "enum": peer_ids},
+                        "critique": {"type": "string", "maxLength": MAX_CRITIQUE_CHARS},
+                    },
+                    "required": ["target", "critique"],
                 },
-                "required": ["target", "score"],
-            },
-        }
-    },
-    "required": ["scores"],
-}
+            }
+        },
+        "required": ["critiques"],
+    }
+
+
+def score_schema(peer_ids: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "scores": {
+                "type": "array",
+                "minItems": len(peer_ids),
+                "maxItems": len(peer_ids),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "target": {"type": "string", "enum": peer_ids},
+                        "score": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "rationale": {"type": "string", "maxLength": MAX_RATIONALE_CHARS},
+                    },
+                    "required": ["target", "score"],
+                },
+            }
+        },
+        "required": ["scores"],
+    }
 
 
 @dataclass(frozen=True)
@@ -97,6 +113,7 @@ def propose(task: TaskSpec) -> Prompt:
 
 
 def critique(task: TaskSpec, round_: int, peers: Iterable[Proposal]) -> Prompt:
+    peers = list(peers)
     blocks = "\n\n".join(_proposal_block(p.author_id, p.content) for p in peers)
     user = (
         f"Stage: {Stage.CRITIQUE}\nRound: {round_}\n\n{_context(task)}\n\n"
@@ -104,7 +121,7 @@ def critique(task: TaskSpec, round_: int, peers: Iterable[Proposal]) -> Prompt:
         "For each peer proposal give one specific critique: errors, missing requirements, risks. "
         'Answer as JSON: {"critiques": [{"target": "<author id>", "critique": "..."}]}.'
     )
-    return Prompt(_system(task), user, CRITIQUE_SCHEMA_NAME, CRITIQUE_SCHEMA)
+    return Prompt(_system(task), user, CRITIQUE_SCHEMA_NAME, critique_schema([p.author_id for p in peers]))
 
 
 def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str]) -> Prompt:
@@ -119,6 +136,7 @@ def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str])
 
 
 def score(task: TaskSpec, peers: Iterable[Proposal]) -> Prompt:
+    peers = list(peers)
     blocks = "\n\n".join(_proposal_block(p.author_id, p.content) for p in peers)
     user = (
         f"Stage: {Stage.SCORE}\n\n{_context(task)}\n\n"
@@ -126,4 +144,4 @@ def score(task: TaskSpec, peers: Iterable[Proposal]) -> Prompt:
         "Score each one from 1 (unusable) to 10 (excellent) against the rubric and requirements. "
         'Answer as JSON: {"scores": [{"target": "<author id>", "score": 7, "rationale": "..."}]}.'
     )
-    return Prompt(_system(task), user, SCORE_SCHEMA_NAME, SCORE_SCHEMA)
+    return Prompt(_system(task), user, SCORE_SCHEMA_NAME, score_schema([p.author_id for p in peers]))

@@ -75,21 +75,25 @@ class JetStreamBus:
 
     async def connect(self) -> None:
         try:
-            self._nc = await nats.connect(
-                self.config.url,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=1,
-                connect_timeout=self.config.connect_timeout_s,
-                allow_reconnect=True,
-                disconnected_cb=self._on_disconnect,
-                reconnected_cb=self._on_reconnect,
-                error_cb=self._on_error,
-            )
+            # Reconnects are unlimited once connected; the first connection must succeed within the timeout.
+            self._nc = await asyncio.wait_for(self._connect(), self.config.connect_timeout_s * 2)
         except Exception as exc:
-            raise DependencyUnavailableError("nats", f"{self.config.url}: {exc}") from exc
+            raise DependencyUnavailableError("nats", f"cannot connect to {self.config.url}: {exc!r}") from exc
         self._js = self._nc.jetstream()
         await self.ensure_streams()
         log.info("nats_connected", url=self.config.url)
+
+    async def _connect(self) -> Client:
+        return await nats.connect(
+            self.config.url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            connect_timeout=self.config.connect_timeout_s,
+            allow_reconnect=True,
+            disconnected_cb=self._on_disconnect,
+            reconnected_cb=self._on_reconnect,
+            error_cb=self._on_error,
+        )
 
     @property
     def connected(self) -> bool:
@@ -108,7 +112,8 @@ class JetStreamBus:
         log.info("nats_reconnected")
 
     async def _on_error(self, exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc))
+        if self._nc is not None:  # failures of the first connection are reported once, by connect()
+            log.warning("nats_error", error=str(exc))
 
     @property
     def js(self) -> JetStreamContext:

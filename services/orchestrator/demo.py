@@ -1,0 +1,109 @@
+"""`orchestrator demo`: the whole system on one machine, driven the way a user drives it.
+
+Over the service's own gRPC API and NATS: the five councils are created through the same code as
+`scripts/setup_all_councils.py`, a sample approved plan is published on `planning.plan.approved`, the live
+monitor runs until every subtask has ended, then the winners are printed and a Markdown report is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from orchestrator.adapters.grpc.client import channel, pb, setup_councils, stub
+from orchestrator.monitor import snapshot
+from orchestrator.plan_cli import build_payload, envelope_for, publish
+from orchestrator.report import write_report
+
+
+@dataclass(frozen=True)
+class DemoRequest:
+    address: str
+    nats_url: str
+    agents: int
+    rounds: int
+    plan_file: Path | None
+    report_dir: Path
+    timeout_s: float
+
+
+def sample_plan(plan_file: Path | None) -> dict[str, Any]:
+    sample = resources.files("orchestrator").joinpath("demo_plan.yaml")
+    text = plan_file.read_text() if plan_file else sample.read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError("the plan file must hold a mapping")
+    suffix = time.strftime("%Y%m%d-%H%M%S")
+    data["plan_id"] = f"{data.get('plan_id', 'demo-plan')}-{suffix}"  # a fresh plan per run
+    return data
+
+
+def _plan_progress(plan: Any) -> Text:
+    lines = [f"plan {plan.plan_id}: {'finished' if plan.finished else 'running'}"]
+    for s in plan.subtasks:
+        winner = f" winner {s.winner_id} ({s.winner_score:.3f})" if s.winner_id else ""
+        lines.append(f"  {s.subtask_id:<22} {s.role:<7} {s.state:<10}{winner}")
+    return Text("\n".join(lines))
+
+
+def _wait_for_plan(request: DemoRequest, plan_id: str, console: Console) -> Any:
+    deadline = time.monotonic() + request.timeout_s
+    with channel(request.address) as ch:
+        client = stub(ch)
+        plan = None
+        with Live(console=console, refresh_per_second=2) as live:
+            while time.monotonic() < deadline:
+                try:
+                    plan = client.GetPlan(pb.GetPlanRequest(plan_id=plan_id), timeout=10)
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                view = snapshot(client, 8)
+                live.update(Group(view, _plan_progress(plan)) if plan else view)
+                if plan is not None and plan.finished:
+                    return plan
+                time.sleep(1.0)
+    raise TimeoutError(f"plan {plan_id} did not finish within {request.timeout_s:.0f}s")
+
+
+def run_demo(request: DemoRequest, console: Console) -> Path:
+    """Blocking: councils, plan, monitor, report. Returns the report's path."""
+    started = time.monotonic()
+    console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {request.address}")
+    for outcome in setup_councils(request.address, request.agents, request.rounds):
+        console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
+    payload = build_payload(
+        None, plan_id="", story_id="", roles=[], title="", description="", criteria=[], approved_by="demo"
+    ) | sample_plan(request.plan_file)
+    plan_id = str(payload["plan_id"])
+    console.print(f"[bold]2/4[/bold] publishing approved plan {plan_id} on planning.plan.approved")
+    asyncio.run(publish(request.nats_url, envelope_for(payload)))
+    console.print("[bold]3/4[/bold] councils deliberating (live):")
+    plan = _wait_for_plan(request, plan_id, console)
+    with channel(request.address) as ch:
+        client = stub(ch)
+        results = {
+            s.subtask_id: client.GetDeliberationResult(
+                pb.GetDeliberationResultRequest(task_id=s.deliberation_id), timeout=30
+            )
+            for s in plan.subtasks
+            if s.deliberation_status
+        }
+    elapsed = time.monotonic() - started
+    console.print(f"[bold]4/4[/bold] done in {elapsed:.0f}s; winners:")
+    for s in plan.subtasks:
+        winner = f"{s.winner_id} (score {s.winner_score:.3f})" if s.winner_id else f"{s.state}: {s.error}"
+        console.print(f"    {s.subtask_id:<22} {s.role:<7} {winner}")
+    path = write_report(request.report_dir, payload, plan, results, elapsed)
+    console.print(f"report: [bold]{path}[/bold]")
+    return path
