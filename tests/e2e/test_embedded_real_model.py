@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-
 from tests.e2e.conftest import ServeProcess
 
 pytestmark = [
