@@ -119,8 +119,11 @@ def demo(
     """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
     from orchestrator.demo import DemoRequest, run_demo
     from orchestrator.embedded_stack import EmbeddedOptions
+    from orchestrator.logging_setup import configure_logging
 
     settings = _settings(None, need_llm=False)
+    # The live view owns the terminal: only warnings and errors are logged beside it.
+    configure_logging(settings.log_format, "WARNING")
     options = EmbeddedOptions(agents=agents, rounds=rounds, max_tokens=max_tokens)
     outcome: dict[str, Path] = {}
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.domain.model import CheckSuite, DryRunResult, LintResult, PeerScore, PolicyResult, Proposal, Role
-from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_reasoning
+from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper, strip_reasoning
 from orchestrator.domain.scoring import NO_PEER_SCORE, blend, peer_score, rank
 
 PEERS = ["agent-dev-002", "agent-dev-003"]
@@ -59,3 +59,9 @@ def test_ranking_is_by_blended_score_with_deterministic_ties() -> None:
     assert [(r.proposal.author_id, r.rank) for r in ranked] == [("a", 1), ("b", 2), ("c", 3)]
     assert ranked[0].score == round(0.6 * 7 / 9 + 0.4 * 0.5, 6)
     assert rank(list(reversed(proposals)), checks, scores) == ranked
+
+
+def test_an_echoed_proposal_wrapper_is_removed() -> None:
+    assert strip_proposal_wrapper('<proposal author="agent-dev-001">\nbody\n</proposal>') == "body"
+    assert strip_proposal_wrapper("<proposal>unterminated body") == "unterminated body"
+    assert strip_proposal_wrapper("plain text") == "plain text"

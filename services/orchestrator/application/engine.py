@@ -28,7 +28,7 @@ from orchestrator.domain.model import (
     Stage,
     Usage,
 )
-from orchestrator.domain.parsing import parse_critiques, parse_scores
+from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
 from orchestrator.domain.scoring import rank
 
 Listener = Callable[[Deliberation, str, str], None]
@@ -156,13 +156,14 @@ class DeliberationRun:
         completion = await self._call(agent, Stage.PROPOSE, round_, prompts.propose(self.snapshot.task))
         if completion is None:
             return
-        if not completion.content.strip():
+        content = strip_proposal_wrapper(completion.content)
+        if not content:
             self._drop(
                 AgentFailure(agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text"),
                 Stage.PROPOSE,
             )
             return
-        self._set_proposal(Proposal(agent.agent_id, agent.role, completion.content, now_ms()))
+        self._set_proposal(Proposal(agent.agent_id, agent.role, content, now_ms()))
         self.listener(self.snapshot, "agent_finished", agent.agent_id)
 
     def _peers_of(self, agent_id: str) -> list[Proposal]:
@@ -196,7 +197,7 @@ class DeliberationRun:
         if completion is None:
             return
         # An empty revision keeps the previous text as this round's revision rather than losing the proposal.
-        text = completion.content.strip() or own.content
+        text = strip_proposal_wrapper(completion.content) or own.content
         current = self.snapshot.progress.proposals.get(agent.agent_id, own)
         self._set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
         self.listener(self.snapshot, "agent_finished", agent.agent_id)

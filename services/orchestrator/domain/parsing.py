@@ -17,6 +17,15 @@ _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _SCORE_LINE = re.compile(r"(agent-[\w-]+)\W{0,6}(?:score\W{0,4})?(\d{1,2}(?:\.\d+)?)\s*(?:/\s*10)?", re.I)
 
 
+_WRAPPER = re.compile(r"^\s*<proposal[^>]*>\s*(.*?)\s*(</proposal>\s*)?$", re.DOTALL | re.IGNORECASE)
+
+
+def strip_proposal_wrapper(text: str) -> str:
+    """Small models often echo the `<proposal author=…>` tags their prompt used; the proposal is what is inside."""
+    match = _WRAPPER.match(text)
+    return match.group(1).strip() if match else text.strip()
+
+
 def strip_reasoning(text: str) -> str:
     """Removes `<think>…</think>` blocks (also an unterminated one) and surrounding blank space."""
     return _THINK.sub("", text).strip()

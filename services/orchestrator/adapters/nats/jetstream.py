@@ -101,8 +101,9 @@ class JetStreamBus:
 
     async def close(self) -> None:
         self._closing = True
+        # Every publish already waited for its stream ack, so there is nothing to drain: close at once.
         if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+            await self._nc.close()
 
     async def _on_disconnect(self) -> None:
         if not self._closing:
@@ -164,7 +165,7 @@ class JetStreamBus:
                 if sub is None:
                     sub = await self.js.pull_subscribe_bind(durable=DURABLE, stream=PLANNING_STREAM)
                 messages = await sub.fetch(self.config.fetch_batch, timeout=1)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # no message within the fetch window
                 continue
             except asyncio.CancelledError:
                 raise
