@@ -100,6 +100,7 @@ def run_demo(request: DemoRequest, console: Console) -> Path:
             if s.deliberation_status
         }
     elapsed = time.monotonic() - started
+    console.print()
     console.print(f"[bold]4/4[/bold] done in {elapsed:.0f}s; winners:")
     for s in plan.subtasks:
         winner = f"{s.winner_id} (score {s.winner_score:.3f})" if s.winner_id else f"{s.state}: {s.error}"
