@@ -15,6 +15,7 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, Limits
 from orchestrator.application.deliberations import Admission, Deliberations
@@ -28,12 +29,18 @@ from orchestrator.domain.errors import ConfigError
 log = structlog.get_logger(__name__)
 
 
+Store = SqliteStore | Neo4jStore
+"""Either store implements every store port: councils on the object, the rest on `.deliberations`."""
+
+NEO4J_SCHEMES = ("neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://", "bolt+ssc://")
+
+
 @dataclass
 class App:
     settings: Settings
     orchestrator: Orchestrator
     agents: RayAgents
-    store: SqliteStore
+    store: Store
     bus: JetStreamBus | None = None
     relay: OutboxRelay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -49,11 +56,25 @@ def council_defaults(settings: Settings) -> CouncilDefaults:
     )
 
 
-async def _open_store(settings: Settings) -> SqliteStore:
-    url = settings.store_url
-    if url.startswith(("neo4j", "bolt")) or settings.neo4j_uri:
-        raise ConfigError("the Neo4j store is not available in this build; use STORE_URL=sqlite:///path")
-    return await SqliteStore.open(url)
+def neo4j_uri(settings: Settings) -> str:
+    """The Bolt URI when the store is Neo4j: STORE_URL=neo4j://… or bolt://…, or NEO4J_URI with no STORE_URL."""
+    if settings.store_url.startswith(NEO4J_SCHEMES):
+        return settings.store_url
+    if settings.neo4j_uri and "store_url" not in settings.model_fields_set:
+        if not settings.neo4j_uri.startswith(NEO4J_SCHEMES):
+            raise ConfigError(f"NEO4J_URI must be a neo4j:// or bolt:// URI, got {settings.neo4j_uri!r}")
+        return settings.neo4j_uri
+    return ""
+
+
+async def open_store(settings: Settings) -> Store:
+    """The store STORE_URL / NEO4J_URI select: Neo4j over Bolt, else SQLite."""
+    uri = neo4j_uri(settings)
+    if uri:
+        return await Neo4jStore.open(uri, settings.neo4j_user, settings.neo4j_password)
+    if "://" in settings.store_url and not settings.store_url.startswith("sqlite://"):
+        raise ConfigError(f"STORE_URL must be sqlite:///path, neo4j://host or bolt://host, got {settings.store_url!r}")
+    return await SqliteStore.open(settings.store_url)
 
 
 async def _background(
@@ -71,7 +92,7 @@ async def _background(
 
 
 async def _start_nats(
-    stack: contextlib.AsyncExitStack, settings: Settings, store: SqliteStore, app: Orchestrator
+    stack: contextlib.AsyncExitStack, settings: Settings, store: Store, app: Orchestrator
 ) -> tuple[JetStreamBus, OutboxRelay]:
     bus = JetStreamBus(
         NatsConfig(settings.nats_url, ack_wait_s=settings.nats_ack_wait, max_deliver=settings.nats_max_deliver)
@@ -90,7 +111,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
     interrupted deliberations and plans resumed."""
     settings.require_llm()
     async with contextlib.AsyncExitStack() as stack:
-        store = await _open_store(settings)
+        store = await open_store(settings)
         stack.push_async_callback(store.close)
         endpoint = LLMEndpoint(
             base_url=settings.vllm_url,

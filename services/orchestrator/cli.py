@@ -338,6 +338,25 @@ def plans_show(plan_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     render_plan(console, response)
 
 
+@app.command()
+def history(
+    story: Annotated[str, typer.Option(help="story id")] = "",
+    plan: Annotated[str, typer.Option(help="plan id")] = "",
+) -> None:
+    """The decision graph of a story or plan (subtasks, deliberations, ranked proposals, winners), read from
+    the store that STORE_URL or NEO4J_URI points at."""
+    from orchestrator.config import load_settings
+    from orchestrator.domain.errors import NotFoundError
+    from orchestrator.history import print_history
+
+    if bool(story) == bool(plan):
+        raise _fail("give exactly one of --story or --plan", 2)
+    try:
+        asyncio.run(print_history(load_settings(), console, story=story, plan=plan))
+    except (ConfigError, DependencyUnavailableError, NotFoundError) as exc:
+        raise _fail(str(exc)) from None
+
+
 def main() -> None:
     from orchestrator.logging_setup import configure_logging
 

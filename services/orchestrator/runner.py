@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog
 
-from orchestrator.adapters.grpc.server import create_server
-from orchestrator.bootstrap import bootstrap
+from orchestrator.adapters.grpc.server import Health, create_server
+from orchestrator.bootstrap import App, bootstrap
 from orchestrator.config import Settings
 
 log = structlog.get_logger("orchestrator.serve")
@@ -24,6 +24,28 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+async def watch_dependencies(app: App, health: Health, interval_s: float = 2.0) -> None:
+    """Health is NOT_SERVING while the store (or NATS, when enabled) is unreachable, SERVING again after."""
+    serving = True
+    while True:
+        await asyncio.sleep(interval_s)
+        problem = ""
+        try:
+            await asyncio.wait_for(app.store.ping(), timeout=max(1.0, interval_s))
+        except Exception as exc:
+            problem = f"store: {exc}"
+        if not problem and app.bus is not None and not app.bus.connected:
+            problem = "nats: disconnected"
+        if serving == (not problem):
+            continue
+        serving = not problem
+        await health.set(serving)
+        if serving:
+            log.info("dependencies_back", health="SERVING")
+        else:
+            log.warning("dependency_down", health="NOT_SERVING", problem=problem)
+
+
 async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady | None = None) -> None:
     """Serves until `stop` is set. `on_ready(address, settings)` runs alongside once the service answers; the
     stop event is what ends both."""
@@ -35,9 +57,11 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
         await server.start()
         await health.set(True)
         log.info("grpc_listening", port=port)
+        watcher = asyncio.create_task(watch_dependencies(built, health))
         companion = asyncio.create_task(on_ready(f"127.0.0.1:{port}", settings)) if on_ready else None
         await stop.wait()
         log.info("shutting_down", grace_s=settings.shutdown_grace)
+        watcher.cancel()
         await health.set(False)
         if companion is not None and not companion.done():
             companion.cancel()

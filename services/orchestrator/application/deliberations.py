@@ -20,7 +20,13 @@ from orchestrator.application.engine import DeliberationRun, now_ms
 from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore, OutboundEvent
 from orchestrator.application.updates import Update, UpdateHub
 from orchestrator.domain.deliberation import Deliberation, default_quorum
-from orchestrator.domain.errors import CapacityError, CouncilMissingError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.errors import (
+    CapacityError,
+    CouncilMissingError,
+    DependencyUnavailableError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.validation import check_task_id, parse_role
 
@@ -244,12 +250,25 @@ class Deliberations:
 
     async def _save_with_events(self, record: Deliberation, transition: str) -> None:
         events = self.events(record, transition) if self.events else []
-        await self.store.save(record, events=events)
+        await self._persist(record, checkpoint=False, events=events)
         if events and self.on_events:
             self.on_events()
 
     async def _checkpoint(self, snapshot: Deliberation) -> None:
-        await self.store.save(snapshot, checkpoint=True)
+        await self._persist(snapshot, checkpoint=True, events=[])
+
+    async def _persist(self, record: Deliberation, *, checkpoint: bool, events: list[OutboundEvent]) -> None:
+        """Writes, waiting out a store outage (with backoff) instead of losing the run: when the database
+        comes back the run carries on; if the process stops first, the last checkpoint is resumed."""
+        delay = 0.2
+        while True:
+            try:
+                await self.store.save(record, checkpoint=checkpoint, events=events)
+                return
+            except DependencyUnavailableError as exc:
+                log.warning("store_unavailable_retrying", deliberation_id=record.task_id, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def _notify(self, snapshot: Deliberation, event: str, agent_id: str) -> None:
         self._live[snapshot.task_id] = snapshot
