@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from orchestrator.adapters.embedded.processes import stop_process
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 
 # Bolt preamble, then the four versions we offer: 5.0-5.7 (the range FalkorDB and the driver share), none else.
@@ -59,9 +60,11 @@ def free_bolt_port(attempts: int = 200) -> int:
 
 
 class FalkorDBServer:
-    """Starts on free loopback ports; `stop()` then `start()` restarts it on the same ports (empty)."""
+    """Starts on free loopback ports; `stop()` then `start()` restarts it on the same ports — empty, or with
+    its data when `persistent` (a snapshot in its work dir, written as it stops)."""
 
-    def __init__(self, port: int = 0, bolt_port: int = 0) -> None:
+    def __init__(self, port: int = 0, bolt_port: int = 0, *, persistent: bool = False) -> None:
+        self.persistent = persistent
         self.port = port or free_port()
         self.bolt_port = bolt_port or free_bolt_port()
         self.work_dir = Path(tempfile.mkdtemp(prefix="orchestrator-falkordb-"))
@@ -85,7 +88,10 @@ class FalkorDBServer:
         # The module's arguments are the words after its path, up to the next `--option`.
         args = [str(redis), "--port", str(self.port), "--bind", "127.0.0.1"]
         args += ["--loadmodule", str(module), "BOLT_PORT", str(self.bolt_port)]
-        args += ["--save", "", "--appendonly", "no", "--dir", str(self.work_dir), "--logfile", str(self.log_path)]
+        # Persistence is a snapshot written when the server is stopped with SIGTERM (a save point makes Redis
+        # save on shutdown); FalkorDB 4.16's Bolt writes crash the server under append-only files.
+        save = "3600 1" if self.persistent else ""
+        args += ["--save", save, "--appendonly", "no", "--dir", str(self.work_dir), "--logfile", str(self.log_path)]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -100,17 +106,9 @@ class FalkorDBServer:
         raise DependencyUnavailableError("falkordb", f"no Bolt handshake after {timeout_s}s: {self.log_tail()}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Terminates the server (killing it if it does not stop in time); its data is gone."""
-        if self._proc is None:
-            return
+        """Terminates the server (killing it if it does not stop in time); its data is gone unless persistent."""
         proc, self._proc = self._proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout_s)
+        stop_process(proc, timeout_s)
 
     def close(self) -> None:
         self.stop()

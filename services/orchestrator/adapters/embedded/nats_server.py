@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from orchestrator.adapters.embedded.processes import stop_process
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 
 
@@ -67,17 +68,9 @@ class NatsServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stops the process (the store directory stays, so `start()` again resumes the same streams)."""
-        if self._proc is None:
-            return
         proc, self._proc = self._proc, None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout_s)
-        if proc.stderr:
+        stop_process(proc, timeout_s)
+        if proc is not None and proc.stderr:
             proc.stderr.close()
 
     def close(self) -> None:

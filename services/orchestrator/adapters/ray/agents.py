@@ -69,10 +69,17 @@ class RayAgents:
             kwargs["address"] = self._config.address
         else:
             kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
-        try:
-            await asyncio.to_thread(ray.init, **kwargs)
-        except Exception as exc:
-            raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}") from exc
+        for attempt in (1, 2):
+            try:
+                await asyncio.to_thread(ray.init, **kwargs)
+                break
+            except Exception as exc:
+                # A local node that misses its start-up deadline on a loaded machine usually makes it on a
+                # second try; anything else surfaces after that.
+                await asyncio.to_thread(ray.shutdown)
+                if attempt == 2:
+                    raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}") from exc
+                log.warning("ray_init_retry", error=str(exc)[:300])
         log.info("ray_connected", address=self._config.address or "local")
 
     async def close(self) -> None:
