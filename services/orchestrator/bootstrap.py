@@ -12,6 +12,7 @@ import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
+from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
@@ -24,6 +25,7 @@ from orchestrator.application.events import deliberation_events
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
+from orchestrator.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
 
 log = structlog.get_logger(__name__)
@@ -106,10 +108,12 @@ async def _start_nats(
 
 
 @contextlib.asynccontextmanager
-async def bootstrap(settings: Settings) -> AsyncIterator[App]:
-    """Yields a ready App: store open, Ray connected, NATS consuming (when enabled), councils restored,
-    interrupted deliberations and plans resumed."""
+async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = None) -> AsyncIterator[App]:
+    """Yields a ready App: store open, Ray connected, NATS consuming (when enabled), councils restored and
+    those of COUNCILS_FILE created, interrupted deliberations and plans resumed. `metrics`, when given, observes
+    every deliberation and reads the queue and the NATS consumer at scrape time."""
     settings.require_llm()
+    wanted = load_councils_file(settings.councils_file) if settings.councils_file else []
     async with contextlib.AsyncExitStack() as stack:
         store = await open_store(settings)
         stack.push_async_callback(store.close)
@@ -119,7 +123,10 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
             timeout_s=settings.vllm_timeout,
             max_retries=settings.vllm_max_retries,
         )
-        agents = RayAgents(RayConfig(address=settings.ray_address, namespace=settings.ray_namespace), endpoint)
+        agents = RayAgents(
+            RayConfig(address=settings.ray_address, namespace=settings.ray_namespace, ship_code=settings.ray_ship_code),
+            endpoint,
+        )
         await agents.connect()
         stack.push_async_callback(agents.close)
         deliberations = Deliberations(
@@ -146,12 +153,24 @@ async def bootstrap(settings: Settings) -> AsyncIterator[App]:
                 on_events=relay.wake,
             )
             stack.push_async_callback(orchestrator.dispatcher.shutdown)
+        if metrics is not None:
+            deliberations.observers.append(metrics.observe)
+            stats = bus.stats if bus is not None else None
+            metrics.track(
+                LiveCollector(
+                    lambda: deliberations.queue_depth,
+                    lambda: len(deliberations.running()),
+                    (lambda: stats) if stats is not None else None,
+                )
+            )
         restored, resumed = await orchestrator.restore()
+        created = await orchestrator.ensure_councils(wanted)
         if bus is not None and orchestrator.dispatcher is not None:
             await _background(stack, "plan-consumer", bus.consume(plan_approved_handler(orchestrator.dispatcher)))
         log.info(
             "orchestrator_ready",
             councils=[c.role.value for c in restored],
+            created_from_file=[c.role.value for c in created],
             resumed=resumed,
             nats=settings.nats_url if bus else "off",
         )

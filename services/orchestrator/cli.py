@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
@@ -35,7 +36,8 @@ DEFAULT_ADDRESS = "localhost:50055"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # One line, however narrow the terminal: log collectors and `grep` see the whole reason.
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 

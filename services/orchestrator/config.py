@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     enable_nats: bool = Field(False, description="consume planning events and publish results on NATS")
     ray_address: str = Field("", description="Ray cluster address; empty = local Ray in this process")
     ray_namespace: str = Field("fleet-orchestrator", description="Ray namespace of the agent actors")
+    ray_ship_code: bool = Field(
+        True, description="with RAY_ADDRESS: ship the agent code and its pinned dependencies in the runtime_env"
+    )
     vllm_url: str = Field("", description="OpenAI-compatible endpoint, with or without /v1")
     vllm_model: str = Field("Qwen/Qwen3-0.6B", description="model name sent to the endpoint")
     vllm_api_key: str = Field("not-needed", description="API key for the endpoint")
@@ -42,7 +45,7 @@ class Settings(BaseSettings):
     default_agents: int = Field(3, ge=1, le=10, description="agents per council when a request says 0")
     default_rounds: int = Field(1, ge=0, le=5, description="rounds when neither request nor council sets them")
     councils_file: str = Field("", description="YAML councils file, created at start-up when missing")
-    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port; 0 = off")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (on GRPC_HOST); 0 = off")
     log_format: Literal["json", "console"] = Field("console", description="log format")
     log_level: str = Field("INFO", description="log level")
     auto_create_councils: bool = Field(True, description="auto-dispatch creates missing councils")

@@ -9,7 +9,8 @@ from typing import Any
 
 import structlog
 
-from orchestrator.adapters.grpc.server import Health, create_server
+from orchestrator.adapters.grpc.server import GrpcServer, Health, create_server
+from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
 from orchestrator.bootstrap import App, bootstrap
 from orchestrator.config import Settings
 
@@ -51,8 +52,29 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     stop event is what ends both."""
     # The port is bound before Ray starts, so none of Ray's own ports can take it.
     grpc_server = create_server(None, settings.grpc_host, settings.grpc_port)
+    metrics = DeliberationMetrics()
+    metrics_server = (
+        MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
+    )
+    if metrics_server is not None:
+        log.info("metrics_listening", port=metrics_server.port, path="/metrics")
+    try:
+        await _serve(settings, stop, on_ready, grpc_server, metrics)
+    finally:
+        if metrics_server is not None:
+            metrics_server.close()
+    log.info("stopped")
+
+
+async def _serve(
+    settings: Settings,
+    stop: asyncio.Event,
+    on_ready: OnReady | None,
+    grpc_server: GrpcServer,
+    metrics: DeliberationMetrics,
+) -> None:
     server, port, health = grpc_server.server, grpc_server.port, grpc_server.health
-    async with bootstrap(settings) as built:
+    async with bootstrap(settings, metrics) as built:
         grpc_server.servicer.attach(built.orchestrator)
         await server.start()
         await health.set(True)
@@ -68,4 +90,3 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
         # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
         await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
         await server.stop(1.0)
-    log.info("stopped")

@@ -115,3 +115,28 @@ async def restore_councils(*, store: CouncilStore, runtime: AgentRuntime) -> lis
     for council in councils:
         await runtime.start_council(council)
     return councils
+
+
+async def ensure_councils(
+    wanted: list[CreateCouncil],
+    *,
+    store: CouncilStore,
+    runtime: AgentRuntime,
+    defaults: CouncilDefaults,
+    limits: Limits,
+    now_ms: int,
+) -> list[Council]:
+    """Creates each wanted council whose role has none yet; returns those it created. Existing councils are
+    left as they are, and one created meanwhile by another replica counts as there."""
+    created = []
+    for cmd in wanted:
+        if await store.get(parse_role(cmd.role)) is not None:
+            continue
+        try:
+            council = await create_council(
+                cmd, store=store, runtime=runtime, defaults=defaults, limits=limits, now_ms=now_ms
+            )
+        except AlreadyExistsError:
+            continue
+        created.append(council)
+    return created

@@ -68,6 +68,17 @@ class Orchestrator:
     async def delete_council(self, role: str) -> tuple[Council, int]:
         return await councils.delete_council(role, store=self.council_store, runtime=self.runtime)
 
+    async def ensure_councils(self, wanted: list[CreateCouncil]) -> list[Council]:
+        """Creates the wanted councils that do not exist yet (COUNCILS_FILE at start-up)."""
+        return await councils.ensure_councils(
+            wanted,
+            store=self.council_store,
+            runtime=self.runtime,
+            defaults=self.defaults,
+            limits=self.limits,
+            now_ms=now_ms(),
+        )
+
     async def restore(self) -> tuple[list[Council], list[str]]:
         """Start-up: councils get their agents back, then interrupted deliberations resume."""
         restored = await councils.restore_councils(store=self.council_store, runtime=self.runtime)

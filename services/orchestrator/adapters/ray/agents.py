@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -50,6 +52,24 @@ class RayConfig:
     max_concurrency: int = 1000
     num_cpus: float = 0.0
     """Actors wait on HTTP, not the CPU: they reserve none, so a council never waits for free cores."""
+    ship_code: bool = True
+    """With an address: send the agent code and its pinned dependencies in the job's runtime_env, so the
+    cluster can run the stock Ray image of the pinned version."""
+
+
+AGENT_DISTRIBUTIONS = ("openai", "httpx2", "structlog", "pydantic")
+"""What the actor imports beyond Ray and the standard library (domain + LLM client)."""
+
+
+def agent_runtime_env() -> dict[str, Any]:
+    """The runtime_env that lets a Ray cluster without this package run the agent actors: the `orchestrator`
+    package itself, and the actor's dependencies pinned to the versions this service runs with."""
+    import orchestrator
+
+    return {
+        "py_modules": [str(Path(orchestrator.__file__).parent)],
+        "pip": [f"{name}=={metadata.version(name)}" for name in AGENT_DISTRIBUTIONS],
+    }
 
 
 class RayAgents:
@@ -67,6 +87,8 @@ class RayAgents:
         kwargs: dict[str, Any] = {"namespace": self._config.namespace, "log_to_driver": False}
         if self._config.address:
             kwargs["address"] = self._config.address
+            if self._config.ship_code:
+                kwargs["runtime_env"] = agent_runtime_env()
         else:
             kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
         for attempt in (1, 2):

@@ -1,0 +1,164 @@
+"""Prometheus metrics: what the deliberations, the LLM calls and the NATS consumer did, served at /metrics.
+
+`DeliberationMetrics.observe` is a `Deliberations` observer: it sees every progress event of every run and turns
+the new call records and stage boundaries into counters and histograms. Queue depth, running deliberations and
+the NATS consumer's acks/naks/terms are read when Prometheus scrapes, from the objects that own them. Every
+metric lives in the instance's own registry, so several services (or tests) in one process never collide.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import DependencyUnavailableError
+
+STAGE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+
+
+@dataclass
+class _RunState:
+    calls_seen: int
+    stage_started: float = 0.0
+
+
+class DeliberationMetrics:
+    """Counters and histograms of deliberations, stages and LLM calls, by role."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.deliberations = Counter(
+            "orchestrator_deliberations", "Deliberations that reached a final state", ["role", "status"], registry=r
+        )
+        self.deliberation_seconds = Histogram(
+            "orchestrator_deliberation_duration_seconds",
+            "Wall time of a deliberation from start to its final state",
+            ["role", "status"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.stage_seconds = Histogram(
+            "orchestrator_stage_duration_seconds",
+            "Wall time of one stage (one concurrent fan-out over the council)",
+            ["role", "stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.llm_calls = Counter("orchestrator_llm_calls", "LLM calls made by agents", ["role", "stage"], registry=r)
+        self.llm_errors = Counter(
+            "orchestrator_llm_errors", "LLM calls that failed after their retries", ["role", "stage"], registry=r
+        )
+        self.llm_tokens = Counter("orchestrator_llm_tokens", "Tokens used by LLM calls", ["role", "kind"], registry=r)
+        self.llm_seconds = Histogram(
+            "orchestrator_llm_call_duration_seconds",
+            "Latency of one agent's LLM call, retries included",
+            ["role", "stage"],
+            buckets=CALL_BUCKETS,
+            registry=r,
+        )
+        self._runs: dict[str, _RunState] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, snapshot: Deliberation, event: str, _agent_id: str) -> None:
+        """A `Deliberations` observer; never raises into the run."""
+        role = snapshot.task.role.value
+        calls = snapshot.progress.calls
+        with self._lock:
+            state = self._runs.get(snapshot.task_id)
+            if state is None:
+                # A run seen for the first time (new, or resumed after a restart): calls recorded before this
+                # process took over were counted by the process that made them.
+                already = len(calls) - (1 if event in ("agent_finished", "agent_failed") else 0)
+                state = self._runs[snapshot.task_id] = _RunState(calls_seen=max(0, already))
+            for call in calls[state.calls_seen :]:
+                stage = call.stage.value
+                self.llm_calls.labels(role, stage).inc()
+                self.llm_seconds.labels(role, stage).observe(call.latency_ms / 1000)
+                if not call.ok:
+                    self.llm_errors.labels(role, stage).inc()
+                self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
+                self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
+            state.calls_seen = len(calls)
+            if event == "stage_started":
+                state.stage_started = time.monotonic()
+            elif event == "stage_finished" and state.stage_started:
+                self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - state.stage_started)
+                state.stage_started = 0.0
+            elif event == "finished":
+                status = snapshot.status.value
+                self.deliberations.labels(role, status).inc()
+                self.deliberation_seconds.labels(role, status).observe(snapshot.duration_ms / 1000)
+                del self._runs[snapshot.task_id]
+
+    def track(self, collector: Collector) -> None:
+        self.registry.register(collector)
+
+
+class LiveCollector(Collector):
+    """Values read at scrape time: queue depth, running deliberations, and the NATS consumer's outcomes."""
+
+    def __init__(
+        self,
+        queue_depth: Callable[[], int],
+        running: Callable[[], int],
+        nats_stats: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        self._queue_depth = queue_depth
+        self._running = running
+        self._nats_stats = nats_stats
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(list(self._families(describe=True)))
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(list(self._families(describe=False)))
+
+    def _families(self, *, describe: bool) -> Iterator[Metric]:
+        queue = GaugeMetricFamily("orchestrator_queue_depth", "Deliberations waiting for a free slot")
+        running = GaugeMetricFamily("orchestrator_deliberations_running", "Deliberations holding a slot")
+        if not describe:
+            depth = self._queue_depth()
+            queue.add_metric([], depth)
+            running.add_metric([], max(0, self._running() - depth))
+        yield queue
+        yield running
+        if self._nats_stats is not None:
+            events = CounterMetricFamily(
+                "orchestrator_nats_plan_events",
+                "Plan events settled by the consumer: acked, nacked (redelivered later) or termed to the DLQ",
+                labels=["outcome"],
+            )
+            if not describe:
+                stats = self._nats_stats()
+                for outcome, key in (("ack", "acked"), ("nak", "nacked"), ("term", "dead")):
+                    events.add_metric([outcome], stats.get(key, 0))
+            yield events
+
+
+class MetricsServer:
+    """The /metrics HTTP endpoint on its own thread (prometheus_client's server), bound at once."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        try:
+            server, thread = start_http_server(port, addr=host, registry=registry)
+        except OSError as exc:
+            raise DependencyUnavailableError("metrics", f"cannot bind {host}:{port}: {exc.strerror}") from exc
+        self._server: WSGIServer = server
+        self._thread = thread
+        self.port: int = server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
