@@ -23,7 +23,8 @@ from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.application.events import ALL_SUBJECTS
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
-from tests.e2e.conftest import ServeProcess, serve_env
+from tests.e2e.conftest import ServeProcess, free_port, serve_env
+from tests.e2e.test_serve_operations import scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -49,6 +50,7 @@ def service(
         NATS_MAX_DELIVER=str(MAX_DELIVER),
         NATS_ACK_WAIT="5",
         DEFAULT_AGENTS="2",
+        METRICS_PORT=str(free_port()),
     )
     process = ServeProcess(env, work / "serve.log")
     process.start()
@@ -281,6 +283,8 @@ def fuzzed_events(count: int, seed: int = 7) -> list[bytes]:
 
 def test_two_hundred_bad_events_go_to_the_dlq_and_good_ones_still_flow(service: ServeProcess, bus: NatsServer) -> None:
     dlq_before = len(events(bus.url, "orchestration.dlq.planning"))
+    metrics_port = int(service.env["METRICS_PORT"])
+    termed_before = scrape(metrics_port).get(("orchestrator_nats_plan_events_total", (("outcome", "term"),)), 0)
     publish(bus.url, *fuzzed_events(200))
     publish(bus.url, enveloped(plan_payload("plan-after-fuzz"), "k-f"))
     plan = wait_plan(service.address, "plan-after-fuzz")
@@ -293,6 +297,9 @@ def test_two_hundred_bad_events_go_to_the_dlq_and_good_ones_still_flow(service: 
         time.sleep(1)
     assert len(dlq) == 200
     assert all(e[2]["payload"]["reason"] and e[2]["payload"]["delivery_count"] <= MAX_DELIVER for e in dlq)
+    outcomes = scrape(metrics_port)
+    assert outcomes[("orchestrator_nats_plan_events_total", (("outcome", "term"),))] - termed_before == 200
+    assert outcomes[("orchestrator_nats_plan_events_total", (("outcome", "ack"),))] >= 1
     with grpc.insecure_channel(service.address) as ch:
         health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert health.status == health_pb2.HealthCheckResponse.SERVING
