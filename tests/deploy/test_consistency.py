@@ -59,7 +59,9 @@ def _orchestrator_container() -> Json:
 
 
 def _ray_cluster() -> Json:
-    return dict(find(MANIFESTS, "RayCluster", "fleet-ray"))
+    clusters = of_kind(MANIFESTS, "RayCluster")
+    assert len(clusters) == 1, f"expected one RayCluster, found {[c.name for c in clusters]}"
+    return clusters[0].body
 
 
 def _ray_containers() -> list[Json]:
@@ -70,11 +72,25 @@ def _cluster_dns(service: str) -> str:
     return f"{service}.{NAMESPACE}.svc.cluster.local"
 
 
-def _points_at(url: str, scheme: str, service: Json, port_name: str) -> None:
+def _service_of(setting: str, schemes: tuple[str, ...], port_name: str, workload: Json) -> Json:
+    """The Service that the URL in `setting` names, having checked the URL's scheme, that its host is the
+    Service's cluster DNS name, that its port is the Service's port `port_name`, and that the Service selects the
+    pods of `workload`."""
+    url = _settings_data()[setting]
     parts = urlsplit(url)
-    assert parts.scheme == scheme, url
-    assert parts.hostname == _cluster_dns(service["metadata"]["name"]), url
-    assert parts.port == service_port(service, port_name)["port"], url
+    assert parts.scheme in schemes, f"{setting}={url}: the scheme is not one of {schemes}"
+    suffix = f".{NAMESPACE}.svc.cluster.local"
+    host = parts.hostname or ""
+    assert host.endswith(suffix), f"{setting}={url}: not the DNS name of a Service (<name>{suffix})"
+    name = host.removesuffix(suffix)
+    services = [m.body for m in of_kind(MANIFESTS, "Service") if m.name == name]
+    assert services, f"{setting}={url} names Service {name!r}, which deploy/k8s does not define"
+    port = service_port(services[0], port_name)["port"]
+    assert parts.port == port, f"{setting}={url}: Service {name!r} serves {port_name!r} on port {port}"
+    pods = workload["spec"]["template"]["metadata"]["labels"]
+    selects = services[0]["spec"]["selector"].items() <= pods.items()
+    assert selects, f"Service {name!r} does not select the pods of {workload['metadata']['name']!r}"
+    return services[0]
 
 
 # --- Ray: one version and one Python everywhere -------------------------------------------------------------------
@@ -91,7 +107,9 @@ def test_ray_cluster_image_runs_the_ray_version_the_project_pins() -> None:
 
 
 def test_ray_cluster_python_is_the_python_of_the_orchestrator_image() -> None:
-    (image,) = {c["image"] for c in _ray_containers()}
+    images = {c["image"] for c in _ray_containers()}
+    assert len(images) == 1, f"head and workers must run one image, found {sorted(images)}"
+    image = images.pop()
     ray = RAY_IMAGE.match(image)
     bases = dockerfile_bases()
     assert len(set(bases)) == 1, f"every Dockerfile stage must use the same base, found {bases}"
@@ -116,10 +134,13 @@ def test_ray_cluster_has_one_head_and_an_autoscaled_worker_group() -> None:
 def test_ray_address_is_the_client_port_of_the_kuberay_head_service() -> None:
     # KubeRay names the head's Service `<RayCluster name>-head-svc` and exposes the head container's ports on it.
     cluster = _ray_cluster()
-    url = urlsplit(_settings_data()["RAY_ADDRESS"])
-    assert url.scheme == "ray"
-    assert url.hostname == _cluster_dns(f"{cluster['metadata']['name']}-head-svc")
-    assert url.port == container_port(container(cluster["spec"]["headGroupSpec"]["template"], "ray-head"), "client")
+    address = _settings_data()["RAY_ADDRESS"]
+    url = urlsplit(address)
+    head_service = f"{cluster['metadata']['name']}-head-svc"
+    client = container_port(container(cluster["spec"]["headGroupSpec"]["template"], "ray-head"), "client")
+    assert url.scheme == "ray", f"RAY_ADDRESS={address}: Ray Client addresses are ray://"
+    assert url.hostname == _cluster_dns(head_service), f"RAY_ADDRESS={address}: the head Service is {head_service}"
+    assert url.port == client, f"RAY_ADDRESS={address}: the head's client port is {client}"
 
 
 # --- Settings: only what the service reads, valid, credentials from the Secret ------------------------------------
@@ -165,9 +186,9 @@ def test_credentials_come_from_the_secret_and_never_from_the_config_map() -> Non
 
 
 def test_nats_url_is_the_client_port_of_the_nats_service() -> None:
-    nats = find(MANIFESTS, "Service", "nats")
-    _points_at(_settings_data()["NATS_URL"], "nats", nats, "client")
-    server = container(find(MANIFESTS, "StatefulSet", "nats")["spec"]["template"], "nats")
+    statefulset = find(MANIFESTS, "StatefulSet", "nats")
+    nats = _service_of("NATS_URL", ("nats",), "client", statefulset)
+    server = container(statefulset["spec"]["template"], "nats")
     config = find(MANIFESTS, "ConfigMap", "nats-config")["data"]["nats.conf"]
     ports = {k: int(v) for k, v in re.findall(r"^\s*(port|http_port):\s*(\d+)\s*$", config, re.MULTILINE)}
     assert ports == {"port": container_port(server, "client"), "http_port": container_port(server, "monitoring")}
@@ -181,12 +202,10 @@ def test_nats_image_is_the_server_version_the_test_suite_runs() -> None:
 
 
 def test_neo4j_uri_is_the_bolt_port_of_the_neo4j_service() -> None:
-    neo4j = find(MANIFESTS, "Service", "neo4j")
-    uri = _settings_data()["NEO4J_URI"]
-    _points_at(uri, urlsplit(uri).scheme, neo4j, "bolt")
-    assert urlsplit(uri).scheme in ("bolt", "neo4j")
-    bolt = container_port(container(find(MANIFESTS, "StatefulSet", "neo4j")["spec"]["template"], "neo4j"), "bolt")
-    assert service_port(neo4j, "bolt")["port"] == bolt
+    statefulset = find(MANIFESTS, "StatefulSet", "neo4j")
+    neo4j = _service_of("NEO4J_URI", ("bolt", "neo4j"), "bolt", statefulset)
+    bolt = container_port(container(statefulset["spec"]["template"], "neo4j"), "bolt")
+    assert service_port(neo4j, "bolt")["targetPort"] in ("bolt", bolt)
 
 
 def _vllm_args() -> list[str]:
@@ -205,16 +224,17 @@ def _flag(args: list[str], name: str) -> str | None:
 
 def test_vllm_url_and_model_are_what_the_vllm_server_serves() -> None:
     data = _settings_data()
-    vllm = find(MANIFESTS, "Service", "vllm")
-    _points_at(data["VLLM_URL"], "http", vllm, "http")
+    deployment = find(MANIFESTS, "Deployment", "vllm")
+    vllm = _service_of("VLLM_URL", ("http",), "http", deployment)
     assert urlsplit(data["VLLM_URL"]).path == "/v1"
     args = _vllm_args()
     assert args[:3] == ["vllm", "serve", "Qwen/Qwen3-0.6B"]
-    assert data["VLLM_MODEL"] == (_flag(args, "--served-model-name") or args[2])
+    served = _flag(args, "--served-model-name") or args[2]
+    assert data["VLLM_MODEL"] == served, f"VLLM_MODEL={data['VLLM_MODEL']}, vLLM serves {served}"
     assert _flag(args, "--reasoning-parser") == "qwen3"
-    assert int(_flag(args, "--port") or "8000") == container_port(
-        container(find(MANIFESTS, "Deployment", "vllm")["spec"]["template"], "vllm"), "http"
-    )
+    port = container_port(container(deployment["spec"]["template"], "vllm"), "http")
+    assert int(_flag(args, "--port") or "8000") == port
+    assert service_port(vllm, "http")["targetPort"] in ("http", port)
 
 
 def test_vllm_runs_on_one_gpu_with_health_probes_and_a_model_cache() -> None:
@@ -243,11 +263,12 @@ def test_completions_fit_in_the_context_vllm_serves() -> None:
 def test_grpc_port_is_the_same_in_settings_container_probes_and_service() -> None:
     port = int(_settings_data()["GRPC_PORT"])
     c = _orchestrator_container()
-    assert container_port(c, "grpc") == port
+    assert container_port(c, "grpc") == port, f"container port 'grpc' is not GRPC_PORT={port}"
     service = service_port(find(MANIFESTS, "Service", "orchestrator"), "grpc")
-    assert service["port"] == port and service["targetPort"] in ("grpc", port)
+    assert service["port"] == port, f"Service port 'grpc' is {service['port']}, GRPC_PORT={port}"
+    assert service["targetPort"] in ("grpc", port)
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == port, f"{probe} must be a native gRPC probe on GRPC_PORT"
+        assert c[probe]["grpc"]["port"] == port, f"{probe} must be a native gRPC probe on GRPC_PORT={port}"
         assert c[probe]["grpc"].get("service", "") in ("", SERVICE_NAME), "the service reports health for these"
 
 
@@ -255,7 +276,7 @@ def test_metrics_port_is_the_same_in_settings_container_annotations_and_service(
     port = int(_settings_data()["METRICS_PORT"])
     assert port > 0, "METRICS_PORT=0 turns /metrics off"
     template = _orchestrator()["spec"]["template"]
-    assert container_port(container(template, "orchestrator"), "metrics") == port
+    assert container_port(container(template, "orchestrator"), "metrics") == port, f"not METRICS_PORT={port}"
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(port) and annotations["prometheus.io/path"] == "/metrics"
     service = service_port(find(MANIFESTS, "Service", "orchestrator"), "metrics")
@@ -267,7 +288,11 @@ def test_termination_grace_outlasts_the_services_drain() -> None:
     pause = _orchestrator_container().get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     drain = float(_settings_data().get("SHUTDOWN_GRACE", Settings.model_fields["shutdown_grace"].default))
     # After the pause and SHUTDOWN_GRACE the service still closes Ray, NATS and the store: 10 s for that.
-    assert spec["terminationGracePeriodSeconds"] >= pause + drain + 10, (spec["terminationGracePeriodSeconds"], drain)
+    grace = spec["terminationGracePeriodSeconds"]
+    assert grace >= pause + drain + 10, (
+        f"terminationGracePeriodSeconds={grace} leaves no time to close after the {pause} s pre-stop pause and "
+        f"SHUTDOWN_GRACE={drain:g}: make it at least {pause + drain + 10:g}"
+    )
 
 
 # --- The councils file ---------------------------------------------------------------------------------------------
@@ -341,9 +366,11 @@ def _job_container() -> Json:
 
 def test_setup_job_calls_the_orchestrator_service_on_its_grpc_port() -> None:
     args = _job_container()["args"]
-    host, _, port = (_flag(args, "--address") or "").rpartition(":")
-    assert host == _cluster_dns(find(MANIFESTS, "Service", "orchestrator")["metadata"]["name"])
-    assert int(port) == service_port(find(MANIFESTS, "Service", "orchestrator"), "grpc")["port"]
+    address = _flag(args, "--address") or ""
+    host, _, port = address.rpartition(":")
+    service = find(MANIFESTS, "Service", "orchestrator")
+    assert host == _cluster_dns("orchestrator"), f"--address={address}: the Service is {_cluster_dns('orchestrator')}"
+    assert int(port) == service_port(service, "grpc")["port"], f"--address={address}: not the Service's grpc port"
     assert 1 <= int(_flag(args, "--num-agents") or "0") <= 10
     assert 0 <= int(_flag(args, "--rounds") or "-1") <= 5
 

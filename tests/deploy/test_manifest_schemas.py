@@ -48,7 +48,7 @@ def test_manifest_is_valid_against_the_kubernetes_schema(manifest: Manifest, ver
 
 
 def test_the_deployment_has_one_ray_cluster() -> None:
-    assert [m.name for m in RAY_CLUSTERS] == ["fleet-ray"]
+    assert len(RAY_CLUSTERS) == 1
 
 
 @pytest.mark.parametrize("manifest", RAY_CLUSTERS, ids=lambda m: m.id)
