@@ -88,7 +88,8 @@ def test_hadolint_finds_nothing_to_report() -> None:
     result = subprocess.run(
         [_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60, check=False
     )
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+    report = (result.stdout + result.stderr).strip()
+    assert result.returncode == 0 and not report, f"hadolint (exit {result.returncode}):\n{report}"
 
 
 def test_every_stage_builds_on_the_same_pinned_slim_python() -> None:
@@ -115,14 +116,14 @@ def test_tests_are_not_copied_into_the_image() -> None:
      "services/orchestrator/__pycache__/config.cpython-311.pyc"],
 )  # fmt: skip
 def test_build_context_leaves_out_tests_virtualenvs_and_local_state(path: str) -> None:
-    assert ignored(path)
+    assert ignored(path), f"{path} would be sent with the build context"
 
 
 @pytest.mark.parametrize(
     "path", ["pyproject.toml", "services/orchestrator/config.py", f"{GENERATED}/orchestrator_pb2.py"]
 )
 def test_build_context_keeps_the_sources(path: str) -> None:
-    assert not ignored(path)
+    assert not ignored(path), f".dockerignore leaves {path} out of the build context"
 
 
 def test_generated_protobuf_code_is_installed_with_the_package() -> None:

@@ -54,7 +54,8 @@ def test_the_deployment_has_one_ray_cluster() -> None:
 @pytest.mark.parametrize("manifest", RAY_CLUSTERS, ids=lambda m: m.id)
 def test_ray_cluster_is_valid_against_the_kuberay_crd(manifest: Manifest) -> None:
     assert manifest.body["apiVersion"] == "ray.io/v1"
-    assert _kuberay_errors(manifest.body) == []
+    errors = _kuberay_errors(manifest.body)
+    assert not errors, f"{manifest.id} against the KubeRay CRD:\n" + "\n".join(errors)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -88,7 +89,8 @@ def test_kustomization_applies_every_numbered_manifest_in_order() -> None:
     kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
     assert kustomization["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
     assert kustomization["namespace"] == NAMESPACE
-    assert kustomization["resources"] == [p.name for p in manifest_files()]
+    listed, files = kustomization["resources"], [p.name for p in manifest_files()]
+    assert listed == files, f"kustomization.yaml lists {listed}, deploy/k8s has {files}"
 
 
 def test_every_object_lives_in_the_fleet_namespace() -> None:
