@@ -177,7 +177,8 @@ def test_credentials_come_from_the_secret_and_never_from_the_config_map() -> Non
     }
     for name in CREDENTIALS:
         ref = env[name]["valueFrom"]["secretKeyRef"]
-        assert ref["name"] == "neo4j-auth" and ref["key"] in secret["stringData"]
+        keys = sorted(secret["stringData"])
+        assert ref["name"] == "neo4j-auth" and ref["key"] in keys, f"{name} reads {ref}; neo4j-auth has keys {keys}"
         assert neo4j_env[name]["valueFrom"]["secretKeyRef"] == ref, "Neo4j and the orchestrator share the keys"
     assert neo4j_env["NEO4J_AUTH"]["value"] == "$(NEO4J_USER)/$(NEO4J_PASSWORD)"
 
@@ -451,7 +452,8 @@ def test_every_referenced_object_exists() -> None:
             for env in c.get("env", []):
                 ref = env.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
-                    assert ref["key"] in find(MANIFESTS, "Secret", ref["name"])["stringData"], (label, ref)
+                    keys = sorted(find(MANIFESTS, "Secret", ref["name"])["stringData"])
+                    assert ref["key"] in keys, f"{label} reads {ref}; the Secret has keys {keys}"
 
 
 @pytest.mark.parametrize("workload", [m for m in MANIFESTS if m.kind in WORKLOADS], ids=lambda m: m.id)
