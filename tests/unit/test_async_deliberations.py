@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -10,17 +11,31 @@ from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.service import Orchestrator
-from orchestrator.domain.errors import CapacityError, InvalidArgumentError, NotFoundError
-from orchestrator.domain.model import DeliberationStatus
+from orchestrator.domain.errors import CapacityError, DependencyUnavailableError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.model import CheckSuite, DeliberationStatus
 from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
 
 TASK = "Write a Python function that chunks a list into pages"
 
 
-async def make_app(gateway: FakeGateway, admission: Admission | None = None) -> Orchestrator:
+class SlowChecker(ThreadedChecker):
+    """Checks that take a while, so a run spends time concluding after a cancel."""
+
+    async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite:
+        await asyncio.sleep(0.2)
+        return await super().check(content, requirements)
+
+
+async def make_app(
+    gateway: FakeGateway, admission: Admission | None = None, checker: ThreadedChecker | None = None
+) -> Orchestrator:
     councils = InMemoryCouncilStore()
     deliberations = Deliberations(
-        councils, InMemoryDeliberationStore(), gateway, ThreadedChecker(), admission=admission or Admission()
+        councils,
+        InMemoryDeliberationStore(),
+        gateway,
+        checker or ThreadedChecker(),
+        admission=admission or Admission(),
     )
     app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
@@ -111,3 +126,32 @@ async def test_stream_cancels_the_run_it_started_when_the_caller_leaves() -> Non
     assert first.event == "current"
     await stream.aclose()
     assert (await app.deliberations.wait("s-1")).status is DeliberationStatus.CANCELLED
+
+
+async def test_a_second_cancel_while_the_first_is_concluding_still_ends_cancelled() -> None:
+    gateway = FakeGateway(hang={"agent-dev-002"})
+    app = await make_app(gateway, checker=SlowChecker())
+    await app.submit(Deliberate(TASK, "DEV", task_id="c-2", rounds=1))
+    await asyncio.sleep(0.2)
+    first = asyncio.create_task(app.cancel("c-2"))
+    later = []
+    for _ in range(5):  # more cancels arrive while the first one's conclusion (checks, final write) runs
+        await asyncio.sleep(0.05)
+        later.append(asyncio.create_task(app.cancel("c-2")))
+    results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
+    assert {record.status for record, _ in results} == {DeliberationStatus.CANCELLED}
+    stored = await app.deliberations.store.get("c-2")
+    assert stored is not None and stored.status is DeliberationStatus.CANCELLED
+    assert not app.deliberations.running()
+    updates = [u async for u in app.watch("c-2")]  # a watcher sees the end instead of waiting forever
+    assert len(updates) == 1 and updates[0].final
+
+
+async def test_no_new_work_is_taken_while_shutting_down() -> None:
+    app = await make_app(FakeGateway(latency_s=0.05))
+    await app.deliberate(Deliberate(TASK, "DEV", task_id="s-1", rounds=0))
+    await app.deliberations.shutdown(0.1)
+    with pytest.raises(DependencyUnavailableError, match="shutting down"):
+        await app.submit(Deliberate(TASK, "DEV", task_id="s-2"))
+    # an existing deliberation is still answered
+    assert (await app.submit(Deliberate(TASK, "DEV", task_id="s-1")))[0].status is DeliberationStatus.COMPLETED

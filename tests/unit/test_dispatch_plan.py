@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil
-from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.events import deliberation_events
 from orchestrator.application.service import Orchestrator
@@ -31,11 +31,16 @@ PLAN = ApprovedPlan(
 
 
 def make(
-    gateway: FakeGateway | None = None, auto_create: bool = True
+    gateway: FakeGateway | None = None, auto_create: bool = True, admission: Admission | None = None
 ) -> tuple[Orchestrator, InMemoryDeliberationStore]:
     councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
     deliberations = Deliberations(
-        councils, store, gateway or FakeGateway(), ThreadedChecker(), events=deliberation_events
+        councils,
+        store,
+        gateway or FakeGateway(),
+        ThreadedChecker(),
+        events=deliberation_events,
+        admission=admission or Admission(),
     )
     app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256, num_agents=2))
     app.dispatcher = PlanDispatcher(deliberations, store, councils, app.create_council, auto_create, retry_s=0.05)
@@ -125,3 +130,38 @@ async def test_a_restarted_dispatcher_finishes_the_plan_without_repeating_work()
     assert len(completed) == 3
     # DEV had finished before the "crash": it was not run again (interrupted stages of others may be)
     assert len([c for c in gateway.calls if c[0].startswith("agent-dev-") and c[1] == "propose"]) == 2
+
+
+async def test_a_plan_waits_for_a_free_slot_without_spinning() -> None:
+    gateway = FakeGateway(latency_s=0.1)
+    app, store = make(gateway, admission=Admission(max_running=1, max_queued=0))
+    assert app.dispatcher is not None
+    await app.create_council(CreateCouncil(role="ARCHITECT", num_agents=2))
+    await app.submit(Deliberate("Design the token storage", "ARCHITECT", task_id="blocker", rounds=2))
+    reads = 0
+    get_dispatch = store.get_dispatch
+
+    async def counting(plan_id: str):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await get_dispatch(plan_id)
+
+    store.get_dispatch = counting  # type: ignore[method-assign]
+    await app.dispatcher.dispatch(PLAN)
+    await asyncio.sleep(0.3)  # the slot is taken: the plan's subtasks wait, polling every retry_s (0.05 s)
+    assert reads <= 20
+    done = await asyncio.wait_for(app.dispatcher.wait_finished("plan-7"), timeout=30)
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
+    assert "plan-7" not in app.dispatcher._drivers  # a finished plan's driver is not kept
+
+
+async def test_dependency_context_is_cut_to_the_input_limits() -> None:
+    long = PlanSubtask("qa", Role.QA, "Tests", "x" * 31_990, depends_on=("dev",))
+    plan = ApprovedPlan(**{**PLAN.__dict__, "plan_id": "plan-long", "subtasks": (PLAN.subtasks[0], long)})
+    app, store = make()
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(plan)
+    done = await app.dispatcher.wait_finished("plan-long")
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 2
+    qa = store.records[deliberation_id("plan-long", "qa")]
+    assert len(qa.task.description) == app.deliberations.limits.max_task_chars

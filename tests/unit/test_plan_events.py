@@ -46,6 +46,14 @@ def test_the_envelope_and_the_bare_payload_mean_the_same_plan() -> None:
     assert wrapped.acceptance_criteria == ("lockout after 5 tries",)
 
 
+def test_roles_are_matched_case_insensitively_as_over_grpc() -> None:
+    plan = parse_plan_event(
+        encode({**PAYLOAD, "roles": ["dev", " Qa "], "subtasks": [{"subtask_id": "a", "role": "devops"}]})
+    )
+    assert plan.roles == (Role.DEV, Role.QA)
+    assert plan.subtasks[0].role is Role.DEVOPS
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -62,6 +70,8 @@ def test_the_envelope_and_the_bare_payload_mean_the_same_plan() -> None:
         (encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "depends_on": ["a"]}]}), "cycle"),
         (encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "depends_on": ["zz"]}]}), "unknown"),
         (b" " * (MAX_EVENT_BYTES + 1), "exceeds the limit"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (encode({**PAYLOAD, "approved_by": "   "}), "payload.approved_by"),
     ],
 )
 def test_invalid_events_are_refused_with_the_reason(body: bytes, reason: str) -> None:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +32,8 @@ from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.validation import check_task_id, parse_role
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 
 def _failed(record: Deliberation, reason: str) -> Deliberation:
@@ -106,6 +109,8 @@ class Deliberations:
         role = parse_role(cmd.role)
         if cmd.task_id and (existing := await self.find(cmd.task_id)) is not None:
             return existing, False
+        if self._shutting_down:
+            raise DependencyUnavailableError("orchestrator", "shutting down; retry against another replica or later")
         capacity = self.admission.max_running + self.admission.max_queued
         if len(self._tasks) >= capacity:
             raise CapacityError(
@@ -270,6 +275,22 @@ class Deliberations:
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
 
+    async def _finishing(self, work: Coroutine[Any, Any, T]) -> T:
+        """Concluding and recording a run's end is not interrupted by a later cancel (a second cancel, a
+        caller going away): otherwise the record would stay IN_PROGRESS with nobody running it. Only shutdown
+        interrupts it, and then the last checkpoint resumes at the next start."""
+        inner = asyncio.ensure_future(work)
+        while True:
+            try:
+                return await asyncio.shield(inner)
+            except asyncio.CancelledError:
+                if self._shutting_down:
+                    inner.cancel()
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+
     def _notify(self, snapshot: Deliberation, event: str, agent_id: str) -> None:
         self._live[snapshot.task_id] = snapshot
         for observer in self.observers:
@@ -303,16 +324,18 @@ class Deliberations:
                 async with asyncio.timeout(run.snapshot.task.timeout_s):
                     final = await run.execute()
             except TimeoutError:
-                final = await run.conclude_early(
-                    DeliberationStatus.TIMEOUT,
-                    f"deadline of {run.snapshot.task.timeout_s:g}s passed "
-                    f"during {run.snapshot.stage} (round {run.snapshot.round})",
+                final = await self._finishing(
+                    run.conclude_early(
+                        DeliberationStatus.TIMEOUT,
+                        f"deadline of {run.snapshot.task.timeout_s:g}s passed "
+                        f"during {run.snapshot.stage} (round {run.snapshot.round})",
+                    )
                 )
             except asyncio.CancelledError:
                 if self._shutting_down:
                     raise  # keep the last checkpoint; the next start resumes it
-                final = await run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request")
-            await self._save_with_events(final, "finished")
+                final = await self._finishing(run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request"))
+            await self._finishing(self._save_with_events(final, "finished"))
             self._notify(final, "finished", "")
             bound.info(
                 "deliberation_finished",

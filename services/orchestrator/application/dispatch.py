@@ -112,16 +112,20 @@ class PlanDispatcher:
 
     async def _run_driver(self, plan_id: str) -> None:
         bound = log.bind(plan_id=plan_id)
-        while True:
-            try:
-                if await self._step(plan_id):
-                    bound.info("plan_finished")
-                    return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # store or capacity trouble: the dispatch record is intact, try again
-                bound.warning("plan_driver_retry", error=str(exc))
-                await asyncio.sleep(self.retry_s)
+        try:
+            while True:
+                try:
+                    if await self._step(plan_id):
+                        bound.info("plan_finished")
+                        return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # store or capacity trouble: the dispatch record is intact, try again
+                    bound.warning("plan_driver_retry", error=str(exc))
+                    await asyncio.sleep(self.retry_s)
+        finally:
+            if self._drivers.get(plan_id) is asyncio.current_task():
+                del self._drivers[plan_id]
 
     async def _step(self, plan_id: str) -> bool:
         """Starts what can start, waits for one running subtask to end, records it. True when all are done."""
@@ -134,7 +138,11 @@ class PlanDispatcher:
             await self.dispatches.save_dispatch(dispatch)
         running = [r for r in records if r.state is SubtaskState.DISPATCHED]
         if not running:
-            return dispatch.finished
+            if dispatch.finished:
+                return True
+            # Subtasks wait for a free slot (admission full) and none of this plan is running to wake us.
+            await asyncio.sleep(self.retry_s)
+            return False
         finished = await self._wait_any([r.deliberation_id for r in running])
         updated = tuple(
             _outcome(r, finished[r.deliberation_id]) if r.deliberation_id in finished else r for r in records
@@ -157,16 +165,19 @@ class PlanDispatcher:
 
     async def _start(self, plan: ApprovedPlan, record: SubtaskRecord, deps: list[SubtaskRecord]) -> SubtaskRecord:
         subtask = record.subtask
+        limits = self.deliberations.limits
         context = [await self._dependency_context(d) for d in deps]
-        description = "\n\n".join([subtask.title, subtask.description, *context]).strip()
+        # Within the input limits whatever the plan: its own text first, dependency context cut to fit.
+        description = "\n\n".join([subtask.title, subtask.description, *context]).strip()[: limits.max_task_chars]
+        winners = {f"depends_on.{d.subtask.subtask_id}.winner": d.winner_id for d in deps}
+        winners = dict(list(winners.items())[: max(0, limits.max_metadata_entries - 3)])
         cmd = Deliberate(
             task_description=description,
             role=subtask.role.value,
             task_id=record.deliberation_id,
             rubric=_rubric(plan),
             requirements=subtask.requirements or plan.acceptance_criteria,
-            metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id}
-            | {f"depends_on.{d.subtask.subtask_id}.winner": d.winner_id for d in deps},
+            metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id} | winners,
             source=f"plan:{plan.plan_id}/{subtask.subtask_id}",
         )
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
 
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
@@ -23,6 +23,15 @@ Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_l
 ShortText = Annotated[str, StringConstraints(max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Item = Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+RoleIn = Annotated[Role, BeforeValidator(_upper)]
+"""Roles are matched case-insensitively, as the gRPC API does ("dev" is DEV)."""
 
 
 class InvalidPlanEvent(InvalidArgumentError):
@@ -38,7 +47,7 @@ class _Strict(BaseModel):
 
 class SubtaskIn(_Strict):
     subtask_id: Id
-    role: Role
+    role: RoleIn
     title: ShortText = ""
     description: LongText = ""
     requirements: list[Item] = Field(default_factory=list, max_length=50)
@@ -55,8 +64,8 @@ class PlanText(_Strict):
 class PayloadIn(_Strict):
     story_id: Id
     plan_id: Id
-    approved_by: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    roles: list[Role] = Field(default_factory=list, max_length=5)
+    approved_by: Name
+    roles: list[RoleIn] = Field(default_factory=list, max_length=5)
     timestamp: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     plan: PlanText | None = None
     subtasks: list[SubtaskIn] = Field(default_factory=list, max_length=MAX_SUBTASKS)
@@ -86,6 +95,8 @@ def _decode(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidPlanEvent(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidPlanEvent("not JSON this service accepts: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidPlanEvent(f"expected a JSON object, got {type(data).__name__}")
     return data
