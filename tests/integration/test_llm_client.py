@@ -108,3 +108,30 @@ async def test_an_unreachable_endpoint_is_unavailable() -> None:
         await c.complete(AGENT, PROPOSE)
     await c.aclose()
     assert info.value.kind == "unavailable"
+
+
+async def test_a_server_without_structured_output_is_asked_again_without_it(
+    client: OpenAIChatClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.set_fault(AGENT.agent_id, FaultSpec("no_structured_output"))
+    peers = [Proposal("agent-dev-002", Role.DEV, "```python\ndef f(x):\n    return x\n```", 0)]
+    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, peers))
+    completion = await client.complete(AGENT, score)
+    assert parse_scores(completion.content, ["agent-dev-002"])
+    assert [c.status_code for c in fake_llm.calls()] == [400, 200]
+    await client.complete(AGENT, score)  # from now on this client does not ask for it
+    assert [c.status_code for c in fake_llm.calls()] == [400, 200, 200]
+
+
+async def test_a_prompt_too_long_fails_that_call_only_and_keeps_structured_output(
+    client: OpenAIChatClient, fake_llm: FakeLLMServer
+) -> None:
+    fake_llm.set_fault(AGENT.agent_id, FaultSpec("context_length", times=1))
+    peers = [Proposal("agent-dev-002", Role.DEV, "```python\ndef f(x):\n    return x\n```", 0)]
+    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, peers))
+    with pytest.raises(LLMCallError, match="maximum context length"):
+        await client.complete(AGENT, score)
+    assert len(fake_llm.calls()) == 1  # a 400 is not retried
+    fake_llm.set_fault(AGENT.agent_id, FaultSpec("no_structured_output", times=1))
+    await client.complete(AGENT, score)  # still asks for structured output: the server answers 400 again
+    assert [c.status_code for c in fake_llm.calls()] == [400, 400, 200]

@@ -97,3 +97,26 @@ async def test_cancelling_a_call_cancels_the_actor_task_and_closes_its_request(
         await call
     assert await asyncio.to_thread(fake_llm.wait_for_calls, 1, "agent-data-001", None, 5.0)
     assert fake_llm.calls()[0].disconnected
+
+
+async def test_a_second_process_attaching_to_the_actors_does_not_cut_off_calls_in_flight(
+    app: Orchestrator, fake_llm: FakeLLMServer
+) -> None:
+    council = await app.create_council(CreateCouncil(role="ARCHITECT", num_agents=1))
+    assert isinstance(app.runtime, RayAgents)
+    fake_llm.set_latency(1.5)
+    task = TaskSpec("t", TASK, Role.ARCHITECT, 0, 1)
+    call = asyncio.create_task(
+        app.runtime.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+    )
+    await asyncio.sleep(0.5)
+    # Another replica (or the next pod of a rolling update) with the same settings re-attaches meanwhile.
+    replica = RayAgents(app.runtime._config, app.runtime._endpoint)
+    await replica.start_council(council)
+    completion = await call
+    assert completion.content and not fake_llm.calls()[0].disconnected
+    # Changed settings take effect for new calls, and the old client still finished its call above.
+    changed = RayAgents(app.runtime._config, LLMEndpoint(fake_llm.base_url, timeout_s=7, max_retries=0))
+    await changed.start_council(council)
+    handle = ray.get_actor(council.agents[0].agent_id, namespace=app.runtime._config.namespace)
+    assert await handle.reconfigure.remote(LLMEndpoint(fake_llm.base_url, timeout_s=7, max_retries=0)) is False

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.adapters.store.sqlite import SqliteStore, sqlite_path
 from orchestrator.domain.deliberation import Deliberation, Progress
+from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Proposal, Role, TaskSpec
 
 pytestmark = pytest.mark.integration
@@ -70,3 +71,20 @@ def test_sqlite_urls_are_understood() -> None:
     assert sqlite_path("sqlite:////abs/x.db") == "/abs/x.db"
     assert sqlite_path("sqlite:///rel.db") == "rel.db"
     assert sqlite_path("sqlite://:memory:") == ":memory:"
+
+
+async def test_a_database_that_refuses_writes_is_unavailable_and_keeps_nothing_half_written(tmp_path: Path) -> None:
+    store = await SqliteStore.open(f"sqlite:///{tmp_path}/ro.db")
+    try:
+        assert await store.deliberations.create(record("t-ro", 1))
+        await store.connection.execute("PRAGMA query_only = ON")  # the file refuses writes from here on
+        with pytest.raises(DependencyUnavailableError, match="sqlite: attempt to write a readonly database"):
+            await store.deliberations.save(replace(record("t-ro", 1), status=DeliberationStatus.IN_PROGRESS))
+        with pytest.raises(DependencyUnavailableError):
+            await store.add(council(Role.DEV))
+        await store.connection.execute("PRAGMA query_only = OFF")  # back: the next write goes through whole
+        assert await store.add(council(Role.DEV))
+        stored = await store.deliberations.get("t-ro")
+        assert stored is not None and stored.status is DeliberationStatus.PENDING
+    finally:
+        await store.close()

@@ -43,7 +43,9 @@ from aiohttp import web
 
 from orchestrator.testing.fake_content import AnswerOptions, ParsedPrompt, answer, parse_prompt, reasoning
 
-FaultKind = Literal["429", "500", "hang", "malformed"]
+FaultKind = Literal["429", "500", "hang", "malformed", "context_length", "no_structured_output"]
+"""`context_length`: a 400 as vLLM answers a prompt longer than the model's context. `no_structured_output`: a
+400 for requests that carry `response_format`, as servers without structured output answer (others succeed)."""
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 ANY_AGENT = "*"
 """Fault key that applies to every agent without a fault of its own."""
@@ -477,6 +479,8 @@ class FakeLLMServer:
         parsed: ParsedPrompt = parse_prompt(_user_text(messages))
         call.stage, call.round = parsed.stage, parsed.round
         fault = self._take_fault(call.agent_id, parsed.stage)
+        if fault is not None and fault.kind == "no_structured_output" and not body.get("response_format"):
+            fault = None
         call.fault = fault.kind if fault else None
         latency = config.latency_for(call.agent_id)
         if latency > 0:
@@ -493,6 +497,15 @@ class FakeLLMServer:
             return web.json_response(body, status=500)
         if spec.kind == "malformed":
             return web.Response(text=MALFORMED_BODY, status=200, content_type="application/json")
+        if spec.kind == "context_length":
+            message = (
+                "This model's maximum context length is 4096 tokens. However, you requested 5120 tokens "
+                "(4096 in the messages, 1024 in the completion). Please reduce the length of the messages."
+            )
+            return web.json_response(error_body(message, "BadRequestError", None), status=400)
+        if spec.kind == "no_structured_output":
+            message = "response_format of type json_schema is not supported by this server"
+            return web.json_response(error_body(message, "invalid_request_error", None), status=400)
         assert self._stopping is not None
         await self._stopping.wait()  # "hang": until the client disconnects (cancels us) or the server stops
         return web.json_response(error_body("The fake LLM is shutting down.", "server_error", None), status=503)

@@ -66,6 +66,7 @@ class OpenAIChatClient:
     """One client per process (per Ray actor); connections are pooled by the injected httpx2 client."""
 
     def __init__(self, endpoint: LLMEndpoint, http_client: httpx2.AsyncClient | None = None) -> None:
+        self.endpoint = endpoint
         timeout = httpx2.Timeout(endpoint.timeout_s, connect=endpoint.connect_timeout_s)
         self._http = http_client or httpx2.AsyncClient(
             timeout=timeout, limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64)
@@ -84,7 +85,7 @@ class OpenAIChatClient:
         try:
             response = await self._create(agent, call)
         except openai.BadRequestError as exc:
-            if _response_format(call) is None or not self._structured_output:
+            if _response_format(call) is None or not self._structured_output or not _about_structured_output(exc):
                 raise _error(agent.agent_id, exc) from exc
             # Servers without structured output reject response_format; the lenient parser copes without it.
             self._structured_output = False
@@ -123,3 +124,13 @@ class OpenAIChatClient:
     async def aclose(self) -> None:
         await self._client.close()
         await self._http.aclose()
+
+
+STRUCTURED_OUTPUT_WORDS = ("response_format", "json_schema", "guided", "structured", "grammar")
+
+
+def _about_structured_output(exc: openai.BadRequestError) -> bool:
+    """Whether a 400 refuses the structured-output request itself (then calls go on without it), rather than
+    something else about the call, such as a prompt longer than the context (then only this call fails)."""
+    text = str(exc).lower()
+    return any(word in text for word in STRUCTURED_OUTPUT_WORDS)

@@ -8,6 +8,7 @@ cancelled cancels its actor task with `ray.cancel`, which cancels the coroutine 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -29,18 +30,35 @@ class AgentActor:
 
     def __init__(self, agent: AgentSpec, endpoint: LLMEndpoint) -> None:
         self._agent = agent
+        self._endpoint = endpoint
         self._client = OpenAIChatClient(endpoint)
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
         return await self._client.complete(agent, call)
 
-    async def reconfigure(self, endpoint: LLMEndpoint) -> None:
-        """A re-attached actor picks up the current endpoint settings."""
-        old, self._client = self._client, OpenAIChatClient(endpoint)
-        await old.aclose()
+    async def reconfigure(self, endpoint: LLMEndpoint) -> bool:
+        """A re-attached actor picks up the current endpoint settings; True when they changed.
+
+        Another orchestrator process (a second replica, the old pod of a rolling update) may be using this
+        actor right now: with the same settings nothing changes, and a replaced client is closed only after
+        its in-flight calls had their full time, so none of them is cut off."""
+        if endpoint == self._endpoint:
+            return False
+        old, self._endpoint, self._client = self._client, endpoint, OpenAIChatClient(endpoint)
+        grace = old.endpoint.timeout_s * (old.endpoint.max_retries + 1) + 5
+        task = asyncio.get_running_loop().create_task(_close_later(old, grace))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+        return True
 
     async def ping(self) -> str:
         return self._agent.agent_id
+
+
+async def _close_later(client: OpenAIChatClient, delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    await client.aclose()
 
 
 @dataclass(frozen=True)
@@ -112,19 +130,30 @@ class RayAgents:
         return agent_id
 
     async def start_council(self, council: Council) -> None:
-        for agent in council.agents:
-            handle = self._remote_cls.options(
-                name=self._actor_name(agent.agent_id),
-                namespace=self._config.namespace,
-                get_if_exists=True,
-                lifetime="detached",
-                max_restarts=self._config.max_restarts,
-                max_concurrency=self._config.max_concurrency,
-                num_cpus=self._config.num_cpus,
-            ).remote(agent, self._endpoint)
+        """Creates the council's actors, or re-attaches to those that exist. Ray trouble is UNAVAILABLE, and
+        a council that could not be started whole leaves no actor it created behind."""
+        started: list[Any] = []
+        try:
+            for agent in council.agents:
+                handle = self._remote_cls.options(
+                    name=self._actor_name(agent.agent_id),
+                    namespace=self._config.namespace,
+                    get_if_exists=True,
+                    lifetime="detached",
+                    max_restarts=self._config.max_restarts,
+                    max_concurrency=self._config.max_concurrency,
+                    num_cpus=self._config.num_cpus,
+                ).remote(agent, self._endpoint)
+                started.append(handle)
+            # Re-attached actors may have been created with other settings; make sure all use the current ones.
+            await asyncio.gather(*(handle.reconfigure.remote(self._endpoint) for handle in started))
+        except (ray.exceptions.RayError, ConnectionError, ValueError) as exc:
+            for handle in started:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+            raise DependencyUnavailableError("ray", f"cannot start the {council.role.value} council: {exc}") from exc
+        for agent, handle in zip(council.agents, started, strict=True):
             self._actors[agent.agent_id] = handle
-        # Re-attached actors may have been created with other settings; make sure all use the current ones.
-        await asyncio.gather(*(self._actors[a.agent_id].reconfigure.remote(self._endpoint) for a in council.agents))
 
     async def stop_council(self, council: Council) -> int:
         removed = 0
@@ -163,10 +192,15 @@ class RayAgents:
             raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     async def summary(self) -> RuntimeSummary:
-        """Nodes and CPUs from the cluster, and this service's agent actors by state."""
+        """Nodes and CPUs from the cluster, and this service's agent actors by state; `connected=False` when
+        the cluster does not answer (the status RPC still answers, saying so)."""
         if not ray.is_initialized():
             return RuntimeSummary(connected=False, address=self._config.address or "local")
-        return await asyncio.to_thread(self._summary)
+        try:
+            return await asyncio.to_thread(self._summary)
+        except Exception as exc:
+            log.warning("ray_summary_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return RuntimeSummary(connected=False, address=self._config.address or "local")
 
     def _summary(self) -> RuntimeSummary:
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]

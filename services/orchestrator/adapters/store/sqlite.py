@@ -7,8 +7,10 @@ used through aiosqlite's own thread, so the event loop never blocks on disk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiosqlite
@@ -23,7 +25,7 @@ from orchestrator.adapters.store.codec import (
 )
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import ConfigError
+from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 from orchestrator.domain.model import Council, DeliberationStatus, Role
 from orchestrator.domain.plans import PlanDispatch
 
@@ -121,7 +123,7 @@ class SqliteStore:
 
     # councils
     async def add(self, council: Council) -> bool:
-        async with self.lock:
+        async with _writing(self._db, self.lock):
             cursor = await self._db.execute(
                 "INSERT OR IGNORE INTO councils (role, council_id, body, created_at_ms) VALUES (?, ?, ?, ?)",
                 (council.role.value, council.council_id, council_to_json(council), council.created_at_ms),
@@ -139,7 +141,7 @@ class SqliteStore:
             return [council_from_json(row[0]) async for row in cur]
 
     async def remove(self, role: Role) -> bool:
-        async with self.lock:
+        async with _writing(self._db, self.lock):
             cursor = await self._db.execute("DELETE FROM councils WHERE role = ?", (role.value,))
             await self._db.commit()
         return cursor.rowcount == 1
@@ -154,7 +156,7 @@ class SqliteDeliberationStore:
 
     async def create(self, deliberation: Deliberation) -> bool:
         d = deliberation
-        async with self._lock:
+        async with _writing(self._db, self._lock):
             cursor = await self._db.execute(
                 "INSERT OR IGNORE INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -168,7 +170,7 @@ class SqliteDeliberationStore:
     ) -> None:
         d = deliberation
         body = deliberation_to_json(d)
-        async with self._lock:
+        async with _writing(self._db, self._lock):
             await self._save(d, body, checkpoint)
             await self._enqueue(events)
             await self._db.commit()
@@ -234,7 +236,7 @@ class SqliteDeliberationStore:
 
     # dispatches
     async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
-        async with self._lock:
+        async with _writing(self._db, self._lock):
             cursor = await self._db.execute(
                 "INSERT OR IGNORE INTO dispatches (plan_id, story_id, finished, received_at_ms, body) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -253,7 +255,7 @@ class SqliteDeliberationStore:
         return created
 
     async def save_dispatch(self, dispatch: PlanDispatch) -> None:
-        async with self._lock:
+        async with _writing(self._db, self._lock):
             await self._db.execute(
                 "UPDATE dispatches SET finished = ?, body = ? WHERE plan_id = ?",
                 (int(dispatch.finished), dispatch_to_json(dispatch), dispatch.plan.plan_id),
@@ -282,9 +284,25 @@ class SqliteDeliberationStore:
             return [OutboundEvent(row[0], row[1], row[2], int(row[3])) async for row in cur]
 
     async def mark_sent(self, event_ids: Sequence[str]) -> None:
-        async with self._lock:
+        async with _writing(self._db, self._lock):
             await self._db.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
             await self._db.commit()
+
+
+@contextlib.asynccontextmanager
+async def _writing(db: aiosqlite.Connection, lock: asyncio.Lock) -> AsyncIterator[None]:
+    """One write under the connection's lock. A database that cannot take it (disk full, locked, I/O error,
+    corrupt file) rolls back what was started, so the next writer's commit cannot persist half of it, and
+    surfaces as the store being unavailable: callers wait it out, clients see UNAVAILABLE."""
+    async with lock:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+                raise  # a bug, not an outage
+            with contextlib.suppress(sqlite3.Error):
+                await db.rollback()
+            raise DependencyUnavailableError("store", f"sqlite: {exc}") from exc
 
 
 def _prepare_directory(path: str) -> str:
