@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import grpc
 import typer
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -119,23 +120,36 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the plan")] = 900.0,
 ) -> None:
     """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
-    from orchestrator.demo import DemoRequest, run_demo
+    from orchestrator.demo import DemoRequest, run_demo, sample_plan
     from orchestrator.embedded_stack import EmbeddedOptions
     from orchestrator.logging_setup import configure_logging
 
+    if plan_file is not None:  # before anything starts: a plan file that cannot be read is one line, at once
+        try:
+            sample_plan(plan_file)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise _fail(f"--plan-file {plan_file}: {exc}", 2) from None
     settings = _settings(None, need_llm=False)
     # The live view owns the terminal: only warnings and errors are logged beside it.
     configure_logging(settings.log_format, "WARNING")
     options = EmbeddedOptions(agents=agents, rounds=rounds, max_tokens=max_tokens)
     outcome: dict[str, Path] = {}
+    failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
         request = DemoRequest(address, running.nats_url, agents, rounds, plan_file, report_dir, timeout)
-        outcome["report"] = await asyncio.to_thread(run_demo, request, console)
+        try:
+            outcome["report"] = await asyncio.to_thread(run_demo, request, console)
+        except grpc.RpcError as exc:
+            failure.append(f"{exc.code().name}: {exc.details()}")
+        except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
+            failure.append(f"{type(exc).__name__}: {exc}")
 
     _run(settings, options, drive)
+    if failure:
+        raise _fail(f"the demo did not finish: {failure[0]}")
     if "report" not in outcome:
-        raise typer.Exit(1)
+        raise _fail("the demo was interrupted before its report was written")
 
 
 @councils_app.command("setup")

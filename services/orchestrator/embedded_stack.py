@@ -68,7 +68,7 @@ async def embedded_stack(base: Settings, options: EmbeddedOptions) -> AsyncItera
             log.info("nats_server_started", url=nats.url, pid=nats.pid)
         if not base.vllm_url:
             overrides["vllm_url"], overrides["vllm_model"] = await _local_llm(stack, options.slots)
-        if "store_url" not in base.model_fields_set:
+        if "store_url" not in base.model_fields_set and not base.neo4j_uri:  # else STORE_URL/NEO4J_URI decide
             overrides["store_url"] = f"sqlite:///{workdir / 'orchestrator.db'}"
         settings = load_settings(**{**base.model_dump(exclude_unset=True), **overrides})
         log.info("embedded_stack_ready", workdir=str(workdir), nats=settings.nats_url, llm=settings.vllm_url)

@@ -87,6 +87,8 @@ async def _serve(
         await health.set(False)
         if companion is not None and not companion.done():
             companion.cancel()
+        elif companion is not None and not companion.cancelled() and (error := companion.exception()) is not None:
+            log.error("companion_failed", error=f"{type(error).__name__}: {error}")
         # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
         await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
         await server.stop(1.0)

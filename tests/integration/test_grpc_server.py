@@ -96,6 +96,10 @@ async def test_bad_requests_map_to_their_status_codes(channel: grpc.aio.Channel)
         assert await code_of(stub.Deliberate(request)) == expected, request
     missing = pb.GetDeliberationResultRequest(task_id="nope")
     assert await code_of(stub.GetDeliberationResult(missing)) == grpc.StatusCode.NOT_FOUND
+    no_id = pb.GetDeliberationResultRequest(task_id="")
+    assert await code_of(stub.GetDeliberationResult(no_id)) == grpc.StatusCode.INVALID_ARGUMENT
+    unknown_status = pb.ListDeliberationsRequest(status_filter=99)  # type: ignore[arg-type]
+    assert await code_of(stub.ListDeliberations(unknown_status)) == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_an_unreachable_llm_is_unavailable(channel: grpc.aio.Channel) -> None:

@@ -172,6 +172,8 @@ class Deliberations:
         return self._live.get(task_id) or await self.store.get(task_id)
 
     async def get(self, task_id: str) -> Deliberation:
+        if not task_id:
+            raise InvalidArgumentError("task_id", "is required")
         found = await self.find(task_id)
         if found is None:
             raise NotFoundError("deliberation", task_id)

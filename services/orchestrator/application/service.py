@@ -4,6 +4,7 @@ adapters alike, so each of them translates and delegates and nothing more."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -43,7 +44,7 @@ class Orchestrator:
     limits: Limits = field(default_factory=Limits)
     dispatcher: PlanDispatcher | None = None
     started_at: float = field(default_factory=time.monotonic)
-    _durations: list[int] = field(default_factory=list)
+    _durations: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
     def __post_init__(self) -> None:
         self.deliberations.observers.append(self._record_duration)
@@ -150,7 +151,7 @@ class Orchestrator:
         if not self._durations:  # after a restart, seed the average from the latest stored runs
             recent = await self.deliberations.store.search(status=DeliberationStatus.COMPLETED, limit=100)
             self._durations.extend(d.duration_ms for d in reversed(recent))
-        durations = self._durations[-1000:]
+        durations = self._durations
         return StatusReport(
             uptime_s=int(time.monotonic() - self.started_at),
             by_status=counts,

@@ -14,7 +14,7 @@ from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import streaming, unary
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
 from orchestrator.domain.model import DeliberationStatus
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -131,6 +131,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         self, request: pb.ListDeliberationsRequest, context: Context
     ) -> pb.ListDeliberationsResponse:
         status = mapping.PB_TO_STATUS.get(request.status_filter)
+        if status is None and request.status_filter != pb.DELIBERATION_STATUS_UNKNOWN:
+            raise InvalidArgumentError("status_filter", f"unknown status {request.status_filter}")
         page, token = await self._app.list_deliberations(
             status=status, role=request.role_filter, page_size=request.page_size, page_token=request.page_token
         )
