@@ -138,6 +138,8 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             default_timeout_s=settings.deliberation_timeout,
             admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
             events=deliberation_events if settings.enable_nats else None,
+            leases=store.leases,
+            lease_ttl_s=settings.lease_ttl,
         )
         orchestrator = Orchestrator(store, agents, deliberations, council_defaults(settings), Limits())
         stack.push_async_callback(deliberations.shutdown, settings.shutdown_grace)
@@ -165,6 +167,9 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             )
         restored, resumed = await orchestrator.restore()
         created = await orchestrator.ensure_councils(wanted)
+        await _background(stack, "leases", deliberations.maintain())
+        if orchestrator.dispatcher is not None:
+            await _background(stack, "plan-sweep", orchestrator.dispatcher.sweep(settings.lease_ttl))
         if bus is not None and orchestrator.dispatcher is not None:
             await _background(stack, "plan-consumer", bus.consume(plan_approved_handler(orchestrator.dispatcher)))
         log.info(

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     nats_ack_wait: float = Field(60.0, gt=0, le=3600, description="seconds before an unacked event is redelivered")
     max_concurrent_deliberations: int = Field(100, ge=1, le=10_000, description="deliberations running at once")
     deliberation_queue_size: int = Field(1000, ge=0, le=100_000, description="deliberations waiting for a slot")
+    lease_ttl: float = Field(
+        30.0, ge=3, le=600, description="seconds before another replica takes over the runs of one that stopped"
+    )
     shutdown_grace: float = Field(10.0, ge=0, le=600, description="seconds to let runs finish on SIGTERM")
 
     @field_validator("vllm_url")

@@ -113,6 +113,8 @@ def serve_env(fake_llm: FakeLLMServer, work: Path, **extra: str) -> dict[str, st
         "LOG_FORMAT": "json",
         "RAY_ADDRESS": "",
         "SHUTDOWN_GRACE": "5",
+        # Runs of a killed process are taken over once their leases run out: seconds here, not the default 30.
+        "LEASE_TTL": "6",
         **extra,
     }
 

@@ -236,6 +236,8 @@ def test_killed_mid_run_and_restarted_every_subtask_ends_exactly_once(
     assert service.restart(signal.SIGKILL) == -signal.SIGKILL
     plan = wait_plan(service.address, "plan-k")
     assert [s.state for s in plan.subtasks] == ["COMPLETED"] * 3
+    # The killed process could not release its leases: the new one resumed its runs once they ran out.
+    assert '"deliberation_resumed"' in service.log_path.read_text()
     mine = [e for e in events(bus.url) if e[2]["payload"].get("plan_id") == "plan-k"]
     completed = [e[2]["payload"]["subtask_id"] for e in mine if e[0] == "orchestration.deliberation.completed"]
     assert sorted(completed) == ["dev", "ops", "qa"]

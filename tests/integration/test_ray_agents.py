@@ -17,6 +17,7 @@ from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import AgentCall
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain import prompts
+from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.model import DeliberationStatus, Role, Stage, TaskSpec
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
 from orchestrator.testing.fakes import InMemoryCouncilStore, InMemoryDeliberationStore
@@ -120,3 +121,20 @@ async def test_a_second_process_attaching_to_the_actors_does_not_cut_off_calls_i
     await changed.start_council(council)
     handle = ray.get_actor(council.agents[0].agent_id, namespace=app.runtime._config.namespace)
     assert await handle.reconfigure.remote(LLMEndpoint(fake_llm.base_url, timeout_s=7, max_retries=0)) is False
+
+
+async def test_a_replica_uses_the_actors_of_a_council_another_replica_created(
+    app: Orchestrator, fake_llm: FakeLLMServer
+) -> None:
+    council = await app.create_council(CreateCouncil(role="DEVOPS", num_agents=1))
+    assert isinstance(app.runtime, RayAgents)
+    other = RayAgents(app.runtime._config, app.runtime._endpoint)  # knows nothing of the council
+    task = TaskSpec("t", TASK, Role.DEVOPS, 0, 1)
+    completion = await other.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+    assert completion.content
+    await app.delete_council("DEVOPS")  # deleted on the first replica: the second one's call now says so
+    await asyncio.sleep(0.5)
+    with pytest.raises(LLMCallError):
+        await other.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+    with pytest.raises(LLMCallError, match="not running"):
+        await other.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))

@@ -419,3 +419,36 @@ async def test_records_and_events_larger_than_one_bolt_message_round_trip(subjec
     assert await deliberations.pending_events() == [event("e-huge", 1, huge)]
     assert await subject.store.add(replace(council(), custom_params={"notes": huge}))
     assert await subject.store.all_councils() == [replace(council(), custom_params={"notes": huge})]
+
+
+async def test_a_lease_is_held_by_one_owner_until_it_expires(subject: Subject) -> None:
+    leases = subject.store.leases
+    key = f"lease-{subject.name}"
+    assert await leases.acquire(key, "replica-a", now_ms=1_000, ttl_ms=100)
+    assert not await leases.acquire(key, "replica-b", now_ms=1_050, ttl_ms=100)
+    assert await leases.acquire(key, "replica-a", now_ms=1_050, ttl_ms=100)  # the owner renews by acquiring
+    assert await leases.renew("replica-a", [key, "not-held"], now_ms=1_100, ttl_ms=100) == {key: False}
+    assert await leases.renew("replica-b", [key], now_ms=1_100, ttl_ms=100) == {}
+    assert not await leases.acquire(key, "replica-b", now_ms=1_199, ttl_ms=100)
+    assert await leases.request_cancel(key, now_ms=1_150)
+    assert await leases.renew("replica-a", [key], now_ms=1_150, ttl_ms=100) == {key: True}
+    # replica-a stops renewing: after the lease runs out, replica-b takes the work over, cancel flag and all
+    assert await leases.acquire(key, "replica-b", now_ms=1_251, ttl_ms=100)
+    assert await leases.renew("replica-a", [key], now_ms=1_260, ttl_ms=100) == {}
+    assert await leases.renew("replica-b", [key], now_ms=1_260, ttl_ms=100) == {key: True}
+    await leases.release(key, "replica-a")  # not the owner: nothing happens
+    assert not await leases.acquire(key, "replica-c", now_ms=1_300, ttl_ms=100)
+    await leases.release(key, "replica-b")
+    assert await leases.acquire(key, "replica-c", now_ms=1_300, ttl_ms=100)
+    assert not await leases.request_cancel("never-leased", now_ms=1_300)
+    many = [f"{key}-{i}" for i in range(45)]  # more keys than one renew statement carries
+    for k in many:
+        assert await leases.acquire(k, "replica-c", now_ms=2_000, ttl_ms=100)
+    assert await leases.renew("replica-c", many, now_ms=2_050, ttl_ms=100) == dict.fromkeys(many, False)
+
+
+async def test_only_one_of_many_concurrent_acquirers_gets_a_lease(subject: Subject) -> None:
+    leases = subject.store.leases
+    key = f"race-{subject.name}"
+    won = await asyncio.gather(*(leases.acquire(key, f"replica-{i}", now_ms=5_000, ttl_ms=1_000) for i in range(8)))
+    assert sum(won) == 1

@@ -144,3 +144,25 @@ def test_the_ray_runtime_env_ships_the_package_and_pins_the_agent_dependencies()
     (package,) = env["py_modules"]
     assert (Path(package) / "adapters" / "ray" / "agents.py").is_file()
     assert env["pip"] == [f"{name}=={metadata.version(name)}" for name in AGENT_DISTRIBUTIONS]
+
+
+async def test_a_terminal_event_stays_under_the_bus_payload_limit() -> None:
+    import json
+    from dataclasses import replace
+
+    from orchestrator.application.events import MAX_CONTENT_CHARS, deliberation_events
+
+    app, _ = await make_app(FakeGateway())
+    await app.create_council(CreateCouncil(role="DEV", num_agents=10))
+    done = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="big-1", rounds=0))
+    small = json.loads(deliberation_events(done, "finished")[0].payload)["payload"]["results"]
+    assert all("content_truncated" not in r for r in small)  # normal events carry the whole text
+    huge = replace(
+        done,
+        results=tuple(replace(r, proposal=replace(r.proposal, content="x" * 130_000)) for r in done.results),
+    )
+    (event,) = deliberation_events(huge, "finished")
+    assert len(event.payload.encode()) < 1024 * 1024  # NATS's default max_payload
+    results = json.loads(event.payload)["payload"]["results"]
+    assert len(results) == 10 and all(r["content_truncated"] for r in results)
+    assert sum(len(r["content"]) for r in results) <= MAX_CONTENT_CHARS

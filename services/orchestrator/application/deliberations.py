@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
@@ -18,7 +20,14 @@ import structlog
 
 from orchestrator.application.commands import Deliberate, Limits
 from orchestrator.application.engine import DeliberationRun, now_ms
-from orchestrator.application.ports import AgentGateway, Checker, CouncilStore, DeliberationStore, OutboundEvent
+from orchestrator.application.ports import (
+    AgentGateway,
+    Checker,
+    CouncilStore,
+    DeliberationStore,
+    Leases,
+    OutboundEvent,
+)
 from orchestrator.application.updates import Update, UpdateHub
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.errors import (
@@ -34,6 +43,16 @@ from orchestrator.domain.validation import check_task_id, parse_role
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+
+
+def replica_id() -> str:
+    """Who holds a lease: host and pid, unique among running processes. A container restarted in the same pod
+    comes back with the same id, so it resumes its own runs at once instead of waiting for their leases."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _progress_key(record: Deliberation) -> tuple[object, ...]:
+    return (record.status, record.stage, record.round, record.progress.stages_done, len(record.progress.calls))
 
 
 def _failed(record: Deliberation, reason: str) -> Deliberation:
@@ -94,6 +113,15 @@ class Deliberations:
     """Builds the outbound events of a `started`/`finished` transition; saved atomically with the record."""
     on_events: Callable[[], None] | None = None
     """Told when events were written, so the relay publishes them without waiting for its next poll."""
+    leases: Leases | None = None
+    """With several replicas on one store: a run goes on only in the replica holding its lease. None: this
+    process is the only one (tests, the embedded stack)."""
+    owner: str = field(default_factory=replica_id)
+    lease_ttl_s: float = 30.0
+    renew_every_s: float = 2.0
+    """Also how soon a cancel asked on another replica reaches the run's owner."""
+    poll_s: float = 0.5
+    """How often a replica that does not run a deliberation looks at its stored record (wait, watch)."""
     _tasks: dict[str, asyncio.Task[Deliberation]] = field(default_factory=dict)
     _live: dict[str, Deliberation] = field(default_factory=dict)
     _runs: dict[str, DeliberationRun] = field(default_factory=dict)
@@ -101,6 +129,7 @@ class Deliberations:
     _slots: asyncio.Semaphore | None = None
     _started: set[str] = field(default_factory=set)
     _cancel_requested: set[str] = field(default_factory=set)
+    _lost: set[str] = field(default_factory=set)
     _queued: int = 0
 
     async def start(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
@@ -111,6 +140,8 @@ class Deliberations:
             return existing, False
         if self._shutting_down:
             raise DependencyUnavailableError("orchestrator", "shutting down; retry against another replica or later")
+        if cmd.task_id and not await self._acquire(cmd.task_id):
+            return await self.get(cmd.task_id), False  # being created by another replica right now
         capacity = self.admission.max_running + self.admission.max_queued
         if len(self._tasks) >= capacity:
             raise CapacityError(
@@ -145,7 +176,10 @@ class Deliberations:
             quorum=default_quorum(num_agents),
             source=cmd.source,
         )
+        if not cmd.task_id:
+            await self._acquire(task.task_id)  # a fresh id: nobody else can hold it
         if not await self.store.create(record):  # lost a race with another request for the same id
+            await self._release(task.task_id)
             return await self.get(task.task_id), False
         self._launch(record, peer_review=council.enable_peer_review)
         return record, True
@@ -162,10 +196,15 @@ class Deliberations:
             raise
 
     async def wait(self, task_id: str) -> Deliberation:
-        task = self._tasks.get(task_id)
-        if task is not None:
-            return await asyncio.shield(task)
-        return await self.get(task_id)
+        """The final record: from the run in this process, or, for one another replica runs, from the store."""
+        while True:
+            task = self._tasks.get(task_id)
+            if task is not None:
+                return await asyncio.shield(task)
+            record = await self.get(task_id)
+            if record.status.finished or self.leases is None:
+                return record
+            await asyncio.sleep(self.poll_s)
 
     async def find(self, task_id: str) -> Deliberation | None:
         """The live snapshot of a running deliberation, else the stored record, else None."""
@@ -180,10 +219,22 @@ class Deliberations:
         return found
 
     async def cancel(self, task_id: str) -> tuple[Deliberation, bool]:
-        """Cancels a running deliberation; (record, False) when it had already finished."""
+        """Cancels a running deliberation; (record, False) when it had already finished. A run of another
+        replica is flagged for its owner, which stops it at its next lease renewal; one whose owner is gone
+        is taken over and ended here."""
         task = self._tasks.get(task_id)
         if task is None:
-            return await self.get(task_id), False
+            record = await self.get(task_id)
+            if record.status.finished or self.leases is None:
+                return record, False
+            for _ in range(3):  # the owner is told; or, where none is alive, this replica ends the run itself
+                if await self.leases.request_cancel(task_id, now_ms()):
+                    break
+                if await self._acquire(task_id):
+                    self._cancel_requested.add(task_id)
+                    await self._resume(record)
+                    break
+            return await self.wait(task_id), True
         if task_id in self._started:
             task.cancel()
         else:  # a task cancelled before its first step could not record the outcome; let it see the request
@@ -200,15 +251,28 @@ class Deliberations:
         return self._queued
 
     async def watch(self, task_id: str) -> AsyncIterator[Update]:
-        """The current state first, then every update as it happens, ending with the final state."""
+        """The current state first, then every update as it happens, ending with the final state. A run of
+        another replica is followed through its stored record (stage by stage)."""
         with self.hub.subscribe(task_id) as queue:  # subscribe before reading, so nothing falls in between
             current = Update(await self.get(task_id), "current")
             yield current
             if current.final:
                 return
-            while not (update := await queue.get()).final:
+            seen = _progress_key(current.snapshot)
+            while True:
+                try:
+                    update = await asyncio.wait_for(queue.get(), timeout=self.poll_s)
+                except TimeoutError:
+                    if task_id in self._tasks:
+                        continue
+                    stored = await self.get(task_id)
+                    if _progress_key(stored) == seen:
+                        continue
+                    update = Update(stored, "finished" if stored.status.finished else "current")
+                seen = _progress_key(update.snapshot)
                 yield update
-            yield update
+                if update.final:
+                    return
 
     async def search(
         self, *, status: DeliberationStatus | None, role: Role | None, limit: int, offset: int
@@ -218,24 +282,81 @@ class Deliberations:
         return [self._live.get(r.task_id, r) for r in records]
 
     async def resume_unfinished(self) -> list[str]:
-        """At start-up: every PENDING/IN_PROGRESS record carries on from its last checkpoint."""
+        """At start-up (and then periodically, with leases): every PENDING/IN_PROGRESS record that no live
+        replica runs carries on here from its last checkpoint."""
         resumed = []
         for record in await self.store.unfinished():
-            if record.task_id in self._tasks:
+            if record.task_id in self._tasks or self._shutting_down:
                 continue
-            council = await self.councils.get(record.task.role)
-            if council is None:
-                reason = "council was deleted before the run could resume"
-                await self._save_with_events(_failed(record, reason), "finished")
-                continue
-            log.info(
-                "deliberation_resumed",
-                deliberation_id=record.task_id,
-                stages_done=record.progress.stages_done,
-            )
-            self._launch(record, peer_review=council.enable_peer_review)
-            resumed.append(record.task_id)
+            if not await self._acquire(record.task_id):
+                continue  # another replica runs it
+            if await self._resume(record):
+                resumed.append(record.task_id)
         return resumed
+
+    async def _resume(self, record: Deliberation) -> bool:
+        council = await self.councils.get(record.task.role)
+        if council is None:
+            reason = "council was deleted before the run could resume"
+            await self._save_with_events(_failed(record, reason), "finished")
+            await self._release(record.task_id)
+            return False
+        log.info("deliberation_resumed", deliberation_id=record.task_id, stages_done=record.progress.stages_done)
+        self._launch(record, peer_review=council.enable_peer_review)
+        return True
+
+    async def maintain(self) -> None:
+        """With leases, for as long as the service runs: renews the leases of this replica's runs, stops a
+        run whose cancel was asked on another replica (or whose lease was lost), and takes over the runs of
+        replicas that stopped renewing. Store trouble is logged and tried again next round."""
+        if self.leases is None:
+            return
+        interval = min(self.renew_every_s, self.lease_ttl_s / 3)
+        sweep_every = max(1, round(self.lease_ttl_s / 2 / interval))
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval)
+            rounds += 1
+            try:
+                await self._renew()
+                if rounds % sweep_every == 0:
+                    taken = await self.resume_unfinished()
+                    if taken:
+                        log.info("deliberations_taken_over", deliberation_ids=taken)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("lease_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _renew(self) -> None:
+        assert self.leases is not None
+        mine = list(self._tasks)
+        if not mine:
+            return
+        held = await self.leases.renew(self.owner, mine, now_ms(), int(self.lease_ttl_s * 1000))
+        for task_id in mine:
+            task = self._tasks.get(task_id)
+            if task is None or task.done():
+                continue
+            if task_id not in held:
+                log.warning("lease_lost", deliberation_id=task_id)
+                self._lost.add(task_id)
+                task.cancel()
+            elif held[task_id] and task_id not in self._cancel_requested:
+                log.info("cancel_requested_elsewhere", deliberation_id=task_id)
+                self._cancel_requested.add(task_id)
+                if task_id in self._started:
+                    task.cancel()
+
+    async def _acquire(self, task_id: str) -> bool:
+        if self.leases is None:
+            return True
+        return await self.leases.acquire(task_id, self.owner, now_ms(), int(self.lease_ttl_s * 1000))
+
+    async def _release(self, task_id: str) -> None:
+        if self.leases is not None:
+            with contextlib.suppress(Exception):  # it expires anyway
+                await self.leases.release(task_id, self.owner)
 
     async def shutdown(self, grace_s: float) -> None:
         """Lets runs finish for `grace_s`, then interrupts the rest, which stay IN_PROGRESS at their last
@@ -334,8 +455,8 @@ class Deliberations:
                     )
                 )
             except asyncio.CancelledError:
-                if self._shutting_down:
-                    raise  # keep the last checkpoint; the next start resumes it
+                if self._shutting_down or task_id in self._lost:
+                    raise  # keep the last checkpoint; the next start (or the lease's new owner) resumes it
                 final = await self._finishing(run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request"))
             await self._finishing(self._save_with_events(final, "finished"))
             self._notify(final, "finished", "")
@@ -359,6 +480,8 @@ class Deliberations:
         finally:
             if acquired and self._slots is not None:
                 self._slots.release()
+            await self._release(task_id)  # done, or shut down: any replica may take it over from its checkpoint
+            self._lost.discard(task_id)
             self._tasks.pop(task_id, None)
             self._started.discard(task_id)
             self._cancel_requested.discard(task_id)

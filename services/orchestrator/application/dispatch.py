@@ -82,6 +82,19 @@ class PlanDispatcher:
             self._drive(plan_id)
         return plans
 
+    async def sweep(self, every_s: float) -> None:
+        """For as long as the service runs: drives unfinished plans that no driver in this process follows,
+        such as those of a replica that stopped. Driving a plan twice is harmless: every deliberation id is
+        derived from (plan, subtask), so a subtask is never started twice."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.resume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("plan_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+
     async def shutdown(self) -> None:
         drivers = list(self._drivers.values())
         for task in drivers:

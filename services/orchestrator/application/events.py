@@ -75,8 +75,21 @@ def _result(r: RankedProposal) -> dict[str, Any]:
     }
 
 
+MAX_CONTENT_CHARS = 384 * 1024
+"""All proposals' content in one terminal event, together: well under NATS's default 1 MiB max_payload even with
+10 agents at the largest max_tokens. Beyond it each proposal is cut to an equal share and says so; the full text
+stays in the store (GetDeliberationResult)."""
+
+
 def deliberation_payload(d: Deliberation) -> dict[str, Any]:
     usage = d.usage
+    results = [_result(r) for r in d.results]
+    total = sum(len(r["content"]) for r in results)
+    if total > MAX_CONTENT_CHARS:
+        share = MAX_CONTENT_CHARS // len(results)
+        for r in results:
+            r["content_truncated"] = len(r["content"]) > share
+            r["content"] = r["content"][:share]
     return {
         "task_id": d.task_id,
         "role": d.task.role.value,
@@ -92,7 +105,7 @@ def deliberation_payload(d: Deliberation) -> dict[str, Any]:
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         },
-        "results": [_result(r) for r in d.results],
+        "results": results,
         "failed_agents": [
             {"agent_id": f.agent_id, "stage": f.stage.value, "error": f.error} for f in d.progress.failures
         ],

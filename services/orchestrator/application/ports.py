@@ -147,6 +147,27 @@ class DispatchStore(Protocol):
     async def dispatches_for_story(self, story_id: str) -> list[PlanDispatch]: ...
 
 
+class Leases(Protocol):
+    """Which replica works on what, when several share one store: a lease per key (a deliberation, a plan),
+    held by one owner until it expires, renewed by the owner while the work goes on. Taking a lease is atomic,
+    so two replicas never both take the same key; a replica that dies stops renewing, and after `ttl_ms` another
+    one takes its work over. A cancel requested on any replica is a flag the owner sees when it renews."""
+
+    async def acquire(self, key: str, owner: str, now_ms: int, ttl_ms: int) -> bool:
+        """Takes the lease when nobody holds it, it expired, or `owner` holds it already (then renews it)."""
+        ...
+
+    async def renew(self, owner: str, keys: Sequence[str], now_ms: int, ttl_ms: int) -> dict[str, bool]:
+        """Extends the leases `owner` still holds among `keys`: {key: cancel requested} for each of them."""
+        ...
+
+    async def release(self, key: str, owner: str) -> None: ...
+
+    async def request_cancel(self, key: str, now_ms: int) -> bool:
+        """Flags the key for cancelling; True when a live lease holds it (its owner will see the flag)."""
+        ...
+
+
 class Outbox(Protocol):
     """Events stored with the records they describe, until the publisher has them acknowledged."""
 

@@ -171,3 +171,38 @@ class InMemoryDeliberationStore:
 def interrupted(record: Deliberation) -> Deliberation:
     """A record as a crash leaves it: IN_PROGRESS at its last checkpoint."""
     return replace(record, status=DeliberationStatus.IN_PROGRESS, finished_at_ms=0)
+
+
+@dataclass
+class InMemoryLeases:
+    """Leases in a dictionary: {key: (owner, until_ms, cancel)}. Share one between two `Deliberations` to play
+    two replicas on one store."""
+
+    leases: dict[str, tuple[str, int, bool]] = field(default_factory=dict)
+
+    async def acquire(self, key: str, owner: str, now_ms: int, ttl_ms: int) -> bool:
+        current = self.leases.get(key)
+        if current is not None and current[0] != owner and current[1] >= now_ms:
+            return False
+        self.leases[key] = (owner, now_ms + ttl_ms, current[2] if current else False)
+        return True
+
+    async def renew(self, owner: str, keys: Sequence[str], now_ms: int, ttl_ms: int) -> dict[str, bool]:
+        held = {}
+        for key in keys:
+            current = self.leases.get(key)
+            if current is not None and current[0] == owner:
+                self.leases[key] = (owner, now_ms + ttl_ms, current[2])
+                held[key] = current[2]
+        return held
+
+    async def release(self, key: str, owner: str) -> None:
+        if key in self.leases and self.leases[key][0] == owner:
+            del self.leases[key]
+
+    async def request_cancel(self, key: str, now_ms: int) -> bool:
+        current = self.leases.get(key)
+        if current is None or current[1] < now_ms:
+            return False
+        self.leases[key] = (current[0], current[1], True)
+        return True

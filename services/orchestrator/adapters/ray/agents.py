@@ -172,8 +172,11 @@ class RayAgents:
 
     async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
         handle = self._actors.get(agent.agent_id)
-        if handle is None:
-            raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
+        if handle is None:  # a council created by another replica: its actors exist under their names
+            handle = await self._lookup(agent.agent_id)
+            if handle is None:
+                raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
+            self._actors[agent.agent_id] = handle
         ref = handle.complete.remote(agent, call)
         try:
             result: Completion = await ref
@@ -189,6 +192,8 @@ class RayAgents:
                 raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
             raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
         except ray.exceptions.RayError as exc:
+            if isinstance(exc, ray.exceptions.RayActorError) and self._actors.get(agent.agent_id) is handle:
+                del self._actors[agent.agent_id]  # killed (its council deleted elsewhere?): look it up afresh
             raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     async def summary(self) -> RuntimeSummary:

@@ -188,3 +188,19 @@ EVENT_SLICE: LiteralString = (
 )
 
 PING: LiteralString = "RETURN 1 AS ok"
+
+# leases (which replica works on a deliberation or a plan). The first SET takes the node's write lock on Neo4j,
+# so the owner test after it reads what the last committed writer left (FalkorDB runs writes one at a time).
+LEASE_ACQUIRE: LiteralString = (
+    "MERGE (l:Lease {key: $key}) ON CREATE SET l.owner = $owner, l.until_ms = $until, l.cancel = false "
+    "SET l.touched_ms = $now WITH l WHERE l.owner = $owner OR l.until_ms < $now "
+    "SET l.owner = $owner, l.until_ms = $until RETURN l.key AS key"
+)
+LEASE_RENEW: LiteralString = (
+    "UNWIND $keys AS k MATCH (l:Lease {key: k}) WHERE l.owner = $owner SET l.until_ms = $until "
+    "RETURN l.key AS key, l.cancel AS cancel"
+)
+LEASE_RELEASE: LiteralString = "MATCH (l:Lease {key: $key}) WHERE l.owner = $owner DELETE l"
+LEASE_CANCEL: LiteralString = (
+    "MATCH (l:Lease {key: $key}) WHERE l.until_ms >= $now SET l.cancel = true RETURN count(l) AS n"
+)

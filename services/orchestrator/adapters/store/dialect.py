@@ -53,6 +53,7 @@ KEYS: tuple[tuple[LiteralString, LiteralString], ...] = (
     ("Subtask", "key"),
     ("OutboxEvent", "event_id"),
     ("OutboxSequence", "id"),
+    ("Lease", "key"),
 )
 # Properties that queries filter or sort on.
 LOOKUPS: tuple[tuple[LiteralString, LiteralString], ...] = (
@@ -82,6 +83,7 @@ NEO4J_SCHEMA: tuple[LiteralString, ...] = (
     "CREATE CONSTRAINT subtask_key IF NOT EXISTS FOR (n:Subtask) REQUIRE n.key IS UNIQUE",
     "CREATE CONSTRAINT outbox_event_id IF NOT EXISTS FOR (n:OutboxEvent) REQUIRE n.event_id IS UNIQUE",
     "CREATE CONSTRAINT outbox_sequence_id IF NOT EXISTS FOR (n:OutboxSequence) REQUIRE n.id IS UNIQUE",
+    "CREATE CONSTRAINT lease_key IF NOT EXISTS FOR (n:Lease) REQUIRE n.key IS UNIQUE",
     "CREATE INDEX deliberation_status IF NOT EXISTS FOR (n:Deliberation) ON (n.status)",
     "CREATE INDEX deliberation_created IF NOT EXISTS FOR (n:Deliberation) ON (n.created_at_ms)",
     "CREATE INDEX checkpoint_task IF NOT EXISTS FOR (n:Checkpoint) ON (n.task_id)",

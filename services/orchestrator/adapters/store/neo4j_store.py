@@ -45,6 +45,7 @@ class Neo4jStore:
     def __init__(self, runner: BoltRunner) -> None:
         self._runner = runner
         self.deliberations = Neo4jDeliberationStore(runner)
+        self.leases = Neo4jLeases(runner)
 
     @classmethod
     async def open(
@@ -188,6 +189,35 @@ class Neo4jDeliberationStore:
     async def mark_sent(self, event_ids: Sequence[str]) -> None:
         steps = self._dialect.batches(cypher.EVENTS_DELETE, {}, list(event_ids))
         await self._runner.write(Write(None, tuple(steps)))
+
+
+class Neo4jLeases:
+    """Leases as `(:Lease {key, owner, until_ms, cancel})` nodes."""
+
+    RENEW_BATCH = 20
+    """Keys per renew statement: FalkorDB inlines parameters into a 4 KiB statement buffer."""
+
+    def __init__(self, runner: BoltRunner) -> None:
+        self._runner = runner
+
+    async def acquire(self, key: str, owner: str, now_ms: int, ttl_ms: int) -> bool:
+        params = {"key": key, "owner": owner, "now": now_ms, "until": now_ms + ttl_ms}
+        return bool(await self._runner.read(cypher.LEASE_ACQUIRE, params, write=True))
+
+    async def renew(self, owner: str, keys: Sequence[str], now_ms: int, ttl_ms: int) -> dict[str, bool]:
+        held: dict[str, bool] = {}
+        for start in range(0, len(keys), self.RENEW_BATCH):
+            params = {"keys": list(keys[start : start + self.RENEW_BATCH]), "owner": owner, "until": now_ms + ttl_ms}
+            rows = await self._runner.read(cypher.LEASE_RENEW, params, write=True)
+            held.update({str(r["key"]): bool(r["cancel"]) for r in rows})
+        return held
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._runner.read(cypher.LEASE_RELEASE, {"key": key, "owner": owner}, write=True)
+
+    async def request_cancel(self, key: str, now_ms: int) -> bool:
+        rows = await self._runner.read(cypher.LEASE_CANCEL, {"key": key, "now": now_ms}, write=True)
+        return bool(rows and rows[0]["n"])
 
 
 async def _detect(runner: BoltRunner) -> Dialect:

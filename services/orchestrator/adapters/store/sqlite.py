@@ -61,6 +61,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_at_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    until_ms INTEGER NOT NULL,
+    cancel INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     task_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -97,6 +103,7 @@ class SqliteStore:
         self._db = db
         self.lock = asyncio.Lock()
         self.deliberations = SqliteDeliberationStore(db, self.lock)
+        self.leases = SqliteLeases(db, self.lock)
 
     @classmethod
     async def open(cls, url: str) -> SqliteStore:
@@ -303,6 +310,56 @@ async def _writing(db: aiosqlite.Connection, lock: asyncio.Lock) -> AsyncIterato
             with contextlib.suppress(sqlite3.Error):
                 await db.rollback()
             raise DependencyUnavailableError("store", f"sqlite: {exc}") from exc
+
+
+class SqliteLeases:
+    """Leases in the same file: an upsert that only takes a free, expired or own lease is atomic in SQLite."""
+
+    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    async def acquire(self, key: str, owner: str, now_ms: int, ttl_ms: int) -> bool:
+        async with _writing(self._db, self._lock):
+            cursor = await self._db.execute(
+                "INSERT INTO leases (key, owner, until_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms "
+                "WHERE leases.owner = excluded.owner OR leases.until_ms < ?",
+                (key, owner, now_ms + ttl_ms, now_ms),
+            )
+            await self._db.commit()
+        return cursor.rowcount == 1
+
+    async def renew(self, owner: str, keys: Sequence[str], now_ms: int, ttl_ms: int) -> dict[str, bool]:
+        held: dict[str, bool] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ", ".join("?" * len(chunk))
+            async with _writing(self._db, self._lock):
+                await self._db.execute(
+                    f"UPDATE leases SET until_ms = ? WHERE owner = ? AND key IN ({marks})",
+                    (now_ms + ttl_ms, owner, *chunk),
+                )
+                await self._db.commit()
+            cursor = await self._db.execute(
+                f"SELECT key, cancel FROM leases WHERE owner = ? AND key IN ({marks})",
+                (owner, *chunk),
+            )
+            held.update({row[0]: bool(row[1]) for row in await cursor.fetchall()})
+        return held
+
+    async def release(self, key: str, owner: str) -> None:
+        async with _writing(self._db, self._lock):
+            await self._db.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+            await self._db.commit()
+
+    async def request_cancel(self, key: str, now_ms: int) -> bool:
+        async with _writing(self._db, self._lock):
+            cursor = await self._db.execute(
+                "UPDATE leases SET cancel = 1 WHERE key = ? AND until_ms >= ?", (key, now_ms)
+            )
+            await self._db.commit()
+        return cursor.rowcount == 1
 
 
 def _prepare_directory(path: str) -> str:
