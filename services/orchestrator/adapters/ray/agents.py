@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -75,6 +76,12 @@ class RayConfig:
     cluster can run the stock Ray image of the pinned version."""
 
 
+RAY_CLIENT_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+"""Ray's own settings that the service's Ray client reads from the environment: a cluster with token
+authentication (the default for clusters started by `ray start` from Ray 2.59 on) needs RAY_AUTH_MODE=token and
+its token here too."""
+
+
 AGENT_DISTRIBUTIONS = ("openai", "httpx2", "structlog", "pydantic")
 """What the actor imports beyond Ray and the standard library (domain + LLM client)."""
 
@@ -118,7 +125,12 @@ class RayAgents:
                 # second try; anything else surfaces after that.
                 await asyncio.to_thread(ray.shutdown)
                 if attempt == 2:
-                    raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}") from exc
+                    hint = ""
+                    if self._config.address and not os.environ.get("RAY_AUTH_MODE"):
+                        hint = (
+                            " (a cluster with token authentication also needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN)"
+                        )
+                    raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}{hint}") from exc
                 log.warning("ray_init_retry", error=str(exc)[:300])
         log.info("ray_connected", address=self._config.address or "local")
 
@@ -238,6 +250,4 @@ def _actor_states(agent_ids: set[str]) -> list[str]:
 
 
 def _cpu_count() -> int:
-    import os
-
     return os.cpu_count() or 2
