@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from orchestrator.adapters.grpc.server import SERVICE_NAME
+from orchestrator.adapters.ray.agents import RAY_CLIENT_ENV
 from orchestrator.config import Settings, load_settings
 from orchestrator.councils_file import load_councils_file
 from orchestrator.domain.model import Role
@@ -43,6 +44,8 @@ from tests.deploy.manifests import (
 MANIFESTS = load_manifests()
 SETTINGS = {name.upper() for name in Settings.model_fields}
 CREDENTIALS = ("NEO4J_USER", "NEO4J_PASSWORD")
+# Ray token authentication: one mode on every Ray process and on the orchestrator (a Ray Client driver), one token.
+RAY_AUTH_MODE = "token"
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "RayCluster")
 
 
@@ -143,6 +146,42 @@ def test_ray_address_is_the_client_port_of_the_kuberay_head_service() -> None:
     assert url.port == client, f"RAY_ADDRESS={address}: the head's client port is {client}"
 
 
+def _ray_auth_environments() -> list[tuple[str, dict[str, Json]]]:
+    """(label, env by name) of every process that talks to the Ray cluster: the head, every worker group, the
+    autoscaler sidecar KubeRay adds to the head (autoscalerOptions.env), and the orchestrator, a Ray Client driver."""
+    cluster = _ray_cluster()
+    found = [
+        (f"{label} container {c['name']}", {e["name"]: e for e in c.get("env", [])})
+        for label, template in pod_templates(of_kind(MANIFESTS, "RayCluster"))
+        for c in template["spec"]["containers"]
+    ]
+    if cluster["spec"].get("enableInTreeAutoscaling"):
+        options = cluster["spec"].get("autoscalerOptions", {})
+        found.append(("RayCluster autoscaler", {e["name"]: e for e in options.get("env", [])}))
+    found.append(("Deployment/orchestrator", {e["name"]: e for e in _orchestrator_container().get("env", [])}))
+    return found
+
+
+def test_ray_token_authentication_is_the_same_on_every_ray_process_and_the_orchestrator() -> None:
+    # RAY_AUTH_MODE must be identical on every node, and a driver without the cluster's token never connects
+    # ("ray client connection timeout"): one mode, and one Secret key everywhere.
+    environments = _ray_auth_environments()
+    assert len(environments) >= 4, [label for label, _ in environments]  # head, workers, autoscaler, orchestrator
+    tokens: dict[tuple[str, str], list[str]] = {}
+    for label, env in environments:
+        mode = env.get("RAY_AUTH_MODE", {}).get("value")
+        assert mode == RAY_AUTH_MODE, f"{label}: RAY_AUTH_MODE is {mode!r}, it must be {RAY_AUTH_MODE!r} everywhere"
+        ref = env.get("RAY_AUTH_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef")
+        assert ref, f"{label}: RAY_AUTH_TOKEN must come from a Secret (secretKeyRef), found {env.get('RAY_AUTH_TOKEN')}"
+        assert "RAY_AUTH_TOKEN_PATH" not in env, f"{label}: RAY_AUTH_TOKEN_PATH next to RAY_AUTH_TOKEN is ignored"
+        tokens.setdefault((ref["name"], ref["key"]), []).append(label)
+    assert len(tokens) == 1, f"RAY_AUTH_TOKEN comes from different Secret keys: {tokens}"
+    ((name, key),) = tokens
+    data = find(MANIFESTS, "Secret", name).get("stringData", {})
+    assert key in data, f"RAY_AUTH_TOKEN reads key {key!r} of Secret {name!r}, which has keys {sorted(data)}"
+    assert str(data[key]).strip(), f"Secret {name!r} key {key!r} is empty"
+
+
 # --- Settings: only what the service reads, valid, credentials from the Secret ------------------------------------
 
 
@@ -151,12 +190,20 @@ def test_settings_config_map_sets_only_settings_the_service_reads() -> None:
     assert unknown == [], f"not settings of orchestrator.config.Settings: {unknown}"
 
 
-def test_orchestrator_container_environment_is_made_of_settings() -> None:
-    c = _orchestrator_container()
-    names = {e["name"] for e in c.get("env", [])}
+def _config_map_data_of(c: Json) -> dict[str, str]:
+    """Everything the container's envFrom ConfigMaps put in its environment."""
+    data: dict[str, str] = {}
     for source in c.get("envFrom", []):
-        names |= set(find(MANIFESTS, "ConfigMap", source["configMapRef"]["name"])["data"])
-    assert sorted(names - SETTINGS) == []
+        data |= find(MANIFESTS, "ConfigMap", source["configMapRef"]["name"])["data"]
+    return data
+
+
+def test_orchestrator_container_environment_is_made_of_settings() -> None:
+    # Settings, plus the Ray variables that the service's Ray client reads itself (RAY_CLIENT_ENV): nothing else.
+    c = _orchestrator_container()
+    names = {e["name"] for e in c.get("env", [])} | set(_config_map_data_of(c))
+    unknown = sorted(names - SETTINGS - set(RAY_CLIENT_ENV))
+    assert unknown == [], f"neither settings of orchestrator.config.Settings nor in RAY_CLIENT_ENV: {unknown}"
 
 
 def test_settings_pass_the_services_own_validation() -> None:
@@ -170,6 +217,16 @@ def test_settings_pass_the_services_own_validation() -> None:
 
 def test_credentials_come_from_the_secret_and_never_from_the_config_map() -> None:
     assert not [k for k in _settings_data() if re.search(r"PASSWORD|_USER$|API_KEY|_TOKEN$|SECRET", k)]
+    in_config_map = sorted(set(RAY_CLIENT_ENV) & set(_config_map_data_of(_orchestrator_container())))
+    assert in_config_map == [], f"{in_config_map} in the orchestrator's ConfigMaps: Ray's token comes from ray-auth"
+    secrets = [
+        str(v)
+        for m in of_kind(MANIFESTS, "Secret")
+        for k, v in m.body.get("stringData", {}).items()
+        if re.search(r"password|token", k, re.IGNORECASE)
+    ]
+    leaked = [k for m in of_kind(MANIFESTS, "ConfigMap") for k, v in m.body["data"].items() if v in secrets]
+    assert leaked == [], f"ConfigMap keys holding a password or token of a Secret: {leaked}"
     secret = find(MANIFESTS, "Secret", "neo4j-auth")
     env = {e["name"]: e for e in _orchestrator_container()["env"]}
     neo4j_env = {
