@@ -106,5 +106,5 @@ def run_demo(request: DemoRequest, console: Console) -> Path:
         winner = f"{s.winner_id} (score {s.winner_score:.3f})" if s.winner_id else f"{s.state}: {s.error}"
         console.print(f"    {s.subtask_id:<22} {s.role:<7} {winner}")
     path = write_report(request.report_dir, payload, plan, results, elapsed)
-    console.print(f"report: [bold]{path}[/bold]")
+    console.print(f"report: [bold]{path}[/bold]", soft_wrap=True)  # one line, so the path can be copied
     return path

@@ -16,9 +16,9 @@ def _checks(r: Any) -> list[str]:
         + (f" ({'; '.join(c.policy.violations)})" if c.policy.violations else ""),
         f"- lint: {'passed' if c.lint.passed else 'FAILED'} ({c.lint.error_count} errors, "
         f"{c.lint.warning_count} warnings)",
-        f"- dry-run (YAML/JSON/shell): {'passed' if c.dryrun.passed else 'FAILED'} {c.dryrun.message}",
+        *(f"  - {e}" for e in list(c.lint.errors)[:8]),  # the findings under the check that made them
+        f"- dry-run (YAML/JSON/shell): {'passed' if c.dryrun.passed else 'FAILED'}: {c.dryrun.message}",
     ]
-    lines += [f"  - {e}" for e in list(c.lint.errors)[:8]]
     lines += [f"- {a.check_type}: score {a.score:.2f} {a.message}" for a in c.additional_checks]
     return lines
 
