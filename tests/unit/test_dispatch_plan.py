@@ -165,3 +165,23 @@ async def test_dependency_context_is_cut_to_the_input_limits() -> None:
     assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 2
     qa = store.records[deliberation_id("plan-long", "qa")]
     assert len(qa.task.description) == app.deliberations.limits.max_task_chars
+
+
+async def test_a_replica_shutting_down_leaves_subtasks_waiting_for_the_next_one() -> None:
+    app, store = make()
+    assert app.dispatcher is not None
+    await app.deliberations.shutdown(0)  # SIGTERM arrived: no new deliberations here
+    await app.dispatcher.dispatch(PLAN)
+    await asyncio.sleep(0.3)
+    await app.dispatcher.shutdown()
+    waiting = await store.get_dispatch("plan-7")
+    assert waiting is not None and {s.state for s in waiting.subtasks} == {SubtaskState.WAITING}
+    # the next replica (or this one restarted) on the same store carries the plan through
+    deliberations = Deliberations(
+        app.council_store, store, FakeGateway(), ThreadedChecker(), events=deliberation_events
+    )
+    nxt = Orchestrator(app.council_store, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    nxt.dispatcher = PlanDispatcher(deliberations, store, app.council_store, nxt.create_council, True, retry_s=0.05)
+    await nxt.restore()
+    done = await asyncio.wait_for(nxt.dispatcher.wait_finished("plan-7"), timeout=30)
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3

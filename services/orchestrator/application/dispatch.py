@@ -22,7 +22,12 @@ from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.events import plan_dispatched_event
 from orchestrator.application.ports import CouncilStore, DispatchStore
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import AlreadyExistsError, CapacityError, OrchestratorError
+from orchestrator.domain.errors import (
+    AlreadyExistsError,
+    CapacityError,
+    DependencyUnavailableError,
+    OrchestratorError,
+)
 from orchestrator.domain.model import Council, DeliberationStatus, Role
 from orchestrator.domain.plans import (
     ApprovedPlan,
@@ -195,8 +200,10 @@ class PlanDispatcher:
         )
         try:
             await self.deliberations.start(cmd)
-        except CapacityError:
-            return record  # stays WAITING; the driver tries again on its next step
+        except (CapacityError, DependencyUnavailableError):
+            # No slot, the store unreachable, or this replica shutting down: the subtask stays WAITING and the
+            # driver (here, after a restart, or on another replica) tries again; none of these is the subtask's fault.
+            return record
         except OrchestratorError as exc:
             return replace(record, state=SubtaskState.FAILED, error=str(exc))
         return replace(record, state=SubtaskState.DISPATCHED)
