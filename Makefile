@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PROTO  := protos/fleet/orchestrator/v1/orchestrator.proto
 GEN    := services/fleet/orchestrator/v1
 
-.PHONY: install protos fmt lint typecheck test test-fast bench demo clean
+.PHONY: install protos fmt lint typecheck test test-fast bench demo image clean
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: install
 
 demo: install
 	$(BIN)/orchestrator demo
+
+# The service image (docs/deploy.md); needs a Docker engine. Tagged with the project version the manifests use.
+IMAGE   ?= fleet-orchestrator
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	docker build -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -88,3 +88,17 @@ async def test_a_database_that_refuses_writes_is_unavailable_and_keeps_nothing_h
         assert stored is not None and stored.status is DeliberationStatus.PENDING
     finally:
         await store.close()
+
+
+async def test_a_database_that_cannot_serve_a_read_is_unavailable(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = await SqliteStore.open(f"sqlite:///{tmp_path}/broken.db")
+    try:
+        with sqlite3.connect(tmp_path / "broken.db") as other:  # the file loses a table under the service
+            other.execute("DROP TABLE dispatches")
+        with pytest.raises(DependencyUnavailableError, match="sqlite: no such table: dispatches"):
+            await store.deliberations.get_dispatch("p-1")
+        assert await store.deliberations.get("nothing") is None  # the rest still serves
+    finally:
+        await store.close()

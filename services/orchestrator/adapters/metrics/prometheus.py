@@ -23,6 +23,8 @@ from orchestrator.domain.errors import DependencyUnavailableError
 
 STAGE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
+MAX_TRACKED_RUNS = 20_000
+"""More than the admission limits let run at once: the oldest entry beyond it belongs to a run long gone."""
 CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 
 
@@ -81,6 +83,8 @@ class DeliberationMetrics:
                 # process took over were counted by the process that made them.
                 already = len(calls) - (1 if event in ("agent_finished", "agent_failed") else 0)
                 state = self._runs[snapshot.task_id] = _RunState(calls_seen=max(0, already))
+                if len(self._runs) > MAX_TRACKED_RUNS:  # runs that never told us their end (a lost lease)
+                    del self._runs[next(iter(self._runs))]
             for call in calls[state.calls_seen :]:
                 stage = call.stage.value
                 self.llm_calls.labels(role, stage).inc()

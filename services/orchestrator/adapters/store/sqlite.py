@@ -139,12 +139,12 @@ class SqliteStore:
         return cursor.rowcount == 1
 
     async def get(self, role: Role) -> Council | None:
-        async with self._db.execute("SELECT body FROM councils WHERE role = ?", (role.value,)) as cur:
+        async with _reading(self._db, "SELECT body FROM councils WHERE role = ?", (role.value,)) as cur:
             row = await cur.fetchone()
         return council_from_json(row[0]) if row else None
 
     async def all_councils(self) -> list[Council]:
-        async with self._db.execute("SELECT body FROM councils ORDER BY role") as cur:
+        async with _reading(self._db, "SELECT body FROM councils ORDER BY role") as cur:
             return [council_from_json(row[0]) async for row in cur]
 
     async def remove(self, role: Role) -> bool:
@@ -203,7 +203,7 @@ class SqliteDeliberationStore:
         )
 
     async def get(self, task_id: str) -> Deliberation | None:
-        async with self._db.execute("SELECT body FROM deliberations WHERE task_id = ?", (task_id,)) as cur:
+        async with _reading(self._db, "SELECT body FROM deliberations WHERE task_id = ?", (task_id,)) as cur:
             row = await cur.fetchone()
         return deliberation_from_json(row[0]) if row else None
 
@@ -224,21 +224,21 @@ class SqliteDeliberationStore:
             args.append(role.value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         query = f"SELECT body FROM deliberations {clause} ORDER BY created_at_ms DESC, task_id LIMIT ? OFFSET ?"
-        async with self._db.execute(query, (*args, limit, offset)) as cur:
+        async with _reading(self._db, query, (*args, limit, offset)) as cur:
             return [deliberation_from_json(row[0]) async for row in cur]
 
     async def unfinished(self) -> list[Deliberation]:
         query = "SELECT body FROM deliberations WHERE status IN (?, ?) ORDER BY created_at_ms"
-        async with self._db.execute(query, UNFINISHED) as cur:
+        async with _reading(self._db, query, UNFINISHED) as cur:
             return [deliberation_from_json(row[0]) async for row in cur]
 
     async def counts(self) -> dict[DeliberationStatus, int]:
-        async with self._db.execute("SELECT status, COUNT(*) FROM deliberations GROUP BY status") as cur:
+        async with _reading(self._db, "SELECT status, COUNT(*) FROM deliberations GROUP BY status") as cur:
             return {DeliberationStatus(row[0]): int(row[1]) async for row in cur}
 
     async def checkpoints(self, task_id: str) -> list[Deliberation]:
         query = "SELECT body FROM checkpoints WHERE task_id = ? ORDER BY seq"
-        async with self._db.execute(query, (task_id,)) as cur:
+        async with _reading(self._db, query, (task_id,)) as cur:
             return [deliberation_from_json(row[0]) async for row in cur]
 
     # dispatches
@@ -270,30 +270,49 @@ class SqliteDeliberationStore:
             await self._db.commit()
 
     async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
-        async with self._db.execute("SELECT body FROM dispatches WHERE plan_id = ?", (plan_id,)) as cur:
+        async with _reading(self._db, "SELECT body FROM dispatches WHERE plan_id = ?", (plan_id,)) as cur:
             row = await cur.fetchone()
         return dispatch_from_json(row[0]) if row else None
 
     async def unfinished_dispatches(self) -> list[PlanDispatch]:
         query = "SELECT body FROM dispatches WHERE finished = 0 ORDER BY received_at_ms"
-        async with self._db.execute(query) as cur:
+        async with _reading(self._db, query) as cur:
             return [dispatch_from_json(row[0]) async for row in cur]
 
     async def dispatches_for_story(self, story_id: str) -> list[PlanDispatch]:
         query = "SELECT body FROM dispatches WHERE story_id = ? ORDER BY received_at_ms"
-        async with self._db.execute(query, (story_id,)) as cur:
+        async with _reading(self._db, query, (story_id,)) as cur:
             return [dispatch_from_json(row[0]) async for row in cur]
 
     # outbox
     async def pending_events(self, limit: int = 100) -> list[OutboundEvent]:
         query = "SELECT event_id, subject, payload, created_at_ms FROM outbox ORDER BY seq LIMIT ?"
-        async with self._db.execute(query, (limit,)) as cur:
+        async with _reading(self._db, query, (limit,)) as cur:
             return [OutboundEvent(row[0], row[1], row[2], int(row[3])) async for row in cur]
 
     async def mark_sent(self, event_ids: Sequence[str]) -> None:
         async with _writing(self._db, self._lock):
             await self._db.executemany("DELETE FROM outbox WHERE event_id = ?", [(e,) for e in event_ids])
             await self._db.commit()
+
+
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+"""SQLite errors that mean a defect in this code, not a database that cannot serve."""
+
+
+@contextlib.asynccontextmanager
+async def _reading(
+    db: aiosqlite.Connection, query: str, params: Sequence[object] = ()
+) -> AsyncIterator[aiosqlite.Cursor]:
+    """One query's cursor; a database that cannot serve it (locked, I/O error, corrupt file) is the store being
+    unavailable, as for writes."""
+    try:
+        async with db.execute(query, params) as cursor:
+            yield cursor
+    except sqlite3.Error as exc:
+        if isinstance(exc, _BUGS):
+            raise
+        raise DependencyUnavailableError("store", f"sqlite: {exc}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -305,7 +324,7 @@ async def _writing(db: aiosqlite.Connection, lock: asyncio.Lock) -> AsyncIterato
         try:
             yield
         except sqlite3.Error as exc:
-            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+            if isinstance(exc, _BUGS):
                 raise  # a bug, not an outage
             with contextlib.suppress(sqlite3.Error):
                 await db.rollback()
