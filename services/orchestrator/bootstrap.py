@@ -161,7 +161,7 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             metrics.track(
                 LiveCollector(
                     lambda: deliberations.queue_depth,
-                    lambda: len(deliberations.running()),
+                    lambda: deliberations.running_count,
                     (lambda: stats) if stats is not None else None,
                 )
             )

@@ -103,7 +103,7 @@ async def test_metrics_count_runs_stages_calls_tokens_and_failures() -> None:
     app, _ = await make_app(gateway)
     metrics = DeliberationMetrics()
     app.deliberations.observers.append(metrics.observe)
-    metrics.track(LiveCollector(lambda: app.deliberations.queue_depth, lambda: len(app.deliberations.running())))
+    metrics.track(LiveCollector(lambda: app.deliberations.queue_depth, lambda: app.deliberations.running_count))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     first = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-1", rounds=1))
     second = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-2", rounds=2))
@@ -143,7 +143,42 @@ def test_the_ray_runtime_env_ships_the_package_and_pins_the_agent_dependencies()
     env = agent_runtime_env()
     (package,) = env["py_modules"]
     assert (Path(package) / "adapters" / "ray" / "agents.py").is_file()
-    assert env["pip"] == [f"{name}=={metadata.version(name)}" for name in AGENT_DISTRIBUTIONS]
+    assert all("==" in pin for pin in env["pip"]) and len(env["pip"]) == len(AGENT_DISTRIBUTIONS)
+
+
+def test_the_shipped_pip_list_covers_every_library_the_actor_code_imports() -> None:
+    """A cluster gets only the pinned list: a new third-party import in the actor's modules must be added to it."""
+    import ast
+    import subprocess
+    import sys
+
+    # The orchestrator modules a Ray worker loads to run the actor class, in a clean interpreter.
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, orchestrator.adapters.ray.agents; "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() "
+            "if n.split('.')[0] == 'orchestrator' and getattr(m, '__file__', None)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    imported = set()
+    for path in loaded:
+        for node in ast.walk(ast.parse(Path(path).read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"orchestrator", "ray", "__future__"}
+    providers = metadata.packages_distributions()
+    needed = {dist for module in third_party for dist in providers.get(module, [module])}
+    assert len(loaded) > 5 and needed  # the probe saw the actor's modules and their imports
+    assert needed <= set(AGENT_DISTRIBUTIONS), (
+        f"not shipped to the cluster: {sorted(needed - set(AGENT_DISTRIBUTIONS))}"
+    )
 
 
 async def test_a_terminal_event_stays_under_the_bus_payload_limit() -> None:

@@ -159,3 +159,17 @@ async def test_a_lost_lease_stops_the_run_without_writing_over_the_new_owner(sha
         assert stored is not None and stored.status is DeliberationStatus.IN_PROGRESS  # left to its new owner
     finally:
         await stop(tasks, a)
+
+
+async def test_a_refused_start_leaves_no_lease_that_would_block_another_replica(shared: Shared) -> None:
+    from orchestrator.domain.errors import CouncilMissingError
+
+    a = replica(shared, "replica-a", FakeGateway())
+    b = replica(shared, "replica-b", FakeGateway())
+    with pytest.raises(CouncilMissingError):
+        await a.submit(Deliberate(TASK, "QA", task_id="r-6"))
+    assert "r-6" not in shared.leases.leases
+    await b.create_council(CreateCouncil(role="QA", num_agents=2))
+    _, created = await b.submit(Deliberate(TASK, "QA", task_id="r-6", rounds=0))
+    assert created and (await b.deliberations.wait("r-6")).status is DeliberationStatus.COMPLETED
+    await stop([], a, b)

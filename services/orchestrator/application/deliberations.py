@@ -140,8 +140,6 @@ class Deliberations:
             return existing, False
         if self._shutting_down:
             raise DependencyUnavailableError("orchestrator", "shutting down; retry against another replica or later")
-        if cmd.task_id and not await self._acquire(cmd.task_id):
-            return await self.get(cmd.task_id), False  # being created by another replica right now
         capacity = self.admission.max_running + self.admission.max_queued
         if len(self._tasks) >= capacity:
             raise CapacityError(
@@ -176,13 +174,22 @@ class Deliberations:
             quorum=default_quorum(num_agents),
             source=cmd.source,
         )
-        if not cmd.task_id:
-            await self._acquire(task.task_id)  # a fresh id: nobody else can hold it
+        # The lease is taken last, just before the record exists, so no refusal above can leave one behind.
+        if not await self._acquire(task.task_id):
+            return await self._created_elsewhere(task.task_id), False
         if not await self.store.create(record):  # lost a race with another request for the same id
             await self._release(task.task_id)
             return await self.get(task.task_id), False
         self._launch(record, peer_review=council.enable_peer_review)
         return record, True
+
+    async def _created_elsewhere(self, task_id: str) -> Deliberation:
+        """The record of a task_id whose lease another replica took a moment ago, to create it."""
+        for _ in range(20):
+            if (found := await self.find(task_id)) is not None:
+                return found
+            await asyncio.sleep(self.poll_s)
+        raise DependencyUnavailableError("orchestrator", f"another replica is starting {task_id}; retry shortly")
 
     async def deliberate(self, cmd: Deliberate) -> Deliberation:
         """Starts (or attaches to) a deliberation and waits for its end. If the caller goes away, a
@@ -245,6 +252,12 @@ class Deliberations:
 
     def running(self) -> list[Deliberation]:
         return list(self._live.values())
+
+    @property
+    def running_count(self) -> int:
+        """Runs in this process, queued ones included; safe to read from another thread (a metrics scrape),
+        where copying the live records is not."""
+        return len(self._live)
 
     @property
     def queue_depth(self) -> int:

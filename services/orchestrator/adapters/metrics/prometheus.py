@@ -8,7 +8,6 @@ metric lives in the instance's own registry, so several services (or tests) in o
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -70,40 +69,39 @@ class DeliberationMetrics:
             registry=r,
         )
         self._runs: dict[str, _RunState] = {}
-        self._lock = threading.Lock()
 
     def observe(self, snapshot: Deliberation, event: str, _agent_id: str) -> None:
-        """A `Deliberations` observer; never raises into the run."""
+        """A `Deliberations` observer, called on the event loop (the metric objects themselves are safe to read
+        from the scrape thread)."""
         role = snapshot.task.role.value
         calls = snapshot.progress.calls
-        with self._lock:
-            state = self._runs.get(snapshot.task_id)
-            if state is None:
-                # A run seen for the first time (new, or resumed after a restart): calls recorded before this
-                # process took over were counted by the process that made them.
-                already = len(calls) - (1 if event in ("agent_finished", "agent_failed") else 0)
-                state = self._runs[snapshot.task_id] = _RunState(calls_seen=max(0, already))
-                if len(self._runs) > MAX_TRACKED_RUNS:  # runs that never told us their end (a lost lease)
-                    del self._runs[next(iter(self._runs))]
-            for call in calls[state.calls_seen :]:
-                stage = call.stage.value
-                self.llm_calls.labels(role, stage).inc()
-                self.llm_seconds.labels(role, stage).observe(call.latency_ms / 1000)
-                if not call.ok:
-                    self.llm_errors.labels(role, stage).inc()
-                self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
-                self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
-            state.calls_seen = len(calls)
-            if event == "stage_started":
-                state.stage_started = time.monotonic()
-            elif event == "stage_finished" and state.stage_started:
-                self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - state.stage_started)
-                state.stage_started = 0.0
-            elif event == "finished":
-                status = snapshot.status.value
-                self.deliberations.labels(role, status).inc()
-                self.deliberation_seconds.labels(role, status).observe(snapshot.duration_ms / 1000)
-                del self._runs[snapshot.task_id]
+        state = self._runs.get(snapshot.task_id)
+        if state is None:
+            # A run seen for the first time (new, or resumed after a restart): calls recorded before this
+            # process took over were counted by the process that made them.
+            already = len(calls) - (1 if event in ("agent_finished", "agent_failed") else 0)
+            state = self._runs[snapshot.task_id] = _RunState(calls_seen=max(0, already))
+            if len(self._runs) > MAX_TRACKED_RUNS:  # runs that never told us their end (a lost lease)
+                del self._runs[next(iter(self._runs))]
+        for call in calls[state.calls_seen :]:
+            stage = call.stage.value
+            self.llm_calls.labels(role, stage).inc()
+            self.llm_seconds.labels(role, stage).observe(call.latency_ms / 1000)
+            if not call.ok:
+                self.llm_errors.labels(role, stage).inc()
+            self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
+            self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
+        state.calls_seen = len(calls)
+        if event == "stage_started":
+            state.stage_started = time.monotonic()
+        elif event == "stage_finished" and state.stage_started:
+            self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - state.stage_started)
+            state.stage_started = 0.0
+        elif event == "finished":
+            status = snapshot.status.value
+            self.deliberations.labels(role, status).inc()
+            self.deliberation_seconds.labels(role, status).observe(snapshot.duration_ms / 1000)
+            del self._runs[snapshot.task_id]
 
     def track(self, collector: Collector) -> None:
         self.registry.register(collector)

@@ -360,11 +360,9 @@ class SqliteLeases:
                     (now_ms + ttl_ms, owner, *chunk),
                 )
                 await self._db.commit()
-            cursor = await self._db.execute(
-                f"SELECT key, cancel FROM leases WHERE owner = ? AND key IN ({marks})",
-                (owner, *chunk),
-            )
-            held.update({row[0]: bool(row[1]) for row in await cursor.fetchall()})
+            query = f"SELECT key, cancel FROM leases WHERE owner = ? AND key IN ({marks})"
+            async with _reading(self._db, query, (owner, *chunk)) as cursor:
+                held.update({row[0]: bool(row[1]) async for row in cursor})
         return held
 
     async def release(self, key: str, owner: str) -> None:
