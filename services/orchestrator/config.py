@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         30.0, ge=3, le=600, description="seconds before another replica takes over the runs of one that stopped"
     )
     shutdown_grace: float = Field(10.0, ge=0, le=600, description="seconds to let runs finish on SIGTERM")
+    unsafe_allow_unsandboxed_execution: bool = Field(
+        False,
+        description="UNSAFE: where no sandbox can be created, run proposals' code unisolated instead of skipping it",
+    )
 
     @field_validator("vllm_url")
     @classmethod

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 from orchestrator.domain.model import AgentSpec, CheckSuite, Council, DeliberationStatus, Role, Stage, Usage
 from orchestrator.domain.plans import PlanDispatch
 from orchestrator.domain.prompts import Prompt
@@ -181,4 +182,22 @@ class Outbox(Protocol):
 class EventPublisher(Protocol):
     async def publish(self, event: OutboundEvent) -> None:
         """Publishes with `Nats-Msg-Id = event.event_id`; returns once the stream has stored it."""
+        ...
+
+
+class Sandbox(Protocol):
+    """Runs untrusted code (proposals and their tests) in isolation: no network, no secrets, bounded resources.
+    Without a working sandbox a run is reported as skipped, never run unprotected (unless an operator said so)."""
+
+    async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
+        """Writes `files` (paths relative to the work dir) into a fresh work dir, runs `command` there with no
+        stdin, and returns what happened; the run's processes are all gone when it returns."""
+        ...
+
+    async def probe(self) -> SandboxAvailability:
+        """Tries a trivial run and remembers the answer (call it at start-up)."""
+        ...
+
+    def availability(self) -> SandboxAvailability:
+        """The last probe's answer."""
         ...
