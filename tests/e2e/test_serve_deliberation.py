@@ -121,7 +121,7 @@ def test_a_failing_majority_ends_failed_with_a_clear_message(serve: ServeProcess
     assert stored.status == pb.DELIBERATION_STATUS_FAILED
     assert "quorum is 2" in stored.error_message
     assert "agent-devops-001" in stored.error_message and "agent-devops-002" in stored.error_message
-    assert not stored.results
+    assert [r.proposal.author_id for r in stored.results] == ["agent-devops-003"]  # the finished work is kept
 
 
 def test_a_429_with_retry_after_is_retried(serve: ServeProcess, fake_llm: FakeLLMServer) -> None:

@@ -105,10 +105,12 @@ async def test_bad_requests_map_to_their_status_codes(channel: grpc.aio.Channel)
 async def test_an_unreachable_llm_is_unavailable(channel: grpc.aio.Channel) -> None:
     stub = pb_grpc.OrchestratorServiceStub(channel)
     await stub.CreateCouncil(pb.CreateCouncilRequest(role="QA", num_agents=2))
-    request = pb.DeliberateRequest(task_id="q-1", task_description=TASK, role="QA")
+    # The run waits for the endpoint until its deadline, then ends as unreachable.
+    constraints = pb.TaskConstraints(timeout_seconds=1)
+    request = pb.DeliberateRequest(task_id="q-1", task_description=TASK, role="QA", constraints=constraints)
     assert await code_of(stub.Deliberate(request)) == grpc.StatusCode.UNAVAILABLE
     result = await stub.GetDeliberationResult(pb.GetDeliberationResultRequest(task_id="q-1"))
-    assert result.status == pb.DELIBERATION_STATUS_FAILED and "quorum" in result.error_message
+    assert result.status == pb.DELIBERATION_STATUS_FAILED and "unreachable" in result.error_message
 
 
 async def test_status_health_and_reflection_are_served(channel: grpc.aio.Channel) -> None:

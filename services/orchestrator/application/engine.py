@@ -3,14 +3,22 @@
 Every stage is one concurrent fan-out (`asyncio.gather`) over the agents still taking part, so the wall time
 is (2 + 2R) calls whatever the council size. Each finished call is applied to the live record at once, so a
 deadline or a cancellation keeps what already finished, and watchers see agents finish one by one.
+
+An LLM endpoint that is down for everyone (`LLMCallError.endpoint_down`) pauses the run instead of dropping its
+agents: the failed calls wait with one shared, capped, jittered exponential backoff and are tried again, until
+the endpoint answers or the deadline ends the run. However a run ends early, the proposals that had finished
+are ranked and kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+import structlog
 
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion
 from orchestrator.domain import prompts
@@ -31,14 +39,59 @@ from orchestrator.domain.model import (
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
 from orchestrator.domain.scoring import rank
 
+log = structlog.get_logger(__name__)
+
 Listener = Callable[[Deliberation, str, str], None]
-"""Called with (snapshot, event, agent_id) on stage start/end and on every finished agent call."""
+"""Called with (snapshot, event, agent_id) on stage start/end, on every finished agent call, and with
+`llm_unavailable` / `llm_back` when the run pauses for the LLM endpoint and carries on."""
 
 Checkpoint = Callable[[Deliberation], Awaitable[None]]
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass
+class EndpointPause:
+    """How a run waits while the LLM endpoint is down for everyone: one backoff shared by all its calls, so
+    the calls that failed retry together in waves (delays doubling from `first_s` up to `max_s`, each cut by a
+    random 0-50 % so runs do not retry in step), rather than each hammering a recovering server on its own.
+    There is no limit of its own: the deliberation's deadline ends the wait."""
+
+    first_s: float = 0.5
+    max_s: float = 10.0
+    since: float | None = None
+    """`time.monotonic()` when the outage was first seen; None while the endpoint answers."""
+    attempt: int = 0
+    resume_at: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.since is not None
+
+    def wait_for(self, now: float) -> tuple[float, bool]:
+        """How long a call that failed at `now` waits, and whether it opened a new wave (calls that fail
+        before that wave starts join it instead of pushing it further out)."""
+        if self.since is None:
+            self.since, self.attempt = now, 0
+        elif self.resume_at > now:
+            return self.resume_at - now, False
+        else:
+            self.attempt += 1
+        delay = min(self.max_s, self.first_s * 2 ** min(self.attempt, 32)) * random.uniform(0.5, 1.0)
+        self.resume_at = now + delay
+        return delay, True
+
+    def end(self, now: float) -> float:
+        """The endpoint answered: the pause is over. Returns how long it lasted."""
+        lasted = now - self.since if self.since is not None else 0.0
+        self.since, self.attempt, self.resume_at = None, 0, 0.0
+        return lasted
+
+
+def _describe(failures: Iterable[AgentFailure]) -> str:
+    return "; ".join(f"{f.agent_id} ({f.stage} r{f.round}): {f.error}" for f in failures)
 
 
 @dataclass
@@ -51,9 +104,15 @@ class DeliberationRun:
     checkpoint: Checkpoint
     listener: Listener
     peer_review: bool = True
+    pause: EndpointPause = field(default_factory=EndpointPause)
+    _stalled: dict[str, AgentFailure] = field(default_factory=dict, init=False)
+    """Agents whose current call is waiting for the endpoint, with the error that made it wait."""
+    _dropped: dict[str, Proposal] = field(default_factory=dict, init=False)
+    """The last finished proposal of each agent that dropped out after proposing."""
 
     async def execute(self) -> Deliberation:
-        """Runs the remaining stages; returns the finished record (COMPLETED or FAILED)."""
+        """Runs the remaining stages; returns the finished record (COMPLETED, or FAILED with the finished
+        proposals ranked when too few agents are left)."""
         self._update(status=DeliberationStatus.IN_PROGRESS, started_at_ms=self.snapshot.started_at_ms or now_ms())
         plan = stage_plan(self.snapshot.task.rounds)
         for index in range(self.snapshot.progress.stages_done, len(plan)):
@@ -63,15 +122,33 @@ class DeliberationRun:
             await self._run_stage(stage, round_)
             self.snapshot = self.snapshot.with_progress(stages_done=index + 1)
             if (failure := self._quorum_failure()) is not None:
-                return self._finish(DeliberationStatus.FAILED, error=failure)
+                # Still FAILED (the protocol did not finish with a quorum, so nothing downstream takes it for a
+                # decision), but the work that finished is kept: a council deleted mid-run drops every agent
+                # at once, and their proposals would otherwise be lost.
+                finished = {**self._dropped, **self.snapshot.progress.proposals}
+                return await self._conclude(DeliberationStatus.FAILED, failure, list(finished.values()))
             self.listener(self.snapshot, "stage_finished", "")
             if stage is not Stage.SCORE:
                 await self.checkpoint(self.snapshot)
         return self.snapshot
 
     async def conclude_early(self, status: DeliberationStatus, reason: str) -> Deliberation:
-        """Ends the run as TIMEOUT/CANCELLED, ranking the proposals that exist by their checks alone."""
-        proposals = list(self.snapshot.progress.proposals.values())
+        """Ends the run as TIMEOUT/CANCELLED, ranking the proposals that exist by their checks alone.
+
+        A deadline that comes while the LLM endpoint is down names the agents that were waiting for it (in the
+        failures too); if no proposal exists at all, the run ends FAILED as the endpoint being unreachable, which
+        the gRPC adapter answers as UNAVAILABLE, as before the pause existed."""
+        if status is DeliberationStatus.TIMEOUT and self._stalled:
+            stalled = tuple(self._stalled.values())
+            since = self.pause.since
+            lasted = f" for the last {time.monotonic() - since:.1f}s" if since is not None else ""
+            reason = f"{reason}; the LLM endpoint was unreachable{lasted}: {_describe(stalled)}"
+            self.snapshot = self.snapshot.with_progress(failures=(*self.snapshot.progress.failures, *stalled))
+            if not self.snapshot.progress.proposals:
+                status = DeliberationStatus.FAILED
+        return await self._conclude(status, reason, list(self.snapshot.progress.proposals.values()))
+
+    async def _conclude(self, status: DeliberationStatus, reason: str, proposals: list[Proposal]) -> Deliberation:
         checks = await self._check_all(proposals)
         results = rank(proposals, checks, (), self.snapshot.progress.critiques, self.snapshot.usage_by_agent())
         self._update(results=results, winner_id=results[0].proposal.author_id if results else "")
@@ -88,10 +165,9 @@ class DeliberationRun:
         alive = len(self.snapshot.progress.proposals)
         if alive >= self.snapshot.quorum:
             return None
-        reasons = "; ".join(f"{f.agent_id} ({f.stage} r{f.round}): {f.error}" for f in self.snapshot.progress.failures)
         return (
             f"only {alive} of {len(self.snapshot.agents)} agents still have a proposal, "
-            f"quorum is {self.snapshot.quorum}: {reasons}"
+            f"quorum is {self.snapshot.quorum}: {_describe(self.snapshot.progress.failures)}"
         )
 
     async def _run_stage(self, stage: Stage, round_: int) -> None:
@@ -102,18 +178,55 @@ class DeliberationRun:
         await asyncio.gather(*(step(agent, round_) for agent in self.snapshot.alive_agents()))
 
     async def _call(self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt) -> Completion | None:
-        """One agent call with its accounting; a final failure drops the agent (its error is never a proposal)."""
-        started = time.perf_counter()
-        try:
-            completion = await self.gateway.complete(agent, AgentCall(self.snapshot.task_id, stage, round_, prompt))
-        except LLMCallError as exc:
-            latency = (time.perf_counter() - started) * 1000
-            self._record(agent, stage, round_, Usage(), latency, error=str(exc))
-            self._drop(AgentFailure(agent.agent_id, stage, round_, f"{exc.kind}: {exc.detail}"), stage)
-            self.listener(self.snapshot, "agent_failed", agent.agent_id)
-            return None
-        self._record(agent, stage, round_, completion.usage, completion.latency_ms, model=completion.model)
-        return completion
+        """One agent call with its accounting (every attempt is recorded). While the endpoint is down for
+        everyone the call waits and is tried again; any other final failure drops the agent (its error is never
+        a proposal)."""
+        while True:
+            started = time.perf_counter()
+            try:
+                completion = await self.gateway.complete(agent, AgentCall(self.snapshot.task_id, stage, round_, prompt))
+            except LLMCallError as exc:
+                latency = (time.perf_counter() - started) * 1000
+                self._record(agent, stage, round_, Usage(), latency, error=str(exc))
+                failure = AgentFailure(agent.agent_id, stage, round_, f"{exc.kind}: {exc.detail}")
+                if exc.endpoint_down:
+                    self._stalled[agent.agent_id] = failure
+                    await self._wait_for_endpoint(failure)
+                    continue
+                self._endpoint_answered(agent.agent_id)  # with an error about this call only: it is up
+                self._drop(failure, stage)
+                self.listener(self.snapshot, "agent_failed", agent.agent_id)
+                return None
+            self._endpoint_answered(agent.agent_id)
+            self._record(agent, stage, round_, completion.usage, completion.latency_ms, model=completion.model)
+            return completion
+
+    async def _wait_for_endpoint(self, failure: AgentFailure) -> None:
+        delay, new_wave = self.pause.wait_for(time.monotonic())
+        if new_wave:
+            log.warning(
+                "llm_endpoint_unavailable_pausing",
+                deliberation_id=self.snapshot.task_id,
+                stage=failure.stage.value,
+                round=failure.round,
+                waiting_agents=sorted(self._stalled),
+                attempt=self.pause.attempt,
+                retry_in_s=round(delay, 2),
+                error=failure.error[:300],
+            )
+            # Shown to watchers and GetDeliberationResult while the run waits; cleared when it carries on.
+            self._update(error_message=f"paused: the LLM endpoint is unreachable, retrying in {delay:.1f}s")
+            self.listener(self.snapshot, "llm_unavailable", "")
+        await asyncio.sleep(delay)
+
+    def _endpoint_answered(self, agent_id: str) -> None:
+        self._stalled.pop(agent_id, None)
+        if not self.pause.active:
+            return
+        lasted = self.pause.end(time.monotonic())
+        log.info("llm_endpoint_back", deliberation_id=self.snapshot.task_id, paused_s=round(lasted, 2))
+        self._update(error_message="")
+        self.listener(self.snapshot, "llm_back", "")
 
     def _record(
         self,
@@ -142,8 +255,9 @@ class DeliberationRun:
 
     def _drop(self, failure: AgentFailure, stage: Stage) -> None:
         proposals = dict(self.snapshot.progress.proposals)
-        if stage is not Stage.SCORE:  # a scorer's own proposal is already final and still ranks
-            proposals.pop(failure.agent_id, None)
+        # A scorer's own proposal is already final and still ranks; any other stage takes it out of the run.
+        if stage is not Stage.SCORE and (last := proposals.pop(failure.agent_id, None)) is not None:
+            self._dropped[failure.agent_id] = last
         self.snapshot = self.snapshot.with_progress(
             proposals=proposals, failures=(*self.snapshot.progress.failures, failure)
         )

@@ -51,6 +51,10 @@ class DependencyUnavailableError(OrchestratorError):
         self.detail = detail
 
 
+ENDPOINT_DOWN_KIND = "unavailable"
+"""The `LLMCallError.kind` of an LLM endpoint that cannot be reached at all."""
+
+
 class LLMCallError(OrchestratorError):
     """One agent's LLM call failed for good (after the client's retries)."""
 
@@ -59,6 +63,13 @@ class LLMCallError(OrchestratorError):
         self.agent_id = agent_id
         self.kind = kind
         self.detail = detail
+
+    @property
+    def endpoint_down(self) -> bool:
+        """The LLM endpoint itself could not be reached (kind `unavailable`: connection refused, unreachable, a
+        proxy's 502/503/504). That is the same for every agent, unlike this agent's call failing, so a run
+        waits for the endpoint rather than dropping the agent."""
+        return self.kind == ENDPOINT_DOWN_KIND
 
     def __reduce__(self) -> tuple[type[LLMCallError], tuple[str, str, str]]:
         # Keeps the attributes when Ray pickles the error across processes.

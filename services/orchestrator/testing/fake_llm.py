@@ -7,6 +7,7 @@ asynchronous tests running another loop and orchestrator subprocesses can all po
         client = openai.AsyncOpenAI(base_url=srv.base_url, api_key="x")
         ...
         srv.set_fault("agent-dev-001", FaultSpec("429", times=1))  # the next call of that agent gets a 429
+        srv.outage(3.5)  # the whole endpoint goes away for 3.5 s: connections refused, open ones dropped
         assert srv.count(stage="propose") == 3 and srv.max_in_flight >= 3
 
 Answers are deterministic functions of the request (see `fake_content`): propose/revise get a markdown
@@ -47,6 +48,9 @@ FaultKind = Literal["429", "500", "hang", "malformed", "context_length", "no_str
 """`context_length`: a 400 as vLLM answers a prompt longer than the model's context. `no_structured_output`: a
 400 for requests that carry `response_format`, as servers without structured output answer (others succeed)."""
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+OutageKind = Literal["refuse", "503"]
+"""`refuse`: nothing listens and open connections are dropped, as with a stopped or restarting server. `503`:
+every call is answered 503, as a proxy in front of a stopped server answers."""
 ANY_AGENT = "*"
 """Fault key that applies to every agent without a fault of its own."""
 DISCONNECTED_STATUS = 499
@@ -249,6 +253,9 @@ class FakeLLMServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._down_until = 0.0
+        self._comeback: asyncio.Task[None] | None = None
         self._stopping: asyncio.Event | None = None
         self._port: int | None = None
         for agent_id, spec in self._config.faults.items():
@@ -331,10 +338,12 @@ class FakeLLMServer:
         await runner.setup()
         site = web.TCPSite(runner, self._config.host, self._config.port, backlog=self._config.backlog)
         await site.start()
-        self._runner = runner
+        self._runner, self._site = runner, site
         return int(runner.addresses[0][1])
 
     async def _astop(self) -> None:
+        if self._comeback is not None:
+            self._comeback.cancel()
         if self._stopping is not None:
             self._stopping.set()
         if self._runner is not None:
@@ -373,6 +382,35 @@ class FakeLLMServer:
                 self._faults.pop(agent_id, None)
             else:
                 self._faults[agent_id] = _FaultState(spec, spec.times)
+
+    def outage(self, duration_s: float, kind: OutageKind = "refuse") -> None:
+        """The whole endpoint goes away for `duration_s` from now, for every agent, then comes back on the same
+        port. `refuse` stops listening and drops every open connection, calls in flight included; `503` answers
+        every call 503 meanwhile. Returns at once."""
+        if self._loop is None:
+            raise RuntimeError("FakeLLMServer is not started")
+        asyncio.run_coroutine_threadsafe(self._go_down(duration_s, kind), self._loop).result(timeout=10)
+
+    def down(self) -> bool:
+        """Whether an outage is going on."""
+        return time.monotonic() < self._down_until
+
+    async def _go_down(self, duration_s: float, kind: OutageKind) -> None:
+        self._down_until = time.monotonic() + duration_s
+        if kind == "refuse" and self._site is not None and self._runner is not None:
+            site, self._site = self._site, None
+            await site.stop()
+            for connection in self._runner.server.connections if self._runner.server else ():
+                connection.force_close()
+            self._comeback = asyncio.create_task(self._come_back(duration_s))
+
+    async def _come_back(self, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        if self._runner is None:
+            return
+        site = web.TCPSite(self._runner, self._config.host, self.port, backlog=self._config.backlog)
+        await site.start()
+        self._site = site
 
     def reset(self) -> None:
         """Forget recorded calls, peak concurrency and faults (latency and config stay)."""
@@ -464,6 +502,10 @@ class FakeLLMServer:
             self._leave(call)
 
     async def _serve_chat(self, request: web.Request, call: _CallState) -> web.Response:
+        if self.down():  # a "503" outage (or a request that slipped in as a "refuse" outage began)
+            call.fault = "outage"
+            body = error_body("The model server is unavailable (injected by the fake LLM).", "server_error", None)
+            return web.json_response(body, status=503)
         try:
             body = await request.json()
             messages = _validate(body)

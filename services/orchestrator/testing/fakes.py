@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from orchestrator.application.ports import AgentCall, Completion, OutboundEvent, RuntimeSummary
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
 from orchestrator.domain.plans import PlanDispatch
 from orchestrator.testing.fake_content import AnswerOptions, answer, parse_prompt
@@ -20,13 +20,17 @@ from orchestrator.testing.fake_content import AnswerOptions, answer, parse_promp
 
 @dataclass
 class FakeGateway:
-    """AgentGateway without Ray or HTTP. `failing` agents raise `failure_kind`; `latency_s` delays each call."""
+    """AgentGateway without Ray or HTTP. `failing` agents raise `failure_kind`; `latency_s` delays each call.
+    While `endpoint_down` is set every call fails as an unreachable endpoint (checked when the call would answer);
+    `gone` agents fail as Ray reports an actor that was killed (their council deleted)."""
 
     latency_s: float = 0.0
     failing: set[str] = field(default_factory=set)
     failure_kind: str = "http_500"
     broken_python: set[str] = field(default_factory=set)
     hang: set[str] = field(default_factory=set)
+    endpoint_down: bool = False
+    gone: set[str] = field(default_factory=set)
     calls: list[tuple[str, str, int]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
@@ -39,6 +43,10 @@ class FakeGateway:
             if agent.agent_id in self.hang:
                 await asyncio.Event().wait()
             await asyncio.sleep(self.latency_s)
+            if self.endpoint_down:
+                raise LLMCallError(agent.agent_id, ENDPOINT_DOWN_KIND, "cannot reach the LLM endpoint (injected)")
+            if agent.agent_id in self.gone:
+                raise LLMCallError(agent.agent_id, "agent_unavailable", "ActorDiedError: the actor was killed")
             if agent.agent_id in self.failing:
                 raise LLMCallError(agent.agent_id, self.failure_kind, "injected failure")
             options = AnswerOptions(broken_python=agent.agent_id in self.broken_python)
@@ -51,16 +59,22 @@ class FakeGateway:
 
 @dataclass
 class FakeRuntime:
-    """AgentRuntime that only remembers which agents are 'running'."""
+    """AgentRuntime that only remembers which agents are 'running'. Given the `gateway`, stopping a council makes
+    its agents' calls fail there (`FakeGateway.gone`), as killing their actors does."""
 
     running: set[str] = field(default_factory=set)
+    gateway: FakeGateway | None = None
 
     async def start_council(self, council: Council) -> None:
         self.running.update(a.agent_id for a in council.agents)
+        if self.gateway is not None:
+            self.gateway.gone.difference_update(a.agent_id for a in council.agents)
 
     async def stop_council(self, council: Council) -> int:
         ids = {a.agent_id for a in council.agents} & self.running
         self.running -= ids
+        if self.gateway is not None:
+            self.gateway.gone.update(ids)
         return len(ids)
 
     async def summary(self) -> RuntimeSummary:
