@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
-from orchestrator.adapters.llm.openai_chat import LLMEndpoint
+from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
@@ -141,7 +141,11 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             leases=store.leases,
             lease_ttl_s=settings.lease_ttl,
         )
-        orchestrator = Orchestrator(store, agents, deliberations, council_defaults(settings), Limits())
+        probe = OpenAIChatClient(endpoint)  # the service's own client, for the health probe only
+        stack.push_async_callback(probe.aclose)
+        orchestrator = Orchestrator(
+            store, agents, deliberations, council_defaults(settings), Limits(), llm_probe=probe.probe
+        )
         stack.push_async_callback(deliberations.shutdown, settings.shutdown_grace)
         bus = relay = None
         if settings.enable_nats:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
+from grpc_health.v1 import health_pb2
 
 from orchestrator.adapters.grpc.server import GrpcServer, Health, create_server
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
@@ -25,8 +26,27 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+LLM_HEALTH_NAME = "llm"
+"""The grpc.health.v1 service name that reports the LLM endpoint. The overall status ("") does not follow it:
+an LLM outage is everyone's, and deliberations ride it out, so taking replicas out of service helps nobody."""
+
+
 async def watch_dependencies(app: App, health: Health, interval_s: float = 2.0) -> None:
-    """Health is NOT_SERVING while the store (or NATS, when enabled) is unreachable, SERVING again after."""
+    """Health is NOT_SERVING while the store (or NATS, when enabled) is unreachable, SERVING again after; the
+    "llm" name follows a periodic probe of the LLM endpoint."""
+    await asyncio.gather(_watch_store(app, health, interval_s), watch_llm(app, health, interval_s))
+
+
+async def watch_llm(app: App, health: Health, interval_s: float) -> None:
+    while True:
+        reachable = await app.orchestrator.check_llm(timeout_s=max(1.0, interval_s))
+        if reachable is not None:
+            status = health_pb2.HealthCheckResponse.SERVING if reachable else health_pb2.HealthCheckResponse.NOT_SERVING
+            await health.servicer.set(LLM_HEALTH_NAME, status)
+        await asyncio.sleep(interval_s)
+
+
+async def _watch_store(app: App, health: Health, interval_s: float) -> None:
     serving = True
     while True:
         await asyncio.sleep(interval_s)
@@ -40,6 +60,7 @@ async def watch_dependencies(app: App, health: Health, interval_s: float = 2.0) 
         if serving == (not problem):
             continue
         serving = not problem
+        app.orchestrator.serving = serving
         await health.set(serving)
         if serving:
             log.info("dependencies_back", health="SERVING")
@@ -84,6 +105,7 @@ async def _serve(
         await stop.wait()
         log.info("shutting_down", grace_s=settings.shutdown_grace)
         watcher.cancel()
+        built.orchestrator.serving = False
         await health.set(False)
         if companion is not None and not companion.done():
             companion.cancel()

@@ -36,6 +36,7 @@ from orchestrator.domain.errors import (
     DependencyUnavailableError,
     InvalidArgumentError,
     NotFoundError,
+    TaskIdConflictError,
 )
 from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.validation import check_task_id, parse_role
@@ -90,6 +91,39 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
         raise InvalidArgumentError("constraints.timeout_seconds", f"must be 0..{limits.max_timeout_s}")
 
 
+def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
+    """What a request for an existing task_id asks for otherwise than the deliberation it names. Numbers left
+    at 0 mean "the default", so they match whatever the existing one resolved them to. Client text is named,
+    never repeated."""
+    found = []
+    if role is not task.role:
+        found.append(f"role {role.value} (existing: {task.role.value})")
+    if cmd.task_description != task.description:
+        found.append("task_description")
+    if cmd.rounds and cmd.rounds != task.rounds:
+        found.append(f"rounds {cmd.rounds} (existing: {task.rounds})")
+    if cmd.num_agents and cmd.num_agents != task.num_agents:
+        found.append(f"num_agents {cmd.num_agents} (existing: {task.num_agents})")
+    if cmd.rubric != task.rubric:
+        found.append("constraints.rubric")
+    if tuple(cmd.requirements) != tuple(task.requirements):
+        found.append("constraints.requirements")
+    if dict(cmd.metadata) != dict(task.metadata):
+        found.append("constraints.metadata")
+    if cmd.timeout_s and float(cmd.timeout_s) != task.timeout_s:
+        found.append(f"constraints.timeout_seconds {cmd.timeout_s} (existing: {task.timeout_s:g})")
+    return found
+
+
+def same_request(existing: Deliberation, cmd: Deliberate, role: Role) -> Deliberation:
+    """`existing` when `cmd` asks for the same deliberation (an idempotent retry); else TaskIdConflictError,
+    so a client reusing a task_id for other work is told instead of silently given the first one's result."""
+    found = differences(existing.task, cmd, role)
+    if found:
+        raise TaskIdConflictError(existing.task_id, tuple(found))
+    return existing
+
+
 @dataclass(frozen=True)
 class Admission:
     """How many deliberations run at once, and how many may wait for a slot; beyond that, new work is refused."""
@@ -131,21 +165,38 @@ class Deliberations:
     _cancel_requested: set[str] = field(default_factory=set)
     _lost: set[str] = field(default_factory=set)
     _queued: int = 0
+    _holding_slot: int = 0
+    _reserved: int = 0
+    """Places taken by start() calls that passed admission and have not launched their run yet. Counted with
+    the launched runs, so requests in parallel cannot all pass the check while each awaits the store."""
 
     async def start(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
-        """Creates and starts a deliberation; an existing task_id returns that one (created=False)."""
+        """Creates and starts a deliberation; an existing task_id returns that one (created=False) when the
+        request is the same, and raises TaskIdConflictError when it asks for something else."""
         validate(cmd, self.limits)
         role = parse_role(cmd.role)
         if cmd.task_id and (existing := await self.find(cmd.task_id)) is not None:
-            return existing, False
+            return same_request(existing, cmd, role), False
+        self._admit()
+        try:
+            return await self._create(cmd, role)
+        finally:
+            self._reserved -= 1  # launched (its task now holds the place) or refused
+
+    def _admit(self) -> None:
+        """Takes a place for a new run or refuses one. Check and reservation happen with no await between
+        them, so they are atomic on the event loop; start() gives the place back on every path."""
         if self._shutting_down:
             raise DependencyUnavailableError("orchestrator", "shutting down; retry against another replica or later")
-        capacity = self.admission.max_running + self.admission.max_queued
-        if len(self._tasks) >= capacity:
+        admitted = len(self._tasks) + self._reserved
+        if admitted >= self.admission.max_running + self.admission.max_queued:
             raise CapacityError(
-                f"{len(self._tasks) - self._queued} deliberations running and {self._queued} queued "
+                f"{self._holding_slot} deliberations running and {admitted - self._holding_slot} queued "
                 f"(limits {self.admission.max_running} + {self.admission.max_queued}); retry later"
             )
+        self._reserved += 1
+
+    async def _create(self, cmd: Deliberate, role: Role) -> tuple[Deliberation, bool]:
         council = await self.councils.get(role)
         if council is None:
             raise CouncilMissingError(role.value)
@@ -176,10 +227,13 @@ class Deliberations:
         )
         # The lease is taken last, just before the record exists, so no refusal above can leave one behind.
         if not await self._acquire(task.task_id):
-            return await self._created_elsewhere(task.task_id), False
+            return same_request(await self._created_elsewhere(task.task_id), cmd, role), False
         if not await self.store.create(record):  # lost a race with another request for the same id
             await self._release(task.task_id)
-            return await self.get(task.task_id), False
+            return same_request(await self.get(task.task_id), cmd, role), False
+        if self._shutting_down:  # began while this request awaited: the stored record resumes at the next start
+            await self._release(task.task_id)
+            return record, True
         self._launch(record, peer_review=council.enable_peer_review)
         return record, True
 
@@ -262,6 +316,15 @@ class Deliberations:
     @property
     def queue_depth(self) -> int:
         return self._queued
+
+    @property
+    def holding_slot(self) -> int:
+        """Runs that hold one of the `max_running` slots now: never more than the limit."""
+        return self._holding_slot
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._shutting_down
 
     async def watch(self, task_id: str) -> AsyncIterator[Update]:
         """The current state first, then every update as it happens, ending with the final state. A run of
@@ -433,7 +496,7 @@ class Deliberations:
             observer(snapshot, event, agent_id)
         self.hub.publish(Update(snapshot, event, agent_id))
 
-    async def _acquire_slot(self, run: DeliberationRun) -> None:
+    async def _acquire_slot(self) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.admission.max_running)
         self._queued += 1
@@ -441,6 +504,9 @@ class Deliberations:
             await self._slots.acquire()
         finally:
             self._queued -= 1
+        self._holding_slot += 1
+
+    async def _mark_started(self, run: DeliberationRun) -> None:
         started = run.snapshot.started_at_ms or now_ms()  # a resumed run keeps its original start
         run.snapshot = replace(run.snapshot, status=DeliberationStatus.IN_PROGRESS, started_at_ms=started)
         await self._save_with_events(run.snapshot, "started")
@@ -455,8 +521,9 @@ class Deliberations:
             try:
                 if task_id in self._cancel_requested:
                     raise asyncio.CancelledError
-                await self._acquire_slot(run)
-                acquired = True
+                await self._acquire_slot()
+                acquired = True  # before any other await, so a cancel from here on gives the slot back
+                await self._mark_started(run)
                 async with asyncio.timeout(run.snapshot.task.timeout_s):
                     final = await run.execute()
             except TimeoutError:
@@ -492,6 +559,7 @@ class Deliberations:
             return failed
         finally:
             if acquired and self._slots is not None:
+                self._holding_slot -= 1
                 self._slots.release()
             await self._release(task_id)  # done, or shut down: any replica may take it over from its checkpoint
             self._lost.discard(task_id)

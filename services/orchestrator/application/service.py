@@ -3,10 +3,13 @@ adapters alike, so each of them translates and delegates and nothing more."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+
+import structlog
 
 from orchestrator.application import councils
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate, Limits
@@ -23,6 +26,11 @@ from orchestrator.domain.validation import parse_role
 
 MAX_PAGE_SIZE = 500
 
+log = structlog.get_logger(__name__)
+
+LLMProbe = Callable[[], Awaitable[None]]
+"""One cheap request to the LLM endpoint; raises when it cannot be reached or does not answer."""
+
 
 @dataclass(frozen=True)
 class StatusReport:
@@ -33,6 +41,10 @@ class StatusReport:
     running: int
     queued: int
     runtime: RuntimeSummary
+    serving: bool = True
+    """What health says: False while a required dependency is down and during shutdown."""
+    llm_reachable: bool | None = None
+    """The latest probe of the LLM endpoint; None before the first (or without a probe)."""
 
 
 @dataclass
@@ -44,6 +56,10 @@ class Orchestrator:
     limits: Limits = field(default_factory=Limits)
     dispatcher: PlanDispatcher | None = None
     started_at: float = field(default_factory=time.monotonic)
+    llm_probe: LLMProbe | None = None
+    serving: bool = True
+    """Kept in step with gRPC health by whoever sets it (dependency watch, shutdown), so GetStatus says the same."""
+    llm_reachable: bool | None = None
     _durations: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
 
     def __post_init__(self) -> None:
@@ -146,6 +162,25 @@ class Orchestrator:
         )
         return page[:size], str(offset + size) if len(page) > size else ""
 
+    async def check_llm(self, timeout_s: float = 3.0) -> bool | None:
+        """Probes the LLM endpoint once (bounded by `timeout_s`) and remembers the outcome for GetStatus;
+        None without a probe. Logs each change."""
+        if self.llm_probe is None:
+            return None
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.llm_probe()
+            reachable, problem = True, ""
+        except Exception as exc:
+            reachable, problem = False, f"{type(exc).__name__}: {str(exc)[:200]}"
+        if reachable != self.llm_reachable:
+            if reachable:
+                log.info("llm_reachable")
+            else:
+                log.warning("llm_unreachable", problem=problem)
+        self.llm_reachable = reachable
+        return reachable
+
     async def status(self) -> StatusReport:
         counts = await self.deliberations.store.counts()
         if not self._durations:  # after a restart, seed the average from the latest stored runs
@@ -157,7 +192,9 @@ class Orchestrator:
             by_status=counts,
             avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
             councils=await self.council_store.all_councils(),
-            running=len(self.deliberations.running()) - self.deliberations.queue_depth,
+            running=self.deliberations.holding_slot,
             queued=self.deliberations.queue_depth,
             runtime=await self.runtime.summary(),
+            serving=self.serving and not self.deliberations.shutting_down,
+            llm_reachable=self.llm_reachable,
         )

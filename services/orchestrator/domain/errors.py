@@ -78,3 +78,17 @@ class LLMCallError(OrchestratorError):
 
 class ConfigError(OrchestratorError):
     """Settings or a councils file are invalid; the service refuses to start."""
+
+
+class TaskIdConflictError(OrchestratorError):
+    """A task_id that names an existing deliberation, reused for other work (another role, text, rounds…).
+    `differences` names what differs; client text is never repeated in it."""
+
+    def __init__(self, task_id: str, differences: tuple[str, ...]) -> None:
+        shown = task_id if len(task_id) <= 64 else f"{task_id[:64]}…"
+        super().__init__(
+            f"deliberation {shown!r} already exists with other parameters: {', '.join(differences)}; "
+            "send the same request to attach to it, or use another task_id"
+        )
+        self.task_id = task_id
+        self.differences = differences

@@ -416,7 +416,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self, include_stats: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray")
+    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray", "llm_status")
     class DeliberationsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -432,6 +432,7 @@ class GetStatusResponse(_message.Message):
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     RUNNING_DELIBERATIONS_FIELD_NUMBER: _ClassVar[int]
     RAY_FIELD_NUMBER: _ClassVar[int]
+    LLM_STATUS_FIELD_NUMBER: _ClassVar[int]
     status: str
     uptime_seconds: int
     stats: OrchestratorStats
@@ -440,7 +441,8 @@ class GetStatusResponse(_message.Message):
     queue_depth: int
     running_deliberations: int
     ray: RayClusterSummary
-    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ...) -> None: ...
+    llm_status: str
+    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ..., llm_status: _Optional[str] = ...) -> None: ...
 
 class OrchestratorStats(_message.Message):
     __slots__ = ("total_deliberations", "total_orchestrations", "avg_deliberation_time_ms", "active_councils", "role_counts")

@@ -19,6 +19,7 @@ from orchestrator.domain.errors import (
     LLMCallError,
     NotFoundError,
     OrchestratorError,
+    TaskIdConflictError,
 )
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,7 @@ STATUS_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (TaskIdConflictError, grpc.StatusCode.ALREADY_EXISTS),
     (CouncilMissingError, grpc.StatusCode.FAILED_PRECONDITION),
     (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),

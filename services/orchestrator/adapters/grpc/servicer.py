@@ -30,6 +30,11 @@ def _unreachable(d: Deliberation) -> bool:
     )
 
 
+def _serving(serving: bool) -> str:
+    """Spelled as grpc.health.v1 spells it, so GetStatus and health read alike."""
+    return "SERVING" if serving else "NOT_SERVING"
+
+
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     """`app` may be attached after the port is bound, so the port is taken before slow start-up work."""
 
@@ -92,7 +97,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             role_counts=role_counts,
         )
         return pb.GetStatusResponse(
-            status="SERVING",
+            status=_serving(report.serving),
             uptime_seconds=report.uptime_s,
             stats=stats if request.include_stats else None,
             version=__version__,
@@ -100,6 +105,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             running_deliberations=report.running,
             queue_depth=report.queued,
             ray=mapping.runtime_pb(report.runtime),
+            llm_status="UNKNOWN" if report.llm_reachable is None else _serving(report.llm_reachable),
         )
 
     @unary

@@ -16,7 +16,7 @@ import httpx2
 import openai
 
 from orchestrator.application.ports import AgentCall, Completion
-from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, LLMCallError
+from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Usage
 from orchestrator.domain.parsing import strip_reasoning
 
@@ -132,6 +132,19 @@ class OpenAIChatClient:
         usage = response.usage
         tokens = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage()
         return Completion(content, tokens, latency_ms, str(getattr(response, "model", "") or agent.model))
+
+    async def probe(self, timeout_s: float = 2.0) -> None:
+        """One cheap request (GET /v1/models, no retries) to tell whether the endpoint answers: raises
+        DependencyUnavailableError when it cannot be reached, does not answer in `timeout_s`, or answers 5xx.
+        Any other answer (401, 404 from a server without the route) means it is up."""
+        url = f"{normalize_base_url(self.endpoint.base_url)}/models"
+        headers = {"Authorization": f"Bearer {self.endpoint.api_key or 'not-needed'}"}
+        try:
+            response = await self._http.get(url, headers=headers, timeout=timeout_s)
+        except httpx2.HTTPError as exc:
+            raise DependencyUnavailableError("LLM endpoint", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        if response.status_code >= 500:
+            raise DependencyUnavailableError("LLM endpoint", f"GET /v1/models answered {response.status_code}")
 
     async def aclose(self) -> None:
         await self._client.close()

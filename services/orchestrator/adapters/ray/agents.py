@@ -213,15 +213,16 @@ class RayAgents:
         the cluster does not answer (the status RPC still answers, saying so)."""
         if not ray.is_initialized():
             return RuntimeSummary(connected=False, address=self._config.address or "local")
+        handles = list(self._actors.values())  # copied here: the thread must not iterate a dict being changed
         try:
-            return await asyncio.to_thread(self._summary)
+            return await asyncio.to_thread(self._summary, handles)
         except Exception as exc:
             log.warning("ray_summary_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
             return RuntimeSummary(connected=False, address=self._config.address or "local")
 
-    def _summary(self) -> RuntimeSummary:
+    def _summary(self, handles: list[Any]) -> RuntimeSummary:
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-        states = _actor_states(set(self._actors))
+        states = _actor_states(handles)
         return RuntimeSummary(
             connected=True,
             address=self._config.address or "local",
@@ -233,20 +234,21 @@ class RayAgents:
         )
 
 
-def _actor_states(agent_ids: set[str]) -> list[str]:
-    """State of the newest actor of each of `agent_ids`, read from the GCS actor table.
+def _actor_states(handles: list[Any]) -> list[str]:
+    """The state of the very actor each handle calls, looked up in the GCS actor table by its actor id.
 
-    The public state API (`ray.util.state`) goes through the dashboard, which a local Ray started without it
-    does not have; the GCS table is what that API reads underneath.
+    Not by name: another actor of the same name may be alive (in another namespace, or created anew by another
+    process) while the one this service holds is dead, and its next call would fail. An id the table does not
+    know counts as DEAD. The public state API (`ray.util.state`) goes through the dashboard, which a local Ray
+    started without it does not have; the GCS table is what that API reads underneath.
     """
     from ray._private.state import state as gcs_state
 
-    newest: dict[str, dict[str, Any]] = {}
-    for info in gcs_state.actor_table(None).values():
-        name = info.get("Name", "")
-        if name in agent_ids and info.get("Timestamp", 0) >= newest.get(name, {}).get("Timestamp", 0):
-            newest[name] = info
-    return [str(info.get("State", "")) for info in newest.values()]
+    states = []
+    for handle in handles:
+        info: dict[str, Any] = gcs_state.actor_table(handle._actor_id.hex())
+        states.append(str(info.get("State", "DEAD")) if info else "DEAD")
+    return states
 
 
 def _cpu_count() -> int:
