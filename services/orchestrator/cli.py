@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import grpc
 import typer
 import yaml
 from rich.console import Console
@@ -16,6 +16,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+
+# gRPC's fork handlers serve a child that goes on using gRPC after fork(); this process forks only to exec (Ray's
+# processes, nats-server), and each such fork while the server's threads are busy logged "skipping fork()
+# handlers". gRPC reads the setting when it is first imported, hence here, before that.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+import grpc
 
 if TYPE_CHECKING:  # the service's heavy imports (Ray, gRPC server) load only for the commands that run it
     from orchestrator.config import Settings

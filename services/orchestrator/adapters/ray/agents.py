@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import shutil
+import signal
+import threading
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -105,6 +109,8 @@ class RayAgents:
         self._endpoint = endpoint
         self._actors: dict[str, Any] = {}
         self._remote_cls = ray.remote(AgentActor)
+        self._session_dir: Path | None = None
+        """The session directory of the local Ray this process started; removed once Ray has stopped."""
 
     async def connect(self) -> None:
         if ray.is_initialized():
@@ -116,6 +122,8 @@ class RayAgents:
                 kwargs["runtime_env"] = agent_runtime_env()
         else:
             kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
+            _local_node_on_loopback()
+        _quiet_sigterm_warning()
         for attempt in (1, 2):
             try:
                 await asyncio.to_thread(ray.init, **kwargs)
@@ -123,7 +131,9 @@ class RayAgents:
             except Exception as exc:
                 # A local node that misses its start-up deadline on a loaded machine usually makes it on a
                 # second try; anything else surfaces after that.
+                failed = None if self._config.address else _current_session_dir()
                 await asyncio.to_thread(ray.shutdown)
+                await asyncio.to_thread(_remove_session, failed)
                 if attempt == 2:
                     hint = ""
                     if self._config.address and not os.environ.get("RAY_AUTH_MODE"):
@@ -132,11 +142,17 @@ class RayAgents:
                         )
                     raise DependencyUnavailableError("ray", f"{self._config.address or 'local'}: {exc}{hint}") from exc
                 log.warning("ray_init_retry", error=str(exc)[:300])
+            finally:
+                _restore_sigterm_handler()
+        if not self._config.address:
+            self._session_dir = _current_session_dir()
         log.info("ray_connected", address=self._config.address or "local")
 
     async def close(self) -> None:
         if ray.is_initialized():
             await asyncio.to_thread(ray.shutdown)
+        session, self._session_dir = self._session_dir, None
+        await asyncio.to_thread(_remove_session, session)
 
     def _actor_name(self, agent_id: str) -> str:
         return agent_id
@@ -253,3 +269,55 @@ def _actor_states(handles: list[Any]) -> list[str]:
 
 def _cpu_count() -> int:
     return os.cpu_count() or 2
+
+
+def _local_node_on_loopback() -> None:
+    """A local Ray serves this process alone, yet binds its GCS, raylet, object manager, agents and every worker
+    to all interfaces, announcing the address of the default route. It keeps them on loopback when it takes the
+    node for one that never joins a cluster (its default on macOS and Windows): that is the switch set here, for
+    this process (read at `ray.init`) and for the processes Ray starts from it."""
+    from ray._private import ray_constants
+
+    os.environ[ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _restore_sigterm_handler() -> None:
+    """`ray.init` installs Abseil's crash handler in the driver, for SIGTERM as well: on SIGTERM it prints a stack
+    dump, arms a 3 s alarm that aborts the process, then passes the signal on. A service ends on SIGTERM in its own
+    time (the shutdown grace), so SIGTERM goes back to the handler Python has for it; the crash signals keep Ray's."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers, and a loop elsewhere has none of its own for SIGTERM
+    handler = signal.getsignal(signal.SIGTERM)
+    if handler is not None:  # None: set outside Python, nothing of ours to restore
+        signal.signal(signal.SIGTERM, handler)
+
+
+class _WithoutSigtermWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+def _quiet_sigterm_warning() -> None:
+    """`ray.init` off the main thread warns that it set no SIGTERM handler of its own (one that would exit at
+    once). That is intended here: the service handles SIGTERM itself."""
+    ray_log = logging.getLogger("ray._private.worker")
+    if not any(isinstance(f, _WithoutSigtermWarning) for f in ray_log.filters):
+        ray_log.addFilter(_WithoutSigtermWarning())
+
+
+def _current_session_dir() -> Path | None:
+    node = ray._private.worker._global_node
+    return Path(node.get_session_dir_path()) if node is not None else None
+
+
+def _remove_session(session: Path | None) -> None:
+    """Ray keeps a session directory (logs, sockets, runtime_env files) per start, and never removes it; the
+    one of a local Ray this process ran is of no use once that Ray has stopped."""
+    if session is None:
+        return
+    shutil.rmtree(session, ignore_errors=True)
+    latest = session.parent / "session_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() and Path(os.readlink(latest)) == session:
+            latest.unlink()
