@@ -16,6 +16,7 @@ from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCo
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.adapters.sandbox import open_sandbox
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, Limits
@@ -133,7 +134,7 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             councils=store,
             store=store.deliberations,
             gateway=agents,
-            checker=ThreadedChecker(),
+            checker=ThreadedChecker(await open_sandbox(allow_unsandboxed=settings.unsafe_allow_unsandboxed_execution)),
             limits=Limits(),
             default_timeout_s=settings.deliberation_timeout,
             admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),

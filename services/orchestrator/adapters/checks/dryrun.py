@@ -7,6 +7,10 @@ instructions. Blocks are skipped, not failed, when they are empty, when YAML hol
 of one language. In shell blocks `$ ` prompts are stripped (all lines of a `console` block that have none are
 output and dropped) and `<placeholder>` words are read as plain words, since `bash -n` would take them for
 redirections. A failure without a process of its own (YAML, JSON, Dockerfile) has exit code 1.
+
+Shell and Dockerfile blocks that pass are handed on (`Validation.lint_inputs`) to the external linters
+(linters.py: shellcheck, hadolint), shell as the text `bash -n` saw. A block that fails here is not linted: its
+parse error is reported once, by the dry run. zsh blocks are not handed on (shellcheck has no zsh dialect).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import yaml
 
 from orchestrator.adapters.checks.code_blocks import DOCKERFILE, JSON, SHELL, YAML, CodeBlock
+from orchestrator.adapters.checks.linters import LintInput
 from orchestrator.domain.model import DryRunResult
 
 MAX_BLOCKS_PER_LANGUAGE = 10
@@ -45,6 +50,8 @@ class BlockOutcome:
     """Why the block was not validated; "" when it was."""
     documents: tuple[object, ...] = ()
     """The parsed YAML documents."""
+    lint: LintInput | None = None
+    """What the external linters should see of a block that passed."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class Validation:
     skipped: tuple[str, ...]
     validated: int = 0
     failed: int = 0
+    lint_inputs: tuple[LintInput, ...] = ()
+    """Shell and Dockerfile blocks that passed, for shellcheck and hadolint."""
 
     @property
     def parsed_fraction(self) -> float:
@@ -83,7 +92,8 @@ def validate_blocks(blocks: Sequence[CodeBlock]) -> Validation:
     skipped = tuple(f"{o.label}: {o.skipped}" for o in outcomes if o.skipped)
     validated = [o for o in outcomes if not o.skipped]
     failed = sum(1 for o in validated if not o.ok)
-    return Validation(_dryrun(validated), documents, skipped, len(validated), failed)
+    lint_inputs = tuple(o.lint for o in validated if o.ok and o.lint is not None)
+    return Validation(_dryrun(validated), documents, skipped, len(validated), failed, lint_inputs)
 
 
 def _dryrun(validated: list[BlockOutcome]) -> DryRunResult:
@@ -130,10 +140,11 @@ def _validate_shell(label: str, block: CodeBlock) -> BlockOutcome:
     if bash is None:
         return BlockOutcome(label, skipped="bash not found")
     env = {"PATH": os.environ.get("PATH", os.defpath), "LC_ALL": "C"}
+    script = _shell_script(block)
     try:
         proc = subprocess.run(
             [bash, "--norc", "--noprofile", "-n"],
-            input=_shell_script(block),
+            input=script,
             capture_output=True,
             encoding="utf-8",
             errors="replace",
@@ -146,7 +157,7 @@ def _validate_shell(label: str, block: CodeBlock) -> BlockOutcome:
     except OSError as exc:
         return BlockOutcome(label, skipped=f"bash could not run: {exc}")
     if proc.returncode == 0:
-        return BlockOutcome(label)
+        return BlockOutcome(label, lint=None if block.tag == "zsh" else LintInput(label, SHELL, script))
     # bash names itself by its path in messages; "bash" keeps the output the same on every machine.
     stderr = proc.stderr.replace(f"{bash}:", "bash:").strip()
     message = " | ".join(stderr.splitlines()[:3]) or "syntax error"
@@ -171,7 +182,7 @@ def _validate_dockerfile(label: str, block: CodeBlock) -> BlockOutcome:
     unknown = [(n, word) for n, word in instructions if word not in _DOCKER_INSTRUCTIONS]
     if unknown:
         return BlockOutcome(label, False, f"line {unknown[0][0]}: unknown instruction {unknown[0][1]}", 1)
-    return BlockOutcome(label)
+    return BlockOutcome(label, lint=LintInput(label, DOCKERFILE, block.code))
 
 
 def _docker_instructions(code: str) -> list[tuple[int, str]]:

@@ -8,15 +8,36 @@ Warnings: a container without resources.limits; an image with no tag, or tagged 
 
 The check passes when no manifest has an error; score = manifests without errors / manifests - 0.05 per
 warning, clamped to [0, 1].
+
+"kubernetes-validate" complements it with the API schemas (`validate_manifests`): every manifest against the schemas
+the `kubernetes-validate` package bundles for Kubernetes KUBERNETES_VERSION, in their strict form (an unknown field
+is an error, as `kubectl apply` rejects it). It runs in-process, not in the sandbox: it is a pure Python JSON-schema
+check of the document `yaml.safe_load` already made, with schemas read from the package's own files, so nothing of
+the proposal is executed; its reference registry holds only those bundled schemas and has no retriever, so an
+unknown `$ref` fails instead of being fetched (nothing is ever downloaded); run here it also works where no sandbox
+exists; and `python -m kubernetes_validate` in the sandbox would need the package's ~100 MB of schemas visible
+there, which a virtualenv under /work (the sandbox's own work dir) is not. The first error of each manifest is
+reported (its field path and message); YAML timestamps are turned into strings first, as kubectl's YAML-to-JSON step
+does. A kind without a bundled schema (a custom resource), or a document the validator itself fails on, is noted,
+not failed. It passes when no manifest is invalid; score = valid / (valid + invalid), 1.0 when none had a schema. At
+most MAX_SCHEMA_CHECKS manifests are validated (about 40 ms each).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+
+import kubernetes_validate  # type: ignore[import-untyped]
+from kubernetes_validate.utils import SchemaNotFoundError  # type: ignore[import-untyped]
 
 from orchestrator.domain.model import CheckResult
 
 CHECK_TYPE = "k8s_schema"
+SCHEMA_CHECK_TYPE = "kubernetes-validate"
+KUBERNETES_VERSION = "1.33.0"
+MAX_SCHEMA_CHECKS = 20
+MAX_MESSAGE_CHARS = 300
 WARNING_COST = 0.05
 
 _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
@@ -52,6 +73,54 @@ def check_manifests(documents: Sequence[tuple[str, object]]) -> CheckResult | No
         message=f"{len(manifests)} manifests: {len(manifests) - valid} with errors, {warned} warnings",
         details=details,
     )
+
+
+def validate_manifests(documents: Sequence[tuple[str, object]]) -> CheckResult | None:
+    """The manifests against the bundled API schemas; None when no document is a manifest."""
+    manifests = [(label, doc) for label, doc in documents if _is_manifest(doc)]
+    if not manifests:
+        return None
+    details: dict[str, str] = {}
+    counts = {"ok": 0, "invalid": 0, "unknown": 0}
+    for n, (label, doc) in enumerate(manifests):
+        verdict, text = _schema_verdict(doc) if n < MAX_SCHEMA_CHECKS else ("unknown", "not validated (limit)")
+        counts[verdict] += 1
+        details[f"{label} {_describe(doc)}"] = text
+    checked = counts["ok"] + counts["invalid"]
+    return CheckResult(
+        check_type=SCHEMA_CHECK_TYPE,
+        passed=counts["invalid"] == 0,
+        score=round(counts["ok"] / checked, 4) if checked else 1.0,
+        message=f"{len(manifests)} manifests against the Kubernetes {KUBERNETES_VERSION} schemas: "
+        f"{counts['ok']} valid, {counts['invalid']} invalid, {counts['unknown']} without a schema",
+        details={**details, "kubernetes_version": KUBERNETES_VERSION},
+    )
+
+
+def _schema_verdict(doc: object) -> tuple[str, str]:
+    """("ok" | "invalid" | "unknown", what to report)."""
+    if not isinstance(_get(doc, "apiVersion"), str) or not isinstance(_get(doc, "kind"), str):
+        return "invalid", "error: apiVersion and kind must be strings"
+    try:
+        # As JSON, the form kubectl sends: YAML timestamps become strings, as they do there.
+        body = json.loads(json.dumps(doc, default=str))
+    except (TypeError, ValueError, RecursionError) as exc:
+        return "invalid", _trim(f"error: not representable as JSON: {exc}")
+    try:
+        kubernetes_validate.validate(body, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(part) for part in exc.path) or "(root)"
+        return "invalid", _trim(f"error: {where}: {exc.message}")
+    except SchemaNotFoundError:
+        return "unknown", f"no schema for {_get(doc, 'apiVersion')} {_get(doc, 'kind')} (a custom resource?)"
+    except Exception as exc:  # a failure of the validator itself (say, very deep nesting) is no verdict
+        return "unknown", _trim(f"could not be validated: {type(exc).__name__}: {exc}")
+    return "ok", "ok"
+
+
+def _trim(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_MESSAGE_CHARS else flat[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 def _is_manifest(doc: object) -> bool:
