@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from orchestrator.domain.model import CheckSuite, DryRunResult, LintResult, PeerScore, PolicyResult, Proposal, Role
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper, strip_reasoning
 from orchestrator.domain.scoring import NO_PEER_SCORE, blend, peer_score, rank
@@ -39,8 +41,9 @@ def test_unparseable_output_gives_nothing_rather_than_an_error() -> None:
     assert parse_critiques("{broken json", PEERS) == {}
 
 
-def suite(score: float) -> CheckSuite:
-    return CheckSuite(PolicyResult(True), LintResult(True), DryRunResult(True), (), True, score)
+def suite(score: float, policy: PolicyResult | None = None) -> CheckSuite:
+    policy = policy or PolicyResult(True)
+    return CheckSuite(policy, LintResult(True), DryRunResult(True), (), policy.passed, score)
 
 
 def test_self_scores_never_count_and_no_scores_means_checks_alone() -> None:
@@ -65,3 +68,34 @@ def test_an_echoed_proposal_wrapper_is_removed() -> None:
     assert strip_proposal_wrapper('<proposal author="agent-dev-001">\nbody\n</proposal>') == "body"
     assert strip_proposal_wrapper("<proposal>unterminated body") == "unterminated body"
     assert strip_proposal_wrapper("plain text") == "plain text"
+
+
+def test_a_proposal_with_a_policy_violation_ranks_below_every_clean_one() -> None:
+    proposals = [Proposal(x, Role.DEV, x, 0) for x in ("leaky", "clean", "weak")]
+    leaky = suite(0.9, PolicyResult(False, ("hardcoded-secret: PASSWORD = <redacted, 8 chars>",)))
+    checks = {"leaky": leaky, "clean": suite(0.5), "weak": suite(0.1)}
+    # Peers love the leaky proposal: it has the best blended score by far, and still comes last.
+    scores = [PeerScore(s, "leaky", 10) for s in ("clean", "weak")]
+    scores += [PeerScore(s, t, 2) for s in ("leaky", "weak", "clean") for t in ("clean", "weak") if s != t]
+    ranked = rank(proposals, checks, scores)
+    assert ranked[2].score > ranked[0].score
+    assert [(r.proposal.author_id, r.rank) for r in ranked] == [("clean", 1), ("weak", 2), ("leaky", 3)]
+
+
+def test_when_every_proposal_violates_policy_the_best_score_still_wins() -> None:
+    proposals = [Proposal(x, Role.DEV, x, 0) for x in ("a", "b")]
+    bad = PolicyResult(False, ("rm-rf-root: rm -rf /",))
+    checks = {"a": suite(0.2, bad), "b": suite(0.7, bad)}
+    assert [r.proposal.author_id for r in rank(proposals, checks, [])] == ["b", "a"]
+
+
+def test_only_a_real_proposal_tag_is_unwrapped() -> None:
+    assert strip_proposal_wrapper("<proposals-table>\n| a |") == "<proposals-table>\n| a |"
+    assert strip_proposal_wrapper('<PROPOSAL author="x">body</Proposal>') == "body"
+
+
+def test_unwrapping_long_blank_runs_takes_linear_time() -> None:
+    text = '<proposal author="agent-dev-001">start' + " " * 200_000 + "end"
+    started = time.perf_counter()
+    assert strip_proposal_wrapper(text) == "start" + " " * 200_000 + "end"
+    assert time.perf_counter() - started < 0.5

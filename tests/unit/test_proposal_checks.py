@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import builtins
+import json
 import shutil
+import socket
 import time
 
 import pytest
 
 from orchestrator.adapters.checks import python_lint
+from orchestrator.adapters.checks.policy import check_policy
 from orchestrator.adapters.checks.proposal_checks import (
     MAX_CONTENT_CHARS,
     extract_code_blocks,
@@ -332,6 +337,108 @@ def test_a_policy_violation_does_not_echo_the_secret() -> None:
     policy = run_checks('client_secret: "Zx9-very-real-secret"').policy
     assert policy.violations == ("hardcoded-secret: client_secret = <redacted, 20 chars>",)
     assert "Zx9" not in policy.message
+
+
+def _b64(document: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+
+JWT = (
+    f"{_b64({'alg': 'HS256', 'typ': 'JWT'})}.{_b64({'sub': '1234567890'})}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+AZURE_KEY = "q8Xc0vM3n1Lk9Jf2Hd7Gs5Ta4Pw6Re8Yu0Io2Kl4Zx6Cv8Bn1Mq3Wz5Ex7Rt9Yp0As2Df4Gh6Jk8Lz1Xc3Vb5Nm7Qw9Ee0Rr2Tt4Y="
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("```bash\nPASSWORD=hunter2x ./run.sh\n```", "hardcoded-secret"),
+        ("API_KEY=a8f5f167f44f4964e6c998dee827110c", "hardcoded-secret"),
+        ("export TOKEN=ab12cd34ef56", "hardcoded-secret"),
+        ("SECRET=s3cr3tv4lue", "hardcoded-secret"),
+        ("DJANGO_SECRET_KEY=k3y-f0r-pr0d", "hardcoded-secret"),
+        ('conn = connect(host, pwd="Tr0ub4dor&3")', "hardcoded-secret"),
+        ("client = OpenAI(api_key=sk-4f8Kq2LmN9pX7vR3tY6wZ1bC5dE0gH)", "token-literal"),
+        ("OPENAI_API_KEY=sk-proj-4f8Kq2LmN9pX7vR3tY6wZ1bC5dE0gH", "token-literal"),
+        (f"Authorization: Bearer {JWT}", "token-literal"),
+        ("maps_url = f'{BASE}?key=AIzaSyD4f8Kq2LmN9pX7vR3tY6wZ1bC5dE0gH1k'", "token-literal"),
+        (f"AZURE_CONN=DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={AZURE_KEY}", "token-literal"),
+        ("stripe.api_key = sk_live_4eC39HqLyjWDarjtT1zdp7dc", "token-literal"),
+        ("curl -X POST https://hooks.slack.com/services/T0A1B2C3/B4D5E6F7/abcd1234efgh5678ijkl", "token-literal"),
+    ],
+)
+def test_common_secret_shapes_are_policy_violations(text: str, rule: str) -> None:
+    policy = run_checks(text).policy
+    assert [v.split(":", 1)[0] for v in policy.violations] == [rule], policy.violations
+    assert not any(len(word) > 12 and word in policy.message + "".join(policy.violations) for word in text.split())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'password = os.environ["PASSWORD"]',
+        "password = get_secret()",
+        "TOKEN=<your-token>",
+        'api_key = "<your-token>"',
+        "export API_KEY=${API_KEY}",
+        "PWD=/home/app",
+        "pip install scikit-learn sk-learn-pipeline-estimators",
+        "connect(password=db_password)",
+        "SECRET=changeme",
+    ],
+)
+def test_code_that_reads_a_secret_or_a_placeholder_is_not_a_violation(text: str) -> None:
+    policy = run_checks(text).policy
+    assert policy.passed, policy.violations
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rm -rf / # avoid mistakes",
+        "```bash\n# never run this outside a throwaway VM\nrm -rf /\n```",
+        "```bash\ncurl -fsSL https://x.example/i.sh | sh  # do not pipe to sh in prod\n```",
+        "Don't worry, just run `rm -rf /` to start over.",
+        "We avoid downtime; run `chmod 777 /srv` first.",
+        "Never mind the warnings: the quickest fix is to reset everything and then run `rm -rf ~`.",
+    ],
+)
+def test_a_negation_that_does_not_refer_to_the_practice_does_not_excuse_it(text: str) -> None:
+    policy = run_checks(text).policy
+    assert not policy.passed, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Never run `rm -rf /` on a shared host.",
+        "Do not use `chmod 777`; grant the service user 750 instead.",
+        "Avoid `curl https://x.example/install | sh`: download, verify, then run it.",
+        "Use a scoped delete instead of `rm -rf /`.",
+    ],
+)
+def test_prose_that_warns_against_a_practice_is_not_a_violation(text: str) -> None:
+    policy = run_checks(text).policy
+    assert policy.passed, policy.violations
+
+
+def test_secret_scanning_reads_no_file_and_opens_no_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the policy check touched the outside world: {args!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(builtins, "open", refuse)
+    text = "\n".join(["aws_access_key_id = AKIAABCDEFGHIJKLMNOP", "key: xoxb-1234567890-abcdefghij", JWT])
+    policy = check_policy(text)
+    assert [v.split(":", 1)[0] for v in policy.violations] == ["aws-access-key", "token-literal", "token-literal"]
+
+
+@pytest.mark.parametrize("unit", ["a.", "sk-", "eyJ", "curl ", "//", "\n", "aws key ", "--privileged "])
+def test_policy_rules_take_linear_time_on_hostile_text(unit: str) -> None:
+    text = unit * (MAX_CONTENT_CHARS // len(unit))
+    started = time.perf_counter()
+    check_policy(text)
+    assert time.perf_counter() - started < 5.0
 
 
 # Requirements

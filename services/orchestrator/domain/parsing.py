@@ -17,13 +17,24 @@ _FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
 _SCORE_LINE = re.compile(r"(agent-[\w-]+)\W{0,6}(?:score\W{0,4})?(\d{1,2}(?:\.\d+)?)\s*(?:/\s*10)?", re.I)
 
 
-_WRAPPER = re.compile(r"^\s*<proposal[^>]*>\s*(.*?)\s*(</proposal>\s*)?$", re.DOTALL | re.IGNORECASE)
+_WRAPPER_OPEN = re.compile(r"<proposal(?:\s[^>]*)?>", re.IGNORECASE)
+_WRAPPER_CLOSE = "</proposal>"
 
 
 def strip_proposal_wrapper(text: str) -> str:
-    """Small models often echo the `<proposal author=…>` tags their prompt used; the proposal is what is inside."""
-    match = _WRAPPER.match(text)
-    return match.group(1).strip() if match else text.strip()
+    """Small models often echo the `<proposal author=…>` tags their prompt used; the proposal is what is inside.
+
+    Only a leading `<proposal>` or `<proposal attr…>` tag and a trailing `</proposal>` are removed (not
+    `<proposals>` or other tags), in linear time: a regex spanning the body backtracks quadratically over long
+    runs of blank space. Tags left inside the body are escaped by the prompts that embed it."""
+    body = text.strip()
+    opening = _WRAPPER_OPEN.match(body)
+    if opening is None:
+        return body
+    body = body[opening.end() :].rstrip()
+    if body[-len(_WRAPPER_CLOSE) :].lower() == _WRAPPER_CLOSE:
+        body = body[: -len(_WRAPPER_CLOSE)]
+    return body.strip()
 
 
 def strip_reasoning(text: str) -> str:

@@ -3,10 +3,18 @@
 Every agent of a stage gets the same instructions; diversity comes from its temperature and seed. The user
 message starts with a `Stage: <name>` line and embeds peer proposals as `<proposal author="ID">…</proposal>`
 blocks, which keeps the prompt readable for a model and machine-checkable for tests.
+
+Everything a client or an agent wrote (task, rubric, requirements, metadata, proposals, critiques) is untrusted:
+before it is embedded, the `<` of any `<proposal`/`</proposal` tag in it becomes `&lt;`, so only this module can
+open or close a proposal block, and no such text can start a line that reads as one of the prompt's own section
+headers (`Stage:`, `Requirements:`, ...): one-line items (requirements, metadata, critiques) have their line
+breaks folded into spaces, and a header-like line of the task or rubric is indented. Benign text is unchanged.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +93,32 @@ class Prompt:
     schema: Mapping[str, Any] | None = None
 
 
+# Fullwidth and small "less-than" signs too: a model may read them as the real thing.
+_STRUCTURAL_TAG = re.compile(r"[<\uff1c\ufe64](?=\s*/?\s*proposal)", re.IGNORECASE)
+_SECTION_HEADERS = (
+    "Stage", "Round", "Task", "Rubric", "Requirements", "Context", "Your peers proposed",
+    "Your current proposal", "Critiques you received", "Final proposals of your peers",
+)  # fmt: skip
+_HEADER_LINE = re.compile(
+    r"^(?=[ \t]*(?:" + "|".join(re.escape(h) for h in _SECTION_HEADERS) + r")[ \t]*:)", re.IGNORECASE | re.MULTILINE
+)
+
+
+def untrusted_text(text: str) -> str:
+    """Multi-line untrusted text with no proposal tag and no line that poses as a section header."""
+    lines = "\n".join(text.splitlines())  # \r, \u2028... count as line breaks to models and tests alike
+    return _HEADER_LINE.sub("  ", _STRUCTURAL_TAG.sub("&lt;", lines))
+
+
+def untrusted_line(text: str) -> str:
+    """Untrusted text for a one-line item: line breaks folded into spaces, no proposal tag."""
+    return _STRUCTURAL_TAG.sub("&lt;", " ".join(text.splitlines()))
+
+
+def _attribute(value: str) -> str:
+    return html.escape(" ".join(value.splitlines()), quote=True)
+
+
 def _system(task: TaskSpec) -> str:
     return (
         f"You are {PERSONAS[task.role]}, one member of a council of {task.role.value} agents. "
@@ -93,18 +127,21 @@ def _system(task: TaskSpec) -> str:
 
 
 def _context(task: TaskSpec) -> str:
-    parts = [f"Task:\n{task.description}"]
+    parts = [f"Task:\n{untrusted_text(task.description)}"]
     if task.rubric:
-        parts.append(f"Rubric:\n{task.rubric}")
+        parts.append(f"Rubric:\n{untrusted_text(task.rubric)}")
     if task.requirements:
-        parts.append("Requirements:\n" + "\n".join(f"- {r}" for r in task.requirements))
+        parts.append("Requirements:\n" + "\n".join(f"- {untrusted_line(r)}" for r in task.requirements))
     if task.metadata:
-        parts.append("Context:\n" + "\n".join(f"- {k}: {v}" for k, v in sorted(task.metadata.items())))
+        items = sorted(task.metadata.items())
+        parts.append("Context:\n" + "\n".join(f"- {untrusted_line(k)}: {untrusted_line(v)}" for k, v in items))
     return "\n\n".join(parts)
 
 
 def _proposal_block(author_id: str, content: str) -> str:
-    return f'<proposal author="{author_id}">\n{content}\n</proposal>'
+    # Inside the block a header-like line is only content: the block cannot be closed from within.
+    body = _STRUCTURAL_TAG.sub("&lt;", content)
+    return f'<proposal author="{_attribute(author_id)}">\n{body}\n</proposal>'
 
 
 def propose(task: TaskSpec) -> Prompt:
@@ -125,7 +162,7 @@ def critique(task: TaskSpec, round_: int, peers: Iterable[Proposal]) -> Prompt:
 
 
 def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str]) -> Prompt:
-    received = "\n".join(f"- {c}" for c in critiques) or "- (no critiques received)"
+    received = "\n".join(f"- {untrusted_line(c)}" for c in critiques) or "- (no critiques received)"
     user = (
         f"Stage: {Stage.REVISE}\nRound: {round_}\n\n{_context(task)}\n\n"
         f"Your current proposal:\n\n{_proposal_block(own.author_id, own.content)}\n\n"

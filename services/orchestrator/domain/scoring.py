@@ -6,8 +6,11 @@ score = PEER_WEIGHT * peer + CHECK_WEIGHT * checks, both in [0, 1]:
 - `checks` is `CheckSuite.score`, the weighted result of the deterministic checks (see adapters/checks).
 When nobody scored a proposal (peer review off, or every scorer failed) the score is the check score alone.
 
-Ranking is by score, then check score, then peer score (all descending), then author id, so equal inputs
-always produce the same order.
+Ranking puts every proposal without policy violations (hard-coded secrets, `rm -rf /`, `curl | sh`...) above
+every proposal with one, whatever the scores: peers may praise a proposal that leaks a credential, and a
+council must not ship it over a clean alternative. Within each of the two groups the order is by score, then
+check score, then peer score (all descending), then author id, so equal inputs always produce the same order.
+A proposal with violations still ranks (and wins when no clean proposal exists); its score is not changed.
 """
 
 from __future__ import annotations
@@ -42,14 +45,14 @@ def rank(
     critiques: Sequence[Critique] = (),
     usage: Mapping[str, Usage] | None = None,
 ) -> tuple[RankedProposal, ...]:
-    """Ranks proposals 1..n; every proposal must have a CheckSuite in `checks`."""
+    """Ranks proposals 1..n, clean ones before any with a policy violation; every proposal needs a CheckSuite."""
     usage = usage or {}
     scored = []
     for p in proposals:
         peer = peer_score(scores, p.author_id)
         suite = checks[p.author_id]
         scored.append((blend(suite.score, peer), suite.score, peer, p, suite))
-    scored.sort(key=lambda s: (-s[0], -s[1], -s[2], s[3].author_id))
+    scored.sort(key=lambda s: (not s[4].policy.passed, -s[0], -s[1], -s[2], s[3].author_id))
     return tuple(
         RankedProposal(
             proposal=p,

@@ -1,19 +1,31 @@
 """Policy rules over a proposal's whole text (prose and code alike). A violation reads "rule: snippet".
 
-Credentials (secrets are never echoed; violations show the key and the value's length only):
-- aws-access-key: AKIA/ASIA followed by 16 capitals or digits, except AWS's documented ...EXAMPLE keys.
+Credentials (secrets are never echoed; violations show the key or kind and the value's length only):
+- Token shapes, found by the detect-secrets plugins (Yelp's maintained scanner), used in-process on the text:
+  only their regexes run (`analyze_string`), so no baseline or settings file is read and no key is verified
+  over the network. aws-access-key: AKIA/ASIA... key ids; token-literal: Azure storage `AccountKey=`, JWTs,
+  GitHub, GitLab, Slack (tokens and webhooks), Stripe, SendGrid, Twilio, Mailchimp, PyPI, Square, Discord and
+  Telegram tokens. Long lines are scanned in overlapping windows of _SCAN_WINDOW characters, which bounds
+  the plugins' backtracking on hostile text.
+- token-literal, our own patterns for shapes the plugins lack: bare OpenAI/Anthropic-style `sk-...` keys
+  (20+ characters with letters and digits), Google `AIza...` API keys, GitHub `github_pat_...`, npm `npm_...`.
 - private-key: a PEM "-----BEGIN ... PRIVATE KEY-----" header followed by actual base64 key material.
-- token-literal: GitHub (ghp_, gho_..., github_pat_) and Slack (xox?-) token shapes.
 - credentials-in-url: scheme://user:password@host.
-- hardcoded-secret: a key ending in password, passwd, secret, token, api_key/apikey, access_key,
-  secret_key or private_key given a quoted literal (`password = "..."`, `"api_key": "..."`,
-  `token: '...'`), an unquoted value in the UPPER_CASE env style (`DB_PASSWORD=hunter2`), or any scalar
-  value in a parsed YAML document (also the Kubernetes env form `{name: DB_PASSWORD, value: ...}`).
+- hardcoded-secret: a key named like a credential (password, passwd, pwd, secret, token, api_key/apikey,
+  access_key, secret_key, private_key, with or without a prefix) given a quoted literal (`password = "..."`,
+  `"api_key": "..."`, `pwd='...'`), an unquoted value in the UPPER_CASE env style (`PASSWORD=hunter2`,
+  `DB_PASSWORD=hunter2`, `API_KEY=...`), or any scalar value in a parsed YAML document (also the Kubernetes
+  env form `{name: DB_PASSWORD, value: ...}`).
   To keep false positives low, values that are obviously not real credentials are ignored: shorter than
   4 characters, containing whitespace, references (`$X`, `${X}`, `$(...)`, `{{ ... }}`, `%(x)s`), paths,
   `<...>` slots, ellipses, masks (`***`, `xxx`, one repeated character), and dummy words (changeme,
-  example, placeholder, your-..., dummy, fake, sample, redacted, replace, password, secret, test, string...).
-Dangerous practice (not reported in a sentence that warns against it: never, don't, avoid, forbid, ...):
+  example, placeholder, your-..., dummy, fake, sample, redacted, replace, password, secret, test, string...);
+  code that reads a secret (`os.environ["PASSWORD"]`, `password = get_secret()`) has no literal to flag.
+  A value flagged by a token rule is not flagged again as a hardcoded-secret.
+Dangerous practice. Code is always flagged: a match inside a fenced code block counts whatever the comments
+around it say (`rm -rf / # avoid mistakes`). In prose a match is excused only when a negation clearly refers to
+it: a negation word (never, don't, avoid, forbid, instead of, ...) before the match, in the same clause (cut at
+". ", "! ", "? ", "; " and at but/then/just/however...), at most _NEGATION_REACH words before it.
 - rm-rf-root: rm with options (-rf, -r, -f...) of /, /*, ~ or $HOME.
 - curl-pipe-shell: curl/wget piped into a shell, or a shell running `$(curl ...)` / `<(curl ...)`.
 - chmod-777: chmod 777 / a+rwx, os.chmod(..., 0o777).
@@ -26,31 +38,81 @@ Dangerous practice (not reported in a sentence that warns against it: never, don
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from detect_secrets.plugins.aws import AWSKeyDetector
+from detect_secrets.plugins.azure_storage_key import AzureStorageKeyDetector
+from detect_secrets.plugins.base import RegexBasedDetector
+from detect_secrets.plugins.discord import DiscordBotTokenDetector
+from detect_secrets.plugins.github_token import GitHubTokenDetector
+from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
+from detect_secrets.plugins.jwt import JwtTokenDetector
+from detect_secrets.plugins.mailchimp import MailchimpDetector
+from detect_secrets.plugins.pypi_token import PypiTokenDetector
+from detect_secrets.plugins.sendgrid import SendGridDetector
+from detect_secrets.plugins.slack import SlackDetector
+from detect_secrets.plugins.square_oauth import SquareOAuthDetector
+from detect_secrets.plugins.stripe import StripeDetector
+from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
+from detect_secrets.plugins.twilio import TwilioKeyDetector
+
+from orchestrator.adapters.checks.code_blocks import CodeBlock, extract_code_blocks
 from orchestrator.domain.model import PolicyResult
 
 MAX_VIOLATIONS = 20
 _SNIPPET_CHARS = 60
 
 _SECRET_KEY = (
-    r"[\w.-]*?(?:password|passwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key)"
+    r"[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key)"
 )
 _SECRET_KEY_NAME = re.compile(_SECRET_KEY, re.IGNORECASE)
 _QUOTED_SECRET = re.compile(
-    rf"""(?<![\w-])["']?({_SECRET_KEY})["']?\s*(?::=|=>|=|:)\s*[bru]?(["'])([^"'\n]*)\2""", re.IGNORECASE
+    rf"""(?<![\w.-])["']?({_SECRET_KEY})["']?\s*(?::=|=>|=|:)\s*[bru]?(["'])([^"'\n]*)\2""", re.IGNORECASE
 )
+# With or without a prefix: `PASSWORD=...` as much as `DB_PASSWORD=...` (the shell's own PWD holds a path).
 _ENV_SECRET = re.compile(
-    r"(?<![\w$])([A-Z][A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY))"
+    r"(?<![\w$])((?=[A-Z])[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|APIKEY|_PWD|"
+    r"(?:API|ACCESS|SECRET|PRIVATE|ACCOUNT|AUTH)_KEY))"
     r"=([^\s\"'`;&|()\[\]{}<>$]+)(?=[\s;&|\"')]|$)",
     re.MULTILINE,
 )
-_AWS_KEY = re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")
 _PRIVATE_KEY = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----\s*[A-Za-z0-9+/=\s]{40,}")
-_TOKEN_LITERAL = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_\w{40,}|xox[abprs]-[0-9A-Za-z-]{10,})")
-_URL_CREDENTIALS = re.compile(r"\b([a-z][a-z0-9+.-]*)://([^\s:/@'\"]+):([^\s:/@'\"]+)@")
+# Shapes detect-secrets lacks (its OpenAI plugin knows only the legacy `...T3BlbkFJ...` keys). The lookbehinds
+# let each match start only at a token's start, which keeps the scan linear.
+_OWN_TOKENS = (
+    ("sk- key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}+")),
+    ("Google API key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
+    ("GitHub fine-grained token", re.compile(r"(?<!\w)github_pat_\w{40,}+")),
+    ("npm token", re.compile(r"(?<!\w)npm_[A-Za-z0-9]{36}(?!\w)")),
+)
+_DETECT_SECRETS: tuple[tuple[str, RegexBasedDetector], ...] = (
+    ("aws-access-key", AWSKeyDetector()),
+    *(
+        ("token-literal", plugin)
+        for plugin in (
+            AzureStorageKeyDetector(),
+            JwtTokenDetector(),
+            GitHubTokenDetector(),
+            GitLabTokenDetector(),
+            SlackDetector(),
+            StripeDetector(),
+            SendGridDetector(),
+            TwilioKeyDetector(),
+            MailchimpDetector(),
+            PypiTokenDetector(),
+            SquareOAuthDetector(),
+            DiscordBotTokenDetector(),
+            TelegramBotTokenDetector(),
+        )
+    ),
+)
+_SCAN_WINDOW = 2048
+_SCAN_OVERLAP = 512
+_URL_CREDENTIALS = re.compile(r"(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]*)://([^\s:/@'\"]+):([^\s:/@'\"]+)@")
 
 _PLACEHOLDER_WORDS_TEXT = """changeme password passwd secret example dummy placeholder redacted test none null todo
 fixme pass foo bar sample fake value string str text token apikey"""
@@ -60,13 +122,19 @@ _PLACEHOLDER_MARKERS = (
     "change_me", "change-me", "replace", "your", "dummy", "redacted", "fake", "sample",
 )  # fmt: skip
 _NEGATION = re.compile(
-    r"\b(?:never|don'?t|do not|does not|must not|mustn'?t|should not|shouldn'?t|avoid\w*|forbid\w*|"
-    r"prohibit\w*|disallow\w*|block(?:ed|ing|list\w*)?|reject\w*|detect\w*|deny|denies|ban|banned|instead of)\b",
+    r"\b(?:never|don['\u2019]?t|do not|does not|must not|mustn['\u2019]?t|should not|shouldn['\u2019]?t|"
+    r"avoid\w*|forbid\w*|prohibit\w*|disallow\w*|block(?:ed|ing|list\w*)?|"
+    r"reject\w*|detect\w*|deny|denies|ban|banned|instead of)\b",
     re.IGNORECASE,
 )
-
-
-_SENTENCE_ENDS = (". ", "! ", "? ")
+# What ends the clause a negation can reach into: a sentence or clause end, or a turn to another thought.
+_CLAUSE_END = re.compile(
+    r"[.!?;](?:\s|$)|\b(?:but|then|just|however|anyway|still|though|although|otherwise|instead(?!\s+of))\b",
+    re.IGNORECASE,
+)
+_NEGATION_REACH = 8
+_NEGATION_WINDOW = 300
+"""Characters looked back from a match for its clause: bounds the work per match on one-line hostile text."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +157,7 @@ _RULES = (
     _Rule(
         "curl-pipe-shell",
         (
-            re.compile(r"\b(?:curl|wget)\b[^\n|]*\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|da|k|fi)?sh\b"),
+            re.compile(r"\b(?:curl|wget)\b[^\n|]{0,500}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|da|k|fi)?sh\b"),
             re.compile(r"\b(?:ba|z)?sh\s+(?:-c\s+)?[\"']?(?:\$\(|<\()\s*(?:curl|wget)\b"),
         ),
     ),
@@ -97,7 +165,7 @@ _RULES = (
         "chmod-777",
         (
             re.compile(r"\bchmod\s+(?:-[a-zA-Z]+\s+)*(?:0?777|a\+rwx|ugo\+rwx)(?![\w+])"),
-            re.compile(r"\bchmod\([^)\n]*\b0o777\b"),
+            re.compile(r"\bchmod\([^)\n]{0,200}\b0o777\b"),
         ),
     ),
     _Rule(
@@ -120,14 +188,18 @@ _RULES = (
             re.compile(r"\bNODE_TLS_REJECT_UNAUTHORIZED\s*=\s*[\"']?0\b"),
             re.compile(r"\bssl\._create_unverified_context\b|\bCERT_NONE\b"),
             re.compile(r"--no-check-certificate\b"),
-            re.compile(r"\bcurl\b[^\n]*?\s(?:-k|--insecure)(?=\s|$)", re.MULTILINE),
+            re.compile(r"\bcurl\b[^\n]{0,500}?\s(?:-k|--insecure)(?=\s|$)", re.MULTILINE),
         ),
     ),
 )
 
 
-def check_policy(content: str, yaml_documents: Sequence[object] = ()) -> PolicyResult:
-    found = [*_credentials(content), *_yaml_secrets(yaml_documents), *_practices(content)]
+def check_policy(
+    content: str, yaml_documents: Sequence[object] = (), blocks: Sequence[CodeBlock] | None = None
+) -> PolicyResult:
+    """The policy result of `content`; `blocks` are its fenced code blocks when the caller has them already."""
+    blocks = extract_code_blocks(content) if blocks is None else blocks
+    found = [*_credentials(content), *_yaml_secrets(yaml_documents), *_practices(content, blocks)]
     violations = tuple(dict.fromkeys(found))
     if not violations:
         return PolicyResult(passed=True, message="no policy violations")
@@ -154,22 +226,44 @@ def _secret(key: str, value: str) -> str:
 
 
 def _credentials(content: str) -> Iterator[str]:
-    for m in _AWS_KEY.finditer(content):
-        if "EXAMPLE" not in m.group(0):
-            yield f"aws-access-key: {m.group(0)[:4]}{'*' * 16}"
+    tokens: set[str] = set()
+    for rule, kind, value in _tokens(content):
+        # Windows overlap, so one token can be found twice, or once whole and once cut at a window's edge.
+        if not any(value in seen or seen in value for seen in tokens) and not is_placeholder(value):
+            tokens.add(value)
+            shown = f"{value[:4]}{'*' * 16}" if rule == "aws-access-key" and len(value) == 20 else kind
+            yield f"{rule}: {shown} <redacted, {len(value)} chars>"
     for m in _PRIVATE_KEY.finditer(content):
         yield f"private-key: -----BEGIN {m.group(1)}PRIVATE KEY-----"
-    for m in _TOKEN_LITERAL.finditer(content):
-        yield f"token-literal: {m.group(0)[:4]}<redacted, {len(m.group(0))} chars>"
     for m in _URL_CREDENTIALS.finditer(content):
         if not is_placeholder(m.group(3)):
             yield f"credentials-in-url: {m.group(1)}://{m.group(2)}:<redacted>@"
-    for m in _QUOTED_SECRET.finditer(content):
-        if not is_placeholder(m.group(3)):
-            yield _secret(m.group(1), m.group(3))
-    for m in _ENV_SECRET.finditer(content):
-        if not is_placeholder(m.group(2)):
-            yield _secret(m.group(1), m.group(2))
+    assigned = [*((m.group(1), m.group(3)) for m in _QUOTED_SECRET.finditer(content))]
+    assigned += [(m.group(1), m.group(2)) for m in _ENV_SECRET.finditer(content)]
+    for key, value in assigned:
+        if not is_placeholder(value) and not any(token in value or value in token for token in tokens):
+            yield _secret(key, value)
+
+
+def _tokens(content: str) -> Iterator[tuple[str, str, str]]:
+    """(rule, kind, value) of every token-shaped secret: detect-secrets' plugins, then our own patterns."""
+    for segment in _scan_segments(content):
+        for rule, plugin in _DETECT_SECRETS:
+            for value in plugin.analyze_string(segment):
+                yield rule, str(plugin.secret_type), value
+    for kind, pattern in _OWN_TOKENS:
+        for m in pattern.finditer(content):
+            if kind != "sk- key" or (re.search(r"\d", m.group(0)) and re.search(r"[A-Za-z]", m.group(0)[3:])):
+                yield "token-literal", kind, m.group(0)
+
+
+def _scan_segments(content: str) -> Iterator[str]:
+    """Overlapping windows of the text. The plugins' patterns never cross a line break, so a window of many
+    lines finds what a line-by-line scan would (at a fraction of the calls), and bounded windows bound the
+    backtracking some of those patterns do on hostile text."""
+    step = _SCAN_WINDOW - _SCAN_OVERLAP
+    for start in range(0, max(1, len(content) - _SCAN_OVERLAP), step):
+        yield content[start : start + _SCAN_WINDOW]
 
 
 def _yaml_secrets(documents: Sequence[object]) -> Iterator[str]:
@@ -204,22 +298,47 @@ def _walk(documents: Sequence[object], limit: int = 20_000) -> Iterator[object]:
             stack.extend(reversed(node))
 
 
-def _practices(content: str) -> Iterator[str]:
+def _practices(content: str, blocks: Sequence[CodeBlock]) -> Iterator[str]:
+    code = _code_spans(content, blocks)
+    reported: set[str] = set()
     for rule in _RULES:
         for pattern in rule.patterns:
             for m in pattern.finditer(content):
-                if not _NEGATION.search(_sentence_of(content, m.start(), m.end())):
-                    yield f"{rule.name}: {_snippet(m.group(0))}"
+                violation = f"{rule.name}: {_snippet(m.group(0))}"
+                if violation not in reported and (_in_spans(code, m.start()) or not _negated(content, m.start())):
+                    reported.add(violation)
+                    yield violation
 
 
-def _sentence_of(content: str, start: int, end: int) -> str:
-    """The match's sentence, cut at line ends and at ". ", "! ", "? " (commands hold dots, rarely dot-space)."""
-    line_start = content.rfind("\n", 0, start) + 1
-    line_end = content.find("\n", end)
-    line_end = len(content) if line_end == -1 else line_end
-    before = [content.rfind(mark, line_start, start) for mark in _SENTENCE_ENDS]
-    after = [i for i in (content.find(mark, end, line_end) for mark in _SENTENCE_ENDS) if i != -1]
-    return content[max([line_start, *(i + 2 for i in before if i != -1)]) : min([line_end, *after])]
+def _code_spans(content: str, blocks: Sequence[CodeBlock]) -> list[tuple[int, int]]:
+    """Character ranges of the fenced blocks' code, by the lines extract_code_blocks numbered (splitlines)."""
+    offsets = [0]
+    for line in content.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
+    spans = []
+    for block in blocks:
+        first = block.start_line - 1
+        last = min(first + block.code.count("\n"), len(offsets) - 1)
+        if first < last:
+            spans.append((offsets[first], offsets[last]))
+    return spans
+
+
+def _in_spans(spans: Sequence[tuple[int, int]], position: int) -> bool:
+    i = bisect.bisect_right(spans, (position, math.inf)) - 1
+    return i >= 0 and position < spans[i][1]
+
+
+def _negated(content: str, start: int) -> bool:
+    """Whether prose warns against the practice matched at `start`: a negation shortly before it, same clause."""
+    window = max(0, start - _NEGATION_WINDOW)
+    line_start = max(content.rfind(mark, window, start) for mark in ("\n", "\r", "\u2028", "\u2029")) + 1
+    clause = content[max(window, line_start) : start]
+    ends = list(_CLAUSE_END.finditer(clause))
+    if ends:
+        clause = clause[ends[-1].end() :]
+    negations = list(_NEGATION.finditer(clause))
+    return bool(negations) and len(clause[negations[-1].end() :].split()) <= _NEGATION_REACH
 
 
 def _snippet(text: str) -> str:
