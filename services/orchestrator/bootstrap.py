@@ -28,6 +28,7 @@ from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
 from orchestrator.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
+from orchestrator.domain.redaction import redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ def neo4j_uri(settings: Settings) -> str:
         return settings.store_url
     if settings.neo4j_uri and "store_url" not in settings.model_fields_set:
         if not settings.neo4j_uri.startswith(NEO4J_SCHEMES):
-            raise ConfigError(f"NEO4J_URI must be a neo4j:// or bolt:// URI, got {settings.neo4j_uri!r}")
+            raise ConfigError(f"NEO4J_URI must be a neo4j:// or bolt:// URI, got {redact_url(settings.neo4j_uri)!r}")
         return settings.neo4j_uri
     return ""
 
@@ -76,7 +77,9 @@ async def open_store(settings: Settings) -> Store:
     if uri:
         return await Neo4jStore.open(uri, settings.neo4j_user, settings.neo4j_password)
     if "://" in settings.store_url and not settings.store_url.startswith("sqlite://"):
-        raise ConfigError(f"STORE_URL must be sqlite:///path, neo4j://host or bolt://host, got {settings.store_url!r}")
+        raise ConfigError(
+            f"STORE_URL must be sqlite:///path, neo4j://host or bolt://host, got {redact_url(settings.store_url)!r}"
+        )
     return await SqliteStore.open(settings.store_url)
 
 
@@ -182,6 +185,6 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             councils=[c.role.value for c in restored],
             created_from_file=[c.role.value for c in created],
             resumed=resumed,
-            nats=settings.nats_url if bus else "off",
+            nats=redact_url(settings.nats_url) if bus else "off",
         )
         yield App(settings, orchestrator, agents, store, bus, relay)

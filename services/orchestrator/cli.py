@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+from orchestrator.domain.redaction import redact_secrets
 
 # gRPC's fork handlers serve a child that goes on using gRPC after fork(); this process forks only to exec (Ray's
 # processes, nats-server), and each such fork while the server's threads are busy logged "skipping fork()
@@ -44,7 +45,7 @@ DEFAULT_ADDRESS = "localhost:50055"
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     # One line, however narrow the terminal: log collectors and `grep` see the whole reason.
-    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    err.print(f"[red]error:[/red] {escape(redact_secrets(message))}", soft_wrap=True, highlight=False)
     return typer.Exit(code)
 
 

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.adapters.llm.openai_chat import normalize_base_url
 from orchestrator.domain.errors import ConfigError
+from orchestrator.domain.redaction import redact_secrets
 
 
 def default_store_url() -> str:
@@ -86,5 +87,5 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]).upper()
-        return f"invalid setting {name}: {first['msg']} (got {first.get('input')!r})"
-    return f"invalid setting: {exc}"
+        return redact_secrets(f"invalid setting {name}: {first['msg']} (got {first.get('input')!r})")
+    return redact_secrets(f"invalid setting: {exc}")

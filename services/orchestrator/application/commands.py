@@ -57,3 +57,8 @@ class Limits:
     max_timeout_s: int = 3_600
     max_agents: int = 10
     max_rounds: int = 5
+    max_model_chars: int = 256
+    """CouncilConfig.model_profile (a model name); every agent of the council repeats it in ListCouncils."""
+    max_custom_params: int = 50
+    max_custom_param_chars: int = 2_000
+    """Per CouncilConfig.custom_params entry, key and value together."""

@@ -8,9 +8,11 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Li
 from orchestrator.application.ports import AgentRuntime, CouncilStore
 from orchestrator.domain.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import AgentSpec, Council, Role
-from orchestrator.domain.validation import parse_float_param, parse_int_param, parse_role
+from orchestrator.domain.redaction import clip
+from orchestrator.domain.validation import parse_float_param, parse_int_param, parse_page_token, parse_role
 
 ACCEPTED_AGENT_TYPES = {"", "VLLM", "RAY_VLLM"}
+MAX_COUNCIL_PAGE = 100
 
 
 def _agents(
@@ -31,13 +33,32 @@ def _agents(
     )
 
 
+def check_config_size(cmd: CreateCouncil, limits: Limits) -> None:
+    """A council's configuration is stored and listed with every agent, so it is bounded like any request."""
+    params = cmd.custom_params
+    if len(params) > limits.max_custom_params:
+        raise InvalidArgumentError(
+            "config.custom_params", f"{len(params)} entries exceed the limit of {limits.max_custom_params}"
+        )
+    if any(len(k) + len(v) > limits.max_custom_param_chars for k, v in params.items()):
+        raise InvalidArgumentError(
+            "config.custom_params", f"an entry exceeds the limit of {limits.max_custom_param_chars} characters"
+        )
+    model = cmd.model or params.get("model", "")
+    if len(model) > limits.max_model_chars:
+        raise InvalidArgumentError(
+            "config.model_profile", f"{len(model)} characters exceed the limit of {limits.max_model_chars}"
+        )
+
+
 def build_council(cmd: CreateCouncil, defaults: CouncilDefaults, limits: Limits, now_ms: int) -> Council:
     role = parse_role(cmd.role)
     if cmd.agent_type.upper() not in ACCEPTED_AGENT_TYPES:
         raise InvalidArgumentError(
             "config.agent_type",
-            f"{cmd.agent_type!r} is not supported (use VLLM or RAY_VLLM; MOCK agents are gone)",
+            f"{clip(cmd.agent_type)} is not supported (use VLLM or RAY_VLLM; MOCK agents are gone)",
         )
+    check_config_size(cmd, limits)
     params = cmd.custom_params
     count = cmd.num_agents or defaults.num_agents
     if not 1 <= count <= limits.max_agents:
@@ -96,6 +117,15 @@ async def list_councils(role_filter: str, *, store: CouncilStore) -> list[Counci
         role = parse_role(role_filter)
         councils = [c for c in councils if c.role is role]
     return sorted(councils, key=lambda c: c.role.value)
+
+
+def page_of(councils: list[Council], page_size: int, page_token: str) -> tuple[list[Council], str]:
+    """One page of a council list and the token of the next page ("" at the end); 0 = the largest page."""
+    if not 0 <= page_size <= MAX_COUNCIL_PAGE:
+        raise InvalidArgumentError("page_size", f"must be 0..{MAX_COUNCIL_PAGE}, got {page_size}")
+    offset = parse_page_token(page_token)
+    end = offset + (page_size or MAX_COUNCIL_PAGE)
+    return councils[offset:end], str(end) if end < len(councils) else ""
 
 
 async def delete_council(role_name: str, *, store: CouncilStore, runtime: AgentRuntime) -> tuple[Council, int]:

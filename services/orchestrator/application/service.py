@@ -22,7 +22,7 @@ from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import Council, DeliberationStatus
 from orchestrator.domain.plans import PlanDispatch
-from orchestrator.domain.validation import parse_role
+from orchestrator.domain.validation import parse_page_token, parse_role
 
 MAX_PAGE_SIZE = 500
 
@@ -153,10 +153,8 @@ class Orchestrator:
         """A page of deliberations, newest first, and the token of the next page ("" at the end)."""
         if not 0 <= page_size <= MAX_PAGE_SIZE:
             raise InvalidArgumentError("page_size", f"must be 0..{MAX_PAGE_SIZE}")
-        if page_token and not page_token.isdigit():
-            raise InvalidArgumentError("page_token", "not a token returned by this service")
         size = page_size or 50
-        offset = int(page_token or 0)
+        offset = parse_page_token(page_token)
         page = await self.deliberations.search(
             status=status, role=parse_role(role) if role else None, limit=size + 1, offset=offset
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orchestrator.domain.redaction import clip
+
 
 class OrchestratorError(Exception):
     """Base of every error the service reports on purpose."""
@@ -18,14 +20,14 @@ class InvalidArgumentError(OrchestratorError):
 
 class NotFoundError(OrchestratorError):
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} not found")
+        super().__init__(f"{kind} {clip(key)} not found")
         self.kind = kind
         self.key = key
 
 
 class AlreadyExistsError(OrchestratorError):
     def __init__(self, kind: str, key: str) -> None:
-        super().__init__(f"{kind} {key!r} already exists")
+        super().__init__(f"{kind} {clip(key)} already exists")
         self.kind = kind
         self.key = key
 

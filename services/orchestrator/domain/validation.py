@@ -7,8 +7,13 @@ from collections.abc import Mapping
 
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
+from orchestrator.domain.redaction import clip
 
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+"""Matched with fullmatch: `$` would also accept a trailing newline."""
+PAGE_TOKEN_PATTERN = re.compile(r"[0-9]{1,9}")
+"""Page tokens are offsets this service handed out: ASCII digits only (`str.isdigit` also accepts '²'), and short
+enough that no database integer overflows."""
 
 
 def parse_role(value: str) -> Role:
@@ -16,7 +21,7 @@ def parse_role(value: str) -> Role:
         return Role(value.strip().upper())
     except ValueError:
         known = ", ".join(r.value for r in Role)
-        raise InvalidArgumentError("role", f"unknown role {value!r}; known roles: {known}") from None
+        raise InvalidArgumentError("role", f"unknown role {clip(value)}; known roles: {known}") from None
 
 
 def parse_int_param(params: Mapping[str, str], key: str, default: int) -> int:
@@ -26,7 +31,7 @@ def parse_int_param(params: Mapping[str, str], key: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise InvalidArgumentError(f"custom_params.{key}", f"not an integer: {raw!r}") from None
+        raise InvalidArgumentError(f"custom_params.{key}", f"not an integer: {clip(raw)}") from None
 
 
 def parse_float_param(params: Mapping[str, str], key: str, default: float) -> float:
@@ -36,11 +41,20 @@ def parse_float_param(params: Mapping[str, str], key: str, default: float) -> fl
     try:
         return float(raw)
     except ValueError:
-        raise InvalidArgumentError(f"custom_params.{key}", f"not a number: {raw!r}") from None
+        raise InvalidArgumentError(f"custom_params.{key}", f"not a number: {clip(raw)}") from None
 
 
 def check_task_id(task_id: str) -> None:
-    if not TASK_ID_PATTERN.match(task_id):
+    if not TASK_ID_PATTERN.fullmatch(task_id):
         raise InvalidArgumentError(
             "task_id", "must be 1-128 characters of letters, digits and ._:/- starting with a letter or digit"
         )
+
+
+def parse_page_token(token: str) -> int:
+    """The offset a page token stands for; "" is the first page."""
+    if not token:
+        return 0
+    if not PAGE_TOKEN_PATTERN.fullmatch(token):
+        raise InvalidArgumentError("page_token", f"{clip(token)} is not a token returned by this service")
+    return int(token)

@@ -332,18 +332,24 @@ class CouncilConfig(_message.Message):
     def __init__(self, deliberation_rounds: _Optional[int] = ..., enable_peer_review: _Optional[bool] = ..., model_profile: _Optional[str] = ..., custom_params: _Optional[_Mapping[str, str]] = ..., agent_type: _Optional[str] = ...) -> None: ...
 
 class ListCouncilsRequest(_message.Message):
-    __slots__ = ("role_filter", "include_agents")
+    __slots__ = ("role_filter", "include_agents", "page_size", "page_token")
     ROLE_FILTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     role_filter: str
     include_agents: bool
-    def __init__(self, role_filter: _Optional[str] = ..., include_agents: _Optional[bool] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, role_filter: _Optional[str] = ..., include_agents: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListCouncilsResponse(_message.Message):
-    __slots__ = ("councils",)
+    __slots__ = ("councils", "next_page_token")
     COUNCILS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     councils: _containers.RepeatedCompositeFieldContainer[CouncilInfo]
-    def __init__(self, councils: _Optional[_Iterable[_Union[CouncilInfo, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, councils: _Optional[_Iterable[_Union[CouncilInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CouncilInfo(_message.Message):
     __slots__ = ("council_id", "role", "num_agents", "agents", "status", "model", "deliberation_rounds", "created_at_ms")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,9 +19,9 @@ from orchestrator.domain.errors import (
     InvalidArgumentError,
     LLMCallError,
     NotFoundError,
-    OrchestratorError,
     TaskIdConflictError,
 )
+from orchestrator.domain.redaction import redact_secrets
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,11 @@ STATUS_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
 )
 
 
+DETAIL_CHARS = 500
+"""The most a status detail says: far below the 8-16 KiB a client accepts in its trailers."""
+LOGGED_REASON_CHARS = 2_000
+
+
 def status_for(exc: Exception) -> grpc.StatusCode:
     for kind, code in STATUS_TABLE:
         if isinstance(exc, kind):
@@ -49,13 +55,33 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+def public_detail(exc: Exception) -> str:
+    """What the client is told. Failures of a dependency or of the service itself carry internals (actor ids,
+    pids, namespaces, hosts, SQL), so the client gets the kind of failure and the log keeps the rest; a
+    rejected request is told exactly what is wrong with it."""
+    if isinstance(exc, DependencyUnavailableError):
+        # "orchestrator" is this service's own state (starting up, shutting down), written for callers.
+        if exc.dependency == "orchestrator":
+            return str(exc)
+        return f"{exc.dependency} unavailable; retry later"
+    if isinstance(exc, LLMCallError):
+        return f"LLM endpoint unavailable ({exc.kind}); retry later"
+    return str(exc)
+
+
 def _report(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     code = status_for(exc)
-    if code is grpc.StatusCode.INTERNAL and not isinstance(exc, OrchestratorError):
-        log.exception("rpc_failed", method=method)
-        return code, f"internal error in {method}: {type(exc).__name__}"
-    log.info("rpc_rejected", method=method, code=code.name, reason=str(exc))
-    return code, str(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        ref = uuid.uuid4().hex[:12]
+        log.error("rpc_failed", method=method, ref=ref, exc_info=exc)
+        return code, f"internal error (ref {ref}); the details are in the service's log"
+    reason = redact_secrets(str(exc))
+    log.info("rpc_rejected", method=method, code=code.name, reason=_cut(reason, LOGGED_REASON_CHARS))
+    return code, _cut(redact_secrets(public_detail(exc)), DETAIL_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def unary(

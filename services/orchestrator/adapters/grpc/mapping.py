@@ -6,7 +6,7 @@ import time
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
-from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
 from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
@@ -24,6 +24,7 @@ from orchestrator.domain.model import (
     Usage,
 )
 from orchestrator.domain.plans import PlanDispatch
+from orchestrator.domain.redaction import redact_url
 
 STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.PENDING: pb.DELIBERATION_STATUS_PENDING,
@@ -34,6 +35,16 @@ STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.CANCELLED: pb.DELIBERATION_STATUS_CANCELLED,
 }
 PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+
+LISTED_TEXT_CHARS = 1_000
+"""Free text in an item of a list response (a summary's error message) is cut to this, so that a full page
+(500 summaries, 100 councils) stays far below the 16 MiB message limit whatever the records hold."""
+LISTED_MODEL_CHARS = Limits().max_model_chars
+"""Councils stored before model_profile was limited are listed with the name cut to the limit."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
@@ -49,6 +60,10 @@ def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
         metadata=dict(c.metadata),
         timeout_s=c.timeout_seconds,
     )
+
+
+def list_councils_response(page: list[Council], include_agents: bool, next_token: str) -> pb.ListCouncilsResponse:
+    return pb.ListCouncilsResponse(councils=[council_info(c, include_agents) for c in page], next_page_token=next_token)
 
 
 def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
@@ -190,7 +205,7 @@ def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
         created_at_ms=d.created_at_ms,
         duration_ms=elapsed_ms(d),
         usage=usage_pb(d.usage),
-        error_message=d.error_message,
+        error_message=_cut(d.error_message, LISTED_TEXT_CHARS),
     )
 
 
@@ -202,7 +217,7 @@ def runtime_pb(r: RuntimeSummary) -> pb.RayClusterSummary:
         actors_alive=r.actors_alive,
         actors_restarting=r.actors_restarting,
         actors_dead=r.actors_dead,
-        address=r.address,
+        address=redact_url(r.address),
     )
 
 
@@ -313,6 +328,7 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
 
 
 def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
+    model = _cut(c.model, LISTED_MODEL_CHARS)
     agents = (
         [
             pb.AgentInfo(
@@ -321,7 +337,7 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
                 status="ACTIVE",
                 capabilities=pb.AgentCapabilities(
                     supported_tasks=[c.role.value],
-                    model_profile=a.model,
+                    model_profile=_cut(a.model, LISTED_MODEL_CHARS),
                     max_concurrent_tasks=1000,
                     languages=["python", "yaml", "json", "bash"],
                 ),
@@ -339,7 +355,7 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
         num_agents=len(c.agents),
         agents=agents,
         status="ACTIVE",
-        model=c.model,
+        model=model,
         deliberation_rounds=c.rounds,
         created_at_ms=c.created_at_ms,
     )

@@ -2,21 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
+import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.servicer import OrchestratorServicer
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.errors import DependencyUnavailableError
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["OrchestratorService"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["OrchestratorService"]
+SERVICE_NAME = SERVICE.full_name
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+log = structlog.get_logger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """When the server lets go of a connection a client left behind. Without these, a TCP connection that never
+    speaks HTTP/2 is held for gRPC's 120 s handshake timeout, and one whose peer vanished (half-open) for as
+    long as the kernel keeps it."""
+
+    handshake_timeout_s: float = 10.0
+    """A connection that has not finished the HTTP/2 handshake by then is closed."""
+    keepalive_time_s: float = 60.0
+    """The server pings a connection silent for this long, with or without calls on it..."""
+    keepalive_timeout_s: float = 20.0
+    """...and closes it when the ping is not answered within this: how half-open connections end."""
+    max_idle_s: float = 300.0
+    """A connection with no call for this long gets a GOAWAY; clients reconnect transparently."""
+    max_age_s: float = 3_600.0
+    """Connections are recycled after this (GOAWAY), so clients spread again over replicas..."""
+    max_age_grace_s: float = 3_660.0
+    """...while the calls already on them may run this much longer: more than the longest deliberation
+    (DELIBERATION_TIMEOUT <= 3600 s), so no Deliberate, StreamDeliberation or WatchDeliberation is cut."""
+    min_client_ping_interval_s: float = 10.0
+    """Clients may ping an idle connection this often; a client pinging faster is sent GOAWAY after
+    `max_ping_strikes` offences (gRPC's ENHANCE_YOUR_CALM)."""
+    max_ping_strikes: int = 2
+
+    def options(self) -> list[tuple[str, int]]:
+        def ms(seconds: float) -> int:
+            return int(seconds * 1000)
+
+        return [
+            ("grpc.server_handshake_timeout_ms", ms(self.handshake_timeout_s)),
+            ("grpc.keepalive_time_ms", ms(self.keepalive_time_s)),
+            ("grpc.keepalive_timeout_ms", ms(self.keepalive_timeout_s)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_connection_idle_ms", ms(self.max_idle_s)),
+            ("grpc.max_connection_age_ms", ms(self.max_age_s)),
+            ("grpc.max_connection_age_grace_ms", ms(self.max_age_grace_s)),
+            ("grpc.http2.min_ping_interval_without_data_ms", ms(self.min_client_ping_interval_s)),
+            ("grpc.http2.max_ping_strikes", self.max_ping_strikes),
+        ]
 
 
 class Health:
@@ -39,7 +87,81 @@ class GrpcServer:
     servicer: OrchestratorServicer
 
 
-def create_server(app: Orchestrator | None = None, host: str = "127.0.0.1", port: int = 0) -> GrpcServer:
+@dataclass(frozen=True)
+class Undecodable:
+    """Stands in for a request whose bytes are not a valid message (invalid UTF-8 in a string, a truncated
+    field), so that its handler answers INVALID_ARGUMENT: grpc.aio turns a deserializer's exception into UNKNOWN."""
+
+    message_type: str
+    error: str = field(repr=False)
+
+
+def _lenient(parse: Callable[[bytes], object], message_type: str) -> Callable[[bytes], object]:
+    def deserialize(raw: bytes) -> object:
+        try:
+            return parse(raw)
+        except Exception as exc:  # DecodeError, or whatever else a malformed buffer makes the parser raise
+            return Undecodable(message_type, f"{type(exc).__name__}: {exc}")
+
+    return deserialize
+
+
+async def _reject(request: Undecodable, method: str, context: Context) -> None:
+    log.info("rpc_rejected", method=method, code="INVALID_ARGUMENT", reason=request.error)
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"the request is not a valid {request.message_type}")
+
+
+def _unary(method: str, behavior: Callable[[Any, Context], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def handle(request: Any, context: Context) -> Any:
+        if isinstance(request, Undecodable):
+            await _reject(request, method, context)
+        return await behavior(request, context)
+
+    return handle
+
+
+def _stream(method: str, behavior: Callable[[Any, Context], AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+    async def handle(request: Any, context: Context) -> AsyncIterator[Any]:
+        if isinstance(request, Undecodable):
+            await _reject(request, method, context)
+        async for item in behavior(request, context):
+            yield item
+
+    return handle
+
+
+def add_service(servicer: OrchestratorServicer, server: grpc.aio.Server) -> None:
+    """Registers every RPC of the service descriptor, as the generated `add_..._to_server` does, but with
+    requests that fail to parse answered as INVALID_ARGUMENT."""
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in SERVICE.methods:
+        request_type, response_type = getattr(pb, method.input_type.name), getattr(pb, method.output_type.name)
+        deserialize = _lenient(request_type.FromString, method.input_type.full_name)
+        behavior = getattr(servicer, method.name)
+        if method.client_streaming:
+            raise NotImplementedError(f"{method.name}: client streaming is not wrapped")
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                _stream(method.name, behavior),
+                request_deserializer=deserialize,
+                response_serializer=response_type.SerializeToString,
+            )
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                _unary(method.name, behavior),
+                request_deserializer=deserialize,
+                response_serializer=response_type.SerializeToString,
+            )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]
+
+
+def create_server(
+    app: Orchestrator | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    connections: ConnectionLimits = ConnectionLimits(),
+) -> GrpcServer:
     """Builds the server and binds its port (0 = any free port) at once; `servicer.attach(app)` may come later,
     before `server.start()`."""
     server = grpc.aio.server(
@@ -47,10 +169,11 @@ def create_server(app: Orchestrator | None = None, host: str = "127.0.0.1", port
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            *connections.options(),
         ]
     )
     servicer = OrchestratorServicer(app)
-    pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    add_service(servicer, server)
     health_state = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

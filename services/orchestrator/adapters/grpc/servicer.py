@@ -12,6 +12,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator import __version__
 from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import streaming, unary
+from orchestrator.application.councils import page_of
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
@@ -76,7 +77,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     @unary
     async def ListCouncils(self, request: pb.ListCouncilsRequest, context: Context) -> pb.ListCouncilsResponse:
         councils = await self._app.list_councils(request.role_filter)
-        return pb.ListCouncilsResponse(councils=[mapping.council_info(c, request.include_agents) for c in councils])
+        page, token = page_of(councils, request.page_size, request.page_token)
+        return mapping.list_councils_response(page, request.include_agents, token)
 
     @unary
     async def DeleteCouncil(self, request: pb.DeleteCouncilRequest, context: Context) -> pb.DeleteCouncilResponse:

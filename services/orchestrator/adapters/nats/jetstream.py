@@ -25,6 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from orchestrator.application.events import DLQ_PLANNING, envelope
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.redaction import redact_secrets, redact_url
 
 log = structlog.get_logger(__name__)
 
@@ -78,10 +79,12 @@ class JetStreamBus:
             # Reconnects are unlimited once connected; the first connection must succeed within the timeout.
             self._nc = await asyncio.wait_for(self._connect(), self.config.connect_timeout_s * 2)
         except Exception as exc:
-            raise DependencyUnavailableError("nats", f"cannot connect to {self.config.url}: {exc!r}") from exc
+            raise DependencyUnavailableError(
+                "nats", redact_secrets(f"cannot connect to {self.config.url}: {exc!r}")
+            ) from exc
         self._js = self._nc.jetstream()
         await self.ensure_streams()
-        log.info("nats_connected", url=self.config.url)
+        log.info("nats_connected", url=redact_url(self.config.url))
 
     async def _connect(self) -> Client:
         return await nats.connect(
