@@ -112,7 +112,10 @@ async def start_model(stack: AsyncExitStack, args: argparse.Namespace) -> tuple[
     from orchestrator.adapters.embedded.llm_server import LocalLLMConfig, LocalLLMServer
     from orchestrator.adapters.embedded.model import assemble_model
 
-    server = LocalLLMServer(LocalLLMConfig(await asyncio.to_thread(assemble_model), n_parallel=args.slots))
+    config = LocalLLMConfig(
+        await asyncio.to_thread(assemble_model), n_parallel=args.slots, n_threads=args.threads or None
+    )
+    server = LocalLLMServer(config)
     await asyncio.to_thread(server.start)
     stack.callback(server.stop)
     return server.base_url, server.model_name
@@ -458,6 +461,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=1, help="problems in flight at once")
     parser.add_argument("--slots", type=int, default=4, help="parallel slots of the embedded model")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of the embedded model (0: all). On a machine busy with other work 1 is much faster: "
+        "llama.cpp's threads wait for each other at every step",
+    )
     parser.add_argument("--vllm-url", default=os.environ.get("VLLM_URL", ""))
     parser.add_argument("--model", default=os.environ.get("VLLM_MODEL", ""))
     parser.add_argument("--resume", action="store_true", help="keep finished rows of an earlier run")
@@ -546,5 +556,14 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, settings: dict[
     return result
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM ends the run like Ctrl-C: the context managers stop `serve` and the model; finished rows are kept.
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    asyncio.run(main(parse_args()))
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        asyncio.run(main(parse_args()))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -11,11 +11,13 @@ from typing import Any
 import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.adapters.ray.sandbox import RaySandbox
 from orchestrator.adapters.sandbox import open_sandbox
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
@@ -23,6 +25,7 @@ from orchestrator.application.commands import CouncilDefaults, Limits
 from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.events import deliberation_events
+from orchestrator.application.ports import Sandbox
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
@@ -83,6 +86,21 @@ async def open_store(settings: Settings) -> Store:
     return await SqliteStore.open(settings.store_url)
 
 
+async def open_verifier_sandbox(settings: Settings) -> Sandbox:
+    """The sandbox of the execution checks: bubblewrap on the Ray workers (Ray is connected by now). Where the
+    workers cannot create one, runs are skipped, unless UNSAFE_ALLOW_UNSANDBOXED_EXECUTION asks for running them
+    unisolated here."""
+    sandbox = RaySandbox()
+    availability = await sandbox.probe()
+    if availability.available:
+        log.info("sandbox_ready", backend=availability.backend, detail=availability.reason)
+        return sandbox
+    if settings.unsafe_allow_unsandboxed_execution:
+        return await open_sandbox(allow_unsandboxed=True)
+    log.warning("sandbox_unavailable", reason=availability.reason, effect="execution checks are reported as skipped")
+    return sandbox
+
+
 async def _background(
     stack: contextlib.AsyncExitStack, name: str, work: Coroutine[Any, Any, None]
 ) -> asyncio.Task[None]:
@@ -133,6 +151,7 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
         )
         await agents.connect()
         stack.push_async_callback(agents.close)
+        sandbox = await open_verifier_sandbox(settings)
         deliberations = Deliberations(
             councils=store,
             store=store.deliberations,
@@ -144,6 +163,8 @@ async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = No
             events=deliberation_events if settings.enable_nats else None,
             leases=store.leases,
             lease_ttl_s=settings.lease_ttl,
+            verifier=ExecutionVerifier(sandbox),
+            early_stop=settings.early_stop,
         )
         probe = OpenAIChatClient(endpoint)  # the service's own client, for the health probe only
         stack.push_async_callback(probe.aclose)

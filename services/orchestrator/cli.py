@@ -217,10 +217,21 @@ def councils_delete(role: str, address: Address = DEFAULT_ADDRESS) -> None:
 def deliberate(
     task: Annotated[str, typer.Argument(help="the task to deliberate on")],
     role: Annotated[str, typer.Option(help="council role: DEV, QA, ARCHITECT, DEVOPS, DATA")] = "DEV",
-    rounds: Annotated[int, typer.Option(help="critique/revise rounds (0 = council default)")] = 0,
+    rounds: Annotated[
+        int | None, typer.Option(help="most critique/revise rounds (unset: council default; 0: best-of-N, verified)")
+    ] = None,
     agents: Annotated[int, typer.Option(help="agents taking part (0 = whole council)")] = 0,
     requirement: Annotated[list[str] | None, typer.Option("--requirement", "-r", help="a requirement (repeat)")] = None,
     rubric: Annotated[str, typer.Option(help="rubric text for peer scoring")] = "",
+    tests_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tests",
+            exists=True,
+            dir_okay=False,
+            help="Python acceptance tests (asserts, test_* functions): shown to the agents and run on every proposal",
+        ),
+    ] = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900.0,
     full: Annotated[bool, typer.Option("--full", help="print every proposal in full")] = False,
@@ -230,14 +241,16 @@ def deliberate(
     from orchestrator.adapters.grpc.client import channel, pb, stub
     from orchestrator.cli_render import render_result
 
+    tests = tests_file.read_text(encoding="utf-8") if tests_file else ""
     request = pb.DeliberateRequest(
         task_id=task_id,
         task_description=task,
         role=role,
-        rounds=rounds,
         num_agents=agents,
-        constraints=pb.TaskConstraints(rubric=rubric, requirements=requirement or []),
+        constraints=pb.TaskConstraints(rubric=rubric, requirements=requirement or [], acceptance_tests=tests),
     )
+    if rounds is not None:
+        request.rounds = rounds
     try:
         with channel(address) as ch:
             response = stub(ch).Deliberate(request, timeout=timeout)
@@ -280,7 +293,9 @@ def watch(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
 def submit(
     task: Annotated[str, typer.Argument(help="the task to deliberate on")],
     role: Annotated[str, typer.Option(help="council role")] = "DEV",
-    rounds: Annotated[int, typer.Option(help="rounds (0 = council default)")] = 0,
+    rounds: Annotated[
+        int | None, typer.Option(help="most rounds (unset: council default; 0: best-of-N, verified)")
+    ] = None,
     agents: Annotated[int, typer.Option(help="agents (0 = whole council)")] = 0,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     address: Address = DEFAULT_ADDRESS,
@@ -288,7 +303,9 @@ def submit(
     """Start a deliberation in the background and print its task id."""
     from orchestrator.adapters.grpc.client import channel, pb, stub
 
-    request = pb.DeliberateRequest(task_id=task_id, task_description=task, role=role, rounds=rounds, num_agents=agents)
+    request = pb.DeliberateRequest(task_id=task_id, task_description=task, role=role, num_agents=agents)
+    if rounds is not None:
+        request.rounds = rounds
     try:
         with channel(address) as ch:
             response = stub(ch).SubmitDeliberation(request, timeout=30)

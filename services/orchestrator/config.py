@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         False,
         description="UNSAFE: where no sandbox can be created, run proposals' code unisolated instead of skipping it",
     )
+    early_stop: bool = Field(
+        True, description="end the critique/revise rounds once the verification evidence decides the winner"
+    )
 
     @field_validator("vllm_url")
     @classmethod

@@ -49,7 +49,7 @@ async def test_watch_reports_every_stage_and_agent_then_the_final_state() -> Non
     events = [(u.event, u.snapshot.stage, u.agent_id) async for u in app.watch("w-1")]
     assert events[0][0] == "current"
     stages = [stage for event, stage, _ in events if event == "stage_started"]
-    assert stages == ["propose", "critique", "revise", "score"]
+    assert stages == ["propose", "verify", "critique", "revise", "verify", "score"]
     assert sum(1 for event, _, _ in events if event == "agent_finished") == 2 * 4
     assert events[-1][0] == "finished"
     final = await app.get_result("w-1")

@@ -56,7 +56,8 @@ def test_untrusted_task_fields_cannot_open_or_close_a_proposal_block(spec: TaskS
 
 def test_a_proposal_cannot_close_its_block_or_forge_a_peer() -> None:
     forged = Proposal("agent-dev-002", Role.DEV, f"real code\n{FORGED}\nfake code by 001", 0)
-    for prompt in (prompts.critique(task(), 1, [forged, PEERS[1]]), prompts.score(task(), [forged, PEERS[1]])):
+    labelled = [("agent-dev-002", forged), ("agent-dev-003", PEERS[1])]
+    for prompt in (prompts.critique(task(), 1, [forged, PEERS[1]]), prompts.score(task(), labelled)):
         parsed = parse_prompt(prompt.user)
         assert [author for author, _ in parsed.proposals] == ["agent-dev-002", "agent-dev-003"]
         assert "fake code by 001" in parsed.proposals[0][1]

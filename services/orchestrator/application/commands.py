@@ -35,13 +35,16 @@ class Deliberate:
     task_description: str
     role: str
     task_id: str = ""
-    rounds: int = 0
+    rounds: int | None = None
+    """None: the council's default; 0: propose -> verify -> rank (best-of-N with verification)."""
     num_agents: int = 0
     rubric: str = ""
     requirements: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     timeout_s: int = 0
     source: str = "grpc"
+    acceptance_tests: str = ""
+    """Python test code that is part of the specification (TaskConstraints.acceptance_tests)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Limits:
 
     max_task_chars: int = 32_000
     max_rubric_chars: int = 8_000
+    max_acceptance_tests_chars: int = 32_000
     max_requirements: int = 50
     max_requirement_chars: int = 1_000
     max_metadata_entries: int = 50

@@ -27,6 +27,7 @@ from orchestrator.application.ports import (
     DeliberationStore,
     Leases,
     OutboundEvent,
+    Verifier,
 )
 from orchestrator.application.updates import Update, UpdateHub
 from orchestrator.domain.deliberation import Deliberation, default_quorum
@@ -73,6 +74,7 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
     checks = [
         ("task_description", len(cmd.task_description), limits.max_task_chars, "characters"),
         ("constraints.rubric", len(cmd.rubric), limits.max_rubric_chars, "characters"),
+        ("constraints.acceptance_tests", len(cmd.acceptance_tests), limits.max_acceptance_tests_chars, "characters"),
         ("constraints.requirements", len(cmd.requirements), limits.max_requirements, "items"),
         ("constraints.metadata", len(cmd.metadata), limits.max_metadata_entries, "entries"),
     ]
@@ -83,7 +85,7 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
         raise InvalidArgumentError("constraints.requirements", f"an item exceeds {limits.max_requirement_chars} chars")
     if any(len(k) + len(v) > limits.max_metadata_chars for k, v in cmd.metadata.items()):
         raise InvalidArgumentError("constraints.metadata", f"an entry exceeds {limits.max_metadata_chars} chars")
-    if not 0 <= cmd.rounds <= limits.max_rounds:
+    if cmd.rounds is not None and not 0 <= cmd.rounds <= limits.max_rounds:
         raise InvalidArgumentError("rounds", f"must be 0..{limits.max_rounds}, got {cmd.rounds}")
     if not 0 <= cmd.num_agents <= limits.max_agents:
         raise InvalidArgumentError("num_agents", f"must be 0..{limits.max_agents}, got {cmd.num_agents}")
@@ -100,12 +102,14 @@ def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
         found.append(f"role {role.value} (existing: {task.role.value})")
     if cmd.task_description != task.description:
         found.append("task_description")
-    if cmd.rounds and cmd.rounds != task.rounds:
+    if cmd.rounds is not None and cmd.rounds != task.rounds:
         found.append(f"rounds {cmd.rounds} (existing: {task.rounds})")
     if cmd.num_agents and cmd.num_agents != task.num_agents:
         found.append(f"num_agents {cmd.num_agents} (existing: {task.num_agents})")
     if cmd.rubric != task.rubric:
         found.append("constraints.rubric")
+    if cmd.acceptance_tests != task.acceptance_tests:
+        found.append("constraints.acceptance_tests")
     if tuple(cmd.requirements) != tuple(task.requirements):
         found.append("constraints.requirements")
     if dict(cmd.metadata) != dict(task.metadata):
@@ -156,6 +160,10 @@ class Deliberations:
     """Also how soon a cancel asked on another replica reaches the run's owner."""
     poll_s: float = 0.5
     """How often a replica that does not run a deliberation looks at its stored record (wait, watch)."""
+    verifier: Verifier | None = None
+    """Runs the execution checks of the verify stages (in the sandbox, on Ray); None: reported as skipped."""
+    early_stop: bool = True
+    """End the critique/revise rounds once the evidence decides (application/verification.py)."""
     _tasks: dict[str, asyncio.Task[Deliberation]] = field(default_factory=dict)
     _live: dict[str, Deliberation] = field(default_factory=dict)
     _runs: dict[str, DeliberationRun] = field(default_factory=dict)
@@ -210,12 +218,13 @@ class Deliberations:
             task_id=cmd.task_id or f"delib-{uuid.uuid4().hex[:12]}",
             description=cmd.task_description,
             role=role,
-            rounds=cmd.rounds or council.rounds,
+            rounds=cmd.rounds if cmd.rounds is not None else council.rounds,
             num_agents=num_agents,
             rubric=cmd.rubric,
             requirements=tuple(cmd.requirements),
             metadata=dict(cmd.metadata),
             timeout_s=float(cmd.timeout_s) or self.default_timeout_s,
+            acceptance_tests=cmd.acceptance_tests,
         )
         record = Deliberation(
             task=task,
@@ -446,7 +455,16 @@ class Deliberations:
         await asyncio.gather(*pending, return_exceptions=True)
 
     def _launch(self, record: Deliberation, *, peer_review: bool) -> None:
-        run = DeliberationRun(record, self.gateway, self.checker, self._checkpoint, self._notify, peer_review)
+        run = DeliberationRun(
+            record,
+            self.gateway,
+            self.checker,
+            self._checkpoint,
+            self._notify,
+            peer_review,
+            verifier=self.verifier,
+            early_stop=self.early_stop,
+        )
         self._runs[record.task_id] = run
         self._live[record.task_id] = record
         task = asyncio.create_task(self._run(run), name=f"deliberation-{record.task_id}")

@@ -1,6 +1,9 @@
-"""The deliberation protocol: propose -> (critique -> revise) x R -> score.
+"""The deliberation protocol: propose -> verify -> (critique -> revise -> verify) x R -> score.
 
-Every stage is one concurrent fan-out (`asyncio.gather`) over the agents still taking part, so the wall time
+Verify (application/verification.py) runs the static and execution checks of every proposal; its evidence goes
+into the next critique and revise prompts, can end the rounds early, and decides the ranking (domain/ranking.py).
+
+Every LLM stage is one concurrent fan-out (`asyncio.gather`) over the agents still taking part, so the wall time
 is (2 + 2R) calls whatever the council size. Each finished call is applied to the live record at once, so a
 deadline or a cancellation keeps what already finished, and watchers see agents finish one by one.
 
@@ -20,10 +23,12 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion
+from orchestrator.application import verification
+from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion, Verifier
 from orchestrator.domain import prompts
 from orchestrator.domain.deliberation import Deliberation, stage_plan
 from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.evidence import findings_text
 from orchestrator.domain.model import (
     AgentFailure,
     AgentSpec,
@@ -33,11 +38,12 @@ from orchestrator.domain.model import (
     DeliberationStatus,
     PeerScore,
     Proposal,
+    RankedProposal,
     Stage,
     Usage,
 )
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
-from orchestrator.domain.scoring import rank
+from orchestrator.domain.ranking import rank_by_evidence
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +110,8 @@ class DeliberationRun:
     checkpoint: Checkpoint
     listener: Listener
     peer_review: bool = True
+    verifier: Verifier | None = None
+    early_stop: bool = True
     pause: EndpointPause = field(default_factory=EndpointPause)
     _stalled: dict[str, AgentFailure] = field(default_factory=dict, init=False)
     """Agents whose current call is waiting for the endpoint, with the error that made it wait."""
@@ -115,12 +123,14 @@ class DeliberationRun:
         proposals ranked when too few agents are left)."""
         self._update(status=DeliberationStatus.IN_PROGRESS, started_at_ms=self.snapshot.started_at_ms or now_ms())
         plan = stage_plan(self.snapshot.task.rounds)
-        for index in range(self.snapshot.progress.stages_done, len(plan)):
+        index = self.snapshot.progress.stages_done
+        while index < len(plan):
             stage, round_ = plan[index]
             self._update(stage=stage.value, round=round_)
             self.listener(self.snapshot, "stage_started", "")
             await self._run_stage(stage, round_)
-            self.snapshot = self.snapshot.with_progress(stages_done=index + 1)
+            index = self._next_stage(plan, index, stage, round_)
+            self.snapshot = self.snapshot.with_progress(stages_done=index)
             if (failure := self._quorum_failure()) is not None:
                 # Still FAILED (the protocol did not finish with a quorum, so nothing downstream takes it for a
                 # decision), but the work that finished is kept: a council deleted mid-run drops every agent
@@ -131,6 +141,24 @@ class DeliberationRun:
             if stage is not Stage.SCORE:
                 await self.checkpoint(self.snapshot)
         return self.snapshot
+
+    def _next_stage(self, plan: tuple[tuple[Stage, int], ...], index: int, stage: Stage, round_: int) -> int:
+        """The index of the next stage: the score stage at once when the evidence already decides."""
+        rounds = self.snapshot.task.rounds
+        if stage is Stage.REVISE:
+            self.snapshot = self.snapshot.with_progress(rounds_run=round_)
+        if stage is not Stage.VERIFY or self.snapshot.progress.stop_reason:
+            return index + 1
+        reason = ""
+        if round_ >= rounds:
+            reason = "best-of-N: no rounds asked" if rounds == 0 else f"all {rounds} rounds ran"
+        elif self.early_stop:
+            progress = self.snapshot.progress
+            reason = verification.decided(self.snapshot.task, progress.checks, progress.evidence) or ""
+        if not reason:
+            return index + 1
+        self.snapshot = self.snapshot.with_progress(stop_reason=reason)
+        return len(plan) - 1
 
     async def conclude_early(self, status: DeliberationStatus, reason: str) -> Deliberation:
         """Ends the run as TIMEOUT/CANCELLED, ranking the proposals that exist by their checks alone.
@@ -150,7 +178,7 @@ class DeliberationRun:
 
     async def _conclude(self, status: DeliberationStatus, reason: str, proposals: list[Proposal]) -> Deliberation:
         checks = await self._check_all(proposals)
-        results = rank(proposals, checks, (), self.snapshot.progress.critiques, self.snapshot.usage_by_agent())
+        results = self._rank(proposals, checks)
         self._update(results=results, winner_id=results[0].proposal.author_id if results else "")
         return self._finish(status, error=reason)
 
@@ -173,6 +201,9 @@ class DeliberationRun:
     async def _run_stage(self, stage: Stage, round_: int) -> None:
         if stage is Stage.SCORE:
             await self._score(round_)
+            return
+        if stage is Stage.VERIFY:
+            await self._verify(round_)
             return
         step = {Stage.PROPOSE: self._propose, Stage.CRITIQUE: self._critique, Stage.REVISE: self._revise}[stage]
         await asyncio.gather(*(step(agent, round_) for agent in self.snapshot.alive_agents()))
@@ -287,7 +318,9 @@ class DeliberationRun:
         peers = self._peers_of(agent.agent_id)
         if not peers:
             return
-        prompt = prompts.critique(self.snapshot.task, round_, peers)
+        prompt = prompts.critique(
+            self.snapshot.task, round_, peers, {p.author_id: self._findings(p.author_id) for p in peers}
+        )
         completion = await self._call(agent, Stage.CRITIQUE, round_, prompt)
         if completion is None:
             return
@@ -300,13 +333,19 @@ class DeliberationRun:
         own = self.snapshot.progress.proposals.get(agent.agent_id)
         if own is None:
             return
+        progress = self.snapshot.progress
+        if verification.fails_nothing(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
+            return  # kept as it is: nothing failed, so its critiques are not taken as substantive
         received = sorted(  # by critic, so the prompt does not depend on which peer answered first
             f"{c.critic_id}: {c.text}"
             for c in self.snapshot.progress.critiques
             if c.target_id == agent.agent_id and c.round == round_
         )
         completion = await self._call(
-            agent, Stage.REVISE, round_, prompts.revise(self.snapshot.task, round_, own, received)
+            agent,
+            Stage.REVISE,
+            round_,
+            prompts.revise(self.snapshot.task, round_, own, received, self._findings(own.author_id)),
         )
         if completion is None:
             return
@@ -314,39 +353,81 @@ class DeliberationRun:
         text = strip_proposal_wrapper(completion.content) or own.content
         current = self.snapshot.progress.proposals.get(agent.agent_id, own)
         self._set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
+        checks = {a: c for a, c in self.snapshot.progress.checks.items() if a != agent.agent_id}
+        self.snapshot = self.snapshot.with_progress(checks=checks)
         self.listener(self.snapshot, "agent_finished", agent.agent_id)
 
     async def _score_one(self, agent: AgentSpec, round_: int) -> None:
         peers = self._peers_of(agent.agent_id)
         if not peers:
             return
-        completion = await self._call(agent, Stage.SCORE, round_, prompts.score(self.snapshot.task, peers))
+        labels = prompts.blind_labels(agent.agent_id, self.snapshot.task_id, (p.author_id for p in peers))
+        by_author = {p.author_id: p for p in peers}
+        prompt = prompts.score(self.snapshot.task, [(label, by_author[author]) for label, author in labels])
+        completion = await self._call(agent, Stage.SCORE, round_, prompt)
         if completion is None:
             return
-        found = parse_scores(completion.content, [p.author_id for p in peers])
-        new = tuple(PeerScore(agent.agent_id, t, s, why) for t, (s, why) in sorted(found.items()))
+        author_of = dict(labels)
+        found = parse_scores(completion.content, list(author_of))
+        new = tuple(PeerScore(agent.agent_id, author_of[t], s, why) for t, (s, why) in sorted(found.items()))
         self.snapshot = self.snapshot.with_progress(peer_scores=(*self.snapshot.progress.peer_scores, *new))
         self.listener(self.snapshot, "agent_finished", agent.agent_id)
+
+    async def _current_checks(self, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+        """The latest verify stage's checks, when they are of these very proposals; else checked now."""
+        known = self.snapshot.progress.checks  # a revision drops its author's entry until the next verify
+        if all(p.author_id in known for p in proposals):
+            return {p.author_id: known[p.author_id] for p in proposals}
+        return await self._check_all(proposals)
 
     async def _check_all(self, proposals: list[Proposal]) -> dict[str, CheckSuite]:
         requirements = self.snapshot.task.requirements
         suites = await asyncio.gather(*(self.checker.check(p.content, requirements) for p in proposals))
         return {p.author_id: suite for p, suite in zip(proposals, suites, strict=True)}
 
-    async def _score(self, round_: int) -> None:
-        """Peer review (LLM) and the deterministic checks run at the same time; then the ranking."""
-        final = list(self.snapshot.progress.proposals.values())
-        scorers = self.snapshot.alive_agents() if self.peer_review else ()
-        checks, _ = await asyncio.gather(
-            self._check_all(final), asyncio.gather(*(self._score_one(a, round_) for a in scorers))
-        )
+    def _findings(self, author_id: str) -> str:
         progress = self.snapshot.progress
-        ranked = rank(
-            [progress.proposals[p.author_id] for p in final if p.author_id in progress.proposals],
+        suite = progress.checks.get(author_id)
+        return findings_text(
+            progress.evidence.get(author_id),
+            verification.spec_of(self.snapshot.task),
+            suite.lint.errors if suite else (),
+            suite.policy.violations if suite else (),
+        )
+
+    async def _verify(self, round_: int) -> None:
+        progress = self.snapshot.progress
+        checks, evidence = await verification.verify(
+            self.snapshot.task, progress.proposals, round_, checker=self.checker, verifier=self.verifier
+        )
+        self.snapshot = self.snapshot.with_progress(
+            checks=checks, evidence=evidence, evidence_log=(*progress.evidence_log, *evidence.values())
+        )
+
+    def _rank(self, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> tuple[RankedProposal, ...]:
+        progress = self.snapshot.progress
+        return rank_by_evidence(
+            proposals,
             checks,
             progress.peer_scores,
-            progress.critiques,
-            self.snapshot.usage_by_agent(),
+            evidence=progress.evidence,
+            spec=verification.spec_of(self.snapshot.task),
+            critiques=progress.critiques,
+            usage=self.snapshot.usage_by_agent(),
+        )
+
+    async def _score(self, round_: int) -> None:
+        """Peer review (LLM) and any missing checks at the same time; then the verification-first ranking. With
+        rounds = 0 (best-of-N with verification) there is no peer review."""
+        final = list(self.snapshot.progress.proposals.values())
+        review = self.peer_review and self.snapshot.task.rounds > 0
+        scorers = self.snapshot.alive_agents() if review else ()
+        checks, _ = await asyncio.gather(
+            self._current_checks(final), asyncio.gather(*(self._score_one(a, round_) for a in scorers))
+        )
+        progress = self.snapshot.progress
+        ranked = self._rank(
+            [progress.proposals[p.author_id] for p in final if p.author_id in progress.proposals], checks
         )
         self._update(results=ranked, winner_id=ranked[0].proposal.author_id if ranked else "")
         if ranked:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.evidence import ProposalEvidence, Specification
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 from orchestrator.domain.model import AgentSpec, CheckSuite, Council, DeliberationStatus, Role, Stage, Usage
 from orchestrator.domain.plans import PlanDispatch
@@ -200,4 +201,20 @@ class Sandbox(Protocol):
 
     def availability(self) -> SandboxAvailability:
         """The last probe's answer."""
+        ...
+
+
+class Verifier(Protocol):
+    """Runs the execution checks of one round: every proposal's code against the specification's tests and every
+    agent's tests, in a sandbox, never in the service's process."""
+
+    async def verify(
+        self, spec: Specification, proposals: Mapping[str, str], round_: int
+    ) -> dict[str, ProposalEvidence]:
+        """`proposals` maps author ids to proposal texts; returns each author's evidence (skipped, with the
+        reason, when nothing could run)."""
+        ...
+
+    def availability(self) -> SandboxAvailability:
+        """Whether execution checks can run (the sandbox's last probe)."""
         ...

@@ -45,6 +45,8 @@ class StatusReport:
     """What health says: False while a required dependency is down and during shutdown."""
     llm_reachable: bool | None = None
     """The latest probe of the LLM endpoint; None before the first (or without a probe)."""
+    sandbox: str = "not configured: execution checks are skipped"
+    """Whether proposals' code can be executed (the sandbox's last probe), in words."""
 
 
 @dataclass
@@ -195,4 +197,11 @@ class Orchestrator:
             runtime=await self.runtime.summary(),
             serving=self.serving and not self.deliberations.shutting_down,
             llm_reachable=self.llm_reachable,
+            sandbox=self._sandbox_status(),
         )
+
+    def _sandbox_status(self) -> str:
+        verifier = self.deliberations.verifier
+        if verifier is None:
+            return "not configured: execution checks are skipped"
+        return verifier.availability().summary

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from orchestrator.domain.evidence import ProposalEvidence
 from orchestrator.domain.model import (
     AgentFailure,
     AgentSpec,
     CallRecord,
+    CheckSuite,
     Critique,
     DeliberationStatus,
     PeerScore,
@@ -21,9 +23,12 @@ from orchestrator.domain.model import (
 
 
 def stage_plan(rounds: int) -> tuple[tuple[Stage, int], ...]:
-    """The (stage, round) sequence: propose, (critique, revise) x rounds, score. Its length is 2 + 2R."""
-    middle = tuple(step for r in range(1, rounds + 1) for step in ((Stage.CRITIQUE, r), (Stage.REVISE, r)))
-    return ((Stage.PROPOSE, 0), *middle, (Stage.SCORE, rounds))
+    """The (stage, round) sequence: propose, verify, (critique, revise, verify) x rounds, score. It has 2 + 2R LLM
+    stages; verify runs code and checks, no LLM. With rounds = 0 it is best-of-N with verification."""
+    middle = tuple(
+        step for r in range(1, rounds + 1) for step in ((Stage.CRITIQUE, r), (Stage.REVISE, r), (Stage.VERIFY, r))
+    )
+    return ((Stage.PROPOSE, 0), (Stage.VERIFY, 0), *middle, (Stage.SCORE, rounds))
 
 
 def default_quorum(num_agents: int) -> int:
@@ -41,6 +46,15 @@ class Progress:
     failures: tuple[AgentFailure, ...] = ()
     calls: tuple[CallRecord, ...] = ()
     stages_done: int = 0
+    checks: dict[str, CheckSuite] = field(default_factory=dict)
+    """The static checks of every current proposal, from the latest verify stage."""
+    evidence: dict[str, ProposalEvidence] = field(default_factory=dict)
+    """The execution evidence of every current proposal, from the latest verify stage."""
+    evidence_log: tuple[ProposalEvidence, ...] = ()
+    """Every proposal's evidence of every round, in order: which tests ran, which passed, why others failed."""
+    rounds_run: int = 0
+    stop_reason: str = ""
+    """Why the critique/revise rounds ended: all rounds ran, or the evidence decided earlier."""
 
 
 @dataclass(frozen=True)

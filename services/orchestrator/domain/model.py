@@ -8,6 +8,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from orchestrator.domain.evidence import ProposalEvidence
+
 LIMITS_MAX_AGENTS = 10
 LIMITS_MAX_ROUNDS = 5
 DEFAULT_AGENTS = 3
@@ -23,6 +25,7 @@ class Role(enum.StrEnum):
 
 class Stage(enum.StrEnum):
     PROPOSE = "propose"
+    VERIFY = "verify"
     CRITIQUE = "critique"
     REVISE = "revise"
     SCORE = "score"
@@ -78,6 +81,9 @@ class TaskSpec:
     requirements: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
     timeout_s: float = 0.0
+    acceptance_tests: str = ""
+    """Test code from the client (Python asserts / test functions): part of the specification, shown to the agents
+    and run against every proposal."""
 
 
 @dataclass(frozen=True)
@@ -199,3 +205,7 @@ class RankedProposal:
     peer_scores: tuple[PeerScore, ...] = ()
     critiques: tuple[Critique, ...] = ()
     usage: Usage = Usage()
+    rank_reason: str = ""
+    """Which evidence decided this rank (domain/ranking.py)."""
+    evidence: ProposalEvidence | None = None
+    """What the execution checks found for the final proposal; None when verification did not run."""

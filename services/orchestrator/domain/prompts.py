@@ -13,7 +13,9 @@ breaks folded into spaces, and a header-like line of the task or rubric is inden
 
 from __future__ import annotations
 
+import hashlib
 import html
+import random
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -97,7 +99,8 @@ class Prompt:
 _STRUCTURAL_TAG = re.compile(r"[<\uff1c\ufe64](?=\s*/?\s*proposal)", re.IGNORECASE)
 _SECTION_HEADERS = (
     "Stage", "Round", "Task", "Rubric", "Requirements", "Context", "Your peers proposed",
-    "Your current proposal", "Critiques you received", "Final proposals of your peers",
+    "Your current proposal", "Critiques you received", "Final proposals of your peers", "Acceptance tests",
+    "Verification", "What verification found in your proposal",
 )  # fmt: skip
 _HEADER_LINE = re.compile(
     r"^(?=[ \t]*(?:" + "|".join(re.escape(h) for h in _SECTION_HEADERS) + r")[ \t]*:)", re.IGNORECASE | re.MULTILINE
@@ -135,6 +138,9 @@ def _context(task: TaskSpec) -> str:
     if task.metadata:
         items = sorted(task.metadata.items())
         parts.append("Context:\n" + "\n".join(f"- {untrusted_line(k)}: {untrusted_line(v)}" for k, v in items))
+    if task.acceptance_tests:
+        tests = untrusted_text(task.acceptance_tests)
+        parts.append(f"Acceptance tests (your code must pass them):\n```python\n{tests}\n```")
     return "\n\n".join(parts)
 
 
@@ -144,41 +150,80 @@ def _proposal_block(author_id: str, content: str) -> str:
     return f'<proposal author="{_attribute(author_id)}">\n{body}\n</proposal>'
 
 
+CODE_FORMAT = (
+    "If your proposal includes Python code, put the solution in one ```python block, and a few tests of it "
+    "(plain assert statements) in a second ```python block whose first line is `# tests`."
+)
+"""The propose and revise prompts ask for the solution and its tests apart, so each agent's tests can be run against
+every proposal (application/verification.py); the parser is lenient with models that mix them."""
+
+
+def _verification(findings: str) -> str:
+    return untrusted_text(findings) if findings else "- (nothing was checked)"
+
+
 def propose(task: TaskSpec) -> Prompt:
-    user = f"Stage: {Stage.PROPOSE}\n\n{_context(task)}\n\nWrite your proposal."
+    user = f"Stage: {Stage.PROPOSE}\n\n{_context(task)}\n\nWrite your proposal. {CODE_FORMAT}"
     return Prompt(_system(task), user)
 
 
-def critique(task: TaskSpec, round_: int, peers: Iterable[Proposal]) -> Prompt:
+def critique(
+    task: TaskSpec, round_: int, peers: Iterable[Proposal], findings: Mapping[str, str] | None = None
+) -> Prompt:
+    """Each peer proposal with what verification found in it (failing tests with their output, lint errors)."""
     peers = list(peers)
-    blocks = "\n\n".join(_proposal_block(p.author_id, p.content) for p in peers)
+    findings = findings or {}
+    blocks = "\n\n".join(
+        _proposal_block(p.author_id, p.content)
+        + (
+            f"\nVerification of {_attribute(p.author_id)}:\n{_verification(findings[p.author_id])}"
+            if p.author_id in findings
+            else ""
+        )
+        for p in peers
+    )
     user = (
         f"Stage: {Stage.CRITIQUE}\nRound: {round_}\n\n{_context(task)}\n\n"
         f"Your peers proposed:\n\n{blocks}\n\n"
         "For each peer proposal give one specific critique: errors, missing requirements, risks. "
+        "Where verification found failing tests, explain the cause and the fix. "
         'Answer as JSON: {"critiques": [{"target": "<author id>", "critique": "..."}]}.'
     )
     return Prompt(_system(task), user, CRITIQUE_SCHEMA_NAME, critique_schema([p.author_id for p in peers]))
 
 
-def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str]) -> Prompt:
+def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str], findings: str = "") -> Prompt:
+    """The author's own proposal, what verification found in it, and the critiques it received."""
     received = "\n".join(f"- {untrusted_line(c)}" for c in critiques) or "- (no critiques received)"
     user = (
         f"Stage: {Stage.REVISE}\nRound: {round_}\n\n{_context(task)}\n\n"
         f"Your current proposal:\n\n{_proposal_block(own.author_id, own.content)}\n\n"
+        f"What verification found in your proposal:\n{_verification(findings)}\n\n"
         f"Critiques you received:\n{received}\n\n"
-        "Rewrite your proposal in full, addressing the critiques that are right."
+        "Rewrite your proposal in full. Make it pass every failing test of the task (its examples and acceptance "
+        "tests come first), fix the lint errors, and address the critiques that are right. "
+        f"{CODE_FORMAT}"
     )
     return Prompt(_system(task), user)
 
 
-def score(task: TaskSpec, peers: Iterable[Proposal]) -> Prompt:
+def blind_labels(reviewer_id: str, task_id: str, authors: Iterable[str]) -> list[tuple[str, str]]:
+    """Blind peer review: (neutral label, author id) pairs in an order of this reviewer's own (a deterministic
+    shuffle seeded by reviewer and task), so no reviewer sees who wrote what or the same order as another."""
+    ordered = sorted(authors)
+    rng = random.Random(hashlib.sha256(f"{reviewer_id}/{task_id}".encode()).digest())
+    rng.shuffle(ordered)
+    return [(f"proposal-{chr(ord('A') + i)}", author) for i, author in enumerate(ordered)]
+
+
+def score(task: TaskSpec, peers: Iterable[tuple[str, Proposal]]) -> Prompt:
+    """Peer review of `(label, proposal)` pairs: the proposals appear under their neutral labels only."""
     peers = list(peers)
-    blocks = "\n\n".join(_proposal_block(p.author_id, p.content) for p in peers)
+    blocks = "\n\n".join(_proposal_block(label, p.content) for label, p in peers)
     user = (
         f"Stage: {Stage.SCORE}\n\n{_context(task)}\n\n"
         f"Final proposals of your peers:\n\n{blocks}\n\n"
         "Score each one from 1 (unusable) to 10 (excellent) against the rubric and requirements. "
-        'Answer as JSON: {"scores": [{"target": "<author id>", "score": 7, "rationale": "..."}]}.'
+        'Answer as JSON: {"scores": [{"target": "<proposal label>", "score": 7, "rationale": "..."}]}.'
     )
-    return Prompt(_system(task), user, SCORE_SCHEMA_NAME, score_schema([p.author_id for p in peers]))
+    return Prompt(_system(task), user, SCORE_SCHEMA_NAME, score_schema([label for label, _ in peers]))

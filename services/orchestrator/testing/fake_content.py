@@ -411,6 +411,10 @@ class AnswerOptions:
     valid_python: bool = False
     wrap_json: bool = False
     """Put the JSON in prose and a ```json fence, as a model ignoring `response_format` would."""
+    scripted: str | None = None
+    """The exact proposal text of every propose and revise answer."""
+    score_markers: tuple[tuple[str, int], ...] = ()
+    """(substring, score): peer review gives a proposal containing the substring that score."""
 
 
 def _wrap(payload: dict[str, Any], stage: str) -> str:
@@ -419,12 +423,26 @@ def _wrap(payload: dict[str, Any], stage: str) -> str:
     return f"Here are my {noun}:\n```json\n{body}\n```\nHope this helps."
 
 
+def _marked_scores(
+    payload: dict[str, Any], parsed: ParsedPrompt, markers: tuple[tuple[str, int], ...]
+) -> dict[str, Any]:
+    contents = dict(parsed.proposals)
+    for item in payload["scores"]:
+        content = contents.get(item["target"], "")
+        item["score"] = next((score for marker, score in markers if marker in content), item["score"])
+    return payload
+
+
 def answer(agent_id: str, parsed: ParsedPrompt, options: AnswerOptions) -> str:
     """The assistant message content for one call (without any `<think>` prefix)."""
     if parsed.stage in (Stage.CRITIQUE, Stage.SCORE):
         builder = critiques_payload if parsed.stage == Stage.CRITIQUE else scores_payload
         payload = builder(agent_id, parsed)
+        if parsed.stage == Stage.SCORE and options.score_markers:
+            payload = _marked_scores(payload, parsed, options.score_markers)
         return _wrap(payload, parsed.stage) if options.wrap_json else json.dumps(payload)
+    if options.scripted is not None:
+        return options.scripted
     variant = choose_variant(agent_id, parsed.task, broken=options.broken_python, valid=options.valid_python)
     note = revision_note(parsed.round, parsed.critiques) if parsed.stage == Stage.REVISE else ""
     return render_proposal(agent_id, parsed, variant, note)

@@ -100,6 +100,10 @@ class FakeLLMConfig:
     think_agents: AbstractSet[str] = frozenset()
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     """Initial faults by agent id (`ANY_AGENT` for all)."""
+    scripted_proposals: Mapping[str, str] = field(default_factory=dict)
+    """These agents answer every propose and revise call with this exact text (e.g. a solution and its tests)."""
+    score_markers: Mapping[str, int] = field(default_factory=dict)
+    """Peer review scores a proposal containing one of these substrings with its score (first match wins)."""
     backlog: int = 1024
     shutdown_timeout_s: float = 1.0
 
@@ -111,6 +115,8 @@ class FakeLLMConfig:
             broken_python=agent_id in self.broken_python_agents,
             valid_python=agent_id in self.valid_python_agents,
             wrap_json=self.ignore_response_format or agent_id in self.ignore_response_format_agents,
+            scripted=self.scripted_proposals.get(agent_id),
+            score_markers=tuple(self.score_markers.items()),
         )
 
     def thinks(self, agent_id: str) -> bool:
@@ -129,6 +135,8 @@ class RecordedCall:
     status_code: int
     disconnected: bool = False
     fault: str | None = None
+    prompt: str = ""
+    """The user message the call carried."""
 
 
 @dataclass
@@ -140,6 +148,7 @@ class _CallState:
     status_code: int = 0
     disconnected: bool = False
     fault: str | None = None
+    prompt: str = ""
 
     def record(self) -> RecordedCall:
         return RecordedCall(
@@ -151,6 +160,7 @@ class _CallState:
             self.status_code,
             self.disconnected,
             self.fault,
+            self.prompt,
         )
 
 
@@ -518,7 +528,8 @@ class FakeLLMServer:
             return web.json_response(error_body(str(exc), "invalid_request_error", exc.code), status=400)
         config = self._config
         call.agent_id = str(body.get("user") or "")
-        parsed: ParsedPrompt = parse_prompt(_user_text(messages))
+        call.prompt = _user_text(messages)
+        parsed: ParsedPrompt = parse_prompt(call.prompt)
         call.stage, call.round = parsed.stage, parsed.round
         fault = self._take_fault(call.agent_id, parsed.stage)
         if fault is not None and fault.kind == "no_structured_output" and not body.get("response_format"):

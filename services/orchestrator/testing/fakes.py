@@ -31,12 +31,19 @@ class FakeGateway:
     hang: set[str] = field(default_factory=set)
     endpoint_down: bool = False
     gone: set[str] = field(default_factory=set)
+    scripted: dict[str, str] = field(default_factory=dict)
+    """Agents answering every propose/revise call with this text."""
+    score_markers: dict[str, int] = field(default_factory=dict)
+    """Peer review scores proposals containing a marker with its score."""
     calls: list[tuple[str, str, int]] = field(default_factory=list)
+    prompts: list[tuple[str, str, int, str]] = field(default_factory=list)
+    """(agent, stage, round, user message) of every call."""
     in_flight: int = 0
     max_in_flight: int = 0
 
     async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
         self.calls.append((agent.agent_id, call.stage.value, call.round))
+        self.prompts.append((agent.agent_id, call.stage.value, call.round, call.prompt.user))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -49,7 +56,11 @@ class FakeGateway:
                 raise LLMCallError(agent.agent_id, "agent_unavailable", "ActorDiedError: the actor was killed")
             if agent.agent_id in self.failing:
                 raise LLMCallError(agent.agent_id, self.failure_kind, "injected failure")
-            options = AnswerOptions(broken_python=agent.agent_id in self.broken_python)
+            options = AnswerOptions(
+                broken_python=agent.agent_id in self.broken_python,
+                scripted=self.scripted.get(agent.agent_id),
+                score_markers=tuple(self.score_markers.items()),
+            )
             content = answer(agent.agent_id, parse_prompt(call.prompt.user), options)
             usage = Usage(len(call.prompt.user) // 4, len(content) // 4)
             return Completion(content, usage, self.latency_s * 1000, agent.model)

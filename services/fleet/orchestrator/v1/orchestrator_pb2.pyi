@@ -41,7 +41,7 @@ class DeliberateRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_description: _Optional[str] = ..., role: _Optional[str] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., rounds: _Optional[int] = ..., num_agents: _Optional[int] = ...) -> None: ...
 
 class DeliberateResponse(_message.Message):
-    __slots__ = ("task_id", "results", "winner_id", "duration_ms", "metadata", "status", "failed_agents", "usage", "error_message")
+    __slots__ = ("task_id", "results", "winner_id", "duration_ms", "metadata", "status", "failed_agents", "usage", "error_message", "rounds_run", "stop_reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     WINNER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,8 @@ class DeliberateResponse(_message.Message):
     FAILED_AGENTS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     results: _containers.RepeatedCompositeFieldContainer[DeliberationResult]
     winner_id: str
@@ -60,7 +62,9 @@ class DeliberateResponse(_message.Message):
     failed_agents: _containers.RepeatedCompositeFieldContainer[AgentFailure]
     usage: TokenUsage
     error_message: str
-    def __init__(self, task_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
+    rounds_run: int
+    stop_reason: str
+    def __init__(self, task_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
 
 class GetDeliberationResultRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -69,7 +73,7 @@ class GetDeliberationResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetDeliberationResultResponse(_message.Message):
-    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms", "task_description", "task_metadata", "source")
+    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms", "task_description", "task_metadata", "source", "rounds_run", "stop_reason", "acceptance_tests")
     class TaskMetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +99,9 @@ class GetDeliberationResultResponse(_message.Message):
     TASK_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     TASK_METADATA_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTANCE_TESTS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: DeliberationStatus
     results: _containers.RepeatedCompositeFieldContainer[DeliberationResult]
@@ -113,10 +120,13 @@ class GetDeliberationResultResponse(_message.Message):
     task_description: str
     task_metadata: _containers.ScalarMap[str, str]
     source: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., task_description: _Optional[str] = ..., task_metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ...) -> None: ...
+    rounds_run: int
+    stop_reason: str
+    acceptance_tests: str
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., task_description: _Optional[str] = ..., task_metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ..., acceptance_tests: _Optional[str] = ...) -> None: ...
 
 class TaskConstraints(_message.Message):
-    __slots__ = ("rubric", "requirements", "metadata", "max_iterations", "timeout_seconds")
+    __slots__ = ("rubric", "requirements", "metadata", "max_iterations", "timeout_seconds", "acceptance_tests")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -129,15 +139,17 @@ class TaskConstraints(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTANCE_TESTS_FIELD_NUMBER: _ClassVar[int]
     rubric: str
     requirements: _containers.RepeatedScalarFieldContainer[str]
     metadata: _containers.ScalarMap[str, str]
     max_iterations: int
     timeout_seconds: int
-    def __init__(self, rubric: _Optional[str] = ..., requirements: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_iterations: _Optional[int] = ..., timeout_seconds: _Optional[int] = ...) -> None: ...
+    acceptance_tests: str
+    def __init__(self, rubric: _Optional[str] = ..., requirements: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_iterations: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., acceptance_tests: _Optional[str] = ...) -> None: ...
 
 class DeliberationResult(_message.Message):
-    __slots__ = ("proposal", "checks", "score", "rank", "peer_score", "check_score", "peer_scores", "critiques", "usage")
+    __slots__ = ("proposal", "checks", "score", "rank", "peer_score", "check_score", "peer_scores", "critiques", "usage", "rank_reason", "evidence")
     PROPOSAL_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +159,8 @@ class DeliberationResult(_message.Message):
     PEER_SCORES_FIELD_NUMBER: _ClassVar[int]
     CRITIQUES_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
+    RANK_REASON_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     proposal: Proposal
     checks: CheckSuite
     score: float
@@ -156,7 +170,31 @@ class DeliberationResult(_message.Message):
     peer_scores: _containers.RepeatedCompositeFieldContainer[PeerScore]
     critiques: _containers.RepeatedCompositeFieldContainer[Critique]
     usage: TokenUsage
-    def __init__(self, proposal: _Optional[_Union[Proposal, _Mapping]] = ..., checks: _Optional[_Union[CheckSuite, _Mapping]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., peer_score: _Optional[float] = ..., check_score: _Optional[float] = ..., peer_scores: _Optional[_Iterable[_Union[PeerScore, _Mapping]]] = ..., critiques: _Optional[_Iterable[_Union[Critique, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ...) -> None: ...
+    rank_reason: str
+    evidence: ProposalEvidence
+    def __init__(self, proposal: _Optional[_Union[Proposal, _Mapping]] = ..., checks: _Optional[_Union[CheckSuite, _Mapping]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., peer_score: _Optional[float] = ..., check_score: _Optional[float] = ..., peer_scores: _Optional[_Iterable[_Union[PeerScore, _Mapping]]] = ..., critiques: _Optional[_Iterable[_Union[Critique, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., rank_reason: _Optional[str] = ..., evidence: _Optional[_Union[ProposalEvidence, _Mapping]] = ...) -> None: ...
+
+class ProposalEvidence(_message.Message):
+    __slots__ = ("round", "spec_passed", "spec_total", "agent_tests_passed", "agent_tests_total", "agreement", "group", "failures", "skipped")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    SPEC_PASSED_FIELD_NUMBER: _ClassVar[int]
+    SPEC_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_TESTS_PASSED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_TESTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    spec_passed: int
+    spec_total: int
+    agent_tests_passed: int
+    agent_tests_total: int
+    agreement: int
+    group: _containers.RepeatedScalarFieldContainer[str]
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    skipped: str
+    def __init__(self, round: _Optional[int] = ..., spec_passed: _Optional[int] = ..., spec_total: _Optional[int] = ..., agent_tests_passed: _Optional[int] = ..., agent_tests_total: _Optional[int] = ..., agreement: _Optional[int] = ..., group: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ..., skipped: _Optional[str] = ...) -> None: ...
 
 class Proposal(_message.Message):
     __slots__ = ("author_id", "author_role", "content", "created_at_ms", "revisions")
@@ -261,7 +299,7 @@ class OrchestratorMetadata(_message.Message):
     def __init__(self, orchestrator_version: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., execution_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeliberationUpdate(_message.Message):
-    __slots__ = ("status", "progress_percent", "current_step", "current_agent", "partial_result", "task_id", "stage", "round", "status_code", "results", "winner_id", "error_message", "timestamp_ms")
+    __slots__ = ("status", "progress_percent", "current_step", "current_agent", "partial_result", "task_id", "stage", "round", "status_code", "results", "winner_id", "error_message", "timestamp_ms", "rounds_run", "stop_reason")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +313,8 @@ class DeliberationUpdate(_message.Message):
     WINNER_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     status: str
     progress_percent: int
     current_step: str
@@ -288,7 +328,9 @@ class DeliberationUpdate(_message.Message):
     winner_id: str
     error_message: str
     timestamp_ms: int
-    def __init__(self, status: _Optional[str] = ..., progress_percent: _Optional[int] = ..., current_step: _Optional[str] = ..., current_agent: _Optional[str] = ..., partial_result: _Optional[_Union[DeliberationResult, _Mapping]] = ..., task_id: _Optional[str] = ..., stage: _Optional[str] = ..., round: _Optional[int] = ..., status_code: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., error_message: _Optional[str] = ..., timestamp_ms: _Optional[int] = ...) -> None: ...
+    rounds_run: int
+    stop_reason: str
+    def __init__(self, status: _Optional[str] = ..., progress_percent: _Optional[int] = ..., current_step: _Optional[str] = ..., current_agent: _Optional[str] = ..., partial_result: _Optional[_Union[DeliberationResult, _Mapping]] = ..., task_id: _Optional[str] = ..., stage: _Optional[str] = ..., round: _Optional[int] = ..., status_code: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., error_message: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
 
 class CreateCouncilRequest(_message.Message):
     __slots__ = ("role", "num_agents", "config")
@@ -422,7 +464,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self, include_stats: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray", "llm_status")
+    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray", "llm_status", "sandbox_status")
     class DeliberationsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -439,6 +481,7 @@ class GetStatusResponse(_message.Message):
     RUNNING_DELIBERATIONS_FIELD_NUMBER: _ClassVar[int]
     RAY_FIELD_NUMBER: _ClassVar[int]
     LLM_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_STATUS_FIELD_NUMBER: _ClassVar[int]
     status: str
     uptime_seconds: int
     stats: OrchestratorStats
@@ -448,7 +491,8 @@ class GetStatusResponse(_message.Message):
     running_deliberations: int
     ray: RayClusterSummary
     llm_status: str
-    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ..., llm_status: _Optional[str] = ...) -> None: ...
+    sandbox_status: str
+    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ..., llm_status: _Optional[str] = ..., sandbox_status: _Optional[str] = ...) -> None: ...
 
 class OrchestratorStats(_message.Message):
     __slots__ = ("total_deliberations", "total_orchestrations", "avg_deliberation_time_ms", "active_councils", "role_counts")

@@ -10,6 +10,7 @@ from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
 from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.evidence import ProposalEvidence
 from orchestrator.domain.model import (
     CallRecord,
     CheckSuite,
@@ -53,12 +54,14 @@ def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
         task_description=req.task_description,
         role=req.role,
         task_id=req.task_id,
-        rounds=req.rounds,
+        # Unset: the council's default; an explicit 0: best-of-N with verification.
+        rounds=req.rounds if req.HasField("rounds") else None,
         num_agents=req.num_agents,
         rubric=c.rubric,
         requirements=tuple(c.requirements),
         metadata=dict(c.metadata),
         timeout_s=c.timeout_seconds,
+        acceptance_tests=c.acceptance_tests,
     )
 
 
@@ -74,8 +77,8 @@ def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
         rounds=cfg.deliberation_rounds,
         model=cfg.model_profile,
         agent_type=cfg.agent_type,
-        # proto3 bools cannot say "unset": an absent config keeps peer review on, as the earlier service did.
-        enable_peer_review=cfg.enable_peer_review or not req.HasField("config"),
+        # Field presence: unset (or no config at all) means on; only an explicit false turns peer review off.
+        enable_peer_review=cfg.enable_peer_review if cfg.HasField("enable_peer_review") else True,
         custom_params=dict(cfg.custom_params),
     )
 
@@ -142,6 +145,25 @@ def result_pb(r: RankedProposal) -> pb.DeliberationResult:
             pb.Critique(critic_id=c.critic_id, target_id=c.target_id, round=c.round, text=c.text) for c in r.critiques
         ],
         usage=usage_pb(r.usage),
+        rank_reason=r.rank_reason,
+        evidence=evidence_pb(r.evidence),
+    )
+
+
+def evidence_pb(e: ProposalEvidence | None) -> pb.ProposalEvidence | None:
+    if e is None:
+        return None
+    spec_passed, spec_total, agent_passed, agent_total = e.tally()
+    return pb.ProposalEvidence(
+        round=e.round,
+        spec_passed=spec_passed,
+        spec_total=spec_total,
+        agent_tests_passed=agent_passed,
+        agent_tests_total=agent_total,
+        agreement=e.agreement,
+        group=list(e.group),
+        failures=[_cut(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10)],
+        skipped=e.skipped,
     )
 
 
@@ -182,6 +204,8 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
         winner_id=d.winner_id,
         error_message=d.error_message,
         timestamp_ms=int(time.time() * 1000),
+        rounds_run=d.progress.rounds_run,
+        stop_reason=d.progress.stop_reason,
     )
 
 
@@ -301,6 +325,8 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
         failed_agents=failures_pb(d),
         usage=usage_pb(d.usage),
         error_message=d.error_message,
+        rounds_run=d.progress.rounds_run,
+        stop_reason=d.progress.stop_reason,
     )
 
 
@@ -324,6 +350,9 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
         task_description=d.task.description,
         task_metadata=dict(d.task.metadata),
         source=d.source,
+        rounds_run=d.progress.rounds_run,
+        stop_reason=d.progress.stop_reason,
+        acceptance_tests=d.task.acceptance_tests,
     )
 
 

@@ -108,6 +108,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             queue_depth=report.queued,
             ray=mapping.runtime_pb(report.runtime),
             llm_status="UNKNOWN" if report.llm_reachable is None else _serving(report.llm_reachable),
+            sandbox_status=report.sandbox,
         )
 
     @unary

@@ -1,0 +1,92 @@
+"""The verify stage: every current proposal through the static checks and the execution checks, at once, and what
+the protocol does with the findings (early stop, which authors need a revision).
+
+Verify runs after propose and after every revise. Its findings are the record's evidence (per proposal and round),
+go into the next critique and revise prompts, and decide the ranking (domain/ranking.py).
+
+Early stop (on by default, `EARLY_STOP=false` turns it off): the critique/revise rounds end before `rounds` when
+the evidence already decides —
+- the task has specification tests (examples, acceptance tests) and a policy-clean proposal passes all of them:
+  more rounds could only re-word a passing solution, and the ranking already prefers it; or
+- there is no specification but at least two solutions agree (a CodeT group of 2+ passing the same agent tests)
+  and every proposal is in that group: the council is unanimous on its own tests.
+Without execution evidence (no sandbox, or no Python in the proposals) it never stops early.
+
+A proposal that fails nothing (every test it ran passed, no lint error, no policy violation) is kept as it is in
+a revise stage: no call is made for it, and its critiques are taken as not substantive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
+
+from orchestrator.application.ports import Checker, Verifier
+from orchestrator.domain.evidence import ProposalEvidence, Specification, UnitSource, specification
+from orchestrator.domain.model import CheckSuite, Proposal, TaskSpec
+
+
+def spec_of(task: TaskSpec) -> Specification:
+    return specification(task.description, task.rubric, task.acceptance_tests)
+
+
+async def verify(
+    task: TaskSpec,
+    proposals: Mapping[str, Proposal],
+    round_: int,
+    *,
+    checker: Checker,
+    verifier: Verifier | None,
+) -> tuple[dict[str, CheckSuite], dict[str, ProposalEvidence]]:
+    """Static checks and execution checks of every proposal, concurrently; returns (checks, evidence) by author."""
+    authors = sorted(proposals)
+    spec = spec_of(task)
+    texts = {a: proposals[a].content for a in authors}
+
+    async def execute() -> dict[str, ProposalEvidence]:
+        if verifier is None:
+            return {a: ProposalEvidence(a, round_, skipped="no verifier configured") for a in authors}
+        return await verifier.verify(spec, texts, round_)
+
+    suites, found = await asyncio.gather(
+        asyncio.gather(*(checker.check(texts[a], task.requirements) for a in authors)), execute()
+    )
+    checks = dict(zip(authors, suites, strict=True))
+    evidence = {
+        a: replace(
+            found.get(a) or ProposalEvidence(a, round_, skipped="not verified"), lint_errors=tuple(s.lint.errors)
+        )
+        for a, s in checks.items()
+    }
+    return checks, evidence
+
+
+def _executed(evidence: Mapping[str, ProposalEvidence]) -> bool:
+    return any(not e.skipped and e.outcomes for e in evidence.values())
+
+
+def fails_nothing(evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
+    """Every test it ran passed, no lint error, no policy violation, and something did run."""
+    if evidence is None or suite is None or evidence.skipped or not evidence.outcomes:
+        return False
+    return all(o.passed for o in evidence.outcomes) and not suite.lint.errors and suite.policy.passed
+
+
+def decided(task: TaskSpec, checks: Mapping[str, CheckSuite], evidence: Mapping[str, ProposalEvidence]) -> str | None:
+    """Why no further round is needed, or None (see the module docstring)."""
+    if not evidence or not _executed(evidence):
+        return None
+    spec = spec_of(task)
+    if spec:
+        for author, ev in sorted(evidence.items()):
+            passed, total = ev.counts(spec.units, UnitSource.EXAMPLE)
+            a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE)
+            suite = checks.get(author)
+            if total + a_total and passed + a_passed == total + a_total and suite and suite.policy.passed:
+                return f"evidence decided: {author} passes all {total + a_total} specification tests"
+        return None
+    groups = {ev.group for ev in evidence.values() if ev.agreement > 0}
+    if len(groups) == 1 and len(next(iter(groups))) >= 2 and len(next(iter(groups))) == len(evidence):
+        return f"evidence decided: all {len(evidence)} solutions pass the same agents' tests"
+    return None

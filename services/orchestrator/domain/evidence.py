@@ -1,0 +1,299 @@
+"""Evidence: the tests a proposal's code is run against, what came of them, and how solutions agree.
+
+Three sources of tests, in the order the ranking trusts them:
+- *examples* found in the task text and the rubric: doctest lines (`>>> call` followed by the expected output),
+  `assert` lines, and `call(...) == value` / `call(...) ==> value` lines of prose;
+- *acceptance tests* the client sent (`TaskConstraints.acceptance_tests`): part of the specification;
+- the *agents' own tests*: the test blocks of every proposal. Every solution runs against every agent's tests,
+  and solutions are grouped CodeT-style (dual agreement): solutions that pass the same agent tests form a group,
+  and a group's score is (solutions in it) x (agent tests they pass).
+
+Everything here is pure: turning text into test units, and results into agreement groups. Running the code is the
+verifier's job (a sandbox adapter), never this module's.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+MAX_UNITS_PER_SOURCE = 30
+MAX_UNIT_CHARS = 2000
+MAX_FAILURE_CHARS = 400
+
+
+class UnitSource(StrEnum):
+    EXAMPLE = "example"
+    ACCEPTANCE = "acceptance"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True)
+class CheckUnit:
+    """One test: code that raises (an AssertionError or anything else) when it fails."""
+
+    test_id: str
+    source: UnitSource
+    code: str
+    author_id: str = ""  # the agent that wrote it (agent tests only)
+
+
+@dataclass(frozen=True)
+class UnitOutcome:
+    test_id: str
+    passed: bool
+    failure: str = ""  # trimmed: the exception line, or what was expected and what came
+
+
+@dataclass(frozen=True)
+class ProposalEvidence:
+    """What verification found for one proposal in one round."""
+
+    author_id: str
+    round: int
+    outcomes: tuple[UnitOutcome, ...] = ()
+    skipped: str = ""  # why nothing ran (no sandbox, no code), else ""
+    solution_found: bool = True
+    agreement: int = 0  # CodeT group score: solutions in the group x agent tests they pass
+    group: tuple[str, ...] = ()  # authors whose solutions pass exactly the same agent tests
+    lint_errors: tuple[str, ...] = ()
+
+    def _of(self, ids: Iterable[str]) -> list[UnitOutcome]:
+        wanted = set(ids)
+        return [o for o in self.outcomes if o.test_id in wanted]
+
+    def counts(self, units: Sequence[CheckUnit], source: UnitSource) -> tuple[int, int]:
+        """(passed, total) over the units of one source."""
+        results = self._of(u.test_id for u in units if u.source is source)
+        return sum(o.passed for o in results), len(results)
+
+    def failures(self, limit: int = 5) -> list[UnitOutcome]:
+        return [o for o in self.outcomes if not o.passed][:limit]
+
+    def tally(self) -> tuple[int, int, int, int]:
+        """(specification passed, total, agent tests passed, total), from the test ids this module gives."""
+        spec = [o for o in self.outcomes if is_spec_test(o.test_id)]
+        agent = [o for o in self.outcomes if not is_spec_test(o.test_id)]
+        return sum(o.passed for o in spec), len(spec), sum(o.passed for o in agent), len(agent)
+
+
+def is_spec_test(test_id: str) -> bool:
+    """Specification tests are `example-N` and `acceptance-N`; agent tests are `<author>:test-N`."""
+    return test_id.startswith(("example-", "acceptance-"))
+
+
+@dataclass(frozen=True)
+class Specification:
+    """The tests every proposal must pass: the task's examples and the client's acceptance tests."""
+
+    units: tuple[CheckUnit, ...] = field(default_factory=tuple)
+
+    def __bool__(self) -> bool:
+        return bool(self.units)
+
+
+# --- examples in the task -----------------------------------------------------------------------------------------
+
+_ARROW = re.compile(r"^(?P<call>[A-Za-z_][\w.]*\(.*\))\s*(?:==>|=>|➞|->|==|→)\s*(?P<want>.+?)\s*$")
+
+
+_DEFINED = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
+
+
+def _literal_call(call: str, defined: set[str]) -> bool:
+    """Prose examples are trusted only as `f(literal, ...)` calls of a function the task defines (when it defines
+    any): `is_happy(abc) => True` or a misspelt name would be a test no solution can pass."""
+    try:
+        node = ast.parse(call, mode="eval").body
+    except (SyntaxError, ValueError):
+        return False
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.keywords:
+        return False
+    if defined and node.func.id not in defined:
+        return False
+    return all(_literal(ast.unparse(arg)) for arg in node.args)
+
+
+def _parses(code: str, mode: str = "exec") -> bool:
+    try:
+        ast.parse(code, mode=mode)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _literal(text: str) -> bool:
+    try:
+        ast.literal_eval(text)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _expectation(expr: str, want: str) -> str:
+    """A test that `expr` evaluates to `want`: equal values when `want` is a literal, else equal reprs."""
+    if _literal(want):
+        return f"_got = {expr}\n_want = {want}\nassert _got == _want, f'expected {{_want!r}}, got {{_got!r}}'"
+    return f"_got = {expr}\nassert repr(_got) == {want!r}, f'expected {want!r}, got {{_got!r}}'"
+
+
+def _doctests(lines: list[str]) -> Iterable[str]:
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        if not line.startswith(">>>"):
+            i += 1
+            continue
+        expr = line[3:].strip()
+        i += 1
+        while i < len(lines) and lines[i].strip().startswith("..."):
+            expr += "\n" + lines[i].strip()[3:].lstrip()
+            i += 1
+        want, i = _expected_output(lines, i)
+        if not _parses(expr):
+            continue
+        if not want:
+            yield expr  # a statement (an assignment, an import) the next examples need
+        elif _parses(expr, "eval"):
+            yield _expectation(expr, want)
+
+
+def _expected_output(lines: list[str], i: int) -> tuple[str, int]:
+    """The expected output after a `>>>` line: one line, or as many (up to 5) as a multi-line literal needs. It ends
+    at a blank line, the next `>>>`, or the docstring's closing quotes."""
+    taken: list[str] = []
+    while i < len(lines) and len(taken) < 5:
+        line = lines[i].strip()
+        if not line or line.startswith(">>>") or line.startswith(('"""', "'''")):
+            break
+        taken.append(line)
+        i += 1
+        if _literal(" ".join(taken)):
+            break
+    text = " ".join(taken)
+    if len(taken) > 1 and not _literal(text):
+        return taken[0], i  # prose after a one-line output
+    return text, i
+
+
+def examples_in(*texts: str) -> list[str]:
+    """Test code for every example found in the texts (the task description and the rubric)."""
+    found: list[str] = []
+    defined = {name for text in texts for name in _DEFINED.findall(text)}
+    for text in texts:
+        lines = text.splitlines()
+        found.extend(_doctests(lines))
+        for raw in lines:
+            line = raw.strip()
+            if line.startswith("assert ") and _parses(line):
+                found.append(line)
+            elif (match := _ARROW.match(line)) and not line.startswith(("def ", ">>>")):
+                call, want = match["call"], match["want"].rstrip(".,;")
+                if _literal(want) and _literal_call(call, defined):
+                    found.append(_expectation(call, want))
+    return list(dict.fromkeys(found))[:MAX_UNITS_PER_SOURCE]
+
+
+def specification(task_text: str, rubric: str, acceptance_tests: str) -> Specification:
+    """The examples of the task and rubric, then the acceptance tests (each top-level statement one unit)."""
+    units = [
+        CheckUnit(f"example-{i + 1}", UnitSource.EXAMPLE, code) for i, code in enumerate(examples_in(task_text, rubric))
+    ]
+    units += [
+        CheckUnit(f"acceptance-{i + 1}", UnitSource.ACCEPTANCE, code)
+        for i, code in enumerate(split_tests(acceptance_tests))
+    ]
+    return Specification(tuple(units))
+
+
+# --- the agents' tests ---------------------------------------------------------------------------------------------
+
+
+def split_tests(code: str) -> list[str]:
+    """Independent test units of a test block: each `def test_*` function (called), and each top-level `assert`;
+    other top-level statements (imports, helpers, fixtures) are a preamble kept in front of every unit."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return []
+    preamble: list[str] = []
+    units: list[str] = []
+    for node in tree.body:
+        text = ast.get_source_segment(code, node) or ""
+        if isinstance(node, ast.Assert):
+            units.append(text)
+        elif isinstance(node, ast.FunctionDef) and node.name.startswith("test") and not node.args.args:
+            units.append(f"{text}\n{node.name}()")
+        elif _is_main_guard(node):
+            continue  # `if __name__ == "__main__":` runners call the tests again, or unittest.main()
+        elif not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
+            preamble.append(text)
+    head = "\n".join(p for p in preamble if p)
+    cut = [f"{head}\n{u}" if head else u for u in units if u]
+    return [u for u in cut if len(u) <= MAX_UNIT_CHARS][:MAX_UNITS_PER_SOURCE]
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__main__" in ast.dump(node.test)
+
+
+def agent_units(tests_by_author: Mapping[str, str]) -> list[CheckUnit]:
+    units: list[CheckUnit] = []
+    for author, code in sorted(tests_by_author.items()):
+        units += [
+            CheckUnit(f"{author}:test-{i + 1}", UnitSource.AGENT, unit, author)
+            for i, unit in enumerate(split_tests(code))
+        ]
+    return units
+
+
+# --- dual agreement ------------------------------------------------------------------------------------------------
+
+
+def agreement(passed_agent_tests: Mapping[str, frozenset[str]]) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """CodeT's dual agreement. `passed_agent_tests` maps each author to the agent tests its solution passes.
+    Returns each author's (group score, group members): a group is the solutions passing exactly the same tests,
+    its score is (members) x (tests passed)."""
+    groups: dict[frozenset[str], list[str]] = {}
+    for author, passed in passed_agent_tests.items():
+        groups.setdefault(passed, []).append(author)
+    out: dict[str, tuple[int, tuple[str, ...]]] = {}
+    for passed, members in groups.items():
+        for author in members:
+            out[author] = (len(members) * len(passed), tuple(sorted(members)))
+    return out
+
+
+def trim(text: str, limit: int = MAX_FAILURE_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit // 2] + " … " + text[-limit // 2 :]
+
+
+def findings_text(
+    evidence: ProposalEvidence | None, spec: Specification, lint_errors: Sequence[str] = (), policy: Sequence[str] = ()
+) -> str:
+    """What verification found, as the critique and revise prompts show it: failing specification tests with their
+    code and output, the agents' tests passed, lint errors and policy violations. "" when nothing was checked."""
+    lines: list[str] = []
+    if evidence is not None and evidence.skipped:
+        lines.append(f"- code not executed: {evidence.skipped}")
+    elif evidence is not None and evidence.outcomes:
+        by_id = {u.test_id: u for u in spec.units}
+        spec_results = [o for o in evidence.outcomes if o.test_id in by_id]
+        if spec_results:
+            passed = sum(o.passed for o in spec_results)
+            lines.append(f"- specification tests (task examples, acceptance tests): {passed}/{len(spec_results)} pass")
+            for o in [o for o in spec_results if not o.passed][:4]:
+                lines.append(f"  - FAILS `{trim(by_id[o.test_id].code, 200)}`: {trim(o.failure, 240)}")
+        agent = [o for o in evidence.outcomes if o.test_id not in by_id]
+        if agent:
+            passed = sum(o.passed for o in agent)
+            lines.append(f"- the council's own tests (may themselves be wrong): {passed}/{len(agent)} pass")
+            for o in [o for o in agent if not o.passed][:2]:
+                lines.append(f"  - fails {o.test_id}: {trim(o.failure, 160)}")
+    lines += [f"- lint: {trim(e, 160)}" for e in list(lint_errors)[:5]]
+    lines += [f"- policy: {trim(v, 160)}" for v in list(policy)[:3]]
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Verification-first ranking: evidence decides, peer opinion only separates otherwise equal proposals.
+
+Proposals are ordered by these keys, each one deciding only among proposals equal on every key before it:
+
+1. policy: no policy violation (a leaked secret, `rm -rf /`...) before any violation;
+2. specification: passes every test of the specification (the task's examples and the client's acceptance tests)
+   before failing any, then more of them passed;
+3. agreement: the CodeT dual-agreement score on the agents' own tests (solutions in the group x agent tests
+   they pass);
+4. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
+5. peers: the mean peer score (blind review, self-scores excluded);
+6. the author id, so the same inputs always give the same order.
+
+`score` is not the sort key: it stays the documented blend of peer and check scores (domain/scoring.py), a
+summary for humans. Every result carries `rank_reason`: its evidence, and the key on which it is ahead of the
+proposal ranked just below it. Without execution evidence (no sandbox, no Python code, no tests) keys 2 and 3
+are equal for everyone and the ranking falls back to checks, then peers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from orchestrator.domain.evidence import ProposalEvidence, Specification, UnitSource
+from orchestrator.domain.model import CheckSuite, Critique, PeerScore, Proposal, RankedProposal, Usage
+from orchestrator.domain.scoring import NO_PEER_SCORE, blend, peer_score
+
+
+@dataclass(frozen=True)
+class _Entry:
+    proposal: Proposal
+    suite: CheckSuite
+    evidence: ProposalEvidence | None
+    spec_passed: int
+    spec_total: int
+    peer: float
+
+    @property
+    def spec_all(self) -> bool:
+        return self.spec_total > 0 and self.spec_passed == self.spec_total
+
+    @property
+    def agreement(self) -> int:
+        return self.evidence.agreement if self.evidence else 0
+
+    def key(self) -> tuple[object, ...]:
+        return (
+            not self.suite.policy.passed,
+            not self.spec_all,
+            -self.spec_passed,
+            -self.agreement,
+            -round(self.suite.score, 6),
+            -self.peer,
+            self.proposal.author_id,
+        )
+
+
+def _entry(p: Proposal, suite: CheckSuite, ev: ProposalEvidence | None, spec: Specification, peer: float) -> _Entry:
+    passed, total = ev.counts(spec.units, UnitSource.EXAMPLE) if ev else (0, 0)
+    a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE) if ev else (0, 0)
+    return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer)
+
+
+def _describe(e: _Entry) -> str:
+    parts = []
+    if not e.suite.policy.passed:
+        parts.append("policy violation")
+    if e.evidence is not None and e.evidence.skipped:
+        parts.append(f"not executed ({e.evidence.skipped})")
+    elif e.spec_total:
+        parts.append(f"passes {e.spec_passed}/{e.spec_total} specification tests")
+    if e.evidence is not None and e.evidence.group:
+        parts.append(f"agreement {e.agreement} (group of {len(e.evidence.group)})")
+    parts.append(f"checks {e.suite.score:.2f}")
+    parts.append(f"peers {e.peer:.2f}" if e.peer != NO_PEER_SCORE else "no peer score")
+    return ", ".join(parts)
+
+
+def _ahead_on(a: _Entry, b: _Entry) -> str:
+    if a.suite.policy.passed != b.suite.policy.passed:
+        return "policy (the next one has a violation)"
+    if a.spec_all != b.spec_all or a.spec_passed != b.spec_passed:
+        return f"specification tests ({a.spec_passed}/{a.spec_total} vs {b.spec_passed}/{b.spec_total})"
+    if a.agreement != b.agreement:
+        return f"agreement on the agents' tests ({a.agreement} vs {b.agreement})"
+    if round(a.suite.score, 6) != round(b.suite.score, 6):
+        return f"static checks ({a.suite.score:.2f} vs {b.suite.score:.2f})"
+    if a.peer != b.peer:
+        return f"peer score ({a.peer:.2f} vs {b.peer:.2f})"
+    return "author id (equal on all evidence)"
+
+
+def rank_by_evidence(
+    proposals: Sequence[Proposal],
+    checks: Mapping[str, CheckSuite],
+    scores: Sequence[PeerScore],
+    *,
+    evidence: Mapping[str, ProposalEvidence] | None = None,
+    spec: Specification | None = None,
+    critiques: Sequence[Critique] = (),
+    usage: Mapping[str, Usage] | None = None,
+) -> tuple[RankedProposal, ...]:
+    """Ranks proposals 1..n by the keys above; every proposal needs a CheckSuite, evidence is optional."""
+    evidence, spec, usage = evidence or {}, spec or Specification(), usage or {}
+    entries = sorted(
+        (
+            _entry(p, checks[p.author_id], evidence.get(p.author_id), spec, peer_score(scores, p.author_id))
+            for p in proposals
+        ),
+        key=_Entry.key,
+    )
+    ranked = []
+    for i, e in enumerate(entries):
+        reason = _describe(e)
+        if i + 1 < len(entries):
+            reason += f"; ahead of {entries[i + 1].proposal.author_id} on {_ahead_on(e, entries[i + 1])}"
+        p = e.proposal
+        ranked.append(
+            RankedProposal(
+                proposal=p,
+                checks=e.suite,
+                peer_score=e.peer,
+                score=blend(e.suite.score, e.peer),
+                rank=i + 1,
+                peer_scores=tuple(s for s in scores if s.target_id == p.author_id and s.scorer_id != p.author_id),
+                critiques=tuple(c for c in critiques if c.target_id == p.author_id),
+                usage=usage.get(p.author_id, Usage()),
+            )
+        )
+        ranked[-1] = replace(ranked[-1], rank_reason=reason, evidence=e.evidence)
+    return tuple(ranked)

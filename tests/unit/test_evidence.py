@@ -1,0 +1,107 @@
+"""Turning task text and proposals into test units, and CodeT's dual agreement."""
+
+from __future__ import annotations
+
+from orchestrator.adapters.checks.execution import split_proposal
+from orchestrator.domain.evidence import (
+    UnitSource,
+    agent_units,
+    agreement,
+    examples_in,
+    specification,
+    split_tests,
+)
+
+TASK = '''Implement this:
+
+```python
+def add(a: int, b: int) -> int:
+    """Adds two numbers.
+    >>> add(2, 3)
+    5
+    >>> add(-1, 1)
+    0
+    """
+```
+For example:
+    add(10, 5) ==> 15
+    is_happy(abc) => True
+    happy("abc") => True
+'''
+
+
+def test_doctest_lines_become_expectations_on_values() -> None:
+    found = examples_in(TASK)
+    assert any("add(2, 3)" in code and "_want = 5" in code for code in found)
+    assert any("add(-1, 1)" in code and "_want = 0" in code for code in found)
+
+
+def test_prose_examples_count_only_for_literal_calls_of_a_defined_function() -> None:
+    found = examples_in(TASK)
+    assert any("add(10, 5)" in code and "_want = 15" in code for code in found)
+    assert not any("happy" in code for code in found)
+    assert not any(code.startswith("def ") for code in found)
+
+
+def test_multi_line_expected_output_is_joined_until_it_is_a_literal() -> None:
+    text = ">>> pairs(2)\n[(0, 1),\n (1, 0)]\n>>> pairs(0)\n[]\n"
+    found = examples_in(text)
+    assert "_want = [(0, 1), (1, 0)]" in found[0]
+    assert "_want = []" in found[1]
+
+
+def test_assert_lines_in_the_rubric_are_examples_and_acceptance_tests_are_split_per_statement() -> None:
+    spec = specification(
+        "Write f.", "assert f(1) == 2", "import math\nassert f(2) == 3\n\ndef test_zero():\n    assert f(0) == 1\n"
+    )
+    sources = [u.source for u in spec.units]
+    assert sources == [UnitSource.EXAMPLE, UnitSource.ACCEPTANCE, UnitSource.ACCEPTANCE]
+    assert spec.units[1].code == "import math\nassert f(2) == 3"
+    assert spec.units[2].code.endswith("test_zero()")
+
+
+def test_split_tests_ignores_main_guards_and_unparsable_code() -> None:
+    code = "assert f(1)\nif __name__ == '__main__':\n    test_a()\n"
+    assert split_tests(code) == ["assert f(1)"]
+    assert split_tests("assert (") == []
+
+
+def test_agent_units_carry_their_author() -> None:
+    units = agent_units({"agent-b": "assert g() == 1", "agent-a": "assert g() == 2\nassert g() != 3"})
+    assert [(u.test_id, u.author_id) for u in units] == [
+        ("agent-a:test-1", "agent-a"),
+        ("agent-a:test-2", "agent-a"),
+        ("agent-b:test-1", "agent-b"),
+    ]
+
+
+def test_solutions_passing_the_same_tests_form_a_group_scored_by_size_times_tests() -> None:
+    passed = {
+        "a": frozenset({"t1", "t2", "t3"}),
+        "b": frozenset({"t1", "t2", "t3"}),
+        "c": frozenset({"t4"}),
+        "d": frozenset(),
+    }
+    groups = agreement(passed)
+    assert groups["a"] == (6, ("a", "b"))
+    assert groups["b"] == (6, ("a", "b"))
+    assert groups["c"] == (1, ("c",))
+    assert groups["d"] == (0, ("d",))
+
+
+def test_a_proposal_is_split_into_solution_and_tests_even_when_mixed() -> None:
+    mixed = (
+        "Here it is:\n```python\nimport math\n\ndef area(r):\n    return math.pi * r * r\n\n"
+        "assert area(0) == 0\n\nif __name__ == '__main__':\n    print(area(1))\n```\n"
+        "```python\ndef test_one():\n    assert round(area(1), 2) == 3.14\n```\n"
+    )
+    split = split_proposal(mixed)
+    assert "def area" in split.solution and "assert" not in split.solution and "__main__" not in split.solution
+    assert "assert area(0) == 0" in split.tests and "def test_one" in split.tests
+
+
+def test_a_block_tagged_as_tests_is_tests_and_prose_is_neither() -> None:
+    text = "No code here.\n```python\n# tests\nx = 1\nassert x == 1\n```\n"
+    split = split_proposal(text)
+    assert split.solution == ""
+    assert "assert x == 1" in split.tests
