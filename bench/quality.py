@@ -236,13 +236,21 @@ class Arms:
         }
 
     async def council(self, problem: Problem) -> dict[str, Any]:
+        return await self._deliberate(problem, self.args.rounds, "council")
+
+    async def selected(self, problem: Problem) -> dict[str, Any]:
+        """The service's own choice among N proposals without deliberating: rounds = 0 (propose -> verify ->
+        rank)."""
+        return await self._deliberate(problem, 0, "selected")
+
+    async def _deliberate(self, problem: Problem, rounds: int, arm: str) -> dict[str, Any]:
         started = time.perf_counter()
-        task_id = f"he-{problem.index}-{self.run_id}"
+        task_id = f"he-{problem.index}-{arm}-{self.run_id}"
         request = pb.DeliberateRequest(
             task_id=task_id,
             task_description=problem.task_text(),
             role="DEV",
-            rounds=self.args.rounds,
+            rounds=rounds,
             num_agents=self.args.agents,
             constraints=pb.TaskConstraints(timeout_seconds=int(RPC_TIMEOUT_S)),
         )
@@ -262,6 +270,8 @@ class Arms:
             "completion_tokens": response.usage.completion_tokens,
             "wall_s": round(wall, 2),
             "failed_agents": [f"{f.agent_id}: {f.error}"[:200] for f in response.failed_agents],
+            "rounds_run": response.rounds_run,
+            "stop_reason": response.stop_reason,
             "candidates": candidates,
         }
 
@@ -286,6 +296,13 @@ class Arms:
                 "dryrun_passed": checks.dryrun.passed,
                 "additional": {c.check_type: c.passed for c in checks.additional_checks},
             },
+            "rank_reason": result.rank_reason,
+            "execution": {
+                "spec": [result.evidence.spec_passed, result.evidence.spec_total],
+                "agent_tests": [result.evidence.agent_tests_passed, result.evidence.agent_tests_total],
+                "agreement": result.evidence.agreement,
+                "skipped": result.evidence.skipped,
+            },
             "revisions": len(result.proposal.revisions),
             "content": content,
         }
@@ -301,6 +318,9 @@ async def run_problem(arms: Arms, problem: Problem) -> dict[str, Any]:
     row["judge_check"] = {"canonical_passed": reference.passed, "wrong_passed": wrong.passed}
     row["single"] = await arms.single(problem)
     row["sample"] = await arms.sample(problem)
+    if "selected" in arms.args.arms:
+        row["selected"] = await arms.selected(problem)
+        row["sample"]["selected"] = row["selected"]["passed"]
     row["council"] = await arms.council(problem)
     return row
 
@@ -342,8 +362,8 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "sample.random": _arm_total(rows, "sample", lambda r: r["sample"]["random"], oracle=True),
         "council": _arm_total(rows, "council", lambda r: r["council"]["passed"], oracle=True),
     }
-    if rows and all(r["sample"]["selected"] is not None for r in rows):
-        arms["sample.selected"] = _arm_total(rows, "sample", lambda r: r["sample"]["selected"], oracle=True)
+    if rows and all("selected" in r for r in rows):
+        arms["sample.selected"] = _arm_total(rows, "selected", lambda r: r["selected"]["passed"], oracle=True)
     else:
         arms["sample.selected"] = None  # needs the service's rounds = 0 mode (propose -> verify -> rank)
     return arms
@@ -433,7 +453,13 @@ def plot(arms: dict[str, Any], path: Path, title: str) -> None:
 
 
 def settings_of(args: argparse.Namespace, model: str) -> dict[str, Any]:
-    return {"agents": args.agents, "rounds": args.rounds, "max_tokens": args.max_tokens, "model": model}
+    return {
+        "agents": args.agents,
+        "rounds": args.rounds,
+        "max_tokens": args.max_tokens,
+        "model": model,
+        "arms": list(args.arms),
+    }
 
 
 def load_rows(path: Path, settings: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -471,6 +497,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vllm-url", default=os.environ.get("VLLM_URL", ""))
     parser.add_argument("--model", default=os.environ.get("VLLM_MODEL", ""))
     parser.add_argument("--resume", action="store_true", help="keep finished rows of an earlier run")
+    parser.add_argument(
+        "--no-selected",
+        dest="arms",
+        action="store_const",
+        const=("single", "sample", "council"),
+        default=("single", "sample", "selected", "council"),
+        help="skip the sample.selected arm (for a service without the rounds = 0 mode)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.out is None:
