@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.store.codec import dispatch_from_json, dispatch_to_json
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.events import deliberation_events
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.model import DeliberationStatus, Role
-from orchestrator.domain.plans import ApprovedPlan, PlanSubtask, SubtaskState, deliberation_id
+from orchestrator.domain.plans import (
+    ApprovedPlan,
+    PlanDispatch,
+    PlanSubtask,
+    SubtaskRecord,
+    SubtaskState,
+    deliberation_id,
+)
 from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
 
 PLAN = ApprovedPlan(
@@ -185,3 +193,28 @@ async def test_a_replica_shutting_down_leaves_subtasks_waiting_for_the_next_one(
     await nxt.restore()
     done = await asyncio.wait_for(nxt.dispatcher.wait_finished("plan-7"), timeout=30)
     assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
+
+
+TESTS = "from solution import reset_token\n\n\ndef test_token_is_long():\n    assert len(reset_token()) >= 32\n"
+
+
+async def test_a_subtask_s_acceptance_tests_reach_its_deliberation_and_the_agents() -> None:
+    dev = PlanSubtask("dev", Role.DEV, "Token service", "Write the token service", acceptance_tests=TESTS)
+    plan = ApprovedPlan(**{**PLAN.__dict__, "plan_id": "plan-tests", "subtasks": (dev, PLAN.subtasks[2])})
+    gateway = FakeGateway()
+    app, store = make(gateway)
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(plan)
+    done = await app.dispatcher.wait_finished("plan-tests")
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 2
+    assert store.records[deliberation_id("plan-tests", "dev")].task.acceptance_tests == TESTS
+    assert store.records[deliberation_id("plan-tests", "ops")].task.acceptance_tests == ""
+    proposes = [p for agent, stage, _, p in gateway.prompts if agent.startswith("agent-dev-") and stage == "propose"]
+    assert proposes and all("assert len(reset_token()) >= 32" in p for p in proposes)
+
+
+def test_a_plan_stored_before_subtasks_had_acceptance_tests_still_loads() -> None:
+    record = PlanDispatch(PLAN, (SubtaskRecord(PLAN.subtasks[0], deliberation_id("plan-7", "dev")),), 1)
+    stored = dispatch_to_json(record).replace(',"acceptance_tests":""', "")
+    assert "acceptance_tests" not in stored
+    assert dispatch_from_json(stored) == record

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from orchestrator.adapters.nats.jetstream import Outcome
 from orchestrator.adapters.nats.plan_events import MAX_EVENT_BYTES, InvalidPlanEvent, parse_plan_event
+from orchestrator.adapters.nats.planning import plan_approved_handler
+from orchestrator.application.commands import Limits
+from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import ApprovedPlan, deliberation_id, derive_subtasks
@@ -72,12 +76,42 @@ def test_roles_are_matched_case_insensitively_as_over_grpc() -> None:
         (b" " * (MAX_EVENT_BYTES + 1), "exceeds the limit"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
         (encode({**PAYLOAD, "approved_by": "   "}), "payload.approved_by"),
+        (
+            encode({**PAYLOAD, "subtasks": [{"subtask_id": "a", "role": "DEV", "acceptance_tests": 7}]}),
+            "payload.subtasks.0.acceptance_tests",
+        ),
     ],
 )
 def test_invalid_events_are_refused_with_the_reason(body: bytes, reason: str) -> None:
     with pytest.raises(InvalidPlanEvent) as info:
         parse_plan_event(body)
     assert reason in str(info.value)
+
+
+TESTS = "from solution import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+
+
+def test_a_subtask_carries_its_acceptance_tests_verbatim_and_others_have_none() -> None:
+    subtasks = [
+        {"subtask_id": "a", "role": "DEV", "acceptance_tests": TESTS},
+        {"subtask_id": "b", "role": "QA"},
+    ]
+    plan = parse_plan_event(encode(envelope({**PAYLOAD, "subtasks": subtasks})))
+    assert plan.subtasks[0].acceptance_tests == TESTS
+    assert plan.subtasks[1].acceptance_tests == ""
+
+
+async def test_acceptance_tests_over_the_grpc_limit_dead_letter_the_event() -> None:
+    limit = Limits().max_acceptance_tests_chars
+    at_limit = {"subtask_id": "a", "role": "DEV", "acceptance_tests": "#" * limit}
+    assert parse_plan_event(encode({**PAYLOAD, "subtasks": [at_limit]})).subtasks[0].acceptance_tests == "#" * limit
+    over = encode({**PAYLOAD, "subtasks": [{**at_limit, "acceptance_tests": "#" * (limit + 1)}]})
+    with pytest.raises(InvalidPlanEvent) as info:
+        parse_plan_event(over)
+    assert "payload.subtasks.0.acceptance_tests" in str(info.value)
+    # refused before anything is dispatched: the consumer dead-letters it at once
+    handled = await plan_approved_handler(cast(PlanDispatcher, None))(over)
+    assert handled.outcome == Outcome.DEAD and "acceptance_tests" in handled.reason
 
 
 def test_without_subtasks_one_per_role_is_derived_from_the_plan_text() -> None:

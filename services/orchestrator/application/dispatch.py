@@ -197,6 +197,7 @@ class PlanDispatcher:
             requirements=subtask.requirements or plan.acceptance_criteria,
             metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id} | winners,
             source=f"plan:{plan.plan_id}/{subtask.subtask_id}",
+            acceptance_tests=subtask.acceptance_tests,
         )
         try:
             await self.deliberations.start(cmd)

@@ -26,6 +26,9 @@ class PlanSubtask:
     requirements: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     priority: int = 0
+    acceptance_tests: str = ""
+    """Python test code the subtask's deliberation gets as its acceptance tests (part of the specification).
+    The default keeps plans stored before the field existed loadable."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Two shapes are accepted: the envelope `{event_type, payload, idempotency_key, correlation_id, timestamp,
 producer, causation_id?, metadata?}` and, for old producers, the bare payload. Anything else raises
-InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it.
+InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it. A subtask may carry
+`acceptance_tests` (Python test code, the NATS form of `TaskConstraints.acceptance_tests`), within the same
+limit as over gRPC.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
 
+from orchestrator.application.commands import Limits
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import MAX_SUBTASKS, ApprovedPlan, PlanSubtask, check_dependencies
@@ -24,6 +27,8 @@ ShortText = Annotated[str, StringConstraints(max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Item = Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+TestCode = Annotated[str, StringConstraints(max_length=Limits().max_acceptance_tests_chars)]
+"""Refused here rather than when the deliberation starts: an oversized event is dead-lettered, never retried."""
 
 
 def _upper(value: object) -> object:
@@ -53,6 +58,7 @@ class SubtaskIn(_Strict):
     requirements: list[Item] = Field(default_factory=list, max_length=50)
     depends_on: list[Id] = Field(default_factory=list, max_length=MAX_SUBTASKS)
     priority: StrictInt = Field(0, ge=0, le=1000)
+    acceptance_tests: TestCode = ""
 
 
 class PlanText(_Strict):
@@ -123,7 +129,14 @@ def parse_plan_event(body: bytes) -> ApprovedPlan:
 def _to_domain(p: PayloadIn, envelope: EnvelopeIn | None) -> ApprovedPlan:
     subtasks = tuple(
         PlanSubtask(
-            s.subtask_id, s.role, s.title, s.description, tuple(s.requirements), tuple(s.depends_on), s.priority
+            s.subtask_id,
+            s.role,
+            s.title,
+            s.description,
+            tuple(s.requirements),
+            tuple(s.depends_on),
+            s.priority,
+            s.acceptance_tests,
         )
         for s in p.subtasks
     )
