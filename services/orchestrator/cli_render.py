@@ -1,11 +1,13 @@
-"""Readable terminal output of a deliberation result."""
+"""Readable terminal output of a deliberation result: the ranking, the evidence behind it, why the winner won."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -19,6 +21,69 @@ STATUS_NAMES = {
     6: "CANCELLED",
 }
 
+MAX_FAILURES_SHOWN = 3
+
+
+def one_line(text: str, limit: int = 240) -> str:
+    """Untrusted text (test output, agents' ids) on one terminal line: no control characters, cut to `limit`."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _evidence(r: Any) -> Any | None:
+    """The result's ProposalEvidence, or None when the service sent none (an older service, a cut-short run)."""
+    return r.evidence if r.HasField("evidence") else None
+
+
+def spec_tests(r: Any) -> str:
+    """The specification tests (task examples, acceptance tests) passed: "2/3", "skipped", or "-" (none)."""
+    e = _evidence(r)
+    if e is None:
+        return "-"
+    if e.skipped:
+        return "skipped"
+    return f"{e.spec_passed}/{e.spec_total}" if e.spec_total else "-"
+
+
+def agent_tests(r: Any) -> str:
+    """The council's own tests passed: "4/6", "skipped" or "-"."""
+    e = _evidence(r)
+    if e is None:
+        return "-"
+    if e.skipped:
+        return "skipped"
+    return f"{e.agent_tests_passed}/{e.agent_tests_total}" if e.agent_tests_total else "-"
+
+
+def agreement_group(r: Any) -> str:
+    """The CodeT agreement group: its authors and score, "a, b (score 4)", or "-"."""
+    e = _evidence(r)
+    if e is None or not e.group:
+        return "-"
+    return f"{', '.join(e.group)} (score {e.agreement})"
+
+
+def evidence_summary(r: Any) -> str:
+    """One line: "spec 2/3, agents' tests 4/6, group a, b (score 4)"; why nothing ran when nothing did."""
+    e = _evidence(r)
+    if e is not None and e.skipped:
+        return f"not executed: {e.skipped}"
+    return f"spec {spec_tests(r)}, agents' tests {agent_tests(r)}, group {agreement_group(r)}"
+
+
+def failing_tests(r: Any, limit: int = MAX_FAILURES_SHOWN) -> list[str]:
+    """The first `limit` failing tests, "<test id>: <trimmed failure>"."""
+    e = _evidence(r)
+    return list(e.failures)[:limit] if e is not None else []
+
+
+def rounds_line(response: Any) -> str:
+    """How many critique/revise rounds ran (of how many, when the response says) and why they stopped."""
+    most = getattr(response, "rounds", 0)  # GetDeliberationResultResponse has it, DeliberateResponse does not
+    ran = f"{response.rounds_run} of {most}" if most else str(response.rounds_run)
+    stop = response.stop_reason or "no stop reason recorded"
+    return f"rounds run: {ran}; stopped: {stop}"
+
 
 def _checks_summary(checks: Any) -> str:
     parts = [
@@ -30,6 +95,60 @@ def _checks_summary(checks: Any) -> str:
     return ", ".join(parts)
 
 
+def group_labels(results: Any) -> dict[tuple[str, ...], str]:
+    """A letter for each distinct agreement group, in rank order: proposals sharing a letter agree."""
+    labels: dict[tuple[str, ...], str] = {}
+    for r in results:
+        e = _evidence(r)
+        if e is not None and e.group and tuple(e.group) not in labels:
+            labels[tuple(e.group)] = chr(ord("A") + len(labels) % 26)
+    return labels
+
+
+def _ranking_table(results: Any, labels: dict[tuple[str, ...], str]) -> Table:
+    # Only the checks column wraps: ids and counts stay whole, and the table still fits 80 columns.
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for name in ("rank", "agent", "score", "peer"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("checks", ratio=1, min_width=16)
+    for name in ("revs", "spec\ntests", "agent\ntests", "group"):
+        table.add_column(name, no_wrap=True)
+    for r in results:
+        peer = f"{r.peer_score:.2f}" if r.peer_score >= 0 else "-"
+        e = _evidence(r)
+        group = f"{labels[tuple(e.group)]} ({e.agreement})" if e is not None and e.group else "-"
+        table.add_row(
+            str(r.rank),
+            escape(r.proposal.author_id),
+            f"{r.score:.3f}",
+            peer,
+            _checks_summary(r.checks),
+            str(len(r.proposal.revisions)),
+            spec_tests(r),
+            agent_tests(r),
+            group,
+        )
+    return table
+
+
+def _groups_legend(console: Console, results: Any, labels: dict[tuple[str, ...], str]) -> None:
+    if not labels:
+        return
+    agreement = {tuple(r.evidence.group): r.evidence.agreement for r in results if _evidence(r) is not None}
+    groups = "; ".join(f"{label} = {', '.join(g)} (score {agreement.get(g, 0)})" for g, label in labels.items())
+    console.print(f"agreement groups (pass the same agent tests): {escape(groups)}")
+
+
+def _reasons(console: Console, results: Any) -> None:
+    """Why the winner won, then the reason for every other rank."""
+    if not results:
+        return
+    winner = results[0]
+    console.print(f"[bold]why it won[/bold]: {escape(one_line(winner.rank_reason or '-', 600))}")
+    for r in results[1:]:
+        console.print(f"  #{r.rank} {escape(r.proposal.author_id)}: {escape(one_line(r.rank_reason or '-', 600))}")
+
+
 def render_result(console: Console, response: Any, *, full: bool = False) -> None:
     """`response` is a DeliberateResponse or GetDeliberationResultResponse."""
     status = STATUS_NAMES.get(response.status, str(response.status))
@@ -38,26 +157,26 @@ def render_result(console: Console, response: Any, *, full: bool = False) -> Non
         f"[bold]{response.task_id}[/bold]  {status}  {response.duration_ms / 1000:.1f}s  "
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens}  winner [green]{response.winner_id or '-'}[/green]"
     )
+    console.print(escape(rounds_line(response)))
     if response.error_message:
-        console.print(f"[yellow]{response.error_message}[/yellow]")
-    table = Table("rank", "agent", "score", "peer", "checks", "revisions")
-    for r in response.results:
-        peer = f"{r.peer_score:.2f}" if r.peer_score >= 0 else "-"
-        table.add_row(
-            str(r.rank),
-            r.proposal.author_id,
-            f"{r.score:.3f}",
-            peer,
-            _checks_summary(r.checks),
-            str(len(r.proposal.revisions)),
-        )
-    console.print(table)
+        console.print(f"[yellow]{escape(response.error_message)}[/yellow]")
+    labels = group_labels(response.results)
+    console.print(_ranking_table(response.results, labels))
+    _groups_legend(console, response.results, labels)
+    _reasons(console, response.results)
     for f in response.failed_agents:
-        console.print(f"[red]failed[/red] {f.agent_id} in {f.stage} (round {f.round}): {f.error}")
+        console.print(f"[red]failed[/red] {f.agent_id} in {f.stage} (round {f.round}): {escape(f.error)}")
     for r in response.results if full else response.results[:1]:
         title = f"#{r.rank} {r.proposal.author_id} (score {r.score:.3f})"
+        e = _evidence(r)
+        if e is not None and e.skipped:
+            console.print(f"  not executed: {escape(one_line(e.skipped))}")
+        for failure in failing_tests(r):
+            console.print(f"  test failed: {escape(one_line(failure))}")
+        if e is not None and len(e.failures) > MAX_FAILURES_SHOWN:
+            console.print(f"  … {len(e.failures) - MAX_FAILURES_SHOWN} more failing tests")
         for error in r.checks.lint.errors:
-            console.print(f"  lint: {error}")
+            console.print(f"  lint: {escape(error)}")
         for violation in r.checks.policy.violations:
-            console.print(f"  policy: {violation}")
-        console.print(Panel(Markdown(r.proposal.content), title=title))
+            console.print(f"  policy: {escape(violation)}")
+        console.print(Panel(Markdown(r.proposal.content), title=escape(title)))

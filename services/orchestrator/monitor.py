@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.adapters.grpc.client import channel, pb, stub
-from orchestrator.cli_render import STATUS_NAMES
+from orchestrator.cli_render import STATUS_NAMES, evidence_summary, one_line
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -32,7 +32,8 @@ def _elapsed(ms: int) -> str:
 def _stage(d: Any) -> str:
     if not d.current_stage:
         return "-"
-    if d.current_stage in ("critique", "revise"):
+    # verify runs after propose (round 0) and after every revise (rounds 1..R): the round tells them apart
+    if d.current_stage in ("critique", "revise") or (d.current_stage == "verify" and d.current_round > 0):
         return f"{d.current_stage} r{d.current_round}/{d.rounds}"
     return str(d.current_stage)
 
@@ -70,9 +71,30 @@ def status_line(status: Any) -> Text:
         if ray.connected
         else "Ray: not connected"
     )
-    return Text(
+    return Text.assemble(
         f"{status.status}  up {_elapsed(status.uptime_seconds * 1000)}  running {status.running_deliberations}  "
-        f"queued {status.queue_depth}  councils {status.stats.active_councils}  deliberations: {by_status}\n{cluster}"
+        f"queued {status.queue_depth}  councils {status.stats.active_councils}  deliberations: {by_status}\n",
+        f"{cluster}\n",
+        *dependencies_line(status),
+    )
+
+
+def _sandbox_style(sandbox: str) -> str:
+    if sandbox.startswith("available"):
+        return "green"
+    return "bold red" if sandbox.startswith("UNSAFE") else "yellow"
+
+
+def dependencies_line(status: Any) -> tuple[tuple[str, str], ...]:
+    """The LLM endpoint and the code sandbox, each styled by whether it works: without a sandbox the execution
+    checks are skipped and the ranking falls back to static checks and peers, which an operator must see."""
+    llm = status.llm_status or "UNKNOWN"
+    sandbox = status.sandbox_status or "unknown (the service did not say)"
+    return (
+        ("LLM ", ""),
+        (llm, {"SERVING": "green", "NOT_SERVING": "red"}.get(llm, "yellow")),
+        ("  sandbox ", ""),
+        (sandbox, _sandbox_style(sandbox)),
     )
 
 
@@ -96,19 +118,34 @@ def run_monitor(address: str, *, once: bool, interval_s: float, limit: int, cons
                 live.update(snapshot(client, limit))
 
 
+def _step(update: Any) -> str:
+    if update.stage in ("critique", "revise", "verify") and update.round > 0:
+        return f"{update.stage} r{update.round}"
+    return str(update.current_step)
+
+
+def update_lines(update: Any, clock: str) -> list[str]:
+    """What `watch` prints for one DeliberationUpdate: its step, and on the final update the winner, the
+    evidence it won on, why, and how many rounds ran and why they stopped. Plain text, no markup."""
+    agent = f" {update.current_agent}" if update.current_agent else ""
+    lines = [f"{clock} {update.status:<11} {update.progress_percent:3d}% {_step(update)}{agent}"]
+    if update.error_message and update.status in ("FAILED", "TIMEOUT", "CANCELLED"):
+        lines.append(f"  {one_line(update.error_message, 600)}")
+    if update.winner_id and update.results:
+        winner = update.results[0]
+        lines.append(f"  winner {update.winner_id} (score {winner.score:.3f}; {one_line(evidence_summary(winner))})")
+        lines.append(f"  why it won: {one_line(winner.rank_reason or '-', 600)}")
+    if update.results:  # only the final update carries results
+        lines.append(f"  rounds run: {update.rounds_run}; stopped: {update.stop_reason or 'no stop reason recorded'}")
+    return lines
+
+
 def run_watch(address: str, task_id: str, console: Console) -> int:
     """Prints every update of one deliberation; returns an exit code (0 when it completed)."""
     final_status = ""
     with channel(address) as ch:
         for update in stub(ch).WatchDeliberation(pb.WatchDeliberationRequest(task_id=task_id)):
-            agent = f" {update.current_agent}" if update.current_agent else ""
-            console.print(
-                f"{time.strftime('%H:%M:%S')} {update.status:<11} {update.progress_percent:3d}% "
-                f"{update.current_step}{agent}"
-            )
+            for line in update_lines(update, time.strftime("%H:%M:%S")):
+                console.print(line, markup=False, highlight=False)
             final_status = update.status
-            if update.error_message and update.status in ("FAILED", "TIMEOUT", "CANCELLED"):
-                console.print(f"  {update.error_message}")
-            if update.winner_id and update.results:
-                console.print(f"  winner {update.winner_id} (score {update.results[0].score:.3f})")
     return 0 if final_status == "COMPLETED" else 1

@@ -1,12 +1,14 @@
-"""A readable Markdown report of a dispatched plan: each subtask's ranked proposals, checks, critiques, usage."""
+"""A readable Markdown report of a dispatched plan: each subtask's ranked proposals, the evidence that ranked
+them, checks, critiques, usage."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli_render import STATUS_NAMES
+from orchestrator.cli_render import MAX_FAILURES_SHOWN, STATUS_NAMES, failing_tests, one_line
 
 
 def _checks(r: Any) -> list[str]:
@@ -23,6 +25,35 @@ def _checks(r: Any) -> list[str]:
     return lines
 
 
+def _fenced(lines: list[str], lang: str = "text") -> list[str]:
+    """A code block that the text inside cannot close: its fence is longer than any run of backticks in it."""
+    longest = max((len(run) for line in lines for run in re.findall(r"`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{lang}", *lines, fence]
+
+
+def _evidence(r: Any) -> list[str]:
+    """What running the proposal's code showed: tests passed, its agreement group, the first failing tests."""
+    if not r.HasField("evidence"):
+        return ["- execution: no evidence recorded"]
+    e = r.evidence
+    if e.skipped:
+        return [f"- execution: not executed ({e.skipped})"]
+    group = f"{', '.join(e.group)} (score {e.agreement})" if e.group else "none"
+    spec = f"{e.spec_passed}/{e.spec_total} passed" if e.spec_total else "none (no examples, no acceptance tests)"
+    agents = f"{e.agent_tests_passed}/{e.agent_tests_total} passed" if e.agent_tests_total else "none ran"
+    lines = [
+        f"- specification tests (task examples, acceptance tests): {spec} (round {e.round})",
+        f"- agents' tests: {agents}",
+        f"- agreement group: {group}",
+    ]
+    failures = failing_tests(r)
+    if failures:
+        more = f", {len(e.failures) - len(failures)} more not shown" if len(e.failures) > MAX_FAILURES_SHOWN else ""
+        lines += [f"- failing tests ({len(failures)} shown{more}):", "", *_fenced([one_line(f, 400) for f in failures])]
+    return lines
+
+
 def _proposal(r: Any) -> list[str]:
     peer = f"{r.peer_score:.2f}" if r.peer_score >= 0 else "none"
     out = [
@@ -30,6 +61,14 @@ def _proposal(r: Any) -> list[str]:
         "",
         f"Revisions: {len(r.proposal.revisions)}; tokens {r.usage.prompt_tokens} prompt + "
         f"{r.usage.completion_tokens} completion.",
+        "",
+        f"Rank reason: {r.rank_reason or '-'}",
+        "",
+        "Evidence:",
+        "",
+        *_evidence(r),
+        "",
+        "Checks:",
         "",
         *_checks(r),
         "",
@@ -51,12 +90,18 @@ def _subtask(s: Any, result: Any | None) -> list[str]:
     usage = result.usage
     out += [
         f"Deliberation `{result.task_id}`: {STATUS_NAMES.get(result.status, '?')} in {result.duration_ms / 1000:.1f}s, "
-        f"{result.rounds} round(s), winner **{result.winner_id or '-'}**; tokens {usage.prompt_tokens} prompt + "
-        f"{usage.completion_tokens} completion.",
+        f"{result.rounds_run} of at most {result.rounds} round(s) ran "
+        f"({result.stop_reason or 'no stop reason recorded'}), winner **{result.winner_id or '-'}**; "
+        f"tokens {usage.prompt_tokens} prompt + {usage.completion_tokens} completion.",
         "",
     ]
+    if result.winner_id and result.results:
+        out += [f"Why it won: {result.results[0].rank_reason or '-'}", ""]
     if result.error_message:
         out += [f"Note: {result.error_message}", ""]
+    if result.acceptance_tests:
+        tests = result.acceptance_tests.splitlines()
+        out += ["<details><summary>Acceptance tests</summary>", "", *_fenced(tests, "python"), "", "</details>", ""]
     out += [f"- {f.agent_id} failed in {f.stage} (round {f.round}): {f.error}" for f in result.failed_agents]
     for r in result.results:
         out += _proposal(r)
