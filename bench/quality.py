@@ -360,12 +360,12 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
     arms = {
         "single": _arm_total(rows, "single", lambda r: r["single"]["passed"], oracle=False),
         "sample.random": _arm_total(rows, "sample", lambda r: r["sample"]["random"], oracle=True),
-        "council": _arm_total(rows, "council", lambda r: r["council"]["passed"], oracle=True),
     }
     if rows and all("selected" in r for r in rows):
         arms["sample.selected"] = _arm_total(rows, "selected", lambda r: r["selected"]["passed"], oracle=True)
     else:
         arms["sample.selected"] = None  # needs the service's rounds = 0 mode (propose -> verify -> rank)
+    arms["council"] = _arm_total(rows, "council", lambda r: r["council"]["passed"], oracle=True)
     return arms
 
 
@@ -439,12 +439,18 @@ def plot(arms: dict[str, Any], path: Path, title: str) -> None:
             continue
         ax.scatter(t["tokens_per_problem"], t["pass@1"], s=60)
         ax.annotate(name, (t["tokens_per_problem"], t["pass@1"]), textcoords="offset points", xytext=(6, 4))
-        if "oracle" in t and name != "council":
+        if name == "sample.random":  # pass@N: some sample passes
             ax.scatter(t["tokens_per_problem"], t["oracle"], marker="x", color="grey")
-            ax.annotate(f"{name.split('.')[0]}.oracle", (t["tokens_per_problem"], t["oracle"]), fontsize=8)
+            ax.annotate(
+                "sample.oracle",
+                (t["tokens_per_problem"], t["oracle"]),
+                fontsize=8,
+                xytext=(6, -10),
+                textcoords="offset points",
+            )
     ax.set_xlabel("tokens per problem (prompt + completion)")
     ax.set_ylabel("pass@1 (hidden tests)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
