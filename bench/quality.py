@@ -427,6 +427,33 @@ def print_table(arms: dict[str, Any], compared: dict[str, Any], title: str) -> N
             print(f"council vs {name}: expected {c['expected_wins']} wins, {c['expected_losses']} losses")
 
 
+def markdown(arms: dict[str, Any], compared: dict[str, Any], title: str) -> str:
+    """The table and the paired comparison as Markdown (for the README)."""
+    lines = [
+        f"**{title}**",
+        "",
+        "| arm | pass@1 | oracle | selection efficiency | LLM calls | tokens / problem | wall s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, t in arms.items():
+        if t is None:
+            lines.append(f"| {name} | — | — | — | — | — | — |")
+            continue
+        eff = t.get("selection_efficiency")
+        oracle = f"{t['oracle']:.3f}" if "oracle" in t else ""
+        lines.append(
+            f"| {name} | {t['pass@1']:.3f} | {oracle} | {'' if eff is None else f'{eff:.3f}'} | {t['llm_calls']} "
+            f"| {t['tokens_per_problem']:.0f} | {t['wall_s']:.0f} |"
+        )
+    lines.append("")
+    for name, c in compared.items():
+        if "wins" in c:
+            lines.append(f"- council vs {name}: {c['wins']} wins, {c['losses']} losses, McNemar p = {c['mcnemar_p']}")
+        else:
+            lines.append(f"- council vs {name}: expected {c['expected_wins']} wins, {c['expected_losses']} losses")
+    return "\n".join(lines) + "\n"
+
+
 def plot(arms: dict[str, Any], path: Path, title: str) -> None:
     import matplotlib
 
@@ -593,6 +620,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, settings: dict[
     if rows:
         print_table(arms, compared, title)
         plot(arms, args.out.with_suffix(".png"), title)
+        args.out.with_suffix(".md").write_text(markdown(arms, compared, title))
     return result
 
 
