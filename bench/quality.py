@@ -531,6 +531,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default=os.environ.get("VLLM_MODEL", ""))
     parser.add_argument("--resume", action="store_true", help="keep finished rows of an earlier run")
     parser.add_argument(
+        "--report-only", action="store_true", help="write the JSON, table and plot from the finished rows, run nothing"
+    )
+    parser.add_argument(
         "--no-selected",
         dest="arms",
         action="store_const",
@@ -552,6 +555,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     problems = select(load_problems(), args.slice, args.limit, indices)
     rows_path = args.out.with_suffix(".rows.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.report_only:  # the output from the rows an earlier (maybe still running) run wrote
+        found = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
+        wanted = {p.index for p in problems}
+        rows = sorted((r for r in found if r["index"] in wanted), key=lambda r: r["index"])
+        if not rows:
+            raise SystemExit(f"no finished rows for these problems in {rows_path}")
+        return report(rows, args, rows[0]["settings"])
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quality-")))
         upstream, model = await start_model(stack, args)
