@@ -28,10 +28,11 @@ def make_app(gateway: FakeGateway, events: list[str] | None = None) -> Orchestra
 
 
 def outage_after_propose(app: Orchestrator, gateway: FakeGateway, duration_s: float | None) -> None:
-    """The endpoint goes down for everyone as the propose stage ends (for `duration_s`, or for good)."""
+    """The endpoint goes down for everyone as the critique stage starts, after propose and its verification (for
+    `duration_s`, or for good)."""
 
     def observe(snapshot: Deliberation, event: str, _agent_id: str) -> None:
-        if event == "stage_finished" and snapshot.stage == Stage.PROPOSE.value:
+        if event == "stage_started" and snapshot.stage == Stage.CRITIQUE.value:
             gateway.endpoint_down = True
             if duration_s is not None:
                 asyncio.get_running_loop().call_later(duration_s, setattr, gateway, "endpoint_down", False)
