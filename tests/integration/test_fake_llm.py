@@ -145,7 +145,9 @@ async def test_score_gives_broken_python_peer_at_most_4(client: openai.AsyncOpen
     ]
 
     for scorer in ("agent-dev-003", "agent-dev-004", "agent-dev-005"):
-        scores = json.loads(await _ask(client, scorer, prompts.score(TASK, peers)))["scores"]
+        scores = json.loads(await _ask(client, scorer, prompts.score(TASK, [(p.author_id, p) for p in peers])))[
+            "scores"
+        ]
         by_target = {s["target"]: s["score"] for s in scores}
         assert 1 <= by_target["agent-dev-001"] <= 4
         assert 5 <= by_target["agent-dev-002"] <= 10
@@ -170,7 +172,9 @@ async def test_ignore_response_format_and_think(make_server: ServerFactory) -> N
     srv = make_server(ignore_response_format=True, think_agents={"agent-dev-003"})
     peers = [Proposal("agent-dev-001", Role.DEV, "no code here", 0)]
     async with _client(srv) as client:
-        completion = await client.chat.completions.create(**_kwargs("agent-dev-003", prompts.score(TASK, peers)))
+        completion = await client.chat.completions.create(
+            **_kwargs("agent-dev-003", prompts.score(TASK, [(p.author_id, p) for p in peers]))
+        )
 
     message = completion.choices[0].message
     content = message.content or ""

@@ -54,7 +54,9 @@ async def test_think_blocks_and_reasoning_content_stay_out_of_the_answer(
 async def test_scores_wrapped_in_prose_are_still_read(client: OpenAIChatClient, fake_llm: FakeLLMServer) -> None:
     fake_llm.update_config(ignore_response_format=True)
     peers = [Proposal("agent-dev-002", Role.DEV, "```python\ndef f(:\n```", 0)]
-    completion = await client.complete(AGENT, AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, peers)))
+    completion = await client.complete(
+        AGENT, AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, [(p.author_id, p) for p in peers]))
+    )
     assert completion.content.startswith("Here are my scores")
     scores = parse_scores(completion.content, ["agent-dev-002"])
     assert scores["agent-dev-002"][0] <= 4
@@ -115,7 +117,7 @@ async def test_a_server_without_structured_output_is_asked_again_without_it(
 ) -> None:
     fake_llm.set_fault(AGENT.agent_id, FaultSpec("no_structured_output"))
     peers = [Proposal("agent-dev-002", Role.DEV, "```python\ndef f(x):\n    return x\n```", 0)]
-    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, peers))
+    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, [(p.author_id, p) for p in peers]))
     completion = await client.complete(AGENT, score)
     assert parse_scores(completion.content, ["agent-dev-002"])
     assert [c.status_code for c in fake_llm.calls()] == [400, 200]
@@ -128,7 +130,7 @@ async def test_a_prompt_too_long_fails_that_call_only_and_keeps_structured_outpu
 ) -> None:
     fake_llm.set_fault(AGENT.agent_id, FaultSpec("context_length", times=1))
     peers = [Proposal("agent-dev-002", Role.DEV, "```python\ndef f(x):\n    return x\n```", 0)]
-    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, peers))
+    score = AgentCall("t", Stage.SCORE, 1, prompts.score(TASK, [(p.author_id, p) for p in peers]))
     with pytest.raises(LLMCallError, match="maximum context length"):
         await client.complete(AGENT, score)
     assert len(fake_llm.calls()) == 1  # a 400 is not retried
