@@ -211,8 +211,10 @@ class ExecutionVerifier:
         }
 
     async def _run(self, solution: str, units: Sequence[CheckUnit]) -> list[UnitOutcome]:
-        if not solution or not units:
-            return [UnitOutcome(u.test_id, False, "no Python solution") for u in units] if not solution else []
+        if not solution:
+            return [UnitOutcome(u.test_id, False, "no Python solution") for u in units]
+        if not units:
+            return []
         return await run_units(self._sandbox, solution, units, self._limits)
 
 
