@@ -74,7 +74,7 @@ def test_a_submitted_deliberation_streams_its_stages_in_order(
     assert again.existing
     updates = list(stub.WatchDeliberation(pb.WatchDeliberationRequest(task_id=task_id), timeout=60))
     steps = list(dict.fromkeys(u.current_step for u in updates if u.stage))
-    assert steps == ["propose", "critique r1", "revise r1", "score"]
+    assert steps == ["propose", "verify", "critique r1", "revise r1", "verify r1", "score"]
     agent_updates = [u for u in updates if u.current_agent]
     assert len(agent_updates) == 3 * 4  # one per agent per stage
     assert all(u.partial_result.proposal.author_id == u.current_agent for u in agent_updates if u.stage != "score")

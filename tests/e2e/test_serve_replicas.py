@@ -62,7 +62,9 @@ def test_two_replicas_share_the_work_of_one_store(
         assert on_b.SubmitDeliberation(request, timeout=30).task_id == "rep-1"
         updates = list(on_b.WatchDeliberation(pb.WatchDeliberationRequest(task_id="rep-1"), timeout=120))
         assert updates[-1].status_code == pb.DELIBERATION_STATUS_COMPLETED
-        assert {u.stage for u in updates} >= {"propose", "score"}
+        # B samples the stored record every poll: a fast stage (propose, verify) may pass between two polls.
+        stages = {u.stage for u in updates if u.stage}
+        assert "score" in stages and len(stages) >= 3, stages
         assert fake_llm.count() == 3 * 4  # one run only: 3 agents x (propose, critique, revise, score)
 
         # A cancel asked of B reaches the run on A.

@@ -182,7 +182,7 @@ def _unranked(p: Proposal) -> RankedProposal:
 
 
 def step_name(d: Deliberation) -> str:
-    if d.stage in (Stage.CRITIQUE, Stage.REVISE):
+    if d.stage in (Stage.CRITIQUE, Stage.REVISE) or (d.stage == Stage.VERIFY and d.round > 0):
         return f"{d.stage} r{d.round}"
     return d.stage or d.status.value.lower()
 
