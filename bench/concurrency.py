@@ -27,8 +27,8 @@ from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.model import DeliberationStatus
-from orchestrator.logging_setup import configure_logging
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 TASK = "Write a Python function that merges overlapping intervals"

@@ -32,8 +32,8 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, De
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import AgentCall, AgentGateway, Completion
 from orchestrator.application.service import Orchestrator
+from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.model import AgentSpec, DeliberationStatus
-from orchestrator.logging_setup import configure_logging
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
 TASK = "Write a Python function that validates and normalises e-mail addresses"

@@ -29,7 +29,7 @@ from orchestrator.application.ports import Sandbox
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
 from orchestrator.config import Settings
-from orchestrator.councils_file import load_councils_file
+from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.redaction import redact_url
 

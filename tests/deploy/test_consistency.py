@@ -20,7 +20,7 @@ import yaml
 from orchestrator.adapters.grpc.server import SERVICE_NAME
 from orchestrator.adapters.ray.agents import RAY_CLIENT_ENV
 from orchestrator.config import Settings, load_settings
-from orchestrator.councils_file import load_councils_file
+from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.model import Role
 from tests.deploy.manifests import (
     NAMESPACE,

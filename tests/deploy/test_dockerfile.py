@@ -113,14 +113,14 @@ def test_tests_are_not_copied_into_the_image() -> None:
     "path",
     ["tests/unit/test_generated_code.py", ".venv/bin/python", ".git/HEAD", "bench/deliberation.py",
      "reports/report.md", "orchestrator.db", "deploy/k8s/10-orchestrator.yaml",
-     "services/orchestrator/__pycache__/config.cpython-311.pyc"],
+     "services/orchestrator/config/__pycache__/settings.cpython-311.pyc"],
 )  # fmt: skip
 def test_build_context_leaves_out_tests_virtualenvs_and_local_state(path: str) -> None:
     assert ignored(path), f"{path} would be sent with the build context"
 
 
 @pytest.mark.parametrize(
-    "path", ["pyproject.toml", "services/orchestrator/config.py", f"{GENERATED}/orchestrator_pb2.py"]
+    "path", ["pyproject.toml", "services/orchestrator/config/settings.py", f"{GENERATED}/orchestrator_pb2.py"]
 )
 def test_build_context_keeps_the_sources(path: str) -> None:
     assert not ignored(path), f".dockerignore leaves {path} out of the build context"

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.cli_render import render_result
+from orchestrator.entrypoints.cli_render import render_result
 
 CLEAN = pb.CheckSuite(policy=pb.PolicyResult(passed=True), lint=pb.LintResult(passed=True))
 

@@ -9,10 +9,10 @@ import pytest
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Limits
 from orchestrator.application.councils import build_council, page_of
 from orchestrator.config import load_settings
+from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.errors import ConfigError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.redaction import clip, redact_secrets, redact_url
 from orchestrator.domain.validation import check_task_id, parse_int_param, parse_page_token, parse_role
-from orchestrator.logging_setup import configure_logging
 
 DEFAULTS = CouncilDefaults("model", 0.7, 256)
 
@@ -147,7 +147,7 @@ def test_an_llm_failure_tells_the_client_its_kind_only() -> None:
 
 
 def test_the_start_up_error_line_shows_no_password(capsys: pytest.CaptureFixture[str]) -> None:
-    from orchestrator.cli import _fail
+    from orchestrator.entrypoints.cli import _fail
 
     _fail("nats unavailable: cannot connect to nats://alice:s3cr3t@nats:4222: OSError()", 2)
     line = capsys.readouterr().err

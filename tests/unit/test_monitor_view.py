@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.monitor import deliberations_table, snapshot, status_line, update_lines
+from orchestrator.entrypoints.monitor import deliberations_table, snapshot, status_line, update_lines
 
 
 class FakeClient:

@@ -13,7 +13,7 @@ from orchestrator.adapters.ray.agents import AGENT_DISTRIBUTIONS, agent_runtime_
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
-from orchestrator.councils_file import load_councils_file
+from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.model import DeliberationStatus, Role
 from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore

@@ -4,7 +4,7 @@ reason, and the rounds that ran, under its subtask."""
 from __future__ import annotations
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.report import _checks, _subtask
+from orchestrator.entrypoints.report import _checks, _subtask
 
 
 def test_lint_findings_follow_the_lint_line() -> None:

@@ -78,7 +78,7 @@ def serve(
 
 def _settings(port: int | None, *, need_llm: bool) -> Settings:
     from orchestrator.config import load_settings
-    from orchestrator.logging_setup import configure_logging
+    from orchestrator.config.logging_setup import configure_logging
 
     try:
         settings = load_settings(**({"grpc_port": port} if port is not None else {}))
@@ -127,9 +127,9 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the plan")] = 900.0,
 ) -> None:
     """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
-    from orchestrator.demo import DemoRequest, run_demo, sample_plan
+    from orchestrator.config.logging_setup import configure_logging
     from orchestrator.embedded_stack import EmbeddedOptions
-    from orchestrator.logging_setup import configure_logging
+    from orchestrator.entrypoints.demo import DemoRequest, run_demo, sample_plan
 
     if plan_file is not None:  # before anything starts: a plan file that cannot be read is one line, at once
         try:
@@ -239,7 +239,7 @@ def deliberate(
 ) -> None:
     """Run a deliberation and print the ranked proposals."""
     from orchestrator.adapters.grpc.client import channel, pb, stub
-    from orchestrator.cli_render import render_result
+    from orchestrator.entrypoints.cli_render import render_result
 
     tests = tests_file.read_text(encoding="utf-8") if tests_file else ""
     request = pb.DeliberateRequest(
@@ -267,7 +267,7 @@ def monitor(
     limit: Annotated[int, typer.Option(help="deliberations shown (newest first)")] = 20,
 ) -> None:
     """Live view of running and recent deliberations and of the Ray cluster, refreshing in place."""
-    from orchestrator.monitor import run_monitor
+    from orchestrator.entrypoints.monitor import run_monitor
 
     try:
         run_monitor(address, once=once, interval_s=interval, limit=limit, console=console)
@@ -280,7 +280,7 @@ def monitor(
 @app.command()
 def watch(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     """Print the updates of one deliberation as they happen, until it ends."""
-    from orchestrator.monitor import run_watch
+    from orchestrator.entrypoints.monitor import run_watch
 
     try:
         code = run_watch(address, task_id, console)
@@ -342,7 +342,7 @@ def publish_plan(
 ) -> None:
     """Publish an approved plan on planning.plan.approved, validated as the service will validate it."""
     from orchestrator.domain.errors import InvalidArgumentError
-    from orchestrator.plan_cli import build_payload, envelope_for, publish_sync
+    from orchestrator.entrypoints.plan_cli import build_payload, envelope_for, publish_sync
 
     try:
         payload = build_payload(
@@ -368,7 +368,7 @@ def publish_plan(
 def plans_show(plan_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     """A dispatched plan's subtasks with their deliberation status and winners."""
     from orchestrator.adapters.grpc.client import channel, pb, stub
-    from orchestrator.plan_cli import render_plan
+    from orchestrator.entrypoints.plan_cli import render_plan
 
     try:
         with channel(address) as ch:
@@ -387,7 +387,7 @@ def history(
     the store that STORE_URL or NEO4J_URI points at."""
     from orchestrator.config import load_settings
     from orchestrator.domain.errors import NotFoundError
-    from orchestrator.history import print_history
+    from orchestrator.entrypoints.history import print_history
 
     if bool(story) == bool(plan):
         raise _fail("give exactly one of --story or --plan", 2)
@@ -398,7 +398,7 @@ def history(
 
 
 def main() -> None:
-    from orchestrator.logging_setup import configure_logging
+    from orchestrator.config.logging_setup import configure_logging
 
     configure_logging("console", "WARNING")  # client commands stay quiet; `serve` and `demo` reconfigure
     try:

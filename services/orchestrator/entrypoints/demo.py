@@ -21,9 +21,9 @@ from rich.live import Live
 from rich.text import Text
 
 from orchestrator.adapters.grpc.client import channel, pb, setup_councils, stub
-from orchestrator.monitor import snapshot
-from orchestrator.plan_cli import build_payload, envelope_for, publish
-from orchestrator.report import write_report
+from orchestrator.entrypoints.monitor import snapshot
+from orchestrator.entrypoints.plan_cli import build_payload, envelope_for, publish
+from orchestrator.entrypoints.report import write_report
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class DemoRequest:
 
 
 def sample_plan(plan_file: Path | None) -> dict[str, Any]:
-    sample = resources.files("orchestrator").joinpath("demo_plan.yaml")
+    sample = resources.files("orchestrator.entrypoints").joinpath("demo_plan.yaml")
     text = plan_file.read_text() if plan_file else sample.read_text()
     data = yaml.safe_load(text)
     if not isinstance(data, dict):

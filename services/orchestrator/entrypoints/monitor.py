@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.adapters.grpc.client import channel, pb, stub
-from orchestrator.cli_render import STATUS_NAMES, evidence_summary, one_line
+from orchestrator.entrypoints.cli_render import STATUS_NAMES, evidence_summary, one_line
 
 STATUS_STYLE = {
     "COMPLETED": "green",

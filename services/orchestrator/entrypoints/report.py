@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cli_render import MAX_FAILURES_SHOWN, STATUS_NAMES, failing_tests, one_line
+from orchestrator.entrypoints.cli_render import MAX_FAILURES_SHOWN, STATUS_NAMES, failing_tests, one_line
 
 
 def _checks(r: Any) -> list[str]:

@@ -13,7 +13,7 @@ import yaml
 from rich.console import Console
 
 from orchestrator.adapters.nats.plan_events import EVENT_TYPE, parse_plan_event
-from orchestrator.cli_render import STATUS_NAMES
+from orchestrator.entrypoints.cli_render import STATUS_NAMES
 
 
 def build_payload(
