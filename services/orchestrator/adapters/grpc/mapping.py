@@ -1,4 +1,9 @@
-"""pb <-> domain, once: requests become commands, records become responses. Nothing else touches pb types."""
+"""pb <-> domain, once: requests become commands, records become responses.
+
+Every message the servicer returns is built here, from what the application reports; a field the service does not
+know is left empty (the proto comment says so), never filled with a plausible value. The status table
+(`STATUS_TO_PB`, `status_name`) is the only translation of deliberation statuses, used by the server and the client.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
 from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
+from orchestrator.application.service import StatusReport
 from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.evidence import ProposalEvidence
 from orchestrator.domain.model import (
     CallRecord,
@@ -35,7 +42,24 @@ STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.TIMEOUT: pb.DELIBERATION_STATUS_TIMEOUT,
     DeliberationStatus.CANCELLED: pb.DELIBERATION_STATUS_CANCELLED,
 }
-PB_TO_STATUS = {v: k for k, v in STATUS_TO_PB.items()}
+PB_TO_STATUS: dict[int, DeliberationStatus] = {int(v): k for k, v in STATUS_TO_PB.items()}
+
+
+def status_name(code: int) -> str:
+    """A wire status as the domain spells it ("COMPLETED"); "UNKNOWN" for 0, the number for one added later."""
+    status = PB_TO_STATUS.get(code)
+    if status is not None:
+        return status.value
+    return "UNKNOWN" if code == pb.DELIBERATION_STATUS_UNKNOWN else str(code)
+
+
+def status_filter(code: int) -> DeliberationStatus | None:
+    """ListDeliberations' filter: UNKNOWN (unset) means all statuses; a number the service does not know is refused."""
+    status = PB_TO_STATUS.get(code)
+    if status is None and code != pb.DELIBERATION_STATUS_UNKNOWN:
+        raise InvalidArgumentError("status_filter", f"unknown status {code}")
+    return status
+
 
 LISTED_TEXT_CHARS = 1_000
 """Free text in an item of a list response (a summary's error message) is cut to this, so that a full page
@@ -363,12 +387,10 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
             pb.AgentInfo(
                 agent_id=a.agent_id,
                 role=a.role.value,
-                status="ACTIVE",
+                # status, max_concurrent_tasks and languages are not reported (see the proto): the record does not
+                # say whether the agent's actor is alive, and an agent takes any task of its role in any language.
                 capabilities=pb.AgentCapabilities(
-                    supported_tasks=[c.role.value],
-                    model_profile=_cut(a.model, LISTED_MODEL_CHARS),
-                    max_concurrent_tasks=1000,
-                    languages=["python", "yaml", "json", "bash"],
+                    supported_tasks=[c.role.value], model_profile=_cut(a.model, LISTED_MODEL_CHARS)
                 ),
                 temperature=a.temperature,
                 seed=a.seed,
@@ -383,8 +405,63 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
         role=c.role.value,
         num_agents=len(c.agents),
         agents=agents,
-        status="ACTIVE",
         model=model,
         deliberation_rounds=c.rounds,
         created_at_ms=c.created_at_ms,
     )
+
+
+def create_council_response(council: Council) -> pb.CreateCouncilResponse:
+    agent_ids = [a.agent_id for a in council.agents]
+    return pb.CreateCouncilResponse(council_id=council.council_id, agents_created=len(agent_ids), agent_ids=agent_ids)
+
+
+def delete_council_response(council: Council, agents_removed: int) -> pb.DeleteCouncilResponse:
+    return pb.DeleteCouncilResponse(
+        success=True, message=f"council {council.council_id} deleted", agents_removed=agents_removed
+    )
+
+
+def serving(up: bool) -> str:
+    """Spelled as grpc.health.v1 spells it, so GetStatus and health read alike."""
+    return "SERVING" if up else "NOT_SERVING"
+
+
+def status_response(report: StatusReport, include_stats: bool) -> pb.GetStatusResponse:
+    total = sum(report.by_status.values())
+    stats = pb.OrchestratorStats(
+        total_deliberations=total,
+        total_orchestrations=total,
+        avg_deliberation_time_ms=report.avg_duration_ms,
+        active_councils=len(report.councils),
+        role_counts={c.role.value: len(c.agents) for c in report.councils},
+    )
+    return pb.GetStatusResponse(
+        status=serving(report.serving),
+        uptime_seconds=report.uptime_s,
+        stats=stats if include_stats else None,
+        version=__version__,
+        deliberations_by_status={k.value: v for k, v in report.by_status.items()},
+        running_deliberations=report.running,
+        queue_depth=report.queued,
+        ray=runtime_pb(report.runtime),
+        llm_status="UNKNOWN" if report.llm_reachable is None else serving(report.llm_reachable),
+        sandbox_status=report.sandbox,
+    )
+
+
+def submit_response(record: Deliberation, created: bool) -> pb.SubmitDeliberationResponse:
+    return pb.SubmitDeliberationResponse(
+        task_id=record.task_id, status=STATUS_TO_PB[record.status], existing=not created
+    )
+
+
+def cancel_response(record: Deliberation, cancelled: bool) -> pb.CancelDeliberationResponse:
+    message = "cancelled" if cancelled else f"already finished as {record.status.value}; nothing to cancel"
+    return pb.CancelDeliberationResponse(
+        task_id=record.task_id, status=STATUS_TO_PB[record.status], cancelled=cancelled, message=message
+    )
+
+
+def list_deliberations_response(page: list[Deliberation], next_token: str) -> pb.ListDeliberationsResponse:
+    return pb.ListDeliberationsResponse(deliberations=[summary_pb(d) for d in page], next_page_token=next_token)

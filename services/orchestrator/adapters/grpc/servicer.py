@@ -1,4 +1,4 @@
-"""OrchestratorService: translate the request, call the application, translate the answer back."""
+"""OrchestratorService: translate the request, call the application, translate the answer back (both in mapping)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ import grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator import __version__
 from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import streaming, unary
 from orchestrator.application.councils import page_of
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
+from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.domain.model import DeliberationStatus
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -29,11 +28,6 @@ def _unreachable(d: Deliberation) -> bool:
         and bool(failures)
         and all(f.error.startswith(("unavailable", "timeout")) for f in failures)
     )
-
-
-def _serving(serving: bool) -> str:
-    """Spelled as grpc.health.v1 spells it, so GetStatus and health read alike."""
-    return "SERVING" if serving else "NOT_SERVING"
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
@@ -69,10 +63,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     @unary
     async def CreateCouncil(self, request: pb.CreateCouncilRequest, context: Context) -> pb.CreateCouncilResponse:
         council = await self._app.create_council(mapping.create_council_command(request))
-        agent_ids = [a.agent_id for a in council.agents]
-        return pb.CreateCouncilResponse(
-            council_id=council.council_id, agents_created=len(agent_ids), agent_ids=agent_ids
-        )
+        return mapping.create_council_response(council)
 
     @unary
     async def ListCouncils(self, request: pb.ListCouncilsRequest, context: Context) -> pb.ListCouncilsResponse:
@@ -83,69 +74,37 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     @unary
     async def DeleteCouncil(self, request: pb.DeleteCouncilRequest, context: Context) -> pb.DeleteCouncilResponse:
         council, removed = await self._app.delete_council(request.role)
-        return pb.DeleteCouncilResponse(
-            success=True, message=f"council {council.council_id} deleted", agents_removed=removed
-        )
+        return mapping.delete_council_response(council, removed)
 
     @unary
     async def GetStatus(self, request: pb.GetStatusRequest, context: Context) -> pb.GetStatusResponse:
-        report = await self._app.status()
-        role_counts: dict[str, int] = {c.role.value: len(c.agents) for c in report.councils}
-        stats = pb.OrchestratorStats(
-            total_deliberations=sum(report.by_status.values()),
-            total_orchestrations=sum(report.by_status.values()),
-            avg_deliberation_time_ms=report.avg_duration_ms,
-            active_councils=len(report.councils),
-            role_counts=role_counts,
-        )
-        return pb.GetStatusResponse(
-            status=_serving(report.serving),
-            uptime_seconds=report.uptime_s,
-            stats=stats if request.include_stats else None,
-            version=__version__,
-            deliberations_by_status={k.value: v for k, v in report.by_status.items()},
-            running_deliberations=report.running,
-            queue_depth=report.queued,
-            ray=mapping.runtime_pb(report.runtime),
-            llm_status="UNKNOWN" if report.llm_reachable is None else _serving(report.llm_reachable),
-            sandbox_status=report.sandbox,
-        )
+        return mapping.status_response(await self._app.status(), request.include_stats)
 
     @unary
     async def SubmitDeliberation(
         self, request: pb.DeliberateRequest, context: Context
     ) -> pb.SubmitDeliberationResponse:
         record, created = await self._app.submit(mapping.deliberate_command(request))
-        return pb.SubmitDeliberationResponse(
-            task_id=record.task_id,
-            status=mapping.STATUS_TO_PB[record.status],
-            existing=not created,
-        )
+        return mapping.submit_response(record, created)
 
     @unary
     async def CancelDeliberation(
         self, request: pb.CancelDeliberationRequest, context: Context
     ) -> pb.CancelDeliberationResponse:
         record, cancelled = await self._app.cancel(request.task_id)
-        message = "cancelled" if cancelled else f"already finished as {record.status.value}; nothing to cancel"
-        return pb.CancelDeliberationResponse(
-            task_id=record.task_id,
-            status=mapping.STATUS_TO_PB[record.status],
-            cancelled=cancelled,
-            message=message,
-        )
+        return mapping.cancel_response(record, cancelled)
 
     @unary
     async def ListDeliberations(
         self, request: pb.ListDeliberationsRequest, context: Context
     ) -> pb.ListDeliberationsResponse:
-        status = mapping.PB_TO_STATUS.get(request.status_filter)
-        if status is None and request.status_filter != pb.DELIBERATION_STATUS_UNKNOWN:
-            raise InvalidArgumentError("status_filter", f"unknown status {request.status_filter}")
         page, token = await self._app.list_deliberations(
-            status=status, role=request.role_filter, page_size=request.page_size, page_token=request.page_token
+            status=mapping.status_filter(request.status_filter),
+            role=request.role_filter,
+            page_size=request.page_size,
+            page_token=request.page_token,
         )
-        return pb.ListDeliberationsResponse(deliberations=[mapping.summary_pb(d) for d in page], next_page_token=token)
+        return mapping.list_deliberations_response(page, token)
 
     @unary
     async def GetPlan(self, request: pb.GetPlanRequest, context: Context) -> pb.GetPlanResponse:
