@@ -13,16 +13,16 @@ from orchestrator.entrypoints.monitor import deliberations_table, snapshot, stat
 
 
 class FakeClient:
-    """What `snapshot` calls on the gRPC stub, answering with fixed messages."""
+    """What `snapshot` calls on the orchestrator client, answering with fixed messages."""
 
     def __init__(self, status: pb.GetStatusResponse, listing: pb.ListDeliberationsResponse) -> None:
-        self.status, self.listing = status, listing
+        self._status, self._listing = status, listing
 
-    def GetStatus(self, request: pb.GetStatusRequest, timeout: float) -> pb.GetStatusResponse:
-        return self.status
+    def status(self) -> pb.GetStatusResponse:
+        return self._status
 
-    def ListDeliberations(self, request: pb.ListDeliberationsRequest, timeout: float) -> pb.ListDeliberationsResponse:
-        return self.listing
+    def list_deliberations(self, page_size: int) -> pb.ListDeliberationsResponse:
+        return self._listing
 
 
 def text_of(renderable: Any, width: int = 160) -> str:

@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,9 +24,10 @@ from orchestrator.domain.redaction import redact_secrets
 # processes, nats-server), and each such fork while the server's threads are busy logged "skipping fork()
 # handlers". gRPC reads the setting when it is first imported, hence here, before that.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-import grpc
+import grpc  # noqa: F401  (first imported here, after the setting above)
 
 if TYPE_CHECKING:  # the service's heavy imports (Ray, gRPC server) load only for the commands that run it
+    from orchestrator.adapters.grpc.client import Connection, OrchestratorClient
     from orchestrator.config import Settings
     from orchestrator.embedded_stack import EmbeddedOptions
     from orchestrator.runner import OnReady
@@ -49,11 +52,51 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _rpc_error(exc: grpc.RpcError, address: str) -> typer.Exit:
-    code = exc.code()
-    if code is grpc.StatusCode.UNAVAILABLE:
-        return _fail(f"cannot reach the orchestrator at {address}: {exc.details()}")
-    return _fail(f"{code.name}: {exc.details()}")
+@dataclass(frozen=True)
+class _Credentials:
+    token: str = field(default="", repr=False)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+_given: list[_Credentials] = []  # set once per process by the root callback below
+
+
+@app.callback()
+def _credentials(
+    token: Annotated[
+        str, typer.Option(envvar="ORCHESTRATOR_TOKEN", help="bearer token sent to the service", show_default=False)
+    ] = "",
+    tls_ca: Annotated[Path | None, typer.Option(envvar="ORCHESTRATOR_TLS_CA", help="PEM CA file: use TLS")] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(envvar="ORCHESTRATOR_TLS_CERT", help="PEM client certificate (mutual TLS)")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(envvar="ORCHESTRATOR_TLS_KEY", help="PEM client key (mutual TLS)")
+    ] = None,
+) -> None:
+    """How client commands reach the service; given before the command (`orchestrator --token T councils list`)."""
+    _given[:] = [_Credentials(token, tls_ca, tls_cert, tls_key)]
+
+
+def _connection(address: str) -> Connection:
+    from orchestrator.adapters.grpc.client import Connection
+
+    creds = _given[0] if _given else _Credentials()
+    return Connection(address, creds.token, creds.tls_ca, creds.tls_cert, creds.tls_key)
+
+
+@contextlib.contextmanager
+def _client(address: str) -> Iterator[OrchestratorClient]:
+    """A client for one command; a refused or failed call ends the command with one line and exit code 1."""
+    from orchestrator.adapters.grpc.client import OrchestratorClient, OrchestratorError
+
+    try:
+        with OrchestratorClient(_connection(address)) as client:
+            yield client
+    except OrchestratorError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -127,6 +170,7 @@ def demo(
     timeout: Annotated[float, typer.Option(help="seconds to wait for the plan")] = 900.0,
 ) -> None:
     """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
+    from orchestrator.adapters.grpc.client import OrchestratorError
     from orchestrator.config.logging_setup import configure_logging
     from orchestrator.embedded_stack import EmbeddedOptions
     from orchestrator.entrypoints.demo import DemoRequest, run_demo, sample_plan
@@ -144,11 +188,12 @@ def demo(
     failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
-        request = DemoRequest(address, running.nats_url, agents, rounds, plan_file, report_dir, timeout)
+        connection = _connection(address)
+        request = DemoRequest(connection, running.nats_url, agents, rounds, plan_file, report_dir, timeout)
         try:
             outcome["report"] = await asyncio.to_thread(run_demo, request, console)
-        except grpc.RpcError as exc:
-            failure.append(f"{exc.code().name}: {exc.details()}")
+        except OrchestratorError as exc:
+            failure.append(str(exc))
         except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
             failure.append(f"{type(exc).__name__}: {exc}")
 
@@ -166,12 +211,8 @@ def councils_setup(
     rounds: Annotated[int, typer.Option(help="default rounds (0 = service default)")] = 0,
 ) -> None:
     """Create a council for each of the five roles; existing councils are left as they are."""
-    from orchestrator.adapters.grpc.client import setup_councils
-
-    try:
-        outcomes = setup_councils(address, num_agents, rounds)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
+    with _client(address) as client:
+        outcomes = client.setup_councils(num_agents, rounds)
     for outcome in outcomes:
         mark = "[green]created[/green]" if outcome.created else "[yellow]exists[/yellow]"
         console.print(f"{outcome.role:<10} {mark}  {outcome.detail}")
@@ -184,33 +225,32 @@ def councils_list(
     agents: Annotated[bool, typer.Option("--agents/--no-agents", help="show agents")] = True,
 ) -> None:
     """List councils and their agents."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
-
-    try:
-        with channel(address) as ch:
-            response = stub(ch).ListCouncils(
-                pb.ListCouncilsRequest(role_filter=role, include_agents=agents), timeout=30
-            )
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
+    with _client(address) as client:
+        councils = client.list_councils(role, include_agents=agents)
     table = Table("role", "council", "agents", "rounds", "model", "agent ids (temperature)")
-    for c in response.councils:
-        ids = ", ".join(f"{a.agent_id} ({a.temperature:.2f})" for a in c.agents)
-        table.add_row(c.role, c.council_id, str(c.num_agents), str(c.deliberation_rounds), c.model, ids)
+    for c in councils:
+        ids = ", ".join(f"{agent_id} ({temperature:.2f})" for agent_id, temperature in c.agents)
+        table.add_row(c.role, c.council_id, str(c.num_agents), str(c.rounds), c.model, ids)
     console.print(table)
 
 
 @councils_app.command("delete")
 def councils_delete(role: str, address: Address = DEFAULT_ADDRESS) -> None:
     """Delete a role's council and stop its agents."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
+    with _client(address) as client:
+        deleted = client.delete_council(role)
+    console.print(f"{deleted.message}; {deleted.agents_removed} agents removed")
 
-    try:
-        with channel(address) as ch:
-            response = stub(ch).DeleteCouncil(pb.DeleteCouncilRequest(role=role), timeout=60)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
-    console.print(f"{response.message}; {response.agents_removed} agents removed")
+
+TestsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--tests",
+        exists=True,
+        dir_okay=False,
+        help="Python acceptance tests (asserts, test_* functions): shown to the agents and run on every proposal",
+    ),
+]
 
 
 @app.command()
@@ -223,39 +263,20 @@ def deliberate(
     agents: Annotated[int, typer.Option(help="agents taking part (0 = whole council)")] = 0,
     requirement: Annotated[list[str] | None, typer.Option("--requirement", "-r", help="a requirement (repeat)")] = None,
     rubric: Annotated[str, typer.Option(help="rubric text for peer scoring")] = "",
-    tests_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--tests",
-            exists=True,
-            dir_okay=False,
-            help="Python acceptance tests (asserts, test_* functions): shown to the agents and run on every proposal",
-        ),
-    ] = None,
+    tests_file: TestsFile = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900.0,
     full: Annotated[bool, typer.Option("--full", help="print every proposal in full")] = False,
     address: Address = DEFAULT_ADDRESS,
 ) -> None:
     """Run a deliberation and print the ranked proposals."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
+    from orchestrator.adapters.grpc.client import DeliberationSpec
     from orchestrator.entrypoints.cli_render import render_result
 
     tests = tests_file.read_text(encoding="utf-8") if tests_file else ""
-    request = pb.DeliberateRequest(
-        task_id=task_id,
-        task_description=task,
-        role=role,
-        num_agents=agents,
-        constraints=pb.TaskConstraints(rubric=rubric, requirements=requirement or [], acceptance_tests=tests),
-    )
-    if rounds is not None:
-        request.rounds = rounds
-    try:
-        with channel(address) as ch:
-            response = stub(ch).Deliberate(request, timeout=timeout)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
+    spec = DeliberationSpec(task, role, rounds, agents, tuple(requirement or ()), rubric, tests, task_id)
+    with _client(address) as client:
+        response = client.deliberate(spec, timeout)
     render_result(console, response, full=full)
 
 
@@ -269,12 +290,8 @@ def monitor(
     """Live view of running and recent deliberations and of the Ray cluster, refreshing in place."""
     from orchestrator.entrypoints.monitor import run_monitor
 
-    try:
-        run_monitor(address, once=once, interval_s=interval, limit=limit, console=console)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
-    except KeyboardInterrupt:
-        pass
+    with contextlib.suppress(KeyboardInterrupt), _client(address) as client:
+        run_monitor(client, once=once, interval_s=interval, limit=limit, console=console)
 
 
 @app.command()
@@ -282,10 +299,8 @@ def watch(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     """Print the updates of one deliberation as they happen, until it ends."""
     from orchestrator.entrypoints.monitor import run_watch
 
-    try:
-        code = run_watch(address, task_id, console)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
+    with _client(address) as client:
+        code = run_watch(client, task_id, console)
     raise typer.Exit(code)
 
 
@@ -301,30 +316,19 @@ def submit(
     address: Address = DEFAULT_ADDRESS,
 ) -> None:
     """Start a deliberation in the background and print its task id."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
+    from orchestrator.adapters.grpc.client import DeliberationSpec
 
-    request = pb.DeliberateRequest(task_id=task_id, task_description=task, role=role, num_agents=agents)
-    if rounds is not None:
-        request.rounds = rounds
-    try:
-        with channel(address) as ch:
-            response = stub(ch).SubmitDeliberation(request, timeout=30)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
-    console.print(response.task_id)
+    with _client(address) as client:
+        submitted = client.submit(DeliberationSpec(task, role, rounds, agents, task_id=task_id))
+    console.print(submitted.task_id)
 
 
 @app.command()
 def cancel(task_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     """Cancel a running deliberation (what finished is kept)."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
-
-    try:
-        with channel(address) as ch:
-            response = stub(ch).CancelDeliberation(pb.CancelDeliberationRequest(task_id=task_id), timeout=30)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
-    console.print(f"{response.task_id}: {response.message}")
+    with _client(address) as client:
+        cancelled = client.cancel(task_id)
+    console.print(f"{cancelled.task_id}: {cancelled.message}")
 
 
 @app.command("publish-plan")
@@ -367,15 +371,11 @@ def publish_plan(
 @plans_app.command("show")
 def plans_show(plan_id: str, address: Address = DEFAULT_ADDRESS) -> None:
     """A dispatched plan's subtasks with their deliberation status and winners."""
-    from orchestrator.adapters.grpc.client import channel, pb, stub
     from orchestrator.entrypoints.plan_cli import render_plan
 
-    try:
-        with channel(address) as ch:
-            response = stub(ch).GetPlan(pb.GetPlanRequest(plan_id=plan_id), timeout=30)
-    except grpc.RpcError as exc:
-        raise _rpc_error(exc, address) from None
-    render_plan(console, response)
+    with _client(address) as client:
+        plan = client.plan(plan_id)
+    render_plan(console, plan)
 
 
 @app.command()

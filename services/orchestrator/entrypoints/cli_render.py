@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console
@@ -11,15 +11,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-STATUS_NAMES = {
-    0: "UNKNOWN",
-    1: "PENDING",
-    2: "IN_PROGRESS",
-    3: "COMPLETED",
-    4: "FAILED",
-    5: "TIMEOUT",
-    6: "CANCELLED",
-}
+from orchestrator.adapters.grpc.client import Checks, DeliberationOutcome, Evidence, RankedResult, status_name
 
 MAX_FAILURES_SHOWN = 3
 
@@ -30,32 +22,32 @@ def one_line(text: str, limit: int = 240) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _evidence(r: Any) -> Any | None:
+def _evidence(r: RankedResult) -> Evidence | None:
     """The result's ProposalEvidence, or None when the service sent none (an older service, a cut-short run)."""
     return r.evidence if r.HasField("evidence") else None
 
 
-def spec_tests(r: Any) -> str:
+def _tally(r: RankedResult, spec: bool) -> str:
+    e = _evidence(r)
+    if e is None:
+        return "-"
+    if e.skipped:
+        return "skipped"
+    passed, total = (e.spec_passed, e.spec_total) if spec else (e.agent_tests_passed, e.agent_tests_total)
+    return f"{passed}/{total}" if total else "-"
+
+
+def spec_tests(r: RankedResult) -> str:
     """The specification tests (task examples, acceptance tests) passed: "2/3", "skipped", or "-" (none)."""
-    e = _evidence(r)
-    if e is None:
-        return "-"
-    if e.skipped:
-        return "skipped"
-    return f"{e.spec_passed}/{e.spec_total}" if e.spec_total else "-"
+    return _tally(r, spec=True)
 
 
-def agent_tests(r: Any) -> str:
+def agent_tests(r: RankedResult) -> str:
     """The council's own tests passed: "4/6", "skipped" or "-"."""
-    e = _evidence(r)
-    if e is None:
-        return "-"
-    if e.skipped:
-        return "skipped"
-    return f"{e.agent_tests_passed}/{e.agent_tests_total}" if e.agent_tests_total else "-"
+    return _tally(r, spec=False)
 
 
-def agreement_group(r: Any) -> str:
+def agreement_group(r: RankedResult) -> str:
     """The CodeT agreement group: its authors and score, "a, b (score 4)", or "-"."""
     e = _evidence(r)
     if e is None or not e.group:
@@ -63,7 +55,7 @@ def agreement_group(r: Any) -> str:
     return f"{', '.join(e.group)} (score {e.agreement})"
 
 
-def evidence_summary(r: Any) -> str:
+def evidence_summary(r: RankedResult) -> str:
     """One line: "spec 2/3, agents' tests 4/6, group a, b (score 4)"; why nothing ran when nothing did."""
     e = _evidence(r)
     if e is not None and e.skipped:
@@ -71,13 +63,13 @@ def evidence_summary(r: Any) -> str:
     return f"spec {spec_tests(r)}, agents' tests {agent_tests(r)}, group {agreement_group(r)}"
 
 
-def failing_tests(r: Any, limit: int = MAX_FAILURES_SHOWN) -> list[str]:
+def failing_tests(r: RankedResult, limit: int = MAX_FAILURES_SHOWN) -> list[str]:
     """The first `limit` failing tests, "<test id>: <trimmed failure>"."""
     e = _evidence(r)
     return list(e.failures)[:limit] if e is not None else []
 
 
-def rounds_line(response: Any) -> str:
+def rounds_line(response: DeliberationOutcome) -> str:
     """How many critique/revise rounds ran (of how many, when the response says) and why they stopped."""
     most = getattr(response, "rounds", 0)  # GetDeliberationResultResponse has it, DeliberateResponse does not
     ran = f"{response.rounds_run} of {most}" if most else str(response.rounds_run)
@@ -85,7 +77,7 @@ def rounds_line(response: Any) -> str:
     return f"rounds run: {ran}; stopped: {stop}"
 
 
-def _checks_summary(checks: Any) -> str:
+def _checks_summary(checks: Checks) -> str:
     parts = [
         f"policy {'ok' if checks.policy.passed else 'FAIL'}",
         f"lint {'ok' if checks.lint.passed else f'{checks.lint.error_count} err'}",
@@ -95,7 +87,7 @@ def _checks_summary(checks: Any) -> str:
     return ", ".join(parts)
 
 
-def group_labels(results: Any) -> dict[tuple[str, ...], str]:
+def group_labels(results: Sequence[RankedResult]) -> dict[tuple[str, ...], str]:
     """A letter for each distinct agreement group, in rank order: proposals sharing a letter agree."""
     labels: dict[tuple[str, ...], str] = {}
     for r in results:
@@ -105,7 +97,18 @@ def group_labels(results: Any) -> dict[tuple[str, ...], str]:
     return labels
 
 
-def _ranking_table(results: Any, labels: dict[tuple[str, ...], str]) -> Table:
+def _row(r: RankedResult, labels: dict[tuple[str, ...], str]) -> tuple[str, ...]:
+    """One line of the ranking: rank, agent, score, peer, checks, revisions, spec tests, agent tests, group."""
+    e = _evidence(r)
+    group = f"{labels[tuple(e.group)]} ({e.agreement})" if e is not None and e.group else "-"
+    peer = f"{r.peer_score:.2f}" if r.peer_score >= 0 else "-"
+    revisions = str(len(r.proposal.revisions))
+    checks = _checks_summary(r.checks)
+    author = escape(r.proposal.author_id)
+    return (str(r.rank), author, f"{r.score:.3f}", peer, checks, revisions, spec_tests(r), agent_tests(r), group)
+
+
+def _ranking_table(results: Sequence[RankedResult], labels: dict[tuple[str, ...], str]) -> Table:
     # Only the checks column wraps: ids and counts stay whole, and the table still fits 80 columns.
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for name in ("rank", "agent", "score", "peer"):
@@ -114,24 +117,11 @@ def _ranking_table(results: Any, labels: dict[tuple[str, ...], str]) -> Table:
     for name in ("revs", "spec\ntests", "agent\ntests", "group"):
         table.add_column(name, no_wrap=True)
     for r in results:
-        peer = f"{r.peer_score:.2f}" if r.peer_score >= 0 else "-"
-        e = _evidence(r)
-        group = f"{labels[tuple(e.group)]} ({e.agreement})" if e is not None and e.group else "-"
-        table.add_row(
-            str(r.rank),
-            escape(r.proposal.author_id),
-            f"{r.score:.3f}",
-            peer,
-            _checks_summary(r.checks),
-            str(len(r.proposal.revisions)),
-            spec_tests(r),
-            agent_tests(r),
-            group,
-        )
+        table.add_row(*_row(r, labels))
     return table
 
 
-def _groups_legend(console: Console, results: Any, labels: dict[tuple[str, ...], str]) -> None:
+def _groups_legend(console: Console, results: Sequence[RankedResult], labels: dict[tuple[str, ...], str]) -> None:
     if not labels:
         return
     agreement = {tuple(r.evidence.group): r.evidence.agreement for r in results if _evidence(r) is not None}
@@ -139,7 +129,7 @@ def _groups_legend(console: Console, results: Any, labels: dict[tuple[str, ...],
     console.print(f"agreement groups (pass the same agent tests): {escape(groups)}")
 
 
-def _reasons(console: Console, results: Any) -> None:
+def _reasons(console: Console, results: Sequence[RankedResult]) -> None:
     """Why the winner won, then the reason for every other rank."""
     if not results:
         return
@@ -149,9 +139,9 @@ def _reasons(console: Console, results: Any) -> None:
         console.print(f"  #{r.rank} {escape(r.proposal.author_id)}: {escape(one_line(r.rank_reason or '-', 600))}")
 
 
-def render_result(console: Console, response: Any, *, full: bool = False) -> None:
+def render_result(console: Console, response: DeliberationOutcome, *, full: bool = False) -> None:
     """`response` is a DeliberateResponse or GetDeliberationResultResponse."""
-    status = STATUS_NAMES.get(response.status, str(response.status))
+    status = status_name(response.status)
     usage = response.usage
     console.print(
         f"[bold]{response.task_id}[/bold]  {status}  {response.duration_ms / 1000:.1f}s  "

@@ -14,13 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import grpc
 import yaml
 from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from orchestrator.adapters.grpc.client import channel, pb, setup_councils, stub
+from orchestrator.adapters.grpc.client import Connection, OrchestratorClient, Plan, Result
 from orchestrator.entrypoints.monitor import snapshot
 from orchestrator.entrypoints.plan_cli import build_payload, envelope_for, publish
 from orchestrator.entrypoints.report import write_report
@@ -28,7 +27,7 @@ from orchestrator.entrypoints.report import write_report
 
 @dataclass(frozen=True)
 class DemoRequest:
-    address: str
+    connection: Connection
     nats_url: str
     agents: int
     rounds: int
@@ -48,7 +47,7 @@ def sample_plan(plan_file: Path | None) -> dict[str, Any]:
     return data
 
 
-def _plan_progress(plan: Any) -> Text:
+def _plan_progress(plan: Plan) -> Text:
     lines = [f"plan {plan.plan_id}: {'finished' if plan.finished else 'running'}"]
     for s in plan.subtasks:
         winner = f" winner {s.winner_id} ({s.winner_score:.3f})" if s.winner_id else ""
@@ -56,31 +55,31 @@ def _plan_progress(plan: Any) -> Text:
     return Text("\n".join(lines))
 
 
-def _wait_for_plan(request: DemoRequest, plan_id: str, console: Console) -> Any:
+def _wait_for_plan(client: OrchestratorClient, request: DemoRequest, plan_id: str, console: Console) -> Plan:
     deadline = time.monotonic() + request.timeout_s
-    with channel(request.address) as ch:
-        client = stub(ch)
-        plan = None
-        with Live(console=console, refresh_per_second=2) as live:
-            while time.monotonic() < deadline:
-                try:
-                    plan = client.GetPlan(pb.GetPlanRequest(plan_id=plan_id), timeout=10)
-                except grpc.RpcError as exc:
-                    if exc.code() != grpc.StatusCode.NOT_FOUND:
-                        raise
-                view = snapshot(client, 8)
-                live.update(Group(view, _plan_progress(plan)) if plan else view)
-                if plan is not None and plan.finished:
-                    return plan
-                time.sleep(1.0)
+    plan = None
+    with Live(console=console, refresh_per_second=2) as live:
+        while time.monotonic() < deadline:
+            plan = client.find_plan(plan_id) or plan
+            view = snapshot(client, 8)
+            live.update(Group(view, _plan_progress(plan)) if plan else view)
+            if plan is not None and plan.finished:
+                return plan
+            time.sleep(1.0)
     raise TimeoutError(f"plan {plan_id} did not finish within {request.timeout_s:.0f}s")
 
 
 def run_demo(request: DemoRequest, console: Console) -> Path:
     """Blocking: councils, plan, monitor, report. Returns the report's path."""
+    with OrchestratorClient(request.connection) as client:
+        return _run_demo(client, request, console)
+
+
+def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console) -> Path:
     started = time.monotonic()
-    console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {request.address}")
-    for outcome in setup_councils(request.address, request.agents, request.rounds):
+    address = request.connection.address
+    console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {address}")
+    for outcome in client.setup_councils(request.agents, request.rounds):
         console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
     payload = build_payload(
         None, plan_id="", story_id="", roles=[], title="", description="", criteria=[], approved_by="demo"
@@ -89,16 +88,10 @@ def run_demo(request: DemoRequest, console: Console) -> Path:
     console.print(f"[bold]2/4[/bold] publishing approved plan {plan_id} on planning.plan.approved")
     asyncio.run(publish(request.nats_url, envelope_for(payload)))
     console.print("[bold]3/4[/bold] councils deliberating (live):")
-    plan = _wait_for_plan(request, plan_id, console)
-    with channel(request.address) as ch:
-        client = stub(ch)
-        results = {
-            s.subtask_id: client.GetDeliberationResult(
-                pb.GetDeliberationResultRequest(task_id=s.deliberation_id), timeout=30
-            )
-            for s in plan.subtasks
-            if s.deliberation_status
-        }
+    plan = _wait_for_plan(client, request, plan_id, console)
+    results: dict[str, Result] = {
+        s.subtask_id: client.result(s.deliberation_id) for s in plan.subtasks if s.deliberation_status
+    }
     elapsed = time.monotonic() - started
     console.print()
     console.print(f"[bold]4/4[/bold] done in {elapsed:.0f}s; winners:")

@@ -11,8 +11,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.adapters.grpc.client import channel, pb, stub
-from orchestrator.entrypoints.cli_render import STATUS_NAMES, evidence_summary, one_line
+from orchestrator.adapters.grpc.client import OrchestratorClient, status_name
+from orchestrator.entrypoints.cli_render import evidence_summary, one_line
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -47,7 +47,7 @@ def deliberations_table(listing: Any) -> Table:
     for name in ("agents ok/fail", "elapsed", "tokens", "winner"):
         table.add_column(name)
     for d in listing.deliberations:
-        status = STATUS_NAMES.get(d.status, str(d.status))
+        status = status_name(d.status)
         ok = d.agents_total - d.agents_failed
         table.add_row(
             d.task_id,
@@ -98,24 +98,22 @@ def dependencies_line(status: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
-def snapshot(client: Any, limit: int) -> Group:
-    status = client.GetStatus(pb.GetStatusRequest(include_stats=True), timeout=5)
-    listing = client.ListDeliberations(pb.ListDeliberationsRequest(page_size=limit), timeout=5)
+def snapshot(client: OrchestratorClient, limit: int) -> Group:
+    status = client.status()
+    listing = client.list_deliberations(limit)
     header = Panel(status_line(status), title="fleet orchestrator", expand=True)
     return Group(header, deliberations_table(listing))
 
 
-def run_monitor(address: str, *, once: bool, interval_s: float, limit: int, console: Console) -> None:
-    """Raises grpc.RpcError when the service cannot be reached; the CLI turns it into a message."""
-    with channel(address) as ch:
-        client = stub(ch)
-        if once:
-            console.print(snapshot(client, limit))
-            return
-        with Live(snapshot(client, limit), console=console, refresh_per_second=4, screen=False) as live:
-            while True:
-                time.sleep(interval_s)
-                live.update(snapshot(client, limit))
+def run_monitor(client: OrchestratorClient, *, once: bool, interval_s: float, limit: int, console: Console) -> None:
+    """Raises OrchestratorError when the service cannot be reached; the CLI turns it into a message."""
+    if once:
+        console.print(snapshot(client, limit))
+        return
+    with Live(snapshot(client, limit), console=console, refresh_per_second=4, screen=False) as live:
+        while True:
+            time.sleep(interval_s)
+            live.update(snapshot(client, limit))
 
 
 def _step(update: Any) -> str:
@@ -140,12 +138,11 @@ def update_lines(update: Any, clock: str) -> list[str]:
     return lines
 
 
-def run_watch(address: str, task_id: str, console: Console) -> int:
+def run_watch(client: OrchestratorClient, task_id: str, console: Console) -> int:
     """Prints every update of one deliberation; returns an exit code (0 when it completed)."""
     final_status = ""
-    with channel(address) as ch:
-        for update in stub(ch).WatchDeliberation(pb.WatchDeliberationRequest(task_id=task_id)):
-            for line in update_lines(update, time.strftime("%H:%M:%S")):
-                console.print(line, markup=False, highlight=False)
-            final_status = update.status
+    for update in client.watch(task_id):
+        for line in update_lines(update, time.strftime("%H:%M:%S")):
+            console.print(line, markup=False, highlight=False)
+        final_status = update.status
     return 0 if final_status == "COMPLETED" else 1

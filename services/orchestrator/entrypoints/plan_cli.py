@@ -12,8 +12,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from orchestrator.adapters.grpc.client import Plan, status_name
 from orchestrator.adapters.nats.plan_events import EVENT_TYPE, parse_plan_event
-from orchestrator.entrypoints.cli_render import STATUS_NAMES
 
 
 def build_payload(
@@ -84,11 +84,11 @@ def publish_sync(nats_url: str, body: dict[str, Any]) -> tuple[int, bool]:
     return asyncio.run(publish(nats_url, body))
 
 
-def render_plan(console: Console, plan: Any) -> None:
+def render_plan(console: Console, plan: Plan) -> None:
     state = "finished" if plan.finished else "in progress"
     console.print(f"[bold]{plan.plan_id}[/bold]  story {plan.story_id}  {plan.title}  ({state})")
     for s in plan.subtasks:
-        status = STATUS_NAMES.get(s.deliberation_status, "-") if s.deliberation_status else "not started"
+        status = status_name(s.deliberation_status) if s.deliberation_status else "not started"
         after = f"  after {', '.join(s.depends_on)}" if s.depends_on else ""
         console.print(f"\n  [bold]{s.subtask_id}[/bold] ({s.role}){after}")
         console.print(f"    {s.state:<10} deliberation {s.deliberation_id}: {status}, {s.duration_ms / 1000:.1f}s")

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.entrypoints.cli_render import MAX_FAILURES_SHOWN, STATUS_NAMES, failing_tests, one_line
+from orchestrator.adapters.grpc.client import status_name
+from orchestrator.entrypoints.cli_render import MAX_FAILURES_SHOWN, failing_tests, one_line
 
 
 def _checks(r: Any) -> list[str]:
@@ -89,7 +90,7 @@ def _subtask(s: Any, result: Any | None) -> list[str]:
         return [*out, f"Not run: {s.state} {s.error}", ""]
     usage = result.usage
     out += [
-        f"Deliberation `{result.task_id}`: {STATUS_NAMES.get(result.status, '?')} in {result.duration_ms / 1000:.1f}s, "
+        f"Deliberation `{result.task_id}`: {status_name(result.status)} in {result.duration_ms / 1000:.1f}s, "
         f"{result.rounds_run} of at most {result.rounds} round(s) ran "
         f"({result.stop_reason or 'no stop reason recorded'}), winner **{result.winner_id or '-'}**; "
         f"tokens {usage.prompt_tokens} prompt + {usage.completion_tokens} completion.",
