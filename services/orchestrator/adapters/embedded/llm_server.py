@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from orchestrator.adapters.embedded.processes import wait_until
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 
 MODEL_NAME = "qwen2.5-coder-0.5b-instruct"
@@ -193,15 +193,17 @@ def _start_failure(config: LocalLLMConfig, exc: RuntimeError) -> str:
 
 
 def _wait_healthy(address: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    while time.monotonic() < deadline:
+    last = ["no answer yet"]
+
+    def healthy() -> bool:
         try:
             with _DIRECT.open(f"{address}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-                last = f"HTTP {response.status}"
+                last[0] = f"HTTP {response.status}"
+                return bool(response.status == 200)
         except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)  # 503 while the model is still loading, or not listening yet
-        time.sleep(0.1)
-    raise LocalLLMError(f"{address}/health not ready after {timeout_s:.0f}s ({last})")
+            last[0] = str(exc)  # 503 while the model is still loading, or not listening yet
+            return False
+
+    if wait_until(healthy, timeout_s, poll_s=0.1):
+        return
+    raise LocalLLMError(f"{address}/health not ready after {timeout_s:.0f}s ({last[0]})")

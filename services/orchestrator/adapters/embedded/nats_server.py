@@ -6,18 +6,14 @@ unless given, so a restart on the same directory keeps the streams (and what was
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import socket
-import subprocess
 import sysconfig
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
-from orchestrator.adapters.embedded.processes import stop_process
-from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+from orchestrator.adapters.embedded.processes import ServerProcess, free_port, port_accepts
+from orchestrator.domain.errors import ConfigError
 
 
 def nats_server_binary() -> Path:
@@ -31,18 +27,12 @@ def nats_server_binary() -> Path:
     return Path(found)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class NatsServer:
     def __init__(self, port: int = 0, store_dir: Path | None = None) -> None:
         self.port = port or free_port()
         self._own_store = store_dir is None
         self.store_dir = store_dir or Path(tempfile.mkdtemp(prefix="orchestrator-nats-"))
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process = ServerProcess("nats-server")
 
     @property
     def url(self) -> str:
@@ -50,32 +40,20 @@ class NatsServer:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+        return self._process.pid
 
     def start(self, timeout_s: float = 15.0) -> NatsServer:
         args = [str(nats_server_binary()), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store_dir)]
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise DependencyUnavailableError("nats-server", f"exited with {self._proc.returncode}: {err[-500:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise DependencyUnavailableError("nats-server", f"not accepting connections after {timeout_s}s")
+        self._process.start(args, lambda: port_accepts(self.port), timeout_s, "not accepting connections")
+        return self
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stops the process (the store directory stays, so `start()` again resumes the same streams)."""
-        proc, self._proc = self._proc, None
-        stop_process(proc, timeout_s)
-        if proc is not None and proc.stderr:
-            proc.stderr.close()
+        self._process.stop(timeout_s)
 
     def close(self) -> None:
-        """Stops the process and removes a temporary store directory."""
-        self.stop()
+        """Stops the process and removes its log and a temporary store directory."""
+        self._process.close()
         if self._own_store:
             shutil.rmtree(self.store_dir, ignore_errors=True)
 
