@@ -188,8 +188,7 @@ def demo(
     failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
-        connection = _connection(address)
-        request = DemoRequest(connection, running.nats_url, agents, rounds, plan_file, report_dir, timeout)
+        request = DemoRequest(_connection(address), running.nats_url, agents, rounds, plan_file, report_dir, timeout)
         try:
             outcome["report"] = await asyncio.to_thread(run_demo, request, console)
         except OrchestratorError as exc:
