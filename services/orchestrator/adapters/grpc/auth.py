@@ -87,6 +87,16 @@ def parse_tokens(text: str, source: str) -> dict[bytes, Scope]:
     return tokens
 
 
+def lookup(tokens: dict[bytes, Scope], token: str) -> Scope | None:
+    """The scope of `token` in parsed tokens, or None. Compares against every entry in constant time, so the
+    answer's timing says nothing about how close a guess was."""
+    wanted, found = _digest(token), None
+    for digest, scope in tokens.items():
+        if hmac.compare_digest(digest, wanted):
+            found = scope
+    return found
+
+
 class TokenFile:
     """The tokens of AUTH_TOKENS_FILE, re-read when the file's (inode, size, mtime) changes. A file that turns
     unreadable or invalid keeps the tokens last read, and says so in the log."""
@@ -131,16 +141,11 @@ class TokenFile:
         self._signature = signature
 
     def scope_of(self, token: str, now: float) -> Scope | None:
-        """The scope of `token`, or None when it is not in the file. Compares against every entry in constant
-        time, so the answer's timing says nothing about how close a guess was."""
+        """The scope of `token`, or None when it is not in the file (re-read first if it changed)."""
         with self._lock:
             self._refresh(now)
             tokens = self._tokens
-        wanted, found = _digest(token), None
-        for digest, scope in tokens.items():
-            if hmac.compare_digest(digest, wanted):
-                found = scope
-        return found
+        return lookup(tokens, token)
 
     @property
     def count(self) -> int:
