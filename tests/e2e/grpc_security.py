@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from tests.e2e.certs import Authority, Pem
+from tests.certs import Authority, Pem
 from tests.e2e.conftest import ROOT, ServeProcess
 
 SERVICE = pb.DESCRIPTOR.services_by_name["OrchestratorService"]

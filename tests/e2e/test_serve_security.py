@@ -24,7 +24,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import RPC_SCOPES, Scope
 from orchestrator.testing.fake_llm import FakeLLMServer
-from tests.e2e.certs import Authority, serial_of
+from tests.certs import Authority, serial_of
 from tests.e2e.conftest import ROOT, free_port, serve_env
 from tests.e2e.grpc_security import (
     SERVICE,

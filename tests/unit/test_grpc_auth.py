@@ -10,8 +10,10 @@ import pytest
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import RPC_SCOPES, Scope, TokenFile, decide, parse_tokens, required_scope
+from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig
 from orchestrator.config import load_settings
 from orchestrator.domain.errors import ConfigError
+from tests.certs import Authority
 
 SERVICE = pb.DESCRIPTOR.services_by_name["OrchestratorService"]
 READ_PREFIXES = ("Get", "List", "Watch")
@@ -99,3 +101,41 @@ def test_security_settings_come_in_pairs(tmp_path: Path) -> None:
         load_settings(auth_protect_reflection=True)
     with pytest.raises(ConfigError, match="GRPC_HEALTH_PORT must differ"):
         load_settings(grpc_port=50055, grpc_health_port=50055)
+
+
+def _secret_volume(root: Path, version: str, files: dict[str, bytes]) -> None:
+    """Writes `files` the way kubelet updates a mounted Secret: a new timestamped directory, the `..data` symlink
+    swapped to it atomically, and each file a symlink through `..data`."""
+    (root / version).mkdir()
+    for name, data in files.items():
+        (root / version / name).write_bytes(data)
+    (root / "..data_tmp").symlink_to(version)
+    os.replace(root / "..data_tmp", root / "..data")
+    for name in files:
+        if not (root / name).is_symlink():
+            (root / name).symlink_to(f"..data/{name}")
+
+
+def test_certificates_follow_a_kubernetes_secret_update_and_skip_a_mismatched_pair(tmp_path: Path) -> None:
+    ca = Authority("ca")
+    first, second = ca.issue("one", server=True), ca.issue("two", server=True)
+    _secret_volume(tmp_path, "..v1", {"tls.crt": first.cert, "tls.key": first.key})
+    files = CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "tls.key"))
+    assert files.fetch() is None, "unchanged"
+    _secret_volume(tmp_path, "..v2", {"tls.crt": second.cert, "tls.key": first.key})
+    assert files.fetch() is None and files.material.cert == first.cert, "a certificate without its key is not used"
+    _secret_volume(tmp_path, "..v3", {"tls.crt": second.cert, "tls.key": second.key})
+    assert files.fetch() is not None and files.material.cert == second.cert
+    assert files.fetch() is None
+
+
+def test_unusable_certificate_files_are_config_errors(tmp_path: Path) -> None:
+    pem = Authority("ca").issue("one", server=True)
+    pem.write(tmp_path / "tls.crt", tmp_path / "tls.key")
+    (tmp_path / "junk").write_text("not pem")
+    with pytest.raises(ConfigError, match=r"GRPC_TLS_CERT .*missing"):
+        CertificateFiles(TlsConfig(tmp_path / "missing", tmp_path / "tls.key"))
+    with pytest.raises(ConfigError, match=r"GRPC_TLS_KEY .*not a PEM file"):
+        CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "junk"))
+    with pytest.raises(ConfigError, match="GRPC_TLS_CLIENT_CA"):
+        CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "junk"))
