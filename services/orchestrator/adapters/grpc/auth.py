@@ -147,10 +147,6 @@ class TokenFile:
             tokens = self._tokens
         return lookup(tokens, token)
 
-    @property
-    def count(self) -> int:
-        return len(self._tokens)
-
 
 def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | None:
     for key, value in metadata or ():
