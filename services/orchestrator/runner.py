@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from grpc_health.v1 import health_pb2
 
-from orchestrator.adapters.grpc.server import GrpcServer, Health, create_server
+from orchestrator.adapters.grpc.server import GrpcServer, Health, ServerSecurity, create_server
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
 from orchestrator.bootstrap import App, bootstrap
 from orchestrator.config import Settings
@@ -72,7 +72,8 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     """Serves until `stop` is set. `on_ready(address, settings)` runs alongside once the service answers; the
     stop event is what ends both."""
     # The port is bound before Ray starts, so none of Ray's own ports can take it.
-    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port)
+    security = ServerSecurity.from_settings(settings)
+    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security)
     metrics = DeliberationMetrics()
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
@@ -94,10 +95,10 @@ async def _serve(
     grpc_server: GrpcServer,
     metrics: DeliberationMetrics,
 ) -> None:
-    server, port, health = grpc_server.server, grpc_server.port, grpc_server.health
+    port, health = grpc_server.port, grpc_server.health
     async with bootstrap(settings, metrics) as built:
         grpc_server.servicer.attach(built.orchestrator)
-        await server.start()
+        await grpc_server.start()
         await health.set(True)
         log.info("grpc_listening", port=port)
         watcher = asyncio.create_task(watch_dependencies(built, health))
@@ -113,4 +114,4 @@ async def _serve(
             log.error("companion_failed", error=f"{type(error).__name__}: {error}")
         # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
         await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
-        await server.stop(1.0)
+        await grpc_server.stop(1.0)

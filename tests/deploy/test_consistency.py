@@ -325,8 +325,15 @@ def test_grpc_port_is_the_same_in_settings_container_probes_and_service() -> Non
     service = service_port(find(MANIFESTS, "Service", "orchestrator"), "grpc")
     assert service["port"] == port, f"Service port 'grpc' is {service['port']}, GRPC_PORT={port}"
     assert service["targetPort"] in ("grpc", port)
+    # Kubelet's gRPC probes speak plaintext only: with TLS on GRPC_PORT they go to GRPC_HEALTH_PORT.
+    tls = bool(_settings_data().get("GRPC_TLS_CERT"))
+    probe_port = int(_settings_data()["GRPC_HEALTH_PORT"]) if tls else port
+    if tls:
+        assert container_port(c, "health") == probe_port, (
+            f"container port 'health' is not GRPC_HEALTH_PORT={probe_port}"
+        )
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert c[probe]["grpc"]["port"] == port, f"{probe} must be a native gRPC probe on GRPC_PORT={port}"
+        assert c[probe]["grpc"]["port"] == probe_port, f"{probe} must be a native gRPC probe on port {probe_port}"
         assert c[probe]["grpc"].get("service", "") in ("", SERVICE_NAME), "the service reports health for these"
 
 

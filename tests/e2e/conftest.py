@@ -67,7 +67,7 @@ class ServeProcess:
                 raise RuntimeError(f"serve did not start ({self.proc.returncode}):\n{self.log_tail()}")
             time.sleep(0.2)
         self.port = port
-        with grpc.insecure_channel(self.address) as ch:
+        with self.channel() as ch:
             health = health_pb2_grpc.HealthStub(ch)
             while time.monotonic() < deadline:
                 assert self.proc is not None
@@ -80,6 +80,10 @@ class ServeProcess:
                     pass
                 time.sleep(0.3)
         raise TimeoutError(f"serve not SERVING after {timeout_s}s:\n{self.log_tail()}")
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the service, the start-up health check's included (TLS servers override it)."""
+        return grpc.insecure_channel(self.address)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = 60.0) -> int:
         assert self.proc is not None

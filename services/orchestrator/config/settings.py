@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator.adapters.llm.openai_chat import normalize_base_url
@@ -65,6 +65,26 @@ class Settings(BaseSettings):
     early_stop: bool = Field(
         True, description="end the critique/revise rounds once the verification evidence decides the winner"
     )
+
+    # gRPC security (adapters/grpc/tls.py, auth.py): files are read, checked and re-read on change by the server.
+    grpc_tls_cert: str = Field("", description="PEM certificate chain of the gRPC server; with GRPC_TLS_KEY: TLS on")
+    grpc_tls_key: str = Field("", description="PEM private key of GRPC_TLS_CERT")
+    grpc_tls_client_ca: str = Field("", description="PEM CA bundle; set: clients must present a cert it signed")
+    grpc_health_port: int = Field(0, ge=0, le=65535, description="plaintext port serving only gRPC health; 0 = off")
+    auth_tokens_file: str = Field("", description="file of 'TOKEN read|write' lines; set: calls need a token")
+    auth_protect_reflection: bool = Field(False, description="reflection needs a token too (health never does)")
+
+    @model_validator(mode="after")  # ConfigError, not ValueError: pydantic would echo every input, secrets included
+    def _grpc_security_pairs(self) -> Settings:
+        if bool(self.grpc_tls_cert) != bool(self.grpc_tls_key):
+            raise ConfigError("GRPC_TLS_CERT and GRPC_TLS_KEY are set together or not at all")
+        if self.grpc_tls_client_ca and not self.grpc_tls_cert:
+            raise ConfigError("GRPC_TLS_CLIENT_CA needs GRPC_TLS_CERT and GRPC_TLS_KEY (mTLS is on top of TLS)")
+        if self.auth_protect_reflection and not self.auth_tokens_file:
+            raise ConfigError("AUTH_PROTECT_REFLECTION needs AUTH_TOKENS_FILE")
+        if self.grpc_health_port and self.grpc_health_port == self.grpc_port:
+            raise ConfigError("GRPC_HEALTH_PORT must differ from GRPC_PORT")
+        return self
 
     @field_validator("vllm_url")
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
@@ -13,9 +15,14 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator.adapters.grpc.auth import TokenAuthInterceptor, TokenFile
 from orchestrator.adapters.grpc.servicer import OrchestratorServicer
+from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig, server_credentials
 from orchestrator.application.service import Orchestrator
-from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 SERVICE = pb.DESCRIPTOR.services_by_name["OrchestratorService"]
 SERVICE_NAME = SERVICE.full_name
@@ -79,12 +86,46 @@ class Health:
             await self.servicer.set(name, status)
 
 
+@dataclass(frozen=True)
+class ServerSecurity:
+    """Who may connect and call: TLS (or mTLS) on the port, bearer tokens on the calls. Plaintext and open when
+    both are unset (local use)."""
+
+    tls: TlsConfig | None = None
+    tokens_file: Path | None = None
+    protect_reflection: bool = False
+    health_port: int | None = None
+    """A second, plaintext port serving only grpc.health.v1 (kubelet's gRPC probes do not speak TLS)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ServerSecurity:
+        cert, key, ca = settings.grpc_tls_cert, settings.grpc_tls_key, settings.grpc_tls_client_ca
+        return cls(
+            tls=TlsConfig(Path(cert), Path(key), Path(ca) if ca else None) if cert else None,
+            tokens_file=Path(settings.auth_tokens_file) if settings.auth_tokens_file else None,
+            protect_reflection=settings.auth_protect_reflection,
+            health_port=settings.grpc_health_port or None,
+        )
+
+
 @dataclass
 class GrpcServer:
     server: grpc.aio.Server
     port: int
     health: Health
     servicer: OrchestratorServicer
+    probe_server: grpc.aio.Server | None = None
+    probe_port: int | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self.probe_server is not None:
+            await self.probe_server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self.server.stop(grace)
+        if self.probe_server is not None:
+            await self.probe_server.stop(grace)
 
 
 @dataclass(frozen=True)
@@ -156,29 +197,66 @@ def add_service(servicer: OrchestratorServicer, server: grpc.aio.Server) -> None
     server.add_registered_method_handlers(SERVICE_NAME, handlers)  # type: ignore[attr-defined]
 
 
+def _options(connections: ConnectionLimits) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+        *connections.options(),
+    ]
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as exc:
+        raise DependencyUnavailableError("grpc", f"cannot bind {address}: is the port in use?") from exc
+
+
+def _interceptors(security: ServerSecurity) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+    if security.tokens_file is None:
+        if security.protect_reflection:
+            raise ConfigError("AUTH_PROTECT_REFLECTION is set but AUTH_TOKENS_FILE is not")
+        return []
+    tokens = TokenFile(security.tokens_file)
+    return [TokenAuthInterceptor(tokens, time.monotonic, protect_reflection=security.protect_reflection)]
+
+
+def _probe_server(health_state: Health, host: str, port: int, connections: ConnectionLimits) -> tuple[Any, int]:
+    server = grpc.aio.server(options=_options(connections))
+    health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
+    return server, _bind(server, f"{host}:{port}", None)
+
+
 def create_server(
     app: Orchestrator | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     connections: ConnectionLimits = ConnectionLimits(),
+    security: ServerSecurity = ServerSecurity(),
 ) -> GrpcServer:
     """Builds the server and binds its port (0 = any free port) at once; `servicer.attach(app)` may come later,
-    before `server.start()`."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-            *connections.options(),
-        ]
-    )
+    before `start()`. Unusable TLS or token files raise ConfigError here, at start-up."""
+    credentials = server_credentials(CertificateFiles(security.tls)) if security.tls is not None else None
+    server = grpc.aio.server(interceptors=_interceptors(security), options=_options(connections))
     servicer = OrchestratorServicer(app)
     add_service(servicer, server)
     health_state = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    try:
-        bound = server.add_insecure_port(f"{host}:{port}")
-    except RuntimeError as exc:
-        raise DependencyUnavailableError("grpc", f"cannot bind {host}:{port}: is the port in use?") from exc
-    return GrpcServer(server, bound, health_state, servicer)
+    bound = _bind(server, f"{host}:{port}", credentials)
+    probe, probe_port = (
+        _probe_server(health_state, host, security.health_port, connections)
+        if security.health_port is not None
+        else (None, None)
+    )
+    log.info(
+        "grpc_security",
+        transport=security.tls.mode if security.tls is not None else "plaintext",
+        auth="tokens" if security.tokens_file is not None else "off",
+        reflection="token" if security.protect_reflection else "open",
+        health_port=probe_port,
+    )
+    return GrpcServer(server, bound, health_state, servicer, probe, probe_port)

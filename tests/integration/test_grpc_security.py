@@ -1,0 +1,85 @@
+"""The server's security options on a real grpc.aio server (port 0): protected reflection, the plaintext health
+port, and what a token-protected server answers before the handler runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator.adapters.grpc.server import GrpcServer, ServerSecurity, create_server
+from orchestrator.domain.errors import ConfigError
+
+pytestmark = pytest.mark.integration
+
+READER = (("authorization", "Bearer reader-token"),)
+
+
+@pytest.fixture
+async def protected(tmp_path: Path) -> AsyncIterator[GrpcServer]:
+    (tmp_path / "tokens").write_text("reader-token read\nwriter-token write\n")
+    security = ServerSecurity(tokens_file=tmp_path / "tokens", protect_reflection=True, health_port=0)
+    bound = create_server(None, "127.0.0.1", 0, security=security)
+    await bound.start()
+    await bound.health.set(True)
+    yield bound
+    await bound.stop(0)
+
+
+async def _list_services(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    call = stub.ServerReflectionInfo(metadata=metadata)
+    await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+    await call.done_writing()
+    return {s.name async for answer in call for s in answer.list_services_response.service}
+
+
+async def test_protected_reflection_needs_a_token_and_health_never_does(protected: GrpcServer) -> None:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{protected.port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _list_services(channel)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "fleet.orchestrator.v1.OrchestratorService" in await _list_services(channel, READER)
+        health = health_pb2_grpc.HealthStub(channel)
+        assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_the_health_port_serves_health_and_nothing_else(protected: GrpcServer) -> None:
+    assert protected.probe_port and protected.probe_port != protected.port
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{protected.probe_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        name = "fleet.orchestrator.v1.OrchestratorService"
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        await protected.health.set(False)
+        answer = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert answer.status == health_pb2.HealthCheckResponse.NOT_SERVING, "the same statuses as the main port"
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as absent:
+            await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)
+        assert absent.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_refusal_comes_before_the_handler_even_with_no_application_attached(protected: GrpcServer) -> None:
+    # No app is attached: a call that got past the interceptor would be UNAVAILABLE ("still starting up").
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{protected.port}") as channel:
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.CancelDeliberation(pb.CancelDeliberationRequest(task_id="t"), metadata=READER)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as admitted:
+            await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)
+        assert admitted.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_unusable_files_fail_server_construction_with_the_setting_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="AUTH_TOKENS_FILE"):
+        create_server(None, "127.0.0.1", 0, security=ServerSecurity(tokens_file=tmp_path / "none"))
+    with pytest.raises(ConfigError, match="AUTH_PROTECT_REFLECTION"):
+        create_server(None, "127.0.0.1", 0, security=ServerSecurity(protect_reflection=True))

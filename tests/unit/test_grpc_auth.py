@@ -1,0 +1,141 @@
+"""The token rules of the gRPC API: a total scope table, the tokens file and its reloads, the settings' pairs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+import pytest
+
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator.adapters.grpc.auth import RPC_SCOPES, Scope, TokenFile, decide, parse_tokens, required_scope
+from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig
+from orchestrator.config import load_settings
+from orchestrator.domain.errors import ConfigError
+from tests.certs import Authority
+
+SERVICE = pb.DESCRIPTOR.services_by_name["OrchestratorService"]
+READ_PREFIXES = ("Get", "List", "Watch")
+
+
+def test_every_rpc_of_the_service_has_an_explicit_scope() -> None:
+    methods = {m.name for m in SERVICE.methods}
+    assert methods - set(RPC_SCOPES) == set(), "add the new RPC to RPC_SCOPES in adapters/grpc/auth.py"
+    assert set(RPC_SCOPES) - methods == set(), "RPC_SCOPES names RPCs the service does not have"
+
+
+def test_only_looking_rpcs_are_read_and_everything_else_is_write() -> None:
+    for method in SERVICE.methods:
+        expected = Scope.READ if method.name.startswith(READ_PREFIXES) else Scope.WRITE
+        assert RPC_SCOPES[method.name] is expected, method.name
+        assert required_scope(f"/{SERVICE.full_name}/{method.name}", protect_reflection=False) is expected
+
+
+def test_unknown_rpcs_need_write_and_health_is_always_open() -> None:
+    assert required_scope(f"/{SERVICE.full_name}/DropEverything", protect_reflection=False) is Scope.WRITE
+    assert required_scope("/other.Service/Get", protect_reflection=False) is Scope.WRITE
+    for protect in (False, True):
+        assert required_scope("/grpc.health.v1.Health/Check", protect_reflection=protect) is None
+        assert required_scope("/grpc.health.v1.Health/Watch", protect_reflection=protect) is None
+    reflect = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    assert required_scope(reflect, protect_reflection=False) is None
+    assert required_scope(reflect, protect_reflection=True) is Scope.READ
+
+
+def test_tokens_file_parses_comments_and_refuses_bad_lines_without_echoing_tokens() -> None:
+    tokens = parse_tokens("# ops\n\nalpha-token read  # dashboards\nbeta-token write\n", "f")
+    assert sorted(s.value for s in tokens.values()) == ["read", "write"]
+    with pytest.raises(ConfigError, match="line 2") as bad:
+        parse_tokens("alpha read\nsecret-xyz admin\n", "f")
+    assert "secret-xyz" not in str(bad.value)
+    with pytest.raises(ConfigError, match="no tokens"):
+        parse_tokens("# nothing\n", "f")
+
+
+def _rewrite(path: Path, text: str, bump_ns: int) -> None:
+    path.write_text(text)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump_ns))
+
+
+def test_tokens_file_is_reread_on_change_and_a_broken_one_keeps_the_last_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("old-token write\n")
+    tokens = TokenFile(path, check_interval_s=1.0)
+    assert tokens.scope_of("old-token", now=10.0) is Scope.WRITE
+    _rewrite(path, "new-token read\n", 1_000_000)
+    assert tokens.scope_of("old-token", now=10.5) is Scope.WRITE, "checked at most once per interval"
+    assert tokens.scope_of("old-token", now=11.5) is None
+    assert tokens.scope_of("new-token", now=11.5) is Scope.READ
+    _rewrite(path, "new-token superuser\n", 2_000_000)
+    assert tokens.scope_of("new-token", now=13.0) is Scope.READ
+    path.unlink()
+    assert tokens.scope_of("new-token", now=15.0) is Scope.READ
+
+
+def test_missing_or_wrong_scope_tokens_are_refused_with_distinct_codes(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("reader read\nwriter write\n")
+    tokens = TokenFile(path)
+    delete = f"/{SERVICE.full_name}/DeleteCouncil"
+    status = f"/{SERVICE.full_name}/GetStatus"
+
+    def code(method: str, token: str | None) -> grpc.StatusCode | None:
+        refusal = decide(tokens, method, token, 0.0, protect_reflection=False)
+        return None if refusal is None else refusal.code
+
+    assert code(delete, None) is grpc.StatusCode.UNAUTHENTICATED
+    assert code(delete, "unknown") is grpc.StatusCode.UNAUTHENTICATED
+    assert code(delete, "reader") is grpc.StatusCode.PERMISSION_DENIED
+    assert code(delete, "writer") is None
+    assert code(status, "reader") is None and code(status, "writer") is None
+
+
+def test_security_settings_come_in_pairs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="GRPC_TLS_CERT and GRPC_TLS_KEY"):
+        load_settings(grpc_tls_key=str(tmp_path / "k.pem"), neo4j_password="do-not-echo")
+    with pytest.raises(ConfigError, match="GRPC_TLS_CLIENT_CA needs"):
+        load_settings(grpc_tls_client_ca=str(tmp_path / "ca.pem"))
+    with pytest.raises(ConfigError, match="AUTH_PROTECT_REFLECTION needs"):
+        load_settings(auth_protect_reflection=True)
+    with pytest.raises(ConfigError, match="GRPC_HEALTH_PORT must differ"):
+        load_settings(grpc_port=50055, grpc_health_port=50055)
+
+
+def _secret_volume(root: Path, version: str, files: dict[str, bytes]) -> None:
+    """Writes `files` the way kubelet updates a mounted Secret: a new timestamped directory, the `..data` symlink
+    swapped to it atomically, and each file a symlink through `..data`."""
+    (root / version).mkdir()
+    for name, data in files.items():
+        (root / version / name).write_bytes(data)
+    (root / "..data_tmp").symlink_to(version)
+    os.replace(root / "..data_tmp", root / "..data")
+    for name in files:
+        if not (root / name).is_symlink():
+            (root / name).symlink_to(f"..data/{name}")
+
+
+def test_certificates_follow_a_kubernetes_secret_update_and_skip_a_mismatched_pair(tmp_path: Path) -> None:
+    ca = Authority("ca")
+    first, second = ca.issue("one", server=True), ca.issue("two", server=True)
+    _secret_volume(tmp_path, "..v1", {"tls.crt": first.cert, "tls.key": first.key})
+    files = CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "tls.key"))
+    assert files.fetch() is None, "unchanged"
+    _secret_volume(tmp_path, "..v2", {"tls.crt": second.cert, "tls.key": first.key})
+    assert files.fetch() is None and files.material.cert == first.cert, "a certificate without its key is not used"
+    _secret_volume(tmp_path, "..v3", {"tls.crt": second.cert, "tls.key": second.key})
+    assert files.fetch() is not None and files.material.cert == second.cert
+    assert files.fetch() is None
+
+
+def test_unusable_certificate_files_are_config_errors(tmp_path: Path) -> None:
+    pem = Authority("ca").issue("one", server=True)
+    pem.write(tmp_path / "tls.crt", tmp_path / "tls.key")
+    (tmp_path / "junk").write_text("not pem")
+    with pytest.raises(ConfigError, match=r"GRPC_TLS_CERT .*missing"):
+        CertificateFiles(TlsConfig(tmp_path / "missing", tmp_path / "tls.key"))
+    with pytest.raises(ConfigError, match=r"GRPC_TLS_KEY .*not a PEM file"):
+        CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "junk"))
+    with pytest.raises(ConfigError, match="GRPC_TLS_CLIENT_CA"):
+        CertificateFiles(TlsConfig(tmp_path / "tls.crt", tmp_path / "tls.key", tmp_path / "junk"))
