@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
+from orchestrator.adapters.checks.execution import split_proposal
 
 DEV_SLICE = range(0, 100)
 HOLDOUT_SLICE = range(100, 164)
@@ -80,8 +81,13 @@ _DEF = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
 
 
 def extract_solution(content: str, entry_point: str) -> str:
-    """The code of a proposal to judge: the last Python block that defines the entry point (earlier blocks it
-    needs are kept before it); else every Python block; else the text itself when it looks like code."""
+    """The code of a proposal to judge, for every arm alike: the solution as the service's execution checks
+    separate it from the author's tests (a test appended to the solution's block, or a call of it, must not fail
+    the import); else the last Python block that defines the entry point (earlier blocks it needs are kept before
+    it); else every Python block; else the text itself when it looks like code."""
+    solution = split_proposal(content).solution
+    if entry_point in _DEF.findall(solution):
+        return solution
     blocks = [b.code for b in extract_code_blocks(content) if b.language in (PYTHON, "")]
     defining = [i for i, code in enumerate(blocks) if entry_point in _DEF.findall(code)]
     if defining:

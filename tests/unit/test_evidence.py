@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.adapters.checks.execution import split_proposal
 from orchestrator.domain.evidence import (
     UnitSource,
@@ -100,8 +102,49 @@ def test_a_proposal_is_split_into_solution_and_tests_even_when_mixed() -> None:
     assert "assert area(0) == 0" in split.tests and "def test_one" in split.tests
 
 
+def test_bare_calls_in_a_solution_block_do_not_run_on_import() -> None:
+    # Small models append their tests and a call to them in the solution's own block.
+    text = (
+        "```python\ndef inc(x):\n    return x + 1\n\n# tests\ndef test_inc():\n    assert inc(1) == 3\n\n"
+        "import sys\nsys.setrecursionlimit(5000)\ntest_inc()\nprint(inc(2))\ninc(5)\n```\n"
+    )
+    split = split_proposal(text)
+    assert "def inc" in split.solution
+    assert "test_inc" not in split.solution and "print" not in split.solution and "inc(5)" not in split.solution
+    assert "sys.setrecursionlimit(5000)" in split.solution
+    assert "def test_inc" in split.tests
+
+
 def test_a_block_tagged_as_tests_is_tests_and_prose_is_neither() -> None:
     text = "No code here.\n```python\n# tests\nx = 1\nassert x == 1\n```\n"
     split = split_proposal(text)
     assert split.solution == ""
     assert "assert x == 1" in split.tests
+
+
+def test_an_answer_cut_off_mid_test_keeps_its_complete_solution() -> None:
+    # max_tokens ends the answer inside the tests of the solution's own (unclosed) block.
+    text = (
+        "```python\nfrom unittest import TestCase\n\ndef frac(x):\n    return x - int(x)\n\n# tests\n"
+        "class TestFrac(TestCase):\n    def test_half(self):\n        self.assertEqual(frac(3.5), 0.5)\n"
+        "        self.assertEqual(frac(4.25"
+    )
+    split = split_proposal(text)
+    assert "def frac" in split.solution and "return x - int(x)" in split.solution
+    assert "TestFrac" not in split.solution
+
+
+def test_unittest_cases_become_one_unit_per_test_method() -> None:
+    code = (
+        "import unittest\n\nclass TestInc(unittest.TestCase):\n    def setUp(self):\n        self.step = 1\n\n"
+        "    def test_one(self):\n        self.assertEqual(inc(1), 1 + self.step)\n\n"
+        "    def test_two(self):\n        self.assertEqual(inc(2), 3)\n\n    def helper(self):\n        pass\n"
+    )
+    units = split_tests(code)
+    assert len(units) == 2
+    namespace: dict[str, object] = {"inc": lambda x: x + 1}
+    for unit in units:
+        exec(compile(unit, "<unit>", "exec"), dict(namespace))  # setUp runs: self.step exists
+    broken: dict[str, object] = {"inc": lambda x: x}
+    with pytest.raises(AssertionError):
+        exec(compile(units[0], "<unit>", "exec"), dict(broken))

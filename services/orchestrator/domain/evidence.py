@@ -227,6 +227,8 @@ def split_tests(code: str) -> list[str]:
             units.append(text)
         elif isinstance(node, ast.FunctionDef) and node.name.startswith("test") and not node.args.args:
             units.append(f"{text}\n{node.name}()")
+        elif isinstance(node, ast.ClassDef) and _is_test_case(node):
+            units += [f"{text}\n{node.name}({name!r}).debug()" for name in _test_methods(node)]
         elif _is_main_guard(node):
             continue  # `if __name__ == "__main__":` runners call the tests again, or unittest.main()
         elif not isinstance(node, ast.Expr) or not isinstance(node.value, ast.Call):
@@ -234,6 +236,16 @@ def split_tests(code: str) -> list[str]:
     head = "\n".join(p for p in preamble if p)
     cut = [f"{head}\n{u}" if head else u for u in units if u]
     return [u for u in cut if len(u) <= MAX_UNIT_CHARS][:MAX_UNITS_PER_SOURCE]
+
+
+def _is_test_case(node: ast.ClassDef) -> bool:
+    """A `unittest.TestCase` subclass, as small models write their tests."""
+    names = [b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute) else "" for b in node.bases]
+    return any(name.endswith("TestCase") for name in names)
+
+
+def _test_methods(node: ast.ClassDef) -> list[str]:
+    return [f.name for f in node.body if isinstance(f, ast.FunctionDef) and f.name.startswith("test")]
 
 
 def _is_main_guard(node: ast.stmt) -> bool:

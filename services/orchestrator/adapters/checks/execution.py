@@ -116,23 +116,63 @@ def _test_node(node: ast.stmt) -> bool:
 
 
 def _separate(code: str) -> tuple[str, str]:
-    """Moves top-level asserts, `test_*` functions and a `__main__` block out of a solution block."""
+    """Moves top-level asserts and `test_*` functions out of a solution block and drops a `__main__` block and
+    top-level demonstration calls (`test_x()`, `print(f(3))`, `unittest.main()`): a module's import must define
+    the solution, not run the author's demonstration of it."""
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError):
         return code, ""
     keep: list[str] = []
     tests: list[str] = []
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
     for node in tree.body:
         text = ast.get_source_segment(code, node) or ""
-        is_test = isinstance(node, ast.Assert) or (isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
+        is_test = (
+            isinstance(node, ast.Assert)
+            or (isinstance(node, ast.FunctionDef) and node.name.startswith("test"))
+            or (isinstance(node, ast.ClassDef) and node.name.startswith("Test"))
+        )
         if is_test:
             tests.append(text)
-        elif isinstance(node, ast.If) and "__main__" in ast.dump(node.test):
-            continue
-        else:
+        elif not (_main_block(node) or _demonstration(node, defined)):
             keep.append(text)
     return "\n\n".join(keep), "\n\n".join(tests)
+
+
+def _main_block(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and "__main__" in ast.dump(node.test)
+
+
+def _demonstration(node: ast.stmt, defined: set[str]) -> bool:
+    """A bare top-level call of `print`, of a function the block defines, of a `test*`/`check*` name, or of
+    `<module>.main()`; set-up calls such as `sys.setrecursionlimit(...)` stay."""
+    if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)):
+        return False
+    func = node.value.func
+    if isinstance(func, ast.Name):
+        return func.id == "print" or func.id in defined or func.id.startswith(("test", "check"))
+    return isinstance(func, ast.Attribute) and func.attr == "main"
+
+
+def _parsable_prefix(code: str) -> str:
+    """The block itself, or, when it does not parse (an answer cut off at `max_tokens` mid-test), its longest
+    prefix ending before a top-level statement that does; the block unchanged when none does."""
+    try:
+        ast.parse(code)
+        return code
+    except (SyntaxError, ValueError):
+        pass
+    lines = code.splitlines()
+    starts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+    for cut in reversed(starts[1:]):
+        prefix = "\n".join(lines[:cut]).rstrip()
+        try:
+            ast.parse(prefix)
+        except (SyntaxError, ValueError):
+            continue
+        return prefix
+    return code
 
 
 def split_proposal(content: str) -> SplitProposal:
@@ -142,10 +182,11 @@ def split_proposal(content: str) -> SplitProposal:
     for block in extract_code_blocks(content):
         if block.language != PYTHON and not (block.language == "" and _looks_python(block.code)):
             continue
-        if _marked_as_tests(block.tag, block.code) or _only_tests(block.code):
-            tests.append(block.code)
+        whole = _parsable_prefix(block.code)
+        if _marked_as_tests(block.tag, whole) or _only_tests(whole):
+            tests.append(whole)
             continue
-        code, moved = _separate(block.code)
+        code, moved = _separate(whole)
         solution.append(code)
         if moved:
             tests.append(moved)
