@@ -10,7 +10,9 @@ so only the carrier can join its spans to the trace.
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, TraceCarrier
 from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
+from orchestrator.adapters.tracing.worker import forwarded_env
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -195,3 +198,32 @@ async def test_rpc_without_traceparent_starts_a_new_trace(
     spans = receiver.wait_for(lambda got: any(s.span_id not in before for s in got))
     (new,) = [s for s in spans if s.span_id not in before]
     assert new.name == "grpc.health.v1.Health/Check" and new.parent_span_id == ""
+
+
+WORKER_SCRIPT = """
+import sys
+from orchestrator.adapters.tracing.worker import worker_tracing
+tracing = worker_tracing()
+assert tracing.enabled
+with tracing.attach({"traceparent": sys.argv[1]}), tracing.tool("sandbox", agent_id="agent-qa-001") as tool:
+    tool.result(passed=False, exit_code=3)
+"""
+
+
+async def test_a_worker_process_joins_the_trace_from_forwarded_env_and_flushes_at_exit(receiver: OtlpReceiver) -> None:
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_SERVICE_NAME": "fleet-agent",
+        "VLLM_API_KEY": "sk-canary-not-forwarded",
+    }
+    env = {**os.environ, **forwarded_env(environ), "PYTHONPATH": os.pathsep.join(sys.path)}
+    assert "VLLM_API_KEY" not in forwarded_env(environ)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", WORKER_SCRIPT, f"00-{trace_id}-{parent_id}-01", env=env
+    )
+    assert await asyncio.wait_for(process.wait(), 60) == 0
+    spans = receiver.wait_for(lambda got: any(s.trace_id == trace_id for s in got))
+    (span,) = [s for s in spans if s.trace_id == trace_id]
+    assert span.parent_span_id == parent_id and span.service_name == "fleet-agent"
+    assert span.attributes["process.exit.code"] == 3 and span.attributes["fleet.check.passed"] is False

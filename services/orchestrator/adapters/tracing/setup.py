@@ -147,12 +147,16 @@ class TracingRuntime:
     def force_flush(self, timeout_ms: int = 10_000) -> bool:
         return self._provider.force_flush(timeout_ms) if self._provider is not None else True
 
-    async def shutdown(self) -> None:
-        """Exports what is buffered and stops the exporter (off the event loop: the export is blocking I/O).
-        Idempotent."""
+    def close(self) -> None:
+        """Exports what is buffered and stops the exporter (blocking). Idempotent."""
         provider, self._provider = self._provider, None
         if provider is not None:
-            await asyncio.to_thread(provider.shutdown)
+            provider.shutdown()
+
+    async def shutdown(self) -> None:
+        """`close()` off the event loop: the export is blocking I/O."""
+        if self._provider is not None:
+            await asyncio.to_thread(self.close)
 
 
 def start_tracing(settings: TracingSettings) -> TracingRuntime:
