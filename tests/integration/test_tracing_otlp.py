@@ -23,9 +23,13 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from orchestrator.adapters.embedded.nats_server import NatsServer
+from orchestrator.adapters.tracing.grpc_interceptor import TracingServerInterceptor
 from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, TraceCarrier
 from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
@@ -227,3 +231,43 @@ async def test_a_worker_process_joins_the_trace_from_forwarded_env_and_flushes_a
     (span,) = [s for s in spans if s.trace_id == trace_id]
     assert span.parent_span_id == parent_id and span.service_name == "fleet-agent"
     assert span.attributes["process.exit.code"] == 3 and span.attributes["fleet.check.passed"] is False
+
+
+async def test_aborted_rpcs_record_their_status_code_and_never_the_details() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = grpc.aio.server(interceptors=[TracingServerInterceptor(provider.get_tracer("test"))])
+
+    async def refuse(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "token sk-canary-detail is read-only")
+
+    async def stream(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        yield b"first"
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")
+
+    handlers = {
+        "Refuse": grpc.unary_unary_rpc_method_handler(refuse),
+        "Stream": grpc.unary_stream_rpc_method_handler(stream),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Svc", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await channel.unary_unary("/test.Svc/Refuse")(b"")
+            received = []
+            with pytest.raises(grpc.aio.AioRpcError):
+                async for item in channel.unary_stream("/test.Svc/Stream")(b""):
+                    received.append(item)
+            assert received == [b"first"]
+    finally:
+        await server.stop(grace=None)
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    assert (spans["test.Svc/Refuse"].attributes or {})["rpc.grpc.status_code"] == 7
+    assert (spans["test.Svc/Stream"].attributes or {})["error.type"] == "RESOURCE_EXHAUSTED"
+    assert all(s.status.status_code is StatusCode.ERROR for s in spans.values())
+    assert "sk-canary-detail" not in repr(
+        [(dict(s.attributes or {}), s.status.description, s.events) for s in spans.values()]
+    )

@@ -8,7 +8,7 @@ attribute fails in tests and development even where production would not trace.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TypeVar
 
 from opentelemetry import trace
@@ -107,7 +107,11 @@ class _ToolSpan(_Span):
 
 
 H = TypeVar("H", bound=_Span)
-_NULL_SPANS: dict[type[_Span], _Span] = {cls: cls(None) for cls in (_Span, _DeliberationSpan, _ChatSpan, _ToolSpan)}
+# Off: one shared do-nothing handle per kind, in a reusable context manager; nothing else is built.
+_OFF_RUN = nullcontext(_DeliberationSpan(None))
+_OFF_STAGE = nullcontext(_Span(None))
+_OFF_CHAT = nullcontext(_ChatSpan(None))
+_OFF_TOOL = nullcontext(_ToolSpan(None))
 
 
 class OtelTracing:
@@ -127,6 +131,8 @@ class OtelTracing:
     def deliberation(
         self, info: DeliberationInfo, parent: Mapping[str, str] | None = None
     ) -> AbstractContextManager[_DeliberationSpan]:
+        if self._tracer is None:
+            return _OFF_RUN
         attributes: dict[str, AttributeValue] = {
             attr.OPERATION: "invoke_workflow",
             attr.WORKFLOW_NAME: WORKFLOW,
@@ -142,10 +148,14 @@ class OtelTracing:
         return self._span(f"invoke_workflow {WORKFLOW}", SpanKind.INTERNAL, attributes, _DeliberationSpan, context)
 
     def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[_Span]:
+        if self._tracer is None:
+            return _OFF_STAGE
         attributes: dict[str, AttributeValue] = {attr.STAGE: stage, attr.ROUND: round_, attr.CALLERS: callers}
         return self._span(f"stage {stage}", SpanKind.INTERNAL, attributes, _Span)
 
     def chat(self, info: ChatInfo) -> AbstractContextManager[_ChatSpan]:
+        if self._tracer is None:
+            return _OFF_CHAT
         attributes: dict[str, AttributeValue] = {
             attr.OPERATION: "chat",
             attr.REQUEST_MODEL: info.model,
@@ -162,6 +172,8 @@ class OtelTracing:
         return self._span(f"chat {info.model}", SpanKind.CLIENT, attributes, _ChatSpan)
 
     def tool(self, name: str, agent_id: str = "") -> AbstractContextManager[_ToolSpan]:
+        if self._tracer is None:
+            return _OFF_TOOL
         attributes: dict[str, AttributeValue] = {attr.OPERATION: "execute_tool", attr.TOOL_NAME: name}
         if agent_id:
             attributes[attr.AGENT_ID] = agent_id
@@ -182,9 +194,8 @@ class OtelTracing:
         handle: type[H],
         context: Context | None = None,
     ) -> Iterator[H]:
-        if self._tracer is None:
-            yield _NULL_SPANS[handle]  # type: ignore[misc]
-            return
+        if self._tracer is None:  # the public methods return the off handles before coming here
+            raise RuntimeError("tracing is off")
         cleaned = {key: clean_value(key, value) for key, value in attributes.items()}
         # Exceptions are recorded by class name only (below): the SDK's own recording would export the message
         # and the traceback, which can quote a URL with credentials or a provider's error body.

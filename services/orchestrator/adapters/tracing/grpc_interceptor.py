@@ -7,6 +7,7 @@ code is recorded on failure, never the details text (client input may be echoed 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -92,10 +93,10 @@ class _RpcSpan:
             with self._start() as span:
                 try:
                     response = await behavior(request, context)
-                except BaseException:
-                    _finish(span, context, failed=True)
+                except BaseException as exc:
+                    _finish(span, context, failed=exc)
                     raise
-                _finish(span, context, failed=False)
+                _finish(span, context)
                 return response
 
         return traced
@@ -111,18 +112,19 @@ class _RpcSpan:
                             yield item
                     else:  # a coroutine that writes with `context.write` (the health service's Watch)
                         await behavior(request, context)
-                except BaseException:
-                    _finish(span, context, failed=True)
+                except BaseException as exc:
+                    _finish(span, context, failed=exc)
                     raise
-                _finish(span, context, failed=False)
+                _finish(span, context)
 
         return traced
 
 
-def _finish(span: trace.Span, context: grpc.aio.ServicerContext[Any, Any], *, failed: bool) -> None:
-    code = context.code()
-    if failed and (code is None or code == grpc.StatusCode.OK):
-        code = grpc.StatusCode.UNKNOWN
+def _finish(span: trace.Span, context: grpc.aio.ServicerContext[Any, Any], failed: BaseException | None = None) -> None:
+    code = context.code()  # set by `context.abort` / `set_code`, so an abort is recorded with its own code
+    if failed is not None and (code is None or code == grpc.StatusCode.OK):
+        cancelled = isinstance(failed, asyncio.CancelledError)
+        code = grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.UNKNOWN
     span.set_attribute(attr.RPC_GRPC_STATUS, _status_name(code))
     if code not in (None, grpc.StatusCode.OK):
         span.set_attribute(attr.ERROR_TYPE, code.name)
