@@ -31,7 +31,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.adapters.tracing.grpc_interceptor import TracingServerInterceptor
 from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, TraceCarrier
-from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats
+from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats, nats_headers
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
 from orchestrator.adapters.tracing.worker import forwarded_env
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
@@ -96,12 +96,15 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
                 chat.retried(0)
 
         info = DeliberationInfo(task_id="plan-1/dev", role="DEV", agents=3, rounds=0, token_budget=2000)
-        with tracing.deliberation(info, parent=message.headers) as run:
+        with tracing.receive(subject, message.headers):
+            carried = tracing.carrier()  # as a dispatch stores it with the deliberation it starts
+        with tracing.deliberation(info, parent=carried) as run:
             with tracing.stage("propose", 0, callers=3):
                 await asyncio.gather(*(call_agent(a) for a in AGENTS))
             spent = sum(i + o for i, o in AGENTS.values())
             run.finish(status="COMPLETED", rounds_run=0, stop_code="rounds_done", tokens_spent=spent)
-            await client.publish(f"{subject}.completed", b"{}", headers=inject_nats({"Nats-Msg-Id": "evt-1"}))
+            event_carrier = tracing.carrier()  # captured with the event in the outbox, published later
+        await client.publish(f"{subject}.completed", b"{}", headers=nats_headers("evt-1", event_carrier))
         completed = await outbound.next_msg(timeout=5)
         consumer_context = extract_nats(completed.headers)
         with planner.tracer.start_as_current_span("orchestration.deliberation.completed process", consumer_context):
@@ -113,12 +116,14 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
             await runtime.shutdown()
 
     publish = receiver.one("planning.plan.approved publish")
-    spans = receiver.wait_for(lambda got: len([s for s in got if s.trace_id == publish.trace_id]) == 10)
+    spans = receiver.wait_for(lambda got: len([s for s in got if s.trace_id == publish.trace_id]) == 11)
     in_trace = [s for s in spans if s.trace_id == publish.trace_id]
     assert sorted({s.service_name for s in in_trace}) == ["fleet-agent", "fleet-orchestrator", "planner"]
 
+    (consumed,) = by_name(in_trace, f"{subject} process")
+    assert consumed.parent_span_id == publish.span_id and consumed.attributes["messaging.system"] == "nats"
     (run_span,) = by_name(in_trace, "invoke_workflow deliberation")
-    assert run_span.parent_span_id == publish.span_id
+    assert run_span.parent_span_id == consumed.span_id
     assert run_span.attributes["gen_ai.operation.name"] == "invoke_workflow"
     assert run_span.attributes["fleet.task_id"] == "plan-1/dev" and run_span.attributes["fleet.agents"] == 3
     assert run_span.attributes["fleet.tokens_spent"] == 540 and run_span.attributes["fleet.status"] == "COMPLETED"
@@ -140,6 +145,7 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
     assert downstream.parent_span_id == run_span.span_id
     assert [a.name for a in receiver.ancestors(downstream)] == [
         "invoke_workflow deliberation",
+        f"{subject} process",
         "planning.plan.approved publish",
     ]
 

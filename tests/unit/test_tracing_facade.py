@@ -15,7 +15,7 @@ from opentelemetry.trace import StatusCode
 
 from orchestrator.adapters.tracing.facade import OtelTracing
 from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, ForbiddenAttributeError, Tracing
-from orchestrator.adapters.tracing.propagation import extract_grpc, inject, inject_nats
+from orchestrator.adapters.tracing.propagation import extract_grpc, inject, inject_nats, nats_headers
 from orchestrator.adapters.tracing.setup import TracingSettings, start_tracing
 from orchestrator.domain.errors import ConfigError
 
@@ -188,3 +188,9 @@ def test_grpc_metadata_yields_the_callers_span_as_parent() -> None:
     span_context = trace.get_current_span(context).get_span_context()
     assert (format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")) == ("a" * 32, "b" * 16)
     assert not trace.get_current_span(extract_grpc(None)).get_span_context().is_valid
+
+
+def test_outbox_event_headers_carry_the_trace_captured_when_it_was_made() -> None:
+    carrier = {"traceparent": "00-" + "c" * 32 + "-" + "d" * 16 + "-01", "baggage": "user=alice"}
+    assert nats_headers("evt-9", carrier) == {"Nats-Msg-Id": "evt-9", "traceparent": carrier["traceparent"]}
+    assert nats_headers("evt-9", None) == {"Nats-Msg-Id": "evt-9"}

@@ -147,6 +147,13 @@ class OtelTracing:
         context = propagation.extract(parent) if parent else None
         return self._span(f"invoke_workflow {WORKFLOW}", SpanKind.INTERNAL, attributes, _DeliberationSpan, context)
 
+    def receive(self, subject: str, headers: Mapping[str, str] | None) -> AbstractContextManager[_Span]:
+        if self._tracer is None:
+            return _OFF_STAGE
+        attributes: dict[str, AttributeValue] = {attr.MESSAGING_SYSTEM: "nats", attr.MESSAGING_DESTINATION: subject}
+        context = propagation.extract_nats(headers)
+        return self._span(f"{subject} process", SpanKind.CONSUMER, attributes, _Span, context)
+
     def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[_Span]:
         if self._tracer is None:
             return _OFF_STAGE

@@ -99,6 +99,11 @@ class Tracing(Protocol):
         or the RPC that asked for it); None continues the current one."""
         ...
 
+    def receive(self, subject: str, headers: Mapping[str, str] | None) -> AbstractContextManager[SpanHandle]:
+        """`{subject} process`: handling one inbound NATS message, continuing the publisher's trace from its
+        headers; what the handler starts (a plan's deliberations) is inside it."""
+        ...
+
     def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[SpanHandle]:
         """One protocol stage (`stage propose` ...)."""
         ...

@@ -52,6 +52,13 @@ def inject_nats(headers: Mapping[str, str] | None = None, context: Context | Non
     return merged
 
 
+def nats_headers(msg_id: str, carrier: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers of an event published later than it was made (the outbox): its `Nats-Msg-Id` and the trace
+    context captured when it was made (`inject()` then, stored with the event)."""
+    headers = {k.lower(): v for k, v in (carrier or {}).items() if k.lower() in TRACE_HEADERS}
+    return {"Nats-Msg-Id": msg_id, **headers} if msg_id else headers
+
+
 @contextmanager
 def attached(carrier: Mapping[str, str] | None) -> Iterator[None]:
     """Inside the block the carrier's trace is current (no-op for an empty carrier: the current trace stays)."""
