@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -23,6 +23,7 @@ from orchestrator.adapters.tracing.port import (
     DeliberationInfo,
     ForbiddenAttributeError,
     TraceCarrier,
+    Tracing,
 )
 from orchestrator.domain.redaction import redact_secrets
 
@@ -215,3 +216,7 @@ class OtelTracing:
             except BaseException as exc:
                 current.fail(type(exc).__name__)
                 raise
+
+
+if TYPE_CHECKING:  # mypy proves the facade implements the port
+    _conforms: Tracing = OtelTracing(None)
