@@ -5,4 +5,6 @@
 - `facade`: `OtelTracing`, the port on OpenTelemetry, with the attribute whitelist of `attributes`.
 - `propagation`: W3C trace context in/out of gRPC metadata, NATS headers and Ray call carriers.
 - `grpc_interceptor`: a server span per RPC, child of the caller's `traceparent`.
+- `traced_ports`: chat / execute_tool spans around the agent gateway, the checker and the sandbox.
+- `worker`: tracing inside Ray workers, from the forwarded OTEL_* variables.
 """

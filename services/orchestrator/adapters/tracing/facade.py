@@ -44,10 +44,11 @@ def clean_value(key: str, value: AttributeValue) -> AttributeValue:
 class _Span:
     """A span handle; `span` None is the do-nothing handle of disabled tracing."""
 
-    __slots__ = ("_span",)
+    __slots__ = ("_failed", "_span")
 
     def __init__(self, span: trace.Span | None) -> None:
         self._span = span
+        self._failed = False
 
     def set(self, key: str, value: AttributeValue) -> None:
         cleaned = clean_value(key, value)
@@ -56,8 +57,13 @@ class _Span:
 
     def fail(self, error_type: str) -> None:
         self.set(attr.ERROR_TYPE, error_type)
+        self._failed = True
         if self._span is not None:
             self._span.set_status(Status(StatusCode.ERROR))
+
+    @property
+    def failed(self) -> bool:
+        return self._failed
 
 
 class _DeliberationSpan(_Span):
@@ -214,7 +220,8 @@ class OtelTracing:
             try:
                 yield current
             except BaseException as exc:
-                current.fail(type(exc).__name__)
+                if not current.failed:  # a more precise kind set by the caller wins over the class name
+                    current.fail(type(exc).__name__)
                 raise
 
 
