@@ -16,6 +16,13 @@ class DeliberationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DELIBERATION_STATUS_FAILED: _ClassVar[DeliberationStatus]
     DELIBERATION_STATUS_TIMEOUT: _ClassVar[DeliberationStatus]
     DELIBERATION_STATUS_CANCELLED: _ClassVar[DeliberationStatus]
+
+class StopReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STOP_REASON_UNSPECIFIED: _ClassVar[StopReason]
+    STOP_REASON_ROUNDS_DONE: _ClassVar[StopReason]
+    STOP_REASON_EVIDENCE_DECIDED: _ClassVar[StopReason]
+    STOP_REASON_TOKEN_BUDGET: _ClassVar[StopReason]
 DELIBERATION_STATUS_UNKNOWN: DeliberationStatus
 DELIBERATION_STATUS_PENDING: DeliberationStatus
 DELIBERATION_STATUS_IN_PROGRESS: DeliberationStatus
@@ -23,6 +30,10 @@ DELIBERATION_STATUS_COMPLETED: DeliberationStatus
 DELIBERATION_STATUS_FAILED: DeliberationStatus
 DELIBERATION_STATUS_TIMEOUT: DeliberationStatus
 DELIBERATION_STATUS_CANCELLED: DeliberationStatus
+STOP_REASON_UNSPECIFIED: StopReason
+STOP_REASON_ROUNDS_DONE: StopReason
+STOP_REASON_EVIDENCE_DECIDED: StopReason
+STOP_REASON_TOKEN_BUDGET: StopReason
 
 class DeliberateRequest(_message.Message):
     __slots__ = ("task_id", "task_description", "role", "constraints", "rounds", "num_agents")
@@ -41,7 +52,7 @@ class DeliberateRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., task_description: _Optional[str] = ..., role: _Optional[str] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., rounds: _Optional[int] = ..., num_agents: _Optional[int] = ...) -> None: ...
 
 class DeliberateResponse(_message.Message):
-    __slots__ = ("task_id", "results", "winner_id", "duration_ms", "metadata", "status", "failed_agents", "usage", "error_message", "rounds_run", "stop_reason")
+    __slots__ = ("task_id", "results", "winner_id", "duration_ms", "metadata", "status", "failed_agents", "usage", "error_message", "rounds_run", "stop_reason", "token_budget", "tokens_spent", "stop_code")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     WINNER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +64,9 @@ class DeliberateResponse(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SPENT_FIELD_NUMBER: _ClassVar[int]
+    STOP_CODE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     results: _containers.RepeatedCompositeFieldContainer[DeliberationResult]
     winner_id: str
@@ -64,7 +78,10 @@ class DeliberateResponse(_message.Message):
     error_message: str
     rounds_run: int
     stop_reason: str
-    def __init__(self, task_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    tokens_spent: int
+    stop_code: StopReason
+    def __init__(self, task_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ..., token_budget: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., stop_code: _Optional[_Union[StopReason, str]] = ...) -> None: ...
 
 class GetDeliberationResultRequest(_message.Message):
     __slots__ = ("task_id",)
@@ -73,7 +90,7 @@ class GetDeliberationResultRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class GetDeliberationResultResponse(_message.Message):
-    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms", "task_description", "task_metadata", "source", "rounds_run", "stop_reason", "acceptance_tests")
+    __slots__ = ("task_id", "status", "results", "winner_id", "duration_ms", "error_message", "metadata", "role", "current_stage", "current_round", "rounds", "failed_agents", "usage", "calls", "created_at_ms", "task_description", "task_metadata", "source", "rounds_run", "stop_reason", "acceptance_tests", "token_budget", "tokens_spent", "stop_code")
     class TaskMetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +119,9 @@ class GetDeliberationResultResponse(_message.Message):
     ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     ACCEPTANCE_TESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SPENT_FIELD_NUMBER: _ClassVar[int]
+    STOP_CODE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: DeliberationStatus
     results: _containers.RepeatedCompositeFieldContainer[DeliberationResult]
@@ -123,10 +143,13 @@ class GetDeliberationResultResponse(_message.Message):
     rounds_run: int
     stop_reason: str
     acceptance_tests: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., task_description: _Optional[str] = ..., task_metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ..., acceptance_tests: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    tokens_spent: int
+    stop_code: StopReason
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., duration_ms: _Optional[int] = ..., error_message: _Optional[str] = ..., metadata: _Optional[_Union[OrchestratorMetadata, _Mapping]] = ..., role: _Optional[str] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., failed_agents: _Optional[_Iterable[_Union[AgentFailure, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., calls: _Optional[_Iterable[_Union[CallRecord, _Mapping]]] = ..., created_at_ms: _Optional[int] = ..., task_description: _Optional[str] = ..., task_metadata: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ..., acceptance_tests: _Optional[str] = ..., token_budget: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., stop_code: _Optional[_Union[StopReason, str]] = ...) -> None: ...
 
 class TaskConstraints(_message.Message):
-    __slots__ = ("rubric", "requirements", "metadata", "max_iterations", "timeout_seconds", "acceptance_tests")
+    __slots__ = ("rubric", "requirements", "metadata", "max_iterations", "timeout_seconds", "acceptance_tests", "token_budget")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -140,13 +163,15 @@ class TaskConstraints(_message.Message):
     MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ACCEPTANCE_TESTS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     rubric: str
     requirements: _containers.RepeatedScalarFieldContainer[str]
     metadata: _containers.ScalarMap[str, str]
     max_iterations: int
     timeout_seconds: int
     acceptance_tests: str
-    def __init__(self, rubric: _Optional[str] = ..., requirements: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_iterations: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., acceptance_tests: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    def __init__(self, rubric: _Optional[str] = ..., requirements: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_iterations: _Optional[int] = ..., timeout_seconds: _Optional[int] = ..., acceptance_tests: _Optional[str] = ..., token_budget: _Optional[int] = ...) -> None: ...
 
 class DeliberationResult(_message.Message):
     __slots__ = ("proposal", "checks", "score", "rank", "peer_score", "check_score", "peer_scores", "critiques", "usage", "rank_reason", "evidence")
@@ -299,7 +324,7 @@ class OrchestratorMetadata(_message.Message):
     def __init__(self, orchestrator_version: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., execution_id: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DeliberationUpdate(_message.Message):
-    __slots__ = ("status", "progress_percent", "current_step", "current_agent", "partial_result", "task_id", "stage", "round", "status_code", "results", "winner_id", "error_message", "timestamp_ms", "rounds_run", "stop_reason")
+    __slots__ = ("status", "progress_percent", "current_step", "current_agent", "partial_result", "task_id", "stage", "round", "status_code", "results", "winner_id", "error_message", "timestamp_ms", "rounds_run", "stop_reason", "token_budget", "tokens_spent", "stop_code")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_PERCENT_FIELD_NUMBER: _ClassVar[int]
     CURRENT_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -315,6 +340,9 @@ class DeliberationUpdate(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_RUN_FIELD_NUMBER: _ClassVar[int]
     STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SPENT_FIELD_NUMBER: _ClassVar[int]
+    STOP_CODE_FIELD_NUMBER: _ClassVar[int]
     status: str
     progress_percent: int
     current_step: str
@@ -330,7 +358,10 @@ class DeliberationUpdate(_message.Message):
     timestamp_ms: int
     rounds_run: int
     stop_reason: str
-    def __init__(self, status: _Optional[str] = ..., progress_percent: _Optional[int] = ..., current_step: _Optional[str] = ..., current_agent: _Optional[str] = ..., partial_result: _Optional[_Union[DeliberationResult, _Mapping]] = ..., task_id: _Optional[str] = ..., stage: _Optional[str] = ..., round: _Optional[int] = ..., status_code: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., error_message: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    tokens_spent: int
+    stop_code: StopReason
+    def __init__(self, status: _Optional[str] = ..., progress_percent: _Optional[int] = ..., current_step: _Optional[str] = ..., current_agent: _Optional[str] = ..., partial_result: _Optional[_Union[DeliberationResult, _Mapping]] = ..., task_id: _Optional[str] = ..., stage: _Optional[str] = ..., round: _Optional[int] = ..., status_code: _Optional[_Union[DeliberationStatus, str]] = ..., results: _Optional[_Iterable[_Union[DeliberationResult, _Mapping]]] = ..., winner_id: _Optional[str] = ..., error_message: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., rounds_run: _Optional[int] = ..., stop_reason: _Optional[str] = ..., token_budget: _Optional[int] = ..., tokens_spent: _Optional[int] = ..., stop_code: _Optional[_Union[StopReason, str]] = ...) -> None: ...
 
 class CreateCouncilRequest(_message.Message):
     __slots__ = ("role", "num_agents", "config")
@@ -353,7 +384,7 @@ class CreateCouncilResponse(_message.Message):
     def __init__(self, council_id: _Optional[str] = ..., agents_created: _Optional[int] = ..., agent_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CouncilConfig(_message.Message):
-    __slots__ = ("deliberation_rounds", "enable_peer_review", "model_profile", "custom_params", "agent_type")
+    __slots__ = ("deliberation_rounds", "enable_peer_review", "model_profile", "custom_params", "agent_type", "token_budget")
     class CustomParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -366,12 +397,14 @@ class CouncilConfig(_message.Message):
     MODEL_PROFILE_FIELD_NUMBER: _ClassVar[int]
     CUSTOM_PARAMS_FIELD_NUMBER: _ClassVar[int]
     AGENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     deliberation_rounds: int
     enable_peer_review: bool
     model_profile: str
     custom_params: _containers.ScalarMap[str, str]
     agent_type: str
-    def __init__(self, deliberation_rounds: _Optional[int] = ..., enable_peer_review: _Optional[bool] = ..., model_profile: _Optional[str] = ..., custom_params: _Optional[_Mapping[str, str]] = ..., agent_type: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    def __init__(self, deliberation_rounds: _Optional[int] = ..., enable_peer_review: _Optional[bool] = ..., model_profile: _Optional[str] = ..., custom_params: _Optional[_Mapping[str, str]] = ..., agent_type: _Optional[str] = ..., token_budget: _Optional[int] = ...) -> None: ...
 
 class ListCouncilsRequest(_message.Message):
     __slots__ = ("role_filter", "include_agents", "page_size", "page_token")
@@ -394,7 +427,7 @@ class ListCouncilsResponse(_message.Message):
     def __init__(self, councils: _Optional[_Iterable[_Union[CouncilInfo, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CouncilInfo(_message.Message):
-    __slots__ = ("council_id", "role", "num_agents", "agents", "status", "model", "deliberation_rounds", "created_at_ms")
+    __slots__ = ("council_id", "role", "num_agents", "agents", "status", "model", "deliberation_rounds", "created_at_ms", "token_budget")
     COUNCIL_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     NUM_AGENTS_FIELD_NUMBER: _ClassVar[int]
@@ -403,6 +436,7 @@ class CouncilInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DELIBERATION_ROUNDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
     council_id: str
     role: str
     num_agents: int
@@ -411,7 +445,8 @@ class CouncilInfo(_message.Message):
     model: str
     deliberation_rounds: int
     created_at_ms: int
-    def __init__(self, council_id: _Optional[str] = ..., role: _Optional[str] = ..., num_agents: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., status: _Optional[str] = ..., model: _Optional[str] = ..., deliberation_rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ...) -> None: ...
+    token_budget: int
+    def __init__(self, council_id: _Optional[str] = ..., role: _Optional[str] = ..., num_agents: _Optional[int] = ..., agents: _Optional[_Iterable[_Union[AgentInfo, _Mapping]]] = ..., status: _Optional[str] = ..., model: _Optional[str] = ..., deliberation_rounds: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., token_budget: _Optional[int] = ...) -> None: ...
 
 class AgentInfo(_message.Message):
     __slots__ = ("agent_id", "role", "status", "capabilities", "temperature", "seed")

@@ -1,0 +1,85 @@
+"""Spans around the ports the protocol already calls: wrapped once in the composition root, so the protocol needs
+no tracing code for its agent calls, checks and sandbox runs.
+
+- `TracedGateway` (AgentGateway): a `chat {model}` span per call, with its token usage; the gateway behind it
+  (Ray) runs inside the span, so it can send `tracing.carrier()` along with the actor call.
+- `TracedChecker` (Checker): `execute_tool checks` per proposal check.
+- `TracedSandbox` (Sandbox): `execute_tool sandbox` per sandboxed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from orchestrator.adapters.tracing.port import ChatInfo, Tracing
+from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion, Sandbox
+from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxAvailability, SandboxLimits
+from orchestrator.domain.model import AgentSpec, CheckSuite
+
+
+class TracedGateway:
+    def __init__(self, inner: AgentGateway, tracing: Tracing) -> None:
+        self._inner = inner
+        self._tracing = tracing
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        info = ChatInfo(
+            agent.agent_id,
+            agent.model,
+            call.stage.value,
+            call.round,
+            temperature=agent.temperature,
+            seed=agent.seed,
+            max_tokens=agent.max_tokens,
+        )
+        with self._tracing.chat(info) as span:
+            try:
+                completion = await self._inner.complete(agent, call)
+            except LLMCallError as exc:
+                span.fail(exc.kind)  # the kind (`rate_limited`, `unavailable`...), never the detail text
+                raise
+            span.record_usage(completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.model)
+            return completion
+
+
+class TracedChecker:
+    def __init__(self, inner: Checker, tracing: Tracing) -> None:
+        self._inner = inner
+        self._tracing = tracing
+
+    async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite:
+        with self._tracing.tool("checks") as span:
+            suite = await self._inner.check(content, requirements)
+            span.result(passed=suite.all_passed)
+            return suite
+
+
+class TracedSandbox:
+    def __init__(self, inner: Sandbox, tracing: Tracing) -> None:
+        self._inner = inner
+        self._tracing = tracing
+
+    async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
+        with self._tracing.tool("sandbox") as span:
+            execution = await self._inner.run(files, command, limits)
+            skipped = execution.outcome is ExecutionOutcome.SKIPPED
+            span.result(passed=execution.passed, exit_code=execution.exit_code, skipped=skipped)
+            if execution.outcome in (ExecutionOutcome.KILLED, ExecutionOutcome.TIMED_OUT):
+                span.set("fleet.status", execution.outcome.value)
+            return execution
+
+    async def probe(self) -> SandboxAvailability:
+        return await self._inner.probe()
+
+    def availability(self) -> SandboxAvailability:
+        return self._inner.availability()
+
+
+if TYPE_CHECKING:  # mypy proves the wrappers are the ports they wrap
+
+    def _conforms(gateway: TracedGateway, checker: TracedChecker, sandbox: TracedSandbox) -> None:
+        _g: AgentGateway = gateway
+        _c: Checker = checker
+        _s: Sandbox = sandbox
