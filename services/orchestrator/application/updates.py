@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.events import RunEvent
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class Update:
 
     snapshot: Deliberation
     event: str
-    """current | started | stage_started | stage_finished | agent_finished | agent_failed | finished"""
+    """current, or the `name` of the run event (domain/events.py): started | stage_started | stage_finished |
+    agent_finished | agent_failed | llm_unavailable | llm_back | finished"""
     agent_id: str = ""
 
     @property
@@ -33,8 +35,12 @@ class UpdateHub:
     backlog: int = 1000
     _watchers: dict[str, set[asyncio.Queue[Update]]] = field(default_factory=dict)
 
-    def publish(self, update: Update) -> None:
-        for queue in self._watchers.get(update.snapshot.task_id, ()):
+    def publish(self, event: RunEvent) -> None:
+        watchers = self._watchers.get(event.task_id)
+        if not watchers:
+            return
+        update = Update(event.snapshot, event.name, event.agent_id)
+        for queue in watchers:
             if queue.full():
                 queue.get_nowait()  # drop the oldest intermediate update; the newest state matters more
             queue.put_nowait(update)

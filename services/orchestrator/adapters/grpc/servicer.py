@@ -25,9 +25,7 @@ def _unreachable(d: Deliberation) -> bool:
     """A run that failed only because no agent could reach the LLM endpoint."""
     failures = d.progress.failures
     return (
-        d.status is DeliberationStatus.FAILED
-        and bool(failures)
-        and all(f.error.startswith(("unavailable", "timeout")) for f in failures)
+        d.status is DeliberationStatus.FAILED and bool(failures) and all(f.kind.endpoint_unreachable for f in failures)
     )
 
 
