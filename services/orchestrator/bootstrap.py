@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -43,15 +43,11 @@ Store = SqliteStore | Neo4jStore
 NEO4J_SCHEMES = ("neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://", "bolt+ssc://")
 
 
-class Agents(AgentGateway, AgentRuntime, Protocol):
-    """The agents' side of the service: calls to agents and their lifecycle (Ray, or a fake)."""
-
-
 @dataclass(frozen=True)
 class App:
     settings: Settings
     orchestrator: Orchestrator
-    agents: Agents
+    agents: AgentRuntime
     store: Store
     bus: JetStreamBus | None = None
     relay: OutboxRelay | None = None
@@ -93,7 +89,7 @@ def neo4j_uri(settings: Settings) -> str:
     return ""
 
 
-async def open_store(settings: Settings) -> Store:
+async def open_store(settings: Settings, clock: Clock | None = None) -> Store:
     """The store STORE_URL / NEO4J_URI select: Neo4j over Bolt, else SQLite."""
     uri = neo4j_uri(settings)
     if uri:
@@ -102,7 +98,7 @@ async def open_store(settings: Settings) -> Store:
         raise ConfigError(
             f"STORE_URL must be sqlite:///path, neo4j://host or bolt://host, got {redact_url(settings.store_url)!r}"
         )
-    return await SqliteStore.open(settings.store_url)
+    return await SqliteStore.open(settings.store_url, clock)
 
 
 async def open_verifier_sandbox(settings: Settings) -> Sandbox:
@@ -134,13 +130,13 @@ async def _background(
     return task
 
 
-async def _open_store(stack: contextlib.AsyncExitStack, settings: Settings) -> Store:
-    store = await open_store(settings)
+async def _open_store(stack: contextlib.AsyncExitStack, settings: Settings, clock: Clock) -> Store:
+    store = await open_store(settings, clock)
     stack.push_async_callback(store.close)
     return store
 
 
-async def _open_agents(stack: contextlib.AsyncExitStack, settings: Settings, endpoint: LLMEndpoint) -> Agents:
+async def _open_agents(stack: contextlib.AsyncExitStack, settings: Settings, endpoint: LLMEndpoint) -> RayAgents:
     config = RayConfig(address=settings.ray_address, namespace=settings.ray_namespace, ship_code=settings.ray_ship_code)
     agents = RayAgents(config, endpoint)
     await agents.connect()
@@ -174,7 +170,9 @@ class Overrides:
     it neither connects nor closes."""
 
     store: Store | None = None
-    agents: Agents | None = None
+    gateway: AgentGateway | None = None
+    runtime: AgentRuntime | None = None
+    """Agents' calls and lifecycle: Ray unless both are given."""
     checker: Checker | None = None
     verifier: Verifier | None = None
     clock: Clock | None = None
@@ -186,14 +184,20 @@ class Overrides:
 class _Opened:
     ports: Ports
     store: Store
-    agents: Agents
     bus: JetStreamBus | None
 
 
 async def _open(stack: contextlib.AsyncExitStack, settings: Settings, given: Overrides) -> _Opened:
-    store = given.store or await _open_store(stack, settings)
+    clock = given.clock or SystemClock()
+    store = given.store or await _open_store(stack, settings, clock)
     endpoint = _endpoint(settings)
-    agents = given.agents or await _open_agents(stack, settings, endpoint)
+    gateway: AgentGateway
+    runtime: AgentRuntime
+    if given.gateway is not None and given.runtime is not None:
+        gateway, runtime = given.gateway, given.runtime
+    else:
+        ray = await _open_agents(stack, settings, endpoint)
+        gateway, runtime = given.gateway or ray, given.runtime or ray
     unsafe = settings.unsafe_allow_unsandboxed_execution
     verifier = given.verifier or ExecutionVerifier(await open_verifier_sandbox(settings))
     checker = given.checker or ThreadedChecker(await open_sandbox(allow_unsandboxed=unsafe))
@@ -206,16 +210,16 @@ async def _open(stack: contextlib.AsyncExitStack, settings: Settings, given: Ove
     ports = Ports(
         councils=store,
         records=store.deliberations,
-        runtime=agents,
-        gateway=agents,
+        runtime=runtime,
+        gateway=gateway,
         checker=checker,
         verifier=verifier,
         leases=store.leases,
         publisher=bus,
-        clock=given.clock or SystemClock(),
+        clock=clock,
         llm_probe=probe,
     )
-    return _Opened(ports, store, agents, bus)
+    return _Opened(ports, store, bus)
 
 
 def _track(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> None:
@@ -267,7 +271,7 @@ async def bootstrap(
     those of COUNCILS_FILE created, interrupted deliberations and plans resumed. `metrics`, when given, observes
     every deliberation and reads the queue and the NATS consumer at scrape time; `overrides` replace the
     adapters Settings would open (tests, benchmarks)."""
-    if overrides.agents is None:
+    if overrides.gateway is None:
         settings.require_llm()
     wanted = load_councils_file(settings.councils_file) if settings.councils_file else []
     async with contextlib.AsyncExitStack() as stack:
@@ -280,4 +284,5 @@ async def bootstrap(
         if metrics is not None:
             _track(metrics, built, opened.bus)
         await _start(stack, settings, built, opened.bus, wanted)
-        yield App(settings, built.orchestrator, opened.agents, opened.store, opened.bus, built.relay)
+        app = App(settings, built.orchestrator, opened.ports.runtime, opened.store, opened.bus, built.relay)
+        yield app

@@ -34,9 +34,10 @@ from orchestrator.application.ports import (
     Outbox,
     Verifier,
 )
+from orchestrator.application.recording import OutboundEvents, RunRecorder
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import LLMProbe, Orchestrator, RunDurations
-from orchestrator.application.supervisor import OutboundEvents, RunSupervisor
+from orchestrator.application.supervisor import RunSupervisor
 from orchestrator.domain.events import RunEvent
 from orchestrator.domain.model import Council
 
@@ -109,7 +110,7 @@ def compose(ports: Ports, options: Options) -> Composition:
         outbound = functools.partial(_outbound_events, ports.clock)
     runs = RunSupervisor(
         councils=ports.councils,
-        store=ports.records,
+        recorder=RunRecorder(ports.records, outbound, wake),
         gateway=ports.gateway,
         checker=ports.checker,
         clock=ports.clock,
@@ -118,8 +119,6 @@ def compose(ports: Ports, options: Options) -> Composition:
         default_timeout_s=options.default_timeout_s,
         admission=AdmissionControl(options.admission),
         listeners=(durations, *options.listeners),
-        outbound=outbound,
-        on_events=wake,
         poll_s=options.poll_s,
         verifier=ports.verifier,
         early_stop=options.early_stop,

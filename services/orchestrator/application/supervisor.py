@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -25,13 +25,13 @@ from orchestrator.application.ports import (
     Clock,
     CouncilStore,
     DeliberationStore,
-    OutboundEvent,
     Verifier,
 )
+from orchestrator.application.recording import RunRecorder, finishing
 from orchestrator.application.registry import RunHandle, RunRegistry
-from orchestrator.application.updates import Update, UpdateHub
+from orchestrator.application.updates import Update, UpdateHub, follow
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
 from orchestrator.domain.events import CallFinished, RunEvent, RunFinished, RunStarted
 from orchestrator.domain.model import DeliberationStatus, Role
 
@@ -39,18 +39,11 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-OutboundEvents = Callable[[RunEvent], list[OutboundEvent]]
-"""The outbound events (NATS, through the outbox) of a run event; saved atomically with its record."""
-
-
-def _progress_key(record: Deliberation) -> tuple[object, ...]:
-    return (record.status, record.stage, record.round, record.progress.stages_done, len(record.progress.calls))
-
 
 @dataclass
 class RunSupervisor:
     councils: CouncilStore
-    store: DeliberationStore
+    recorder: RunRecorder
     gateway: AgentGateway
     checker: Checker
     clock: Clock
@@ -61,9 +54,6 @@ class RunSupervisor:
     hub: UpdateHub = field(default_factory=UpdateHub)
     listeners: tuple[Listener, ...] = ()
     """Told of every run event (metrics, statistics), after the live snapshot and the watchers."""
-    outbound: OutboundEvents | None = None
-    on_events: Callable[[], None] | None = None
-    """Told when events were written, so the relay publishes them without waiting for its next poll."""
     poll_s: float = 0.5
     """How often a replica that does not run a deliberation looks at its stored record (wait, watch)."""
     verifier: Verifier | None = None
@@ -71,6 +61,10 @@ class RunSupervisor:
     early_stop: bool = True
     """End the critique/revise rounds once the evidence decides (application/verification.py)."""
     runs: RunRegistry = field(default_factory=RunRegistry)
+
+    @property
+    def store(self) -> DeliberationStore:
+        return self.recorder.store
 
     async def find(self, task_id: str) -> Deliberation | None:
         """The live snapshot of a running deliberation, else the stored record, else None."""
@@ -144,29 +138,10 @@ class RunSupervisor:
     def shutting_down(self) -> bool:
         return self.admission.shutting_down
 
-    async def watch(self, task_id: str) -> AsyncIterator[Update]:
+    def watch(self, task_id: str) -> AsyncIterator[Update]:
         """The current state first, then every update as it happens, ending with the final state. A run of
         another replica is followed through its stored record (stage by stage)."""
-        with self.hub.subscribe(task_id) as queue:  # subscribe before reading, so nothing falls in between
-            current = Update(await self.get(task_id), "current")
-            yield current
-            if current.final:
-                return
-            seen = _progress_key(current.snapshot)
-            while True:
-                try:
-                    update = await asyncio.wait_for(queue.get(), timeout=self.poll_s)
-                except TimeoutError:
-                    if task_id in self.runs:
-                        continue
-                    stored = await self.get(task_id)
-                    if _progress_key(stored) == seen:
-                        continue
-                    update = Update(stored, "finished" if stored.status.finished else "current")
-                seen = _progress_key(update.snapshot)
-                yield update
-                if update.final:
-                    return
+        return follow(task_id, hub=self.hub, read=self.get, runs_here=self.runs.__contains__, poll_s=self.poll_s)
 
     async def search(
         self, *, status: DeliberationStatus | None, role: Role | None, limit: int, offset: int
@@ -192,7 +167,7 @@ class RunSupervisor:
         council = await self.councils.get(record.task.role)
         if council is None:
             reason = "council was deleted before the run could resume"
-            await self._save_with_events(RunFinished(self.failed(record, reason)))
+            await self.recorder.save(RunFinished(self.failed(record, reason)))
             await self.leasing.release(record.task_id)
             return False
         log.info("deliberation_resumed", deliberation_id=record.task_id, stages_done=record.progress.stages_done)
@@ -224,7 +199,7 @@ class RunSupervisor:
             record,
             self.gateway,
             self.checker,
-            self._checkpoint,
+            self.recorder.checkpoint,
             self._notify,
             self.clock,
             peer_review,
@@ -235,43 +210,8 @@ class RunSupervisor:
         handle.task = asyncio.create_task(self._run(handle), name=f"deliberation-{record.task_id}")
         self.runs.add(handle)
 
-    async def _save_with_events(self, event: RunEvent) -> None:
-        events = self.outbound(event) if self.outbound else []
-        await self.persist(event.snapshot, checkpoint=False, events=events)
-        if events and self.on_events:
-            self.on_events()
-
-    async def _checkpoint(self, snapshot: Deliberation) -> None:
-        await self.persist(snapshot, checkpoint=True, events=[])
-
-    async def persist(self, record: Deliberation, *, checkpoint: bool, events: list[OutboundEvent]) -> None:
-        """Writes, waiting out a store outage (with backoff) instead of losing the run: when the database
-        comes back the run carries on; if the process stops first, the last checkpoint is resumed."""
-        delay = 0.2
-        while True:
-            try:
-                await self.store.save(record, checkpoint=checkpoint, events=events)
-                return
-            except DependencyUnavailableError as exc:
-                log.warning("store_unavailable_retrying", deliberation_id=record.task_id, error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
-
     async def _finishing(self, work: Coroutine[Any, Any, T]) -> T:
-        """Concluding and recording a run's end is not interrupted by a later cancel (a second cancel, a
-        caller going away): otherwise the record would stay IN_PROGRESS with nobody running it. Only shutdown
-        interrupts it, and then the last checkpoint resumes at the next start."""
-        inner = asyncio.ensure_future(work)
-        while True:
-            try:
-                return await asyncio.shield(inner)
-            except asyncio.CancelledError:
-                if self.shutting_down:
-                    inner.cancel()
-                    raise
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
+        return await finishing(work, stopping=lambda: self.shutting_down)
 
     def _notify(self, event: RunEvent) -> None:
         # A call's accounting is for the listeners (metrics); watchers and readers see the agent's outcome.
@@ -285,7 +225,7 @@ class RunSupervisor:
     async def _mark_started(self, run: DeliberationRun) -> None:
         started = run.snapshot.started_at_ms or self.clock.now_ms()  # a resumed run keeps its original start
         run.snapshot = replace(run.snapshot, status=DeliberationStatus.IN_PROGRESS, started_at_ms=started)
-        await self._save_with_events(RunStarted(run.snapshot))
+        await self.recorder.save(RunStarted(run.snapshot))
         self._notify(RunStarted(run.snapshot))
 
     async def _run(self, handle: RunHandle) -> Deliberation:
@@ -298,7 +238,7 @@ class RunSupervisor:
             log.exception("deliberation_crashed", deliberation_id=handle.task_id, role=handle.snapshot.task.role.value)
             failed = self.failed(handle.run.snapshot, f"internal error: {exc}")
             with contextlib.suppress(Exception):
-                await self._save_with_events(RunFinished(failed))
+                await self.recorder.save(RunFinished(failed))
             self._notify(RunFinished(failed))
             return failed
         finally:
@@ -328,7 +268,7 @@ class RunSupervisor:
             return await self._finishing(run.conclude_early(DeliberationStatus.CANCELLED, "cancelled by request"))
 
     async def _record_end(self, handle: RunHandle, final: Deliberation) -> Deliberation:
-        await self._finishing(self._save_with_events(RunFinished(final)))
+        await self._finishing(self.recorder.save(RunFinished(final)))
         self._notify(RunFinished(final))
         log.info(
             "deliberation_finished",

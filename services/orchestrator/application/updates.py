@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from orchestrator.domain.deliberation import Deliberation
@@ -59,3 +59,40 @@ class UpdateHub:
 
     def watcher_count(self) -> int:
         return sum(len(w) for w in self._watchers.values())
+
+
+def _progress_key(record: Deliberation) -> tuple[object, ...]:
+    return (record.status, record.stage, record.round, record.progress.stages_done, len(record.progress.calls))
+
+
+async def follow(
+    task_id: str,
+    *,
+    hub: UpdateHub,
+    read: Callable[[str], Awaitable[Deliberation]],
+    runs_here: Callable[[str], bool],
+    poll_s: float,
+) -> AsyncIterator[Update]:
+    """A deliberation's updates: its current state (`read`), then what the hub publishes for it, ending with its
+    final state. While no run of it is in this process (`runs_here`), its stored record is polled every `poll_s`
+    (another replica runs it)."""
+    with hub.subscribe(task_id) as queue:  # subscribe before reading, so nothing falls in between
+        current = Update(await read(task_id), "current")
+        yield current
+        if current.final:
+            return
+        seen = _progress_key(current.snapshot)
+        while True:
+            try:
+                update = await asyncio.wait_for(queue.get(), timeout=poll_s)
+            except TimeoutError:
+                if runs_here(task_id):
+                    continue
+                stored = await read(task_id)
+                if _progress_key(stored) == seen:
+                    continue
+                update = Update(stored, "finished" if stored.status.finished else "current")
+            seen = _progress_key(update.snapshot)
+            yield update
+            if update.final:
+                return
