@@ -25,8 +25,8 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, Ports, compose
 from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
@@ -65,8 +65,8 @@ async def run(latency: float, sizes: list[int]) -> list[Row]:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        deliberations = Deliberations(store, store.deliberations, agents, ThreadedChecker())
-        app = Orchestrator(store, agents, deliberations, CouncilDefaults("fake-llm", 0.7, 512))
+        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker())
+        app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512))).orchestrator
         await app.create_council(CreateCouncil(role="DEV", num_agents=AGENTS))
         await batch(app, 1)  # warm-up: actors started, connections open
         single = 0.0

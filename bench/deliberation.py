@@ -19,7 +19,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ray
@@ -29,9 +29,9 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import AgentCall, AgentGateway, Completion
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, Ports, compose
 from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.model import AgentSpec, DeliberationStatus
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
@@ -63,7 +63,7 @@ class Row:
     speedup: float
 
 
-async def timed(service: Deliberations, role: str, rounds: int, repeats: int) -> float:
+async def timed(service: Orchestrator, role: str, rounds: int, repeats: int) -> float:
     walls = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -80,10 +80,10 @@ async def run(latency: float, repeats: int) -> list[Row]:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        deliberation_store = store.deliberations
-        parallel = Deliberations(store, deliberation_store, agents, ThreadedChecker())
-        sequential = Deliberations(store, deliberation_store, SequentialGateway(agents), ThreadedChecker())
-        app = Orchestrator(store, agents, parallel, CouncilDefaults("fake-llm", 0.7, 512))
+        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker())
+        options = Options(CouncilDefaults("fake-llm", 0.7, 512))
+        app = parallel = compose(ports, options).orchestrator
+        sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator
         for size, role in ROLE_FOR_SIZE.items():
             await app.create_council(CreateCouncil(role=role, num_agents=size))
             await timed(parallel, role, 0, 1)  # warm-up: actors started, connections open

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +12,7 @@ import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.checks.execution import ExecutionVerifier
+from orchestrator.adapters.clock import SystemClock
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
@@ -21,13 +22,13 @@ from orchestrator.adapters.ray.sandbox import RaySandbox
 from orchestrator.adapters.sandbox import open_sandbox
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.commands import CouncilDefaults, Limits
-from orchestrator.application.deliberations import Admission, Deliberations
-from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.events import deliberation_events
-from orchestrator.application.ports import Sandbox
+from orchestrator.application.admission import Admission
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil
+from orchestrator.application.engine import Listener
+from orchestrator.application.ports import AgentGateway, AgentRuntime, Checker, Clock, Sandbox, Verifier
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Composition, Options, Ports, compose
 from orchestrator.config import Settings
 from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
@@ -42,15 +43,29 @@ Store = SqliteStore | Neo4jStore
 NEO4J_SCHEMES = ("neo4j://", "neo4j+s://", "neo4j+ssc://", "bolt://", "bolt+s://", "bolt+ssc://")
 
 
-@dataclass
+@dataclass(frozen=True)
 class App:
     settings: Settings
     orchestrator: Orchestrator
-    agents: RayAgents
+    agents: AgentRuntime
     store: Store
     bus: JetStreamBus | None = None
     relay: OutboxRelay | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def options_from(settings: Settings, listeners: Sequence[Listener] = ()) -> Options:
+    return Options(
+        defaults=council_defaults(settings),
+        default_timeout_s=settings.deliberation_timeout,
+        admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
+        lease_ttl_s=settings.lease_ttl,
+        early_stop=settings.early_stop,
+        outbound_events=settings.enable_nats,
+        plans=settings.enable_nats,
+        auto_create_councils=settings.auto_create_councils,
+        listeners=tuple(listeners),
+    )
 
 
 def council_defaults(settings: Settings) -> CouncilDefaults:
@@ -74,7 +89,7 @@ def neo4j_uri(settings: Settings) -> str:
     return ""
 
 
-async def open_store(settings: Settings) -> Store:
+async def open_store(settings: Settings, clock: Clock | None = None) -> Store:
     """The store STORE_URL / NEO4J_URI select: Neo4j over Bolt, else SQLite."""
     uri = neo4j_uri(settings)
     if uri:
@@ -83,7 +98,7 @@ async def open_store(settings: Settings) -> Store:
         raise ConfigError(
             f"STORE_URL must be sqlite:///path, neo4j://host or bolt://host, got {redact_url(settings.store_url)!r}"
         )
-    return await SqliteStore.open(settings.store_url)
+    return await SqliteStore.open(settings.store_url, clock)
 
 
 async def open_verifier_sandbox(settings: Settings) -> Sandbox:
@@ -115,97 +130,159 @@ async def _background(
     return task
 
 
-async def _start_nats(
-    stack: contextlib.AsyncExitStack, settings: Settings, store: Store, app: Orchestrator
-) -> tuple[JetStreamBus, OutboxRelay]:
+async def _open_store(stack: contextlib.AsyncExitStack, settings: Settings, clock: Clock) -> Store:
+    store = await open_store(settings, clock)
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def _open_agents(stack: contextlib.AsyncExitStack, settings: Settings, endpoint: LLMEndpoint) -> RayAgents:
+    config = RayConfig(address=settings.ray_address, namespace=settings.ray_namespace, ship_code=settings.ray_ship_code)
+    agents = RayAgents(config, endpoint)
+    await agents.connect()
+    stack.push_async_callback(agents.close)
+    return agents
+
+
+async def _open_bus(stack: contextlib.AsyncExitStack, settings: Settings) -> JetStreamBus | None:
+    if not settings.enable_nats:
+        return None
     bus = JetStreamBus(
         NatsConfig(settings.nats_url, ack_wait_s=settings.nats_ack_wait, max_deliver=settings.nats_max_deliver)
     )
     await bus.connect()
     stack.push_async_callback(bus.close)
-    relay = OutboxRelay(store.deliberations, bus)
-    app.deliberations.on_events = relay.wake
-    await _background(stack, "outbox-relay", relay.run())
-    return bus, relay
+    return bus
+
+
+def _endpoint(settings: Settings) -> LLMEndpoint:
+    return LLMEndpoint(
+        base_url=settings.vllm_url,
+        api_key=settings.vllm_api_key,
+        timeout_s=settings.vllm_timeout,
+        max_retries=settings.vllm_max_retries,
+    )
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """What `bootstrap` takes as given instead of opening it from Settings (tests, benchmarks). What it is given,
+    it neither connects nor closes."""
+
+    store: Store | None = None
+    gateway: AgentGateway | None = None
+    runtime: AgentRuntime | None = None
+    """Agents' calls and lifecycle: Ray unless both are given."""
+    checker: Checker | None = None
+    verifier: Verifier | None = None
+    clock: Clock | None = None
+    llm_probe: bool = True
+    """Probe the LLM endpoint for health (off where there is none)."""
+
+
+@dataclass(frozen=True)
+class _Opened:
+    ports: Ports
+    store: Store
+    bus: JetStreamBus | None
+
+
+async def _open(stack: contextlib.AsyncExitStack, settings: Settings, given: Overrides) -> _Opened:
+    clock = given.clock or SystemClock()
+    store = given.store or await _open_store(stack, settings, clock)
+    endpoint = _endpoint(settings)
+    gateway: AgentGateway
+    runtime: AgentRuntime
+    if given.gateway is not None and given.runtime is not None:
+        gateway, runtime = given.gateway, given.runtime
+    else:
+        ray = await _open_agents(stack, settings, endpoint)
+        gateway, runtime = given.gateway or ray, given.runtime or ray
+    unsafe = settings.unsafe_allow_unsandboxed_execution
+    verifier = given.verifier or ExecutionVerifier(await open_verifier_sandbox(settings))
+    checker = given.checker or ThreadedChecker(await open_sandbox(allow_unsandboxed=unsafe))
+    probe = None
+    if given.llm_probe:
+        client = OpenAIChatClient(endpoint)  # the service's own client, for the health probe only
+        stack.push_async_callback(client.aclose)
+        probe = client.probe
+    bus = await _open_bus(stack, settings)
+    ports = Ports(
+        councils=store,
+        records=store.deliberations,
+        runtime=runtime,
+        gateway=gateway,
+        checker=checker,
+        verifier=verifier,
+        leases=store.leases,
+        publisher=bus,
+        clock=clock,
+        llm_probe=probe,
+    )
+    return _Opened(ports, store, bus)
+
+
+def _track(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> None:
+    runs = built.runs
+    stats = bus.stats if bus is not None else None
+    metrics.track(
+        LiveCollector(
+            lambda: runs.queue_depth, lambda: runs.running_count, (lambda: stats) if stats is not None else None
+        )
+    )
+
+
+async def _start(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    built: Composition,
+    bus: JetStreamBus | None,
+    wanted: list[CreateCouncil],
+) -> None:
+    """Restores councils and runs, creates the wanted ones (COUNCILS_FILE), and starts the background work."""
+    orchestrator = built.orchestrator
+    if built.relay is not None:
+        await _background(stack, "outbox-relay", built.relay.run())
+    restored, resumed = await orchestrator.restore()
+    created = await orchestrator.ensure_councils(wanted)
+    await _background(stack, "leases", built.runs.maintain())
+    if (dispatcher := built.dispatcher) is not None:
+        await _background(stack, "plan-sweep", dispatcher.sweep(settings.lease_ttl))
+        if bus is not None:
+            await _background(stack, "plan-consumer", bus.consume(plan_approved_handler(dispatcher)))
+    log.info(
+        "orchestrator_ready",
+        councils=[c.role.value for c in restored],
+        created_from_file=[c.role.value for c in created],
+        resumed=resumed,
+        nats=redact_url(settings.nats_url) if bus else "off",
+    )
 
 
 @contextlib.asynccontextmanager
-async def bootstrap(settings: Settings, metrics: DeliberationMetrics | None = None) -> AsyncIterator[App]:
+async def bootstrap(
+    settings: Settings,
+    metrics: DeliberationMetrics | None = None,
+    *,
+    overrides: Overrides = Overrides(),
+    listeners: Sequence[Listener] = (),
+) -> AsyncIterator[App]:
     """Yields a ready App: store open, Ray connected, NATS consuming (when enabled), councils restored and
     those of COUNCILS_FILE created, interrupted deliberations and plans resumed. `metrics`, when given, observes
-    every deliberation and reads the queue and the NATS consumer at scrape time."""
-    settings.require_llm()
+    every deliberation and reads the queue and the NATS consumer at scrape time; `overrides` replace the
+    adapters Settings would open (tests, benchmarks)."""
+    if overrides.gateway is None:
+        settings.require_llm()
     wanted = load_councils_file(settings.councils_file) if settings.councils_file else []
     async with contextlib.AsyncExitStack() as stack:
-        store = await open_store(settings)
-        stack.push_async_callback(store.close)
-        endpoint = LLMEndpoint(
-            base_url=settings.vllm_url,
-            api_key=settings.vllm_api_key,
-            timeout_s=settings.vllm_timeout,
-            max_retries=settings.vllm_max_retries,
-        )
-        agents = RayAgents(
-            RayConfig(address=settings.ray_address, namespace=settings.ray_namespace, ship_code=settings.ray_ship_code),
-            endpoint,
-        )
-        await agents.connect()
-        stack.push_async_callback(agents.close)
-        sandbox = await open_verifier_sandbox(settings)
-        deliberations = Deliberations(
-            councils=store,
-            store=store.deliberations,
-            gateway=agents,
-            checker=ThreadedChecker(await open_sandbox(allow_unsandboxed=settings.unsafe_allow_unsandboxed_execution)),
-            limits=Limits(),
-            default_timeout_s=settings.deliberation_timeout,
-            admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
-            events=deliberation_events if settings.enable_nats else None,
-            leases=store.leases,
-            lease_ttl_s=settings.lease_ttl,
-            verifier=ExecutionVerifier(sandbox),
-            early_stop=settings.early_stop,
-        )
-        probe = OpenAIChatClient(endpoint)  # the service's own client, for the health probe only
-        stack.push_async_callback(probe.aclose)
-        orchestrator = Orchestrator(
-            store, agents, deliberations, council_defaults(settings), Limits(), llm_probe=probe.probe
-        )
-        stack.push_async_callback(deliberations.shutdown, settings.shutdown_grace)
-        bus = relay = None
-        if settings.enable_nats:
-            bus, relay = await _start_nats(stack, settings, store, orchestrator)
-            orchestrator.dispatcher = PlanDispatcher(
-                deliberations,
-                store.deliberations,
-                store,
-                orchestrator.create_council,
-                auto_create_councils=settings.auto_create_councils,
-                on_events=relay.wake,
-            )
-            stack.push_async_callback(orchestrator.dispatcher.shutdown)
+        opened = await _open(stack, settings, overrides)
+        observers = (*listeners, metrics.observe) if metrics is not None else tuple(listeners)
+        built = compose(opened.ports, options_from(settings, observers))
+        stack.push_async_callback(built.runs.shutdown, settings.shutdown_grace)
+        if built.dispatcher is not None:
+            stack.push_async_callback(built.dispatcher.shutdown)
         if metrics is not None:
-            deliberations.observers.append(metrics.observe)
-            stats = bus.stats if bus is not None else None
-            metrics.track(
-                LiveCollector(
-                    lambda: deliberations.queue_depth,
-                    lambda: deliberations.running_count,
-                    (lambda: stats) if stats is not None else None,
-                )
-            )
-        restored, resumed = await orchestrator.restore()
-        created = await orchestrator.ensure_councils(wanted)
-        await _background(stack, "leases", deliberations.maintain())
-        if orchestrator.dispatcher is not None:
-            await _background(stack, "plan-sweep", orchestrator.dispatcher.sweep(settings.lease_ttl))
-        if bus is not None and orchestrator.dispatcher is not None:
-            await _background(stack, "plan-consumer", bus.consume(plan_approved_handler(orchestrator.dispatcher)))
-        log.info(
-            "orchestrator_ready",
-            councils=[c.role.value for c in restored],
-            created_from_file=[c.role.value for c in created],
-            resumed=resumed,
-            nats=redact_url(settings.nats_url) if bus else "off",
-        )
-        yield App(settings, orchestrator, agents, store, bus, relay)
+            _track(metrics, built, opened.bus)
+        await _start(stack, settings, built, opened.bus, wanted)
+        app = App(settings, built.orchestrator, opened.ports.runtime, opened.store, opened.bus, built.relay)
+        yield app

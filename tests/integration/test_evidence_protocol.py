@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapSandbox
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.evidence_task import PEERS_PREFER_WRONG, SCRIPTED, TASK
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    fake_ports,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -34,17 +35,9 @@ def gateway() -> FakeGateway:
 
 
 async def deliberate(fake: FakeGateway, sandbox: BwrapSandbox, *, early_stop: bool, rounds: int = 1):  # type: ignore[no-untyped-def]
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(
-        councils=councils,
-        store=InMemoryDeliberationStore(),
-        gateway=fake,
-        checker=ThreadedChecker(),
-        default_timeout_s=120,
-        verifier=ExecutionVerifier(sandbox),
-        early_stop=early_stop,
-    )
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 512))
+    ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
+    options = Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120, early_stop=early_stop)
+    app = compose(ports, options).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     return await app.deliberate(Deliberate(TASK, "DEV", rounds=rounds))
 

@@ -16,17 +16,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.grpc.server import GrpcServer, create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.store.sqlite import SqliteStore
+from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.runner import LLM_HEALTH_NAME, watch_llm
 from orchestrator.testing.fake_llm import FakeLLMServer
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime
+from orchestrator.testing.fakes import FakeGateway, fake_ports
 
 pytestmark = pytest.mark.integration
 
@@ -46,10 +46,9 @@ class Served:
 async def served(tmp_path: Any) -> AsyncIterator[Served]:
     store = await SqliteStore.open(f"sqlite:///{tmp_path}/orchestrator.db")
     gateway = FakeGateway(hang={"agent-dev-001"})  # runs hold their slot until cancelled
-    deliberations = Deliberations(
-        store, store.deliberations, gateway, ThreadedChecker(), admission=Admission(MAX_RUNNING, MAX_QUEUED)
-    )
-    app = Orchestrator(store, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    ports = fake_ports(gateway, councils=store, records=store.deliberations)
+    options = Options(CouncilDefaults("fake-llm", 0.7, 256), admission=Admission(MAX_RUNNING, MAX_QUEUED))
+    app = compose(ports, options).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     await bound.health.set(True)
@@ -57,7 +56,7 @@ async def served(tmp_path: Any) -> AsyncIterator[Served]:
         stub = pb_grpc.OrchestratorServiceStub(channel)
         await stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=2))
         yield Served(app, bound, stub, channel)
-    await deliberations.shutdown(0)
+    await app.deliberations.shutdown(0)
     await bound.server.stop(0)
     await store.close()
 

@@ -21,12 +21,13 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.grpc.server import SERVICE_NAME, create_server
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.service import Orchestrator
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.compose import Options, compose
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    fake_ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -206,9 +207,7 @@ async def call(channel: grpc.aio.Channel, method: MethodDescriptor, data: bytes,
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(councils, InMemoryDeliberationStore(), FakeGateway(), ThreadedChecker())
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 64))
+    app = compose(fake_ports(FakeGateway()), Options(CouncilDefaults("fake-llm", 0.7, 64))).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     await bound.health.set(True)

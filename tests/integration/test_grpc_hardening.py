@@ -17,16 +17,20 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.grpc.server import ConnectionLimits, GrpcServer, create_server
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import RuntimeSummary
-from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    FakeRuntime,
+    InMemoryCouncilStore,
+    InMemoryDeliberationStore,
+    fake_ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +60,8 @@ class Served:
 async def serve(runtime: FakeRuntime | None = None) -> tuple[GrpcServer, Served]:
     councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
     gateway = FakeGateway(failing={"agent-qa-001", "agent-qa-002"}, failure_kind="unavailable")
-    deliberations = Deliberations(councils, store, gateway, ThreadedChecker())
-    app = Orchestrator(councils, runtime or FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    ports = fake_ports(gateway, councils=councils, records=store, runtime=runtime)
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")

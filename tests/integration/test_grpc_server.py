@@ -15,12 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.grpc.server import create_server
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.service import Orchestrator
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.compose import Options, compose
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    fake_ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +30,10 @@ TASK = "Write a Python function that merges two sorted lists"
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    councils = InMemoryCouncilStore()
     gateway = FakeGateway(
         broken_python={"agent-dev-002"}, failing={"agent-qa-001", "agent-qa-002"}, failure_kind="unavailable"
     )
-    deliberations = Deliberations(councils, InMemoryDeliberationStore(), gateway, ThreadedChecker())
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     await bound.health.set(True)

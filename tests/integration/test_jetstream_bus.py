@@ -10,16 +10,17 @@ from collections.abc import AsyncIterator
 import nats
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.adapters.nats.jetstream import PLAN_APPROVED, Handled, JetStreamBus, NatsConfig, Outcome
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.events import DLQ_PLANNING
-from orchestrator.application.service import Orchestrator
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.compose import Options, compose
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    InMemoryDeliberationStore,
+    fake_ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,10 +77,10 @@ async def test_streams_and_consumer_are_created_idempotently(bus: JetStreamBus) 
 
 
 async def test_an_event_redelivered_after_a_nak_dispatches_nothing_new(bus: JetStreamBus) -> None:
-    councils, store, gateway = InMemoryCouncilStore(), InMemoryDeliberationStore(), FakeGateway()
-    deliberations = Deliberations(councils, store, gateway, ThreadedChecker())
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256, num_agents=2))
-    dispatcher = PlanDispatcher(deliberations, store, councils, app.create_council)
+    store, gateway = InMemoryDeliberationStore(), FakeGateway()
+    options = Options(CouncilDefaults("fake-llm", 0.7, 256, num_agents=2), plans=True)
+    dispatcher = compose(fake_ports(gateway, records=store), options).dispatcher
+    assert dispatcher is not None
     real = plan_approved_handler(dispatcher)
     seen: list[Handled] = []
     done = asyncio.Event()
@@ -127,10 +128,11 @@ async def test_a_transient_failure_is_retried_until_the_delivery_limit_then_dead
 async def test_an_invalid_event_is_dead_lettered_at_once_with_its_reason(
     bus: JetStreamBus, nats_server: NatsServer
 ) -> None:
-    councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
-    deliberations = Deliberations(councils, store, FakeGateway(), ThreadedChecker())
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
-    handler = plan_approved_handler(PlanDispatcher(deliberations, store, councils, app.create_council))
+    store = InMemoryDeliberationStore()
+    options = Options(CouncilDefaults("fake-llm", 0.7, 256), plans=True)
+    dispatcher = compose(fake_ports(FakeGateway(), records=store), options).dispatcher
+    assert dispatcher is not None
+    handler = plan_approved_handler(dispatcher)
     done = asyncio.Event()
 
     async def watched(body: bytes) -> Handled:

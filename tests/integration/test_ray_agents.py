@@ -9,18 +9,17 @@ from collections.abc import AsyncIterator
 import pytest
 import ray
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.ports import AgentCall
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.model import DeliberationStatus, Role, Stage, TaskSpec
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
-from orchestrator.testing.fakes import InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import InMemoryCouncilStore, fake_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,9 +39,8 @@ async def app(local_ray: object, fake_llm: FakeLLMServer) -> AsyncIterator[Orche
         RayConfig(namespace=f"test-{uuid.uuid4().hex[:6]}"), LLMEndpoint(fake_llm.base_url, timeout_s=5, max_retries=1)
     )
     councils = InMemoryCouncilStore()
-    deliberations = Deliberations(councils, InMemoryDeliberationStore(), agents, ThreadedChecker())
-    orchestrator = Orchestrator(councils, agents, deliberations, CouncilDefaults("fake-llm", 0.7, 256))
-    yield orchestrator
+    ports = fake_ports(agents, councils=councils, runtime=agents)
+    yield compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     for council in await councils.all_councils():
         await agents.stop_council(council)
 

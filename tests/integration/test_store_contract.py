@@ -15,19 +15,21 @@ from typing import Any, LiteralString
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.events import deliberation_events
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskState, deliberation_id
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    InMemoryCouncilStore,
+    InMemoryDeliberationStore,
+    fake_ports,
+)
 from orchestrator.testing.falkordb import FalkorDBServer
 
 pytestmark = pytest.mark.integration
@@ -71,10 +73,10 @@ class Subject:
 
 
 def build_app(councils: Any, store: Any) -> Orchestrator:
-    deliberations = Deliberations(councils, store, FakeGateway(), ThreadedChecker(), events=deliberation_events)
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256, num_agents=3))
-    app.dispatcher = PlanDispatcher(deliberations, store, councils, app.create_council, True, retry_s=0.05)
-    return app
+    options = Options(
+        CouncilDefaults("fake-llm", 0.7, 256, num_agents=3), outbound_events=True, plans=True, dispatch_retry_s=0.05
+    )
+    return compose(fake_ports(FakeGateway(), councils=councils, records=store), options).orchestrator
 
 
 async def dispatch_plan(app: Orchestrator) -> PlanDispatch:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import (
     CapacityError,
@@ -20,7 +20,7 @@ from orchestrator.domain.errors import (
     DependencyUnavailableError,
     TaskIdConflictError,
 )
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
 
 TASK = "Write a Python function that merges two sorted lists"
 
@@ -45,11 +45,8 @@ class YieldingStore(InMemoryDeliberationStore):
 
 
 def build(admission: Admission, gateway: FakeGateway | None = None) -> Orchestrator:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(
-        councils, YieldingStore(), gateway or FakeGateway(), ThreadedChecker(), admission=admission
-    )
-    return Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    ports = fake_ports(gateway, records=YieldingStore())
+    return compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256), admission=admission)).orchestrator
 
 
 async def test_parallel_submits_admit_no_more_than_the_running_and_queued_limits() -> None:

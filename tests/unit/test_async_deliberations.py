@@ -8,12 +8,13 @@ from collections.abc import Sequence
 import pytest
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Admission, Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import CapacityError, DependencyUnavailableError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import CheckSuite, DeliberationStatus
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, fake_ports
 
 TASK = "Write a Python function that chunks a list into pages"
 
@@ -29,15 +30,8 @@ class SlowChecker(ThreadedChecker):
 async def make_app(
     gateway: FakeGateway, admission: Admission | None = None, checker: ThreadedChecker | None = None
 ) -> Orchestrator:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(
-        councils,
-        InMemoryDeliberationStore(),
-        gateway,
-        checker or ThreadedChecker(),
-        admission=admission or Admission(),
-    )
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    options = Options(CouncilDefaults("fake-llm", 0.7, 256), admission=admission or Admission())
+    app = compose(fake_ports(gateway, checker=checker), options).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     return app
 

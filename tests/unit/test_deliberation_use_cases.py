@@ -7,29 +7,27 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import stage_plan
 from orchestrator.domain.errors import AlreadyExistsError, CouncilMissingError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import DeliberationStatus, Stage
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, InMemoryDeliberationStore, fake_ports
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
 TASK = "Write a Python function that parses ISO-8601 dates and returns a datetime"
 
 
-def make_app(gateway: FakeGateway | None = None, timeout_s: float = 30.0) -> Orchestrator:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(
-        councils=councils,
-        store=InMemoryDeliberationStore(),
-        gateway=gateway or FakeGateway(),
-        checker=ThreadedChecker(),
-        default_timeout_s=timeout_s,
-    )
-    return Orchestrator(councils, FakeRuntime(), deliberations, DEFAULTS)
+def make_app(
+    gateway: FakeGateway | None = None,
+    timeout_s: float = 30.0,
+    *,
+    councils: InMemoryCouncilStore | None = None,
+    store: InMemoryDeliberationStore | None = None,
+) -> Orchestrator:
+    ports = fake_ports(gateway, councils=councils, records=store)
+    return compose(ports, Options(DEFAULTS, default_timeout_s=timeout_s)).orchestrator
 
 
 async def test_council_gets_distinct_agents_and_a_duplicate_is_already_exists() -> None:
@@ -208,15 +206,12 @@ async def test_an_interrupted_run_resumes_from_its_last_checkpoint() -> None:
     # a crash after the propose checkpoint: the record is still IN_PROGRESS at that point
     store.records["resume-1"] = replace(after_propose, status=DeliberationStatus.IN_PROGRESS)
     gateway.calls.clear()
-    restarted = Orchestrator(app.council_store, FakeRuntime(), replace_store(app, store), DEFAULTS)
+    councils = app.council_store
+    assert isinstance(councils, InMemoryCouncilStore)
+    restarted = make_app(gateway, councils=councils, store=store)
     _, resumed = await restarted.restore()
     assert resumed == ["resume-1"]
     final = await restarted.deliberations.wait("resume-1")
     assert final.status is DeliberationStatus.COMPLETED
     assert {s for _, s, _ in gateway.calls} == {"critique", "revise", "score"}  # propose was not repeated
     assert [r.proposal.author_id for r in final.results] == [r.proposal.author_id for r in done.results]
-
-
-def replace_store(app: Orchestrator, store: InMemoryDeliberationStore) -> Deliberations:
-    d = app.deliberations
-    return Deliberations(councils=d.councils, store=store, gateway=d.gateway, checker=d.checker)

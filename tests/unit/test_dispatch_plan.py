@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.store.codec import dispatch_from_json, dispatch_to_json
+from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Admission, Deliberations
-from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.events import deliberation_events
+from orchestrator.application.engine import Listener
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
+from orchestrator.domain.events import RunEvent, RunFinished
 from orchestrator.domain.model import DeliberationStatus, Role
 from orchestrator.domain.plans import (
     ApprovedPlan,
@@ -20,7 +20,7 @@ from orchestrator.domain.plans import (
     SubtaskState,
     deliberation_id,
 )
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, InMemoryDeliberationStore, fake_ports
 
 PLAN = ApprovedPlan(
     plan_id="plan-7",
@@ -39,20 +39,25 @@ PLAN = ApprovedPlan(
 
 
 def make(
-    gateway: FakeGateway | None = None, auto_create: bool = True, admission: Admission | None = None
+    gateway: FakeGateway | None = None,
+    auto_create: bool = True,
+    admission: Admission | None = None,
+    *,
+    councils: InMemoryCouncilStore | None = None,
+    store: InMemoryDeliberationStore | None = None,
+    listeners: tuple[Listener, ...] = (),
 ) -> tuple[Orchestrator, InMemoryDeliberationStore]:
-    councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
-    deliberations = Deliberations(
-        councils,
-        store,
-        gateway or FakeGateway(),
-        ThreadedChecker(),
-        events=deliberation_events,
+    store = store if store is not None else InMemoryDeliberationStore()
+    options = Options(
+        CouncilDefaults("fake-llm", 0.7, 256, num_agents=2),
         admission=admission or Admission(),
+        outbound_events=True,
+        plans=True,
+        auto_create_councils=auto_create,
+        dispatch_retry_s=0.05,
+        listeners=listeners,
     )
-    app = Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256, num_agents=2))
-    app.dispatcher = PlanDispatcher(deliberations, store, councils, app.create_council, auto_create, retry_s=0.05)
-    return app, store
+    return compose(fake_ports(gateway, councils=councils, records=store), options).orchestrator, store
 
 
 async def test_a_plan_becomes_one_deliberation_per_subtask_in_dependency_order() -> None:
@@ -115,22 +120,22 @@ async def test_a_failed_dependency_fails_the_dependent_without_running_it() -> N
 
 async def test_a_restarted_dispatcher_finishes_the_plan_without_repeating_work() -> None:
     gateway = FakeGateway(latency_s=0.01)
-    app, store = make(gateway)
-    assert app.dispatcher is not None
-    await app.dispatcher.dispatch(PLAN)
     dev = deliberation_id("plan-7", "dev")
     dev_done = asyncio.Event()
-    app.deliberations.observers.append(lambda d, event, _: event == "finished" and d.task_id == dev and dev_done.set())
+
+    def on_dev_finished(event: RunEvent) -> None:
+        if isinstance(event, RunFinished) and event.task_id == dev:
+            dev_done.set()
+
+    councils = InMemoryCouncilStore()
+    app, store = make(gateway, councils=councils, listeners=(on_dev_finished,))
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(PLAN)
     await asyncio.wait_for(dev_done.wait(), 10)
     await app.dispatcher.shutdown()  # the process "dies" while QA may be waiting or running
     await app.deliberations.shutdown(0)
-    second, _ = make(gateway)
-    second.council_store = app.council_store
-    second.deliberations.councils = app.council_store
-    second.deliberations.store = store
+    second, _ = make(gateway, councils=councils, store=store)
     assert second.dispatcher is not None
-    second.dispatcher.dispatches = store
-    second.dispatcher.councils = app.council_store
     await second.restore()
     done = await second.dispatcher.wait_finished("plan-7")
     assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
@@ -185,11 +190,10 @@ async def test_a_replica_shutting_down_leaves_subtasks_waiting_for_the_next_one(
     waiting = await store.get_dispatch("plan-7")
     assert waiting is not None and {s.state for s in waiting.subtasks} == {SubtaskState.WAITING}
     # the next replica (or this one restarted) on the same store carries the plan through
-    deliberations = Deliberations(
-        app.council_store, store, FakeGateway(), ThreadedChecker(), events=deliberation_events
-    )
-    nxt = Orchestrator(app.council_store, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
-    nxt.dispatcher = PlanDispatcher(deliberations, store, app.council_store, nxt.create_council, True, retry_s=0.05)
+    councils = app.council_store
+    assert isinstance(councils, InMemoryCouncilStore)
+    nxt, _ = make(FakeGateway(), councils=councils, store=store)
+    assert nxt.dispatcher is not None
     await nxt.restore()
     done = await asyncio.wait_for(nxt.dispatcher.wait_finished("plan-7"), timeout=30)
     assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3

@@ -5,47 +5,49 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.engine import EndpointPause
+from orchestrator.application.engine import Listener
+from orchestrator.application.pause import EndpointPause
 from orchestrator.application.service import Orchestrator
-from orchestrator.domain.deliberation import Deliberation
+from orchestrator.compose import Options, compose
+from orchestrator.domain.events import RunEvent, StageStarted
 from orchestrator.domain.model import DeliberationStatus, Stage
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, FakeRuntime, fake_ports
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
 TASK = "Write a Python function that parses ISO-8601 dates and returns a datetime"
 AGENTS = {"agent-dev-001", "agent-dev-002", "agent-dev-003"}
 
 
-def make_app(gateway: FakeGateway, events: list[str] | None = None) -> Orchestrator:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(councils, InMemoryDeliberationStore(), gateway, ThreadedChecker())
+def make_app(gateway: FakeGateway, events: list[str] | None = None, *listeners: Listener) -> Orchestrator:
     if events is not None:
-        deliberations.observers.append(lambda _snapshot, event, _agent: events.append(event))
-    return Orchestrator(councils, FakeRuntime(gateway=gateway), deliberations, DEFAULTS)
+        listeners = (*listeners, lambda event: events.append(event.name))
+    ports = fake_ports(gateway, runtime=FakeRuntime(gateway=gateway))
+    return compose(ports, Options(DEFAULTS, listeners=listeners)).orchestrator
 
 
-def outage_after_propose(app: Orchestrator, gateway: FakeGateway, duration_s: float | None) -> None:
+def critique_started(event: RunEvent) -> bool:
+    return isinstance(event, StageStarted) and event.snapshot.stage == Stage.CRITIQUE.value
+
+
+def outage_after_propose(gateway: FakeGateway, duration_s: float | None) -> Listener:
     """The endpoint goes down for everyone as the critique stage starts, after propose and its verification (for
     `duration_s`, or for good)."""
 
-    def observe(snapshot: Deliberation, event: str, _agent_id: str) -> None:
-        if event == "stage_started" and snapshot.stage == Stage.CRITIQUE.value:
+    def observe(event: RunEvent) -> None:
+        if critique_started(event):
             gateway.endpoint_down = True
             if duration_s is not None:
                 asyncio.get_running_loop().call_later(duration_s, setattr, gateway, "endpoint_down", False)
 
-    app.deliberations.observers.append(observe)
+    return observe
 
 
 async def test_a_short_outage_pauses_the_run_and_it_completes_with_every_agent() -> None:
     gateway = FakeGateway(latency_s=0.02)
     events: list[str] = []
-    app = make_app(gateway, events)
+    app = make_app(gateway, events, outage_after_propose(gateway, duration_s=1.2))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
-    outage_after_propose(app, gateway, duration_s=1.2)
     result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1, timeout_s=30))
     assert result.status is DeliberationStatus.COMPLETED, result.error_message
     assert {r.proposal.author_id for r in result.results} == AGENTS
@@ -57,9 +59,8 @@ async def test_a_short_outage_pauses_the_run_and_it_completes_with_every_agent()
 
 async def test_a_deadline_during_an_outage_ends_in_timeout_with_the_finished_proposals_ranked() -> None:
     gateway = FakeGateway(latency_s=0.02)
-    app = make_app(gateway)
+    app = make_app(gateway, None, outage_after_propose(gateway, duration_s=None))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
-    outage_after_propose(app, gateway, duration_s=None)
     result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1, timeout_s=2))
     assert result.status is DeliberationStatus.TIMEOUT
     assert {r.proposal.author_id for r in result.results} == AGENTS
@@ -82,9 +83,8 @@ async def test_an_endpoint_down_from_the_start_fails_at_the_deadline_as_unreacha
 
 async def test_one_agents_own_failure_still_drops_only_that_agent_during_a_pause() -> None:
     gateway = FakeGateway(latency_s=0.02, failing={"agent-dev-003"})
-    app = make_app(gateway)
+    app = make_app(gateway, None, outage_after_propose(gateway, duration_s=0.8))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
-    outage_after_propose(app, gateway, duration_s=0.8)
     result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1, timeout_s=30))
     assert result.status is DeliberationStatus.COMPLETED
     assert {r.proposal.author_id for r in result.results} == {"agent-dev-001", "agent-dev-002"}
@@ -93,13 +93,10 @@ async def test_one_agents_own_failure_still_drops_only_that_agent_during_a_pause
 
 async def test_deleting_the_council_during_a_run_keeps_and_ranks_the_finished_proposals() -> None:
     gateway = FakeGateway(latency_s=0.2)
-    app = make_app(gateway)
-    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     critiquing = asyncio.Event()
-    app.deliberations.observers.append(
-        lambda d, event, _: event == "stage_started" and d.stage == Stage.CRITIQUE.value and critiquing.set()
-    )
-    record, _ = await app.deliberations.start(Deliberate(TASK, "DEV", task_id="deleted-mid-run", rounds=1))
+    app = make_app(gateway, None, lambda event: critique_started(event) and critiquing.set())
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    record, _ = await app.submit(Deliberate(TASK, "DEV", task_id="deleted-mid-run", rounds=1))
     await critiquing.wait()
     await app.delete_council("DEV")  # while the critique calls are in flight
     result = await app.deliberations.wait(record.task_id)

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.ray.agents import AGENT_DISTRIBUTIONS, agent_runtime_env
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.engine import Listener
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
+from orchestrator.domain.events import RunFinished
 from orchestrator.domain.model import DeliberationStatus, Role
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, fake_ports
 
 GOOD = """
 councils:
@@ -77,10 +78,10 @@ def test_a_missing_or_oversize_councils_file_is_refused(tmp_path: Path) -> None:
         load_councils_file(write(tmp_path, "# " + "x" * 300_000))
 
 
-async def make_app(gateway: FakeGateway) -> tuple[Orchestrator, InMemoryCouncilStore]:
+async def make_app(gateway: FakeGateway, *listeners: Listener) -> tuple[Orchestrator, InMemoryCouncilStore]:
     councils = InMemoryCouncilStore()
-    deliberations = Deliberations(councils, InMemoryDeliberationStore(), gateway, ThreadedChecker())
-    return Orchestrator(councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256)), councils
+    options = Options(CouncilDefaults("fake-llm", 0.7, 256), listeners=listeners)
+    return compose(fake_ports(gateway, councils=councils), options).orchestrator, councils
 
 
 async def test_the_file_creates_only_missing_councils(tmp_path: Path) -> None:
@@ -100,9 +101,8 @@ def sample(metrics: DeliberationMetrics, name: str, **labels: str) -> float:
 
 async def test_metrics_count_runs_stages_calls_tokens_and_failures() -> None:
     gateway = FakeGateway(failing={"agent-dev-003"})
-    app, _ = await make_app(gateway)
     metrics = DeliberationMetrics()
-    app.deliberations.observers.append(metrics.observe)
+    app, _ = await make_app(gateway, metrics.observe)
     metrics.track(LiveCollector(lambda: app.deliberations.queue_depth, lambda: app.deliberations.running_count))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     first = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-1", rounds=1))
@@ -190,13 +190,13 @@ async def test_a_terminal_event_stays_under_the_bus_payload_limit() -> None:
     app, _ = await make_app(FakeGateway())
     await app.create_council(CreateCouncil(role="DEV", num_agents=10))
     done = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="big-1", rounds=0))
-    small = json.loads(deliberation_events(done, "finished")[0].payload)["payload"]["results"]
+    small = json.loads(deliberation_events(RunFinished(done), 0)[0].payload)["payload"]["results"]
     assert all("content_truncated" not in r for r in small)  # normal events carry the whole text
     huge = replace(
         done,
         results=tuple(replace(r, proposal=replace(r.proposal, content="x" * 130_000)) for r in done.results),
     )
-    (event,) = deliberation_events(huge, "finished")
+    (event,) = deliberation_events(RunFinished(huge), 0)
     assert len(event.payload.encode()) < 1024 * 1024  # NATS's default max_payload
     results = json.loads(event.payload)["payload"]["results"]
     assert len(results) == 10 and all(r["content_truncated"] for r in results)

@@ -9,22 +9,22 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.clock import SystemClock
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
-from orchestrator.application.engine import now_ms
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.testing.fakes import (
     FakeGateway,
-    FakeRuntime,
     InMemoryCouncilStore,
     InMemoryDeliberationStore,
     InMemoryLeases,
+    fake_ports,
 )
 
 TASK = "Write a Python function that chunks a list into pages"
+now_ms = SystemClock().now_ms
 
 
 @dataclass
@@ -35,18 +35,11 @@ class Shared:
 
 
 def replica(shared: Shared, name: str, gateway: FakeGateway) -> Orchestrator:
-    deliberations = Deliberations(
-        shared.councils,
-        shared.store,
-        gateway,
-        ThreadedChecker(),
-        leases=shared.leases,
-        owner=name,
-        lease_ttl_s=0.6,
-        renew_every_s=0.05,
-        poll_s=0.05,
+    ports = fake_ports(gateway, councils=shared.councils, records=shared.store, leases=shared.leases)
+    options = Options(
+        CouncilDefaults("fake-llm", 0.7, 256), owner=name, lease_ttl_s=0.6, renew_every_s=0.05, poll_s=0.05
     )
-    return Orchestrator(shared.councils, FakeRuntime(), deliberations, CouncilDefaults("fake-llm", 0.7, 256))
+    return compose(ports, options).orchestrator
 
 
 @pytest.fixture
@@ -151,10 +144,10 @@ async def test_a_lost_lease_stops_the_run_without_writing_over_the_new_owner(sha
         await asyncio.sleep(0.2)
         shared.leases.leases["r-5"] = ("replica-b", now_ms() + 60_000, False)  # taken over meanwhile
         for _ in range(100):
-            if "r-5" not in a.deliberations._tasks:
+            if "r-5" not in a.deliberations.runs:
                 break
             await asyncio.sleep(0.05)
-        assert "r-5" not in a.deliberations._tasks
+        assert "r-5" not in a.deliberations.runs
         stored = await shared.store.get("r-5")
         assert stored is not None and stored.status is DeliberationStatus.IN_PROGRESS  # left to its new owner
     finally:

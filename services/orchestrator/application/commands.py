@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orchestrator.domain.model import DeliberationStatus
+
 
 @dataclass(frozen=True)
 class CouncilDefaults:
@@ -66,3 +68,27 @@ class Limits:
     max_custom_params: int = 50
     max_custom_param_chars: int = 2_000
     """Per CouncilConfig.custom_params entry, key and value together."""
+
+
+@dataclass(frozen=True)
+class GetDeliberation:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class CancelDeliberation:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class WatchDeliberation:
+    task_id: str
+
+
+@dataclass(frozen=True)
+class ListDeliberations:
+    status: DeliberationStatus | None = None
+    role: str = ""
+    page_size: int = 0
+    """0: the default page size."""
+    page_token: str = ""

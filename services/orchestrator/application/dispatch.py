@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import structlog
 
 from orchestrator.application.commands import CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
+from orchestrator.application.deliberations import start_deliberation
 from orchestrator.application.events import plan_dispatched_event
-from orchestrator.application.ports import CouncilStore, DispatchStore
+from orchestrator.application.ports import Clock, CouncilStore, DispatchStore
+from orchestrator.application.supervisor import RunSupervisor
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import (
     AlreadyExistsError,
@@ -46,11 +46,12 @@ RUBRIC_CHARS = 8_000
 
 @dataclass
 class PlanDispatcher:
-    deliberations: Deliberations
+    deliberations: RunSupervisor
     dispatches: DispatchStore
     councils: CouncilStore
     create_council: Callable[[CreateCouncil], Awaitable[Council]]
     """The create-council use case with its dependencies bound (awaitable)."""
+    clock: Clock
     auto_create_councils: bool = True
     retry_s: float = 2.0
     on_events: Callable[[], None] | None = None
@@ -72,8 +73,9 @@ class PlanDispatcher:
             )
             for s in subtasks
         )
-        record = PlanDispatch(plan, records, _now_ms())
-        created = await self.dispatches.create_dispatch(record, [plan_dispatched_event(record)])
+        now = self.clock.now_ms()
+        record = PlanDispatch(plan, records, now)
+        created = await self.dispatches.create_dispatch(record, [plan_dispatched_event(record, now)])
         if created and self.on_events:
             self.on_events()
         log.info("plan_dispatched", plan_id=plan.plan_id, subtasks=len(records), new=created)
@@ -200,7 +202,7 @@ class PlanDispatcher:
             acceptance_tests=subtask.acceptance_tests,
         )
         try:
-            await self.deliberations.start(cmd)
+            await start_deliberation(cmd, councils=self.councils, runs=self.deliberations)
         except (CapacityError, DependencyUnavailableError):
             # No slot, the store unreachable, or this replica shutting down: the subtask stays WAITING and the
             # driver (here, after a restart, or on another replica) tries again; none of these is the subtask's fault.
@@ -245,7 +247,3 @@ def _rubric(plan: ApprovedPlan) -> str:
     if plan.acceptance_criteria:
         parts.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in plan.acceptance_criteria))
     return "\n\n".join(p for p in parts if p)[:RUBRIC_CHARS]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -8,13 +8,13 @@ window) publishes it twice.
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator import __version__
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.events import RunEvent, RunFinished, RunStarted
 from orchestrator.domain.model import DeliberationStatus, RankedProposal
 from orchestrator.domain.plans import PlanDispatch
 
@@ -47,9 +47,9 @@ def envelope(subject: str, payload: dict[str, Any], key: str, correlation_id: st
 
 
 def _event(
-    subject: str, payload: dict[str, Any], key: str, correlation_id: str, causation_id: str = ""
+    subject: str, payload: dict[str, Any], key: str, correlation_id: str, now_ms: int, causation_id: str = ""
 ) -> OutboundEvent:
-    return OutboundEvent(key, subject, envelope(subject, payload, key, correlation_id, causation_id), _now_ms())
+    return OutboundEvent(key, subject, envelope(subject, payload, key, correlation_id, causation_id), now_ms)
 
 
 def _plan_ref(d: Deliberation) -> dict[str, str]:
@@ -113,19 +113,21 @@ def deliberation_payload(d: Deliberation) -> dict[str, Any]:
     }
 
 
-def deliberation_events(d: Deliberation, event: str) -> list[OutboundEvent]:
-    """`started` when a run takes its slot; one terminal event when it ends."""
+def deliberation_events(event: RunEvent, now_ms: int) -> list[OutboundEvent]:
+    """`started` when a run takes its slot; one terminal event when it ends; nothing for the other run events."""
+    d = event.snapshot
     correlation = _plan_ref(d).get("plan_id", d.task_id)
-    if event == "started":
+    if isinstance(event, RunStarted):
         payload = {"task_id": d.task_id, "role": d.task.role.value, "source": d.source, **_plan_ref(d)}
-        return [_event(STARTED, payload, f"{d.task_id}:started", correlation)]
-    if event == "finished" and d.status in TERMINAL_SUBJECTS:
+        return [_event(STARTED, payload, f"{d.task_id}:started", correlation, now_ms)]
+    if isinstance(event, RunFinished) and d.status in TERMINAL_SUBJECTS:
         subject = TERMINAL_SUBJECTS[d.status]
-        return [_event(subject, deliberation_payload(d), f"{d.task_id}:{subject.rsplit('.', 1)[-1]}", correlation)]
+        key = f"{d.task_id}:{subject.rsplit('.', 1)[-1]}"
+        return [_event(subject, deliberation_payload(d), key, correlation, now_ms)]
     return []
 
 
-def plan_dispatched_event(dispatch: PlanDispatch) -> OutboundEvent:
+def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int) -> OutboundEvent:
     plan = dispatch.plan
     payload = {
         "plan_id": plan.plan_id,
@@ -143,8 +145,4 @@ def plan_dispatched_event(dispatch: PlanDispatch) -> OutboundEvent:
         ],
     }
     key = f"{plan.plan_id}:dispatched"
-    return _event(PLAN_DISPATCHED, payload, key, plan.correlation_id or plan.plan_id, plan.idempotency_key)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+    return _event(PLAN_DISPATCHED, payload, key, plan.correlation_id or plan.plan_id, now_ms, plan.idempotency_key)

@@ -218,3 +218,15 @@ class Verifier(Protocol):
     def availability(self) -> SandboxAvailability:
         """Whether execution checks can run (the sandbox's last probe)."""
         ...
+
+
+class Clock(Protocol):
+    """Time, as the application reads it: wall time for records and leases, a monotonic clock for durations."""
+
+    def now_ms(self) -> int:
+        """Milliseconds since the Unix epoch."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back; only differences mean anything."""
+        ...

@@ -4,27 +4,32 @@ adapters alike, so each of them translates and delegates and nothing more."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
 
-from orchestrator.application import councils
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate, Limits
-from orchestrator.application.deliberations import Deliberations
+from orchestrator.application import councils, deliberations
+from orchestrator.application.commands import (
+    CancelDeliberation,
+    CouncilDefaults,
+    CreateCouncil,
+    Deliberate,
+    GetDeliberation,
+    Limits,
+    ListDeliberations,
+    WatchDeliberation,
+)
 from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.engine import now_ms
-from orchestrator.application.ports import AgentRuntime, CouncilStore, RuntimeSummary
+from orchestrator.application.ports import AgentRuntime, Clock, CouncilStore, RuntimeSummary
+from orchestrator.application.supervisor import RunSupervisor
 from orchestrator.application.updates import Update
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
+from orchestrator.domain.errors import NotFoundError
+from orchestrator.domain.events import RunEvent, RunFinished
 from orchestrator.domain.model import Council, DeliberationStatus
 from orchestrator.domain.plans import PlanDispatch
-from orchestrator.domain.validation import parse_page_token, parse_role
-
-MAX_PAGE_SIZE = 500
 
 log = structlog.get_logger(__name__)
 
@@ -50,26 +55,38 @@ class StatusReport:
 
 
 @dataclass
+class RunDurations:
+    """A run listener: the durations of the latest completed runs, for GetStatus's average."""
+
+    latest: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
+
+    def __call__(self, event: RunEvent) -> None:
+        if isinstance(event, RunFinished) and event.snapshot.status is DeliberationStatus.COMPLETED:
+            self.latest.append(event.snapshot.duration_ms)
+
+
+@dataclass
 class Orchestrator:
+    """Built once by the composition root (bootstrap.compose) with every dependency; nothing is attached later.
+    `serving` and `llm_reachable` are state that changes while it runs, not wiring."""
+
     council_store: CouncilStore
     runtime: AgentRuntime
-    deliberations: Deliberations
+    deliberations: RunSupervisor
     defaults: CouncilDefaults
+    clock: Clock
     limits: Limits = field(default_factory=Limits)
     dispatcher: PlanDispatcher | None = None
-    started_at: float = field(default_factory=time.monotonic)
+    durations: RunDurations = field(default_factory=RunDurations)
+    """Must be among the supervisor's listeners (the composition root sees to it)."""
     llm_probe: LLMProbe | None = None
     serving: bool = True
     """Kept in step with gRPC health by whoever sets it (dependency watch, shutdown), so GetStatus says the same."""
     llm_reachable: bool | None = None
-    _durations: deque[int] = field(default_factory=lambda: deque(maxlen=1000))
+    started_at: float = 0.0
 
     def __post_init__(self) -> None:
-        self.deliberations.observers.append(self._record_duration)
-
-    def _record_duration(self, snapshot: Deliberation, event: str, _agent: str) -> None:
-        if event == "finished" and snapshot.status is DeliberationStatus.COMPLETED:
-            self._durations.append(snapshot.duration_ms)
+        self.started_at = self.started_at or self.clock.monotonic()
 
     async def create_council(self, cmd: CreateCouncil) -> Council:
         return await councils.create_council(
@@ -78,7 +95,7 @@ class Orchestrator:
             runtime=self.runtime,
             defaults=self.defaults,
             limits=self.limits,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
         )
 
     async def list_councils(self, role_filter: str = "") -> list[Council]:
@@ -95,7 +112,7 @@ class Orchestrator:
             runtime=self.runtime,
             defaults=self.defaults,
             limits=self.limits,
-            now_ms=now_ms(),
+            now_ms=self.clock.now_ms(),
         )
 
     async def restore(self) -> tuple[list[Council], list[str]]:
@@ -121,46 +138,32 @@ class Orchestrator:
         return dispatch, runs
 
     async def deliberate(self, cmd: Deliberate) -> Deliberation:
-        return await self.deliberations.deliberate(cmd)
+        return await deliberations.deliberate(cmd, councils=self.council_store, runs=self.deliberations)
 
     async def get_result(self, task_id: str) -> Deliberation:
-        return await self.deliberations.get(task_id)
+        return await deliberations.get_deliberation(GetDeliberation(task_id), runs=self.deliberations)
 
     async def submit(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
         """Starts a deliberation in the background; (record, created). An existing task_id is returned as is."""
-        return await self.deliberations.start(cmd)
+        return await deliberations.start_deliberation(cmd, councils=self.council_store, runs=self.deliberations)
 
     async def cancel(self, task_id: str) -> tuple[Deliberation, bool]:
-        return await self.deliberations.cancel(task_id)
+        return await deliberations.cancel_deliberation(CancelDeliberation(task_id), runs=self.deliberations)
 
     def watch(self, task_id: str) -> AsyncIterator[Update]:
-        return self.deliberations.watch(task_id)
+        return deliberations.watch_deliberation(WatchDeliberation(task_id), runs=self.deliberations)
 
-    async def stream(self, cmd: Deliberate) -> AsyncIterator[Update]:
+    def stream(self, cmd: Deliberate) -> AsyncIterator[Update]:
         """Starts (or attaches to) a deliberation and yields its updates; a run this call started is cancelled
         when the caller stops listening before it ends."""
-        record, created = await self.deliberations.start(cmd)
-        finished = False
-        try:
-            async for update in self.deliberations.watch(record.task_id):
-                finished = update.final
-                yield update
-        finally:
-            if created and not finished:
-                await self.deliberations.cancel(record.task_id)
+        return deliberations.stream_deliberation(cmd, councils=self.council_store, runs=self.deliberations)
 
     async def list_deliberations(
         self, *, status: DeliberationStatus | None, role: str, page_size: int, page_token: str
     ) -> tuple[list[Deliberation], str]:
         """A page of deliberations, newest first, and the token of the next page ("" at the end)."""
-        if not 0 <= page_size <= MAX_PAGE_SIZE:
-            raise InvalidArgumentError("page_size", f"must be 0..{MAX_PAGE_SIZE}")
-        size = page_size or 50
-        offset = parse_page_token(page_token)
-        page = await self.deliberations.search(
-            status=status, role=parse_role(role) if role else None, limit=size + 1, offset=offset
-        )
-        return page[:size], str(offset + size) if len(page) > size else ""
+        cmd = ListDeliberations(status=status, role=role, page_size=page_size, page_token=page_token)
+        return await deliberations.list_deliberations(cmd, runs=self.deliberations)
 
     async def check_llm(self, timeout_s: float = 3.0) -> bool | None:
         """Probes the LLM endpoint once (bounded by `timeout_s`) and remembers the outcome for GetStatus;
@@ -183,12 +186,12 @@ class Orchestrator:
 
     async def status(self) -> StatusReport:
         counts = await self.deliberations.store.counts()
-        if not self._durations:  # after a restart, seed the average from the latest stored runs
+        durations = self.durations.latest
+        if not durations:  # after a restart, seed the average from the latest stored runs
             recent = await self.deliberations.store.search(status=DeliberationStatus.COMPLETED, limit=100)
-            self._durations.extend(d.duration_ms for d in reversed(recent))
-        durations = self._durations
+            durations.extend(d.duration_ms for d in reversed(recent))
         return StatusReport(
-            uptime_s=int(time.monotonic() - self.started_at),
+            uptime_s=int(self.clock.monotonic() - self.started_at),
             by_status=counts,
             avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
             councils=await self.council_store.all_councils(),

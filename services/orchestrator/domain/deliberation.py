@@ -100,6 +100,17 @@ class Deliberation:
         return totals
 
     @property
+    def failed_as_unreachable(self) -> bool:
+        """It FAILED only because no agent could reach the LLM endpoint (every failure of such a kind): a
+        dependency outage, which the gRPC adapter answers as UNAVAILABLE, not a result."""
+        failures = self.progress.failures
+        return (
+            self.status is DeliberationStatus.FAILED
+            and bool(failures)
+            and all(f.kind.endpoint_unreachable for f in failures)
+        )
+
+    @property
     def failed_agent_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f.agent_id for f in self.progress.failures))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from orchestrator.domain.redaction import clip
 
 
@@ -53,7 +55,40 @@ class DependencyUnavailableError(OrchestratorError):
         self.detail = detail
 
 
-ENDPOINT_DOWN_KIND = "unavailable"
+class CallErrorKind(StrEnum):
+    """Why an agent's call failed, as a kind the service acts on (pause, drop, answer UNAVAILABLE); the text of
+    `LLMCallError.kind` keeps the detail (e.g. the HTTP status), these values are its prefixes."""
+
+    UNAVAILABLE = "unavailable"
+    """The LLM endpoint cannot be reached at all (connection refused, unreachable, a proxy's 502/503/504)."""
+    TIMEOUT = "timeout"
+    RATE_LIMITED = "rate_limited"
+    HTTP = "http"
+    MALFORMED = "malformed"
+    NO_AGENT = "no_agent"
+    AGENT_UNAVAILABLE = "agent_unavailable"
+    AGENT_ERROR = "agent_error"
+    EMPTY = "empty"
+    """The model answered with no usable text."""
+    OTHER = "other"
+
+    @classmethod
+    def of(cls, kind: str) -> CallErrorKind:
+        if kind.startswith("http_"):
+            return cls.HTTP
+        try:
+            return cls(kind)
+        except ValueError:
+            return cls.OTHER
+
+    @property
+    def endpoint_unreachable(self) -> bool:
+        """The kinds that mean nobody could reach the LLM endpoint (the gRPC adapter answers UNAVAILABLE when
+        every agent failed so)."""
+        return self in (CallErrorKind.UNAVAILABLE, CallErrorKind.TIMEOUT)
+
+
+ENDPOINT_DOWN_KIND = CallErrorKind.UNAVAILABLE.value
 """The `LLMCallError.kind` of an LLM endpoint that cannot be reached at all."""
 
 
@@ -67,11 +102,15 @@ class LLMCallError(OrchestratorError):
         self.detail = detail
 
     @property
+    def category(self) -> CallErrorKind:
+        return CallErrorKind.of(self.kind)
+
+    @property
     def endpoint_down(self) -> bool:
         """The LLM endpoint itself could not be reached (kind `unavailable`: connection refused, unreachable, a
         proxy's 502/503/504). That is the same for every agent, unlike this agent's call failing, so a run
         waits for the endpoint rather than dropping the agent."""
-        return self.kind == ENDPOINT_DOWN_KIND
+        return self.category is CallErrorKind.UNAVAILABLE
 
     def __reduce__(self) -> tuple[type[LLMCallError], tuple[str, str, str]]:
         # Keeps the attributes when Ray pickles the error across processes.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.evidence import ProposalEvidence
 
 LIMITS_MAX_AGENTS = 10
@@ -148,6 +149,7 @@ class AgentFailure:
     stage: Stage
     round: int
     error: str
+    kind: CallErrorKind = CallErrorKind.OTHER
 
 
 @dataclass(frozen=True)

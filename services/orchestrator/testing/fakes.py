@@ -10,7 +10,21 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from orchestrator.application.ports import AgentCall, Completion, OutboundEvent, RuntimeSummary
+from orchestrator.adapters.clock import SystemClock
+from orchestrator.application.ports import (
+    AgentCall,
+    AgentGateway,
+    AgentRuntime,
+    Checker,
+    Clock,
+    Completion,
+    CouncilStore,
+    Leases,
+    OutboundEvent,
+    RuntimeSummary,
+    Verifier,
+)
+from orchestrator.compose import Ports, RecordStore
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
@@ -231,3 +245,49 @@ class InMemoryLeases:
             return False
         self.leases[key] = (current[0], current[1], True)
         return True
+
+
+@dataclass
+class FakeClock:
+    """A Clock that moves only when told (`advance`): tests of timestamps and durations without waiting."""
+
+    wall_ms: int = 1_700_000_000_000
+    mono_s: float = 0.0
+
+    def now_ms(self) -> int:
+        return self.wall_ms
+
+    def monotonic(self) -> float:
+        return self.mono_s
+
+    def advance(self, seconds: float) -> None:
+        self.wall_ms += int(seconds * 1000)
+        self.mono_s += seconds
+
+
+def fake_ports(
+    gateway: AgentGateway | None = None,
+    *,
+    councils: CouncilStore | None = None,
+    records: RecordStore | None = None,
+    runtime: AgentRuntime | None = None,
+    checker: Checker | None = None,
+    verifier: Verifier | None = None,
+    leases: Leases | None = None,
+    clock: Clock | None = None,
+) -> Ports:
+    """The application's ports as in-memory fakes (the real static checker, which needs nothing outside), for
+    `compose`; any of them can be given instead."""
+    from orchestrator.adapters.checks.checker import ThreadedChecker
+
+    gateway = gateway if gateway is not None else FakeGateway()
+    return Ports(
+        councils=councils if councils is not None else InMemoryCouncilStore(),
+        records=records if records is not None else InMemoryDeliberationStore(),
+        runtime=runtime if runtime is not None else FakeRuntime(),
+        gateway=gateway,
+        checker=checker if checker is not None else ThreadedChecker(),
+        verifier=verifier,
+        leases=leases,
+        clock=clock if clock is not None else SystemClock(),
+    )

@@ -13,21 +13,9 @@ from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import streaming, unary
 from orchestrator.application.councils import page_of
 from orchestrator.application.service import Orchestrator
-from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError
-from orchestrator.domain.model import DeliberationStatus
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _unreachable(d: Deliberation) -> bool:
-    """A run that failed only because no agent could reach the LLM endpoint."""
-    failures = d.progress.failures
-    return (
-        d.status is DeliberationStatus.FAILED
-        and bool(failures)
-        and all(f.error.startswith(("unavailable", "timeout")) for f in failures)
-    )
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
@@ -50,7 +38,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         # If the client cancels or its deadline passes, grpc.aio cancels this coroutine, and the
         # application cancels the deliberation this call started.
         result = await self._app.deliberate(mapping.deliberate_command(request))
-        if _unreachable(result):
+        if result.failed_as_unreachable:
             raise DependencyUnavailableError("LLM endpoint", result.error_message)
         return mapping.deliberate_response(result)
 

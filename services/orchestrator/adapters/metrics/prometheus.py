@@ -1,7 +1,7 @@
 """Prometheus metrics: what the deliberations, the LLM calls and the NATS consumer did, served at /metrics.
 
-`DeliberationMetrics.observe` is a `Deliberations` observer: it sees every progress event of every run and turns
-the new call records and stage boundaries into counters and histograms. Queue depth, running deliberations and
+`DeliberationMetrics.observe` is a run listener: every call-finished event becomes counters and a latency sample,
+stage boundaries a stage duration, a run's end a count by status. Queue depth, running deliberations and
 the NATS consumer's acks/naks/terms are read when Prometheus scrapes, from the objects that own them. Every
 metric lives in the instance's own registry, so several services (or tests) in one process never collide.
 """
@@ -10,27 +10,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.events import CallFinished, RunEvent, RunFinished, StageFinished, StageStarted
 
 STAGE_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 MAX_TRACKED_RUNS = 20_000
-"""More than the admission limits let run at once: the oldest entry beyond it belongs to a run long gone."""
+"""More stages in flight than the admission limits let run at once: the oldest beyond it is of a run long gone."""
 CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
-
-
-@dataclass
-class _RunState:
-    calls_seen: int
-    stage_started: float = 0.0
 
 
 class DeliberationMetrics:
@@ -68,40 +61,36 @@ class DeliberationMetrics:
             buckets=CALL_BUCKETS,
             registry=r,
         )
-        self._runs: dict[str, _RunState] = {}
+        self._stage_started: dict[str, float] = {}
+        """When the current stage of each run began (time.monotonic), by task_id."""
 
-    def observe(self, snapshot: Deliberation, event: str, _agent_id: str) -> None:
-        """A `Deliberations` observer, called on the event loop (the metric objects themselves are safe to read
-        from the scrape thread)."""
+    def observe(self, event: RunEvent) -> None:
+        """A run listener, called on the event loop (the metric objects themselves are safe to read from the
+        scrape thread). Calls made before a restart were counted by the process that made them."""
+        snapshot = event.snapshot
         role = snapshot.task.role.value
-        calls = snapshot.progress.calls
-        state = self._runs.get(snapshot.task_id)
-        if state is None:
-            # A run seen for the first time (new, or resumed after a restart): calls recorded before this
-            # process took over were counted by the process that made them.
-            already = len(calls) - (1 if event in ("agent_finished", "agent_failed") else 0)
-            state = self._runs[snapshot.task_id] = _RunState(calls_seen=max(0, already))
-            if len(self._runs) > MAX_TRACKED_RUNS:  # runs that never told us their end (a lost lease)
-                del self._runs[next(iter(self._runs))]
-        for call in calls[state.calls_seen :]:
-            stage = call.stage.value
-            self.llm_calls.labels(role, stage).inc()
-            self.llm_seconds.labels(role, stage).observe(call.latency_ms / 1000)
-            if not call.ok:
-                self.llm_errors.labels(role, stage).inc()
-            self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
-            self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
-        state.calls_seen = len(calls)
-        if event == "stage_started":
-            state.stage_started = time.monotonic()
-        elif event == "stage_finished" and state.stage_started:
-            self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - state.stage_started)
-            state.stage_started = 0.0
-        elif event == "finished":
+        if isinstance(event, CallFinished):
+            self._count_call(role, event)
+        elif isinstance(event, StageStarted):
+            self._stage_started[snapshot.task_id] = time.monotonic()
+            if len(self._stage_started) > MAX_TRACKED_RUNS:  # runs that never told us their end (a lost lease)
+                del self._stage_started[next(iter(self._stage_started))]
+        elif isinstance(event, StageFinished) and (began := self._stage_started.pop(snapshot.task_id, 0.0)):
+            self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - began)
+        elif isinstance(event, RunFinished):
             status = snapshot.status.value
             self.deliberations.labels(role, status).inc()
             self.deliberation_seconds.labels(role, status).observe(snapshot.duration_ms / 1000)
-            del self._runs[snapshot.task_id]
+            self._stage_started.pop(snapshot.task_id, None)
+
+    def _count_call(self, role: str, event: CallFinished) -> None:
+        call, stage = event.call, event.call.stage.value
+        self.llm_calls.labels(role, stage).inc()
+        self.llm_seconds.labels(role, stage).observe(call.latency_ms / 1000)
+        if not call.ok:
+            self.llm_errors.labels(role, stage).inc()
+        self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
+        self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
 
     def track(self, collector: Collector) -> None:
         self.registry.register(collector)

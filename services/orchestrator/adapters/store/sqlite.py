@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import aiosqlite
 
+from orchestrator.adapters.clock import SystemClock
 from orchestrator.adapters.store.codec import (
     council_from_json,
     council_to_json,
@@ -23,7 +23,7 @@ from orchestrator.adapters.store.codec import (
     dispatch_from_json,
     dispatch_to_json,
 )
-from orchestrator.application.ports import OutboundEvent
+from orchestrator.application.ports import Clock, OutboundEvent
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 from orchestrator.domain.model import Council, DeliberationStatus, Role
@@ -99,14 +99,14 @@ class SqliteStore:
     can never split them.
     """
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, clock: Clock | None = None) -> None:
         self._db = db
         self.lock = asyncio.Lock()
-        self.deliberations = SqliteDeliberationStore(db, self.lock)
+        self.deliberations = SqliteDeliberationStore(db, self.lock, clock or SystemClock())
         self.leases = SqliteLeases(db, self.lock)
 
     @classmethod
-    async def open(cls, url: str) -> SqliteStore:
+    async def open(cls, url: str, clock: Clock | None = None) -> SqliteStore:
         path = sqlite_path(url)
         if path != ":memory:":
             path = await asyncio.to_thread(_prepare_directory, path)
@@ -116,7 +116,7 @@ class SqliteStore:
         await db.execute("PRAGMA busy_timeout=5000")
         await db.executescript(SCHEMA)
         await db.commit()
-        return cls(db)
+        return cls(db, clock)
 
     @property
     def connection(self) -> aiosqlite.Connection:
@@ -157,17 +157,19 @@ class SqliteStore:
 class SqliteDeliberationStore:
     """DeliberationStore, DispatchStore and Outbox, sharing the connection of a SqliteStore."""
 
-    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock, clock: Clock) -> None:
         self._db = db
         self._lock = lock
+        self._clock = clock
 
     async def create(self, deliberation: Deliberation) -> bool:
         d = deliberation
+        body = deliberation_to_json(d)
         async with _writing(self._db, self._lock):
             cursor = await self._db.execute(
                 "INSERT OR IGNORE INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), deliberation_to_json(d)),
+                (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, self._clock.now_ms(), body),
             )
             await self._db.commit()
         return cursor.rowcount == 1
@@ -187,13 +189,13 @@ class SqliteDeliberationStore:
             "INSERT INTO deliberations (task_id, role, status, created_at_ms, updated_at_ms, body) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (task_id) DO UPDATE SET "
             "status = excluded.status, updated_at_ms = excluded.updated_at_ms, body = excluded.body",
-            (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, _now(), body),
+            (d.task_id, d.task.role.value, d.status.value, d.created_at_ms, self._clock.now_ms(), body),
         )
         if checkpoint:
             await self._db.execute(
                 "INSERT OR REPLACE INTO checkpoints (task_id, seq, stage, round, created_at_ms, body) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (d.task_id, d.progress.stages_done, d.stage, d.round, _now(), body),
+                (d.task_id, d.progress.stages_done, d.stage, d.round, self._clock.now_ms(), body),
             )
 
     async def _enqueue(self, events: Sequence[OutboundEvent]) -> None:
@@ -383,7 +385,3 @@ def _prepare_directory(path: str) -> str:
     resolved = Path(path).expanduser()
     resolved.parent.mkdir(parents=True, exist_ok=True)
     return str(resolved)
-
-
-def _now() -> int:
-    return int(time.time() * 1000)

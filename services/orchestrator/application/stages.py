@@ -1,0 +1,175 @@
+"""The protocol's stages over a run: what each agent is asked, and what its answer changes in the record.
+
+Each LLM stage function handles one agent; the engine fans it out over every agent still taking part. Verify and
+score handle the whole council at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from orchestrator.application import verification
+from orchestrator.domain import prompts
+from orchestrator.domain.errors import CallErrorKind
+from orchestrator.domain.events import AgentFinished
+from orchestrator.domain.evidence import findings_text
+from orchestrator.domain.model import (
+    AgentFailure,
+    AgentSpec,
+    CheckSuite,
+    Critique,
+    DeliberationStatus,
+    PeerScore,
+    Proposal,
+    RankedProposal,
+    Stage,
+)
+from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
+from orchestrator.domain.ranking import rank_by_evidence
+
+if TYPE_CHECKING:
+    from orchestrator.application.engine import DeliberationRun
+
+
+async def propose(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+    completion = await run.call(agent, Stage.PROPOSE, round_, prompts.propose(run.snapshot.task))
+    if completion is None:
+        return
+    content = strip_proposal_wrapper(completion.content)
+    if not content:
+        failure = AgentFailure(
+            agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text", CallErrorKind.EMPTY
+        )
+        run.drop(failure, Stage.PROPOSE)
+        return
+    run.set_proposal(Proposal(agent.agent_id, agent.role, content, run.clock.now_ms()))
+    run.emit(AgentFinished(run.snapshot, agent.agent_id))
+
+
+def peers_of(run: DeliberationRun, agent_id: str) -> list[Proposal]:
+    return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if aid != agent_id]
+
+
+async def critique(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+    peers = peers_of(run, agent.agent_id)
+    if not peers:
+        return
+    evidence = {p.author_id: findings(run, p.author_id) for p in peers}
+    prompt = prompts.critique(run.snapshot.task, round_, peers, evidence)
+    completion = await run.call(agent, Stage.CRITIQUE, round_, prompt)
+    if completion is None:
+        return
+    found = parse_critiques(completion.content, [p.author_id for p in peers])
+    new = tuple(Critique(agent.agent_id, target, round_, text) for target, text in sorted(found.items()))
+    run.snapshot = run.snapshot.with_progress(critiques=(*run.snapshot.progress.critiques, *new))
+    run.emit(AgentFinished(run.snapshot, agent.agent_id))
+
+
+async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+    own = run.snapshot.progress.proposals.get(agent.agent_id)
+    if own is None:
+        return
+    progress = run.snapshot.progress
+    if verification.fails_nothing(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
+        return  # kept as it is: nothing failed, so its critiques are not taken as substantive
+    received = sorted(  # by critic, so the prompt does not depend on which peer answered first
+        f"{c.critic_id}: {c.text}" for c in progress.critiques if c.target_id == agent.agent_id and c.round == round_
+    )
+    prompt = prompts.revise(run.snapshot.task, round_, own, received, findings(run, own.author_id))
+    completion = await run.call(agent, Stage.REVISE, round_, prompt)
+    if completion is None:
+        return
+    # An empty revision keeps the previous text as this round's revision rather than losing the proposal.
+    text = strip_proposal_wrapper(completion.content) or own.content
+    current = run.snapshot.progress.proposals.get(agent.agent_id, own)
+    run.set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
+    checks = {a: c for a, c in run.snapshot.progress.checks.items() if a != agent.agent_id}
+    run.snapshot = run.snapshot.with_progress(checks=checks)
+    run.emit(AgentFinished(run.snapshot, agent.agent_id))
+
+
+async def score_one(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+    peers = peers_of(run, agent.agent_id)
+    if not peers:
+        return
+    labels = prompts.blind_labels(agent.agent_id, run.snapshot.task_id, (p.author_id for p in peers))
+    by_author = {p.author_id: p for p in peers}
+    prompt = prompts.score(run.snapshot.task, [(label, by_author[author]) for label, author in labels])
+    completion = await run.call(agent, Stage.SCORE, round_, prompt)
+    if completion is None:
+        return
+    author_of = dict(labels)
+    found = parse_scores(completion.content, list(author_of))
+    new = tuple(PeerScore(agent.agent_id, author_of[t], s, why) for t, (s, why) in sorted(found.items()))
+    run.snapshot = run.snapshot.with_progress(peer_scores=(*run.snapshot.progress.peer_scores, *new))
+    run.emit(AgentFinished(run.snapshot, agent.agent_id))
+
+
+async def current_checks(run: DeliberationRun, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+    """The latest verify stage's checks, when they are of these very proposals; else checked now."""
+    known = run.snapshot.progress.checks  # a revision drops its author's entry until the next verify
+    if all(p.author_id in known for p in proposals):
+        return {p.author_id: known[p.author_id] for p in proposals}
+    return await check_all(run, proposals)
+
+
+async def check_all(run: DeliberationRun, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+    requirements = run.snapshot.task.requirements
+    suites = await asyncio.gather(*(run.checker.check(p.content, requirements) for p in proposals))
+    return {p.author_id: suite for p, suite in zip(proposals, suites, strict=True)}
+
+
+def findings(run: DeliberationRun, author_id: str) -> str:
+    progress = run.snapshot.progress
+    suite = progress.checks.get(author_id)
+    return findings_text(
+        progress.evidence.get(author_id),
+        verification.spec_of(run.snapshot.task),
+        suite.lint.errors if suite else (),
+        suite.policy.violations if suite else (),
+    )
+
+
+async def verify(run: DeliberationRun, round_: int) -> None:
+    progress = run.snapshot.progress
+    checks, evidence = await verification.verify(
+        run.snapshot.task, progress.proposals, round_, checker=run.checker, verifier=run.verifier
+    )
+    run.snapshot = run.snapshot.with_progress(
+        checks=checks, evidence=evidence, evidence_log=(*progress.evidence_log, *evidence.values())
+    )
+
+
+def rank(run: DeliberationRun, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> tuple[RankedProposal, ...]:
+    progress = run.snapshot.progress
+    return rank_by_evidence(
+        proposals,
+        checks,
+        progress.peer_scores,
+        evidence=progress.evidence,
+        spec=verification.spec_of(run.snapshot.task),
+        critiques=progress.critiques,
+        usage=run.snapshot.usage_by_agent(),
+    )
+
+
+async def score(run: DeliberationRun, round_: int) -> None:
+    """Peer review (LLM) and any missing checks at the same time; then the verification-first ranking. With
+    rounds = 0 (best-of-N with verification) there is no peer review."""
+    final = list(run.snapshot.progress.proposals.values())
+    review = run.peer_review and run.snapshot.task.rounds > 0
+    scorers = run.snapshot.alive_agents() if review else ()
+    checks, _ = await asyncio.gather(
+        current_checks(run, final), asyncio.gather(*(score_one(run, a, round_) for a in scorers))
+    )
+    progress = run.snapshot.progress
+    ranked = rank(run, [progress.proposals[p.author_id] for p in final if p.author_id in progress.proposals], checks)
+    run.update(results=ranked, winner_id=ranked[0].proposal.author_id if ranked else "")
+    if ranked:
+        run.finish(DeliberationStatus.COMPLETED)
+
+
+AGENT_STEPS = {Stage.PROPOSE: propose, Stage.CRITIQUE: critique, Stage.REVISE: revise}
+"""The stages that are one call per agent, fanned out over the council."""

@@ -1,0 +1,71 @@
+"""Typed run events and error kinds: what the engine emits, and what the records carry to the gRPC adapter."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from orchestrator.adapters.store.codec import deliberation_from_json, deliberation_to_json
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.compose import Options, compose
+from orchestrator.domain.errors import CallErrorKind, LLMCallError
+from orchestrator.domain.events import (
+    AgentDropped,
+    CallFinished,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    StageFinished,
+    StageStarted,
+)
+from orchestrator.domain.model import AgentFailure, DeliberationStatus, Stage
+from orchestrator.testing.fakes import FakeGateway, fake_ports
+
+TASK = "Write a Python function that reverses the words of a sentence"
+
+
+def test_call_error_kinds_are_read_from_the_llm_errors_kind() -> None:
+    assert LLMCallError("a", "unavailable", "refused").category is CallErrorKind.UNAVAILABLE
+    assert LLMCallError("a", "http_503", "busy").category is CallErrorKind.HTTP
+    assert LLMCallError("a", "timeout", "slow").category.endpoint_unreachable
+    assert not LLMCallError("a", "agent_unavailable", "actor died").category.endpoint_unreachable
+    assert LLMCallError("a", "something new", "?").category is CallErrorKind.OTHER
+
+
+async def test_a_run_emits_typed_events_in_order_and_one_call_event_per_recorded_call() -> None:
+    events: list[RunEvent] = []
+    gateway = FakeGateway(failing={"agent-dev-003"}, failure_kind="http_500")
+    app = compose(
+        fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256), listeners=[events.append])
+    ).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    done = await app.deliberate(Deliberate(TASK, "DEV", task_id="ev-1", rounds=1))
+
+    assert isinstance(events[0], RunStarted) and isinstance(events[-1], RunFinished)
+    assert events[-1].snapshot == done
+    calls = [e.call for e in events if isinstance(e, CallFinished)]
+    assert calls == list(done.progress.calls)
+    (dropped,) = [e for e in events if isinstance(e, AgentDropped)]
+    assert dropped.agent_id == "agent-dev-003" and dropped.failure.kind is CallErrorKind.HTTP
+    stages = [(type(e), e.snapshot.stage) for e in events if isinstance(e, StageStarted | StageFinished)]
+    assert stages[:2] == [(StageStarted, Stage.PROPOSE.value), (StageFinished, Stage.PROPOSE.value)]
+    assert done.status is DeliberationStatus.COMPLETED and not done.failed_as_unreachable
+
+
+async def test_a_run_no_agent_could_reach_fails_as_unreachable_and_the_kind_survives_the_store() -> None:
+    gateway = FakeGateway(failing={"agent-dev-001", "agent-dev-002"}, failure_kind="timeout")
+    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=2))
+    done = await app.deliberate(Deliberate(TASK, "DEV", task_id="ev-2", rounds=1))
+    assert done.status is DeliberationStatus.FAILED and done.failed_as_unreachable
+    assert deliberation_from_json(deliberation_to_json(done)) == done
+
+    # A record written before failures had a kind reads back as OTHER: never taken for an outage.
+    body = json.loads(deliberation_to_json(done))
+    for failure in body["progress"]["failures"]:
+        del failure["kind"]
+    older = deliberation_from_json(json.dumps(body))
+    assert {f.kind for f in older.progress.failures} == {CallErrorKind.OTHER}
+    assert not older.failed_as_unreachable
+    assert replace(done.progress.failures[0], kind=CallErrorKind.OTHER) == older.progress.failures[0]
+    assert isinstance(older.progress.failures[0], AgentFailure)
