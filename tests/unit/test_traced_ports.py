@@ -13,11 +13,11 @@ from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.tracing.facade import OtelTracing
 from orchestrator.adapters.tracing.traced_ports import TracedChecker, TracedGateway, TracedSandbox
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.deliberations import Deliberations
 from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
 from orchestrator.domain.model import DeliberationStatus
-from orchestrator.testing.fakes import FakeGateway, FakeRuntime, InMemoryCouncilStore, InMemoryDeliberationStore
+from orchestrator.testing.fakes import FakeGateway, fake_ports
 from orchestrator.testing.sandbox import FakeSandbox
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
@@ -33,15 +33,8 @@ def recorded() -> tuple[OtelTracing, InMemorySpanExporter]:
 
 
 def traced_app(gateway: FakeGateway, tracing: OtelTracing) -> Orchestrator:
-    councils = InMemoryCouncilStore()
-    deliberations = Deliberations(
-        councils=councils,
-        store=InMemoryDeliberationStore(),
-        gateway=TracedGateway(gateway, tracing),
-        checker=TracedChecker(ThreadedChecker(), tracing),
-        default_timeout_s=30.0,
-    )
-    return Orchestrator(councils, FakeRuntime(), deliberations, DEFAULTS)
+    ports = fake_ports(TracedGateway(gateway, tracing), checker=TracedChecker(ThreadedChecker(), tracing))
+    return compose(ports, Options(DEFAULTS, default_timeout_s=30.0)).orchestrator
 
 
 async def test_every_agent_call_of_a_deliberation_is_a_chat_span_with_its_token_usage(
