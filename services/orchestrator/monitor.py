@@ -13,6 +13,7 @@ from rich.text import Text
 
 from orchestrator.adapters.grpc.client import channel, pb, stub
 from orchestrator.cli_render import STATUS_NAMES, evidence_summary, one_line
+from orchestrator.monitor_nodes import nodes_table
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -102,7 +103,9 @@ def snapshot(client: Any, limit: int) -> Group:
     status = client.GetStatus(pb.GetStatusRequest(include_stats=True), timeout=5)
     listing = client.ListDeliberations(pb.ListDeliberationsRequest(page_size=limit), timeout=5)
     header = Panel(status_line(status), title="fleet orchestrator", expand=True)
-    return Group(header, deliberations_table(listing))
+    if not status.ray.node_list:
+        return Group(header, deliberations_table(listing))
+    return Group(header, nodes_table(status.ray), deliberations_table(listing))
 
 
 def run_monitor(address: str, *, once: bool, interval_s: float, limit: int, console: Console) -> None:

@@ -34,7 +34,9 @@ class RaySandbox:
     """A `Sandbox` whose runs are Ray tasks. `num_cpus` is what one run reserves on a worker."""
 
     def __init__(self, *, num_cpus: float = 0.5, max_retries: int = 2) -> None:
-        self._task = ray.remote(_in_worker).options(num_cpus=num_cpus, max_retries=max_retries)
+        self._task = ray.remote(_in_worker).options(
+            num_cpus=num_cpus, max_retries=max_retries, scheduling_strategy="SPREAD"
+        )
         self._availability = SandboxAvailability(False, BACKEND, "not probed yet")
 
     def availability(self) -> SandboxAvailability:
