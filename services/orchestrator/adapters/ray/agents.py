@@ -90,6 +90,9 @@ class RayConfig:
     (the RayCluster's worker group, `rayStartParams.resources`), and actors are spread over those nodes (SPREAD):
     the head keeps the GCS and the Ray Client servers, and one lost worker is never a whole council lost.
     Empty: no such requirement (any node)."""
+    unreachable_retry_s: float = 60.0
+    """How long a call is sent again while its actor is unreachable (restarting after its node died): about
+    twice the time Ray takes by default to declare a node dead and restart its actors elsewhere."""
     max_task_retries: int = 2
     """A call in flight on an actor whose node died is sent again once the actor has restarted elsewhere: an
     LLM completion has no side effect the retry could repeat."""
@@ -242,29 +245,51 @@ class RayAgents:
             if handle is None:
                 raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
             self._actors[agent.agent_id] = handle
-        ref = handle.complete.remote(agent, call)
         self._in_flight[agent.agent_id] += 1
         try:
-            result: Completion = await ref
-            return result
-        except asyncio.CancelledError:
-            ray.cancel(ref)
-            raise
-        except LLMCallError:
-            raise
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
-            if isinstance(cause, LLMCallError):
-                raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
-            raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
+            return await self._call_until_reachable(handle, agent, call)
         except ray.exceptions.RayError as exc:
-            if isinstance(exc, ray.exceptions.RayActorError) and self._actors.get(agent.agent_id) is handle:
+            gone = isinstance(exc, ray.exceptions.RayActorError) and not isinstance(
+                exc, ray.exceptions.ActorUnavailableError
+            )
+            if gone and self._actors.get(agent.agent_id) is handle:
                 del self._actors[agent.agent_id]  # killed (its council deleted elsewhere?): look it up afresh
             raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
         finally:
             self._in_flight[agent.agent_id] -= 1
             if self._in_flight[agent.agent_id] <= 0:
                 del self._in_flight[agent.agent_id]
+
+    async def _call_until_reachable(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
+        """One completion, sent again while its actor is unreachable: its node went away and the actor is being
+        restarted on another (Ray retries calls it knows were lost, `max_task_retries`, but a call sent while
+        the node's loss is not yet known fails as ActorUnavailableError). Safe: a completion has no side effect
+        beyond the LLM's usage. Gives up after `unreachable_retry_s`."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._config.unreachable_retry_s, 0.5
+        while True:
+            try:
+                return await self._call_once(handle, agent, call)
+            except ray.exceptions.ActorUnavailableError as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.info("agent_call_resent", agent_id=agent.agent_id, after_s=delay, error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _call_once(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
+        ref = handle.complete.remote(agent, call)
+        try:
+            result: Completion = await ref
+            return result
+        except asyncio.CancelledError:
+            ray.cancel(ref)
+            raise
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
+            if isinstance(cause, LLMCallError):
+                raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
+            raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
 
     async def summary(self) -> RuntimeSummary:
         """Nodes (alive and dead) with this service's agent actors and calls in flight on each, and the actors by
