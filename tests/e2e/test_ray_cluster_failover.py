@@ -74,7 +74,7 @@ def monitor_once(address: str) -> str:
         text=True,
         timeout=60,
         cwd=ROOT,
-        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "services")},
+        env={"COLUMNS": "80", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "services")},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout

@@ -89,9 +89,12 @@ def test_the_monitor_panel_shows_each_node_its_agents_and_a_dead_node() -> None:
     status = runtime_pb(summarize(outage, AGENTS, {"agent-dev-002": 4}, last_node, "ray://head:10001"))
     assert isinstance(status, pb.RayClusterSummary) and status.node_list[1].labels["fleet/node-name"] == "worker-2"
     out = io.StringIO()
-    Console(file=out, width=160, color_system=None).print(nodes_table(status))
-    rows = {line.split("│")[2].strip(): line for line in out.getvalue().splitlines() if line.count("│") >= 7}
-    assert "alive" in rows["head"] and "alive" in rows["worker-2"]
-    assert "DEAD (health check failed)" in rows["worker-1"] and "0 (+1 restarting)" in rows["worker-1"]
-    assert rows["worker-2"].split("│")[6].strip() == "2" and rows["worker-2"].split("│")[7].strip() == "4"
-    assert "nodes dead 1  agents restarting 1  actor restarts 2" in out.getvalue()
+    Console(file=out, width=80, color_system=None).print(nodes_table(status))
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    rows = {line.split("│")[2].strip(): line.split("│") for line in text.splitlines() if line.count("│") >= 7}
+    assert rows["head"][4].strip() == "alive" and rows["worker-2"][4].strip() == "alive"
+    assert rows["worker-1"][4].strip() == "DEAD" and rows["worker-1"][6].strip() == "0 +1 restarting"
+    assert (rows["worker-2"][6].strip(), rows["worker-2"][7].strip()) == ("2", "4")
+    assert "nodes dead 1  agents restarting 1  restarts 2" in text
+    assert "(worker-1) died: health check failed" in text
