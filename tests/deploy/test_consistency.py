@@ -127,7 +127,8 @@ def test_ray_cluster_python_is_the_python_of_the_orchestrator_image() -> None:
 def test_ray_cluster_has_one_head_and_an_autoscaled_worker_group() -> None:
     spec = _ray_cluster()["spec"]
     (workers,) = spec["workerGroupSpecs"]
-    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (2, 1, 5)
+    # Two workers at least: one lost worker never takes a whole council with it (agents are spread over them).
+    assert (workers["replicas"], workers["minReplicas"], workers["maxReplicas"]) == (2, 2, 5)
     assert spec["enableInTreeAutoscaling"] is True
     head = container(spec["headGroupSpec"]["template"], "ray-head")
     assert container_port(head, "client") == 10001

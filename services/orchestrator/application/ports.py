@@ -54,6 +54,22 @@ class AgentGateway(Protocol):
 
 
 @dataclass(frozen=True)
+class RuntimeNode:
+    """One node of the cluster the agents run on, with this service's agents placed there."""
+
+    node_id: str
+    address: str
+    alive: bool
+    head: bool = False
+    cpus: float = 0.0
+    labels: tuple[tuple[str, str], ...] = ()
+    agents_alive: int = 0
+    agents_restarting: int = 0
+    calls_in_flight: int = 0
+    death_reason: str = ""
+
+
+@dataclass(frozen=True)
 class RuntimeSummary:
     """Where the agents run, for operators: cluster size and the agents' workers by state."""
 
@@ -64,6 +80,9 @@ class RuntimeSummary:
     actors_alive: int = 0
     actors_restarting: int = 0
     actors_dead: int = 0
+    nodes_dead: int = 0
+    actor_restarts: int = 0
+    node_list: tuple[RuntimeNode, ...] = ()
 
 
 class AgentRuntime(Protocol):

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from orchestrator.adapters.grpc.client import OrchestratorClient, status_name
 from orchestrator.entrypoints.cli_render import evidence_summary, one_line
+from orchestrator.entrypoints.monitor_nodes import nodes_table
 
 STATUS_STYLE = {
     "COMPLETED": "green",
@@ -102,7 +103,9 @@ def snapshot(client: OrchestratorClient, limit: int) -> Group:
     status = client.status()
     listing = client.list_deliberations(limit)
     header = Panel(status_line(status), title="fleet orchestrator", expand=True)
-    return Group(header, deliberations_table(listing))
+    if not status.ray.node_list:
+        return Group(header, deliberations_table(listing))
+    return Group(header, nodes_table(status.ray), deliberations_table(listing))
 
 
 def run_monitor(client: OrchestratorClient, *, once: bool, interval_s: float, limit: int, console: Console) -> None:

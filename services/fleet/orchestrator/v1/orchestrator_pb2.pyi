@@ -623,7 +623,7 @@ class CallRecord(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., stage: _Optional[str] = ..., round: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_ms: _Optional[float] = ..., model: _Optional[str] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ..., ok: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class RayClusterSummary(_message.Message):
-    __slots__ = ("connected", "nodes", "cpus", "actors_alive", "actors_restarting", "actors_dead", "address")
+    __slots__ = ("connected", "nodes", "cpus", "actors_alive", "actors_restarting", "actors_dead", "address", "nodes_dead", "actor_restarts", "node_list")
     CONNECTED_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     CPUS_FIELD_NUMBER: _ClassVar[int]
@@ -631,6 +631,9 @@ class RayClusterSummary(_message.Message):
     ACTORS_RESTARTING_FIELD_NUMBER: _ClassVar[int]
     ACTORS_DEAD_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODES_DEAD_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    NODE_LIST_FIELD_NUMBER: _ClassVar[int]
     connected: bool
     nodes: int
     cpus: float
@@ -638,7 +641,41 @@ class RayClusterSummary(_message.Message):
     actors_restarting: int
     actors_dead: int
     address: str
-    def __init__(self, connected: _Optional[bool] = ..., nodes: _Optional[int] = ..., cpus: _Optional[float] = ..., actors_alive: _Optional[int] = ..., actors_restarting: _Optional[int] = ..., actors_dead: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+    nodes_dead: int
+    actor_restarts: int
+    node_list: _containers.RepeatedCompositeFieldContainer[RayNodeSummary]
+    def __init__(self, connected: _Optional[bool] = ..., nodes: _Optional[int] = ..., cpus: _Optional[float] = ..., actors_alive: _Optional[int] = ..., actors_restarting: _Optional[int] = ..., actors_dead: _Optional[int] = ..., address: _Optional[str] = ..., nodes_dead: _Optional[int] = ..., actor_restarts: _Optional[int] = ..., node_list: _Optional[_Iterable[_Union[RayNodeSummary, _Mapping]]] = ...) -> None: ...
+
+class RayNodeSummary(_message.Message):
+    __slots__ = ("node_id", "address", "alive", "head", "cpus", "labels", "agents_alive", "agents_restarting", "calls_in_flight", "death_reason")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIVE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_ALIVE_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_RESTARTING_FIELD_NUMBER: _ClassVar[int]
+    CALLS_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEATH_REASON_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    address: str
+    alive: bool
+    head: bool
+    cpus: float
+    labels: _containers.ScalarMap[str, str]
+    agents_alive: int
+    agents_restarting: int
+    calls_in_flight: int
+    death_reason: str
+    def __init__(self, node_id: _Optional[str] = ..., address: _Optional[str] = ..., alive: _Optional[bool] = ..., head: _Optional[bool] = ..., cpus: _Optional[float] = ..., labels: _Optional[_Mapping[str, str]] = ..., agents_alive: _Optional[int] = ..., agents_restarting: _Optional[int] = ..., calls_in_flight: _Optional[int] = ..., death_reason: _Optional[str] = ...) -> None: ...
 
 class SubmitDeliberationResponse(_message.Message):
     __slots__ = ("task_id", "status", "existing")

@@ -266,6 +266,23 @@ def runtime_pb(r: RuntimeSummary) -> pb.RayClusterSummary:
         actors_restarting=r.actors_restarting,
         actors_dead=r.actors_dead,
         address=redact_url(r.address),
+        nodes_dead=r.nodes_dead,
+        actor_restarts=r.actor_restarts,
+        node_list=[
+            pb.RayNodeSummary(
+                node_id=n.node_id,
+                address=n.address,
+                alive=n.alive,
+                head=n.head,
+                cpus=n.cpus,
+                labels=dict(n.labels),
+                agents_alive=n.agents_alive,
+                agents_restarting=n.agents_restarting,
+                calls_in_flight=n.calls_in_flight,
+                death_reason=n.death_reason,
+            )
+            for n in r.node_list
+        ],
     )
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +24,7 @@ import ray
 import structlog
 
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
+from orchestrator.adapters.ray.cluster_view import ClusterObserver, cluster_facts, observer_options, summarize
 from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
 from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council
@@ -66,6 +68,11 @@ async def _close_later(client: OpenAIChatClient, delay_s: float) -> None:
     await client.aclose()
 
 
+AGENT_RESOURCE = "fleet_agent"
+LOCAL_AGENT_SLOTS = 10_000
+"""A local Ray (no address) is its own worker node: it offers this many agent slots."""
+
+
 @dataclass(frozen=True)
 class RayConfig:
     address: str = ""
@@ -78,6 +85,17 @@ class RayConfig:
     ship_code: bool = True
     """With an address: send the agent code and its pinned dependencies in the job's runtime_env, so the
     cluster can run the stock Ray image of the pinned version."""
+    agent_resource: str = AGENT_RESOURCE
+    """Placement: every agent actor takes one unit of this custom resource, which only the worker nodes offer
+    (the RayCluster's worker group, `rayStartParams.resources`), and actors are spread over those nodes (SPREAD):
+    the head keeps the GCS and the Ray Client servers, and one lost worker is never a whole council lost.
+    Empty: no such requirement (any node)."""
+    unreachable_retry_s: float = 60.0
+    """How long a call is sent again while its actor is unreachable (restarting after its node died): about
+    twice the time Ray takes by default to declare a node dead and restart its actors elsewhere."""
+    max_task_retries: int = 2
+    """A call in flight on an actor whose node died is sent again once the actor has restarted elsewhere: an
+    LLM completion has no side effect the retry could repeat."""
 
 
 RAY_CLIENT_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -111,6 +129,10 @@ class RayAgents:
         self._remote_cls = ray.remote(AgentActor)
         self._session_dir: Path | None = None
         """The session directory of the local Ray this process started; removed once Ray has stopped."""
+        self._placement: dict[str, Any] | None = None
+        self._in_flight: Counter[str] = Counter()
+        self._last_node: dict[str, str] = {}
+        self._observer: Any | None = None
 
     async def connect(self) -> None:
         if ray.is_initialized():
@@ -122,6 +144,8 @@ class RayAgents:
                 kwargs["runtime_env"] = agent_runtime_env()
         else:
             kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
+            if self._config.agent_resource:
+                kwargs["resources"] = {self._config.agent_resource: LOCAL_AGENT_SLOTS}
             _local_node_on_loopback()
         _quiet_sigterm_warning()
         for attempt in (1, 2):
@@ -146,6 +170,7 @@ class RayAgents:
                 _restore_sigterm_handler()
         if not self._config.address:
             self._session_dir = _current_session_dir()
+        self._observe()  # started now: on a cluster its worker first sets up the job's runtime_env on the head
         log.info("ray_connected", address=self._config.address or "local")
 
     async def close(self) -> None:
@@ -162,6 +187,7 @@ class RayAgents:
         a council that could not be started whole leaves no actor it created behind."""
         started: list[Any] = []
         try:
+            placement = await self._placement_options()
             for agent in council.agents:
                 handle = self._remote_cls.options(
                     name=self._actor_name(agent.agent_id),
@@ -169,8 +195,10 @@ class RayAgents:
                     get_if_exists=True,
                     lifetime="detached",
                     max_restarts=self._config.max_restarts,
+                    max_task_retries=self._config.max_task_retries if self._config.max_restarts else 0,
                     max_concurrency=self._config.max_concurrency,
                     num_cpus=self._config.num_cpus,
+                    **placement,
                 ).remote(agent, self._endpoint)
                 started.append(handle)
             # Re-attached actors may have been created with other settings; make sure all use the current ones.
@@ -182,6 +210,18 @@ class RayAgents:
             raise DependencyUnavailableError("ray", f"cannot start the {council.role.value} council: {exc}") from exc
         for agent, handle in zip(council.agents, started, strict=True):
             self._actors[agent.agent_id] = handle
+
+    async def _placement_options(self) -> dict[str, Any]:
+        """SPREAD over the nodes that offer the agent resource. On a cluster (an address) the resource is always
+        required, even while no worker offers it yet (the actors wait for one; the autoscaler adds one). A local
+        Ray started by someone else without the resource (a test's) places the agents anywhere."""
+        if self._placement is None:
+            placement: dict[str, Any] = {"scheduling_strategy": "SPREAD"}
+            name = self._config.agent_resource
+            if name and (self._config.address or name in await asyncio.to_thread(ray.cluster_resources)):
+                placement["resources"] = {name: 1}
+            self._placement = placement
+        return self._placement
 
     async def stop_council(self, council: Council) -> int:
         removed = 0
@@ -205,6 +245,39 @@ class RayAgents:
             if handle is None:
                 raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
             self._actors[agent.agent_id] = handle
+        self._in_flight[agent.agent_id] += 1
+        try:
+            return await self._call_until_reachable(handle, agent, call)
+        except ray.exceptions.RayError as exc:
+            gone = isinstance(exc, ray.exceptions.RayActorError) and not isinstance(
+                exc, ray.exceptions.ActorUnavailableError
+            )
+            if gone and self._actors.get(agent.agent_id) is handle:
+                del self._actors[agent.agent_id]  # killed (its council deleted elsewhere?): look it up afresh
+            raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+        finally:
+            self._in_flight[agent.agent_id] -= 1
+            if self._in_flight[agent.agent_id] <= 0:
+                del self._in_flight[agent.agent_id]
+
+    async def _call_until_reachable(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
+        """One completion, sent again while its actor is unreachable: its node went away and the actor is being
+        restarted on another (Ray retries calls it knows were lost, `max_task_retries`, but a call sent while
+        the node's loss is not yet known fails as ActorUnavailableError). Safe: a completion has no side effect
+        beyond the LLM's usage. Gives up after `unreachable_retry_s`."""
+        loop = asyncio.get_running_loop()
+        deadline, delay = loop.time() + self._config.unreachable_retry_s, 0.5
+        while True:
+            try:
+                return await self._call_once(handle, agent, call)
+            except ray.exceptions.ActorUnavailableError as exc:
+                if loop.time() + delay > deadline:
+                    raise
+                log.info("agent_call_resent", agent_id=agent.agent_id, after_s=delay, error=str(exc)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _call_once(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
         ref = handle.complete.remote(agent, call)
         try:
             result: Completion = await ref
@@ -212,59 +285,49 @@ class RayAgents:
         except asyncio.CancelledError:
             ray.cancel(ref)
             raise
-        except LLMCallError:
-            raise
         except ray.exceptions.RayTaskError as exc:
             cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
             if isinstance(cause, LLMCallError):
                 raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
             raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
-        except ray.exceptions.RayError as exc:
-            if isinstance(exc, ray.exceptions.RayActorError) and self._actors.get(agent.agent_id) is handle:
-                del self._actors[agent.agent_id]  # killed (its council deleted elsewhere?): look it up afresh
-            raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     async def summary(self) -> RuntimeSummary:
-        """Nodes and CPUs from the cluster, and this service's agent actors by state; `connected=False` when
-        the cluster does not answer (the status RPC still answers, saying so)."""
+        """Nodes (alive and dead) with this service's agent actors and calls in flight on each, and the actors by
+        state; `connected=False` when the cluster does not answer (the status RPC still answers, saying so)."""
+        address = self._config.address or "local"
         if not ray.is_initialized():
-            return RuntimeSummary(connected=False, address=self._config.address or "local")
-        handles = list(self._actors.values())  # copied here: the thread must not iterate a dict being changed
+            return RuntimeSummary(connected=False, address=address)
+        agents = {agent_id: handle._actor_id.hex() for agent_id, handle in self._actors.items()}
         try:
-            return await asyncio.to_thread(self._summary, handles)
+            # Shielded: a late answer is dropped, not cancelled (Ray Client logs a cancelled reply as an error).
+            facts = await asyncio.wait_for(asyncio.shield(self._facts(list(agents.values()))), SUMMARY_TIMEOUT_S)
         except Exception as exc:
             log.warning("ray_summary_failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-            return RuntimeSummary(connected=False, address=self._config.address or "local")
+            if isinstance(exc, ray.exceptions.RayActorError):
+                self._observer = None  # a new one next time: the head was replaced
+            return RuntimeSummary(connected=False, address=address)
+        return summarize(facts, agents, dict(self._in_flight), self._last_node, address)
 
-    def _summary(self, handles: list[Any]) -> RuntimeSummary:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
-        states = _actor_states(handles)
-        return RuntimeSummary(
-            connected=True,
-            address=self._config.address or "local",
-            nodes=len(nodes),
-            cpus=float(sum(n.get("Resources", {}).get("CPU", 0.0) for n in nodes)),
-            actors_alive=states.count("ALIVE"),
-            actors_restarting=states.count("RESTARTING"),
-            actors_dead=states.count("DEAD"),
-        )
+    def _observe(self) -> Any | None:
+        """The observer actor on the head, for a Ray Client driver (which has no GCS connection of its own);
+        None for a driver that reads the GCS itself."""
+        if not ray.util.client.ray.is_connected():  # type: ignore[no-untyped-call]
+            return None
+        if self._observer is None:
+            observer: Any = ray.remote(ClusterObserver)
+            self._observer = observer.options(**observer_options()).remote()
+        return self._observer
+
+    async def _facts(self, actor_ids: list[str]) -> dict[str, Any]:
+        """The GCS tables, read in-process or through the observer."""
+        observer = self._observe()
+        if observer is None:
+            return await asyncio.to_thread(cluster_facts, actor_ids)
+        facts: dict[str, Any] = await observer.facts.remote(actor_ids)
+        return facts
 
 
-def _actor_states(handles: list[Any]) -> list[str]:
-    """The state of the very actor each handle calls, looked up in the GCS actor table by its actor id.
-
-    Not by name: another actor of the same name may be alive (in another namespace, or created anew by another
-    process) while the one this service holds is dead, and its next call would fail. An id the table does not
-    know counts as DEAD. The public state API (`ray.util.state`) goes through the dashboard, which a local Ray
-    started without it does not have; the GCS table is what that API reads underneath.
-    """
-    from ray._private.state import state as gcs_state
-
-    states = []
-    for handle in handles:
-        info: dict[str, Any] = gcs_state.actor_table(handle._actor_id.hex())
-        states.append(str(info.get("State", "DEAD")) if info else "DEAD")
-    return states
+SUMMARY_TIMEOUT_S = 5.0
 
 
 def _cpu_count() -> int:

@@ -1,7 +1,8 @@
 """The sandbox on Ray: every run is a Ray task on a worker (local Ray's worker processes locally, the RayCluster's
 worker pods in production), so untrusted code never runs in the gRPC process and verification scales out with
-the cluster. The worker runs the default bubblewrap adapter; a worker that dies mid-run is retried (a run is
-idempotent: a fresh work dir, no side effects outside it)."""
+the cluster. The worker runs the default bubblewrap adapter. Runs need CPU, which only the worker nodes offer (the
+head has `num-cpus 0`), and are spread over them; a run whose worker or whole node dies mid-run is run again on
+another (`max_retries`; a run is idempotent: a fresh work dir, no side effects outside it)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,9 @@ class RaySandbox:
     """A `Sandbox` whose runs are Ray tasks. `num_cpus` is what one run reserves on a worker."""
 
     def __init__(self, *, num_cpus: float = 0.5, max_retries: int = 2) -> None:
-        self._task = ray.remote(_in_worker).options(num_cpus=num_cpus, max_retries=max_retries)
+        self._task = ray.remote(_in_worker).options(
+            num_cpus=num_cpus, max_retries=max_retries, scheduling_strategy="SPREAD"
+        )
         self._availability = SandboxAvailability(False, BACKEND, "not probed yet")
 
     def availability(self) -> SandboxAvailability:

@@ -235,8 +235,16 @@ class SqliteDeliberationStore:
             return [deliberation_from_json(row[0]) async for row in cur]
 
     async def counts(self) -> dict[DeliberationStatus, int]:
-        async with _reading(self._db, "SELECT status, COUNT(*) FROM deliberations GROUP BY status") as cur:
-            return {DeliberationStatus(row[0]): int(row[1]) async for row in cur}
+        # All rows in one step on the connection's thread: a GROUP BY read step by step (it streams along the
+        # status index) can see a write of the same connection between steps, and yields a NULL status then.
+        query = "SELECT status, COUNT(*) FROM deliberations GROUP BY status"
+        try:
+            rows = await self._db.execute_fetchall(query)
+        except sqlite3.Error as exc:
+            if isinstance(exc, _BUGS):
+                raise
+            raise DependencyUnavailableError("store", f"sqlite: {exc}") from exc
+        return {DeliberationStatus(row[0]): int(row[1]) for row in rows}
 
     async def checkpoints(self, task_id: str) -> list[Deliberation]:
         query = "SELECT body FROM checkpoints WHERE task_id = ? ORDER BY seq"
