@@ -182,7 +182,7 @@ def test_status_summarises_deliberations_and_the_ray_cluster(stub: pb_grpc.Orche
 def test_the_monitor_shows_deliberations_progressing_in_a_real_terminal(
     limited: ServeProcess, stub: pb_grpc.OrchestratorServiceStub, fake_llm: FakeLLMServer
 ) -> None:
-    fake_llm.set_latency(1.0)
+    fake_llm.set_latency(2.0)  # each stage outlasts a few monitor refreshes, even on a loaded machine
     session = f"monitor-{uuid.uuid4().hex[:6]}"
     command = (
         f"env -u COLUMNS -u LINES {sys.executable} -m orchestrator monitor"
