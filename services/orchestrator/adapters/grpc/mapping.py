@@ -72,8 +72,13 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_BUDGETS_NOT_ENFORCED = "token budgets are not enforced by this version of the service; leave the field unset"
+
+
 def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
     c = req.constraints
+    if c.HasField("token_budget"):
+        raise InvalidArgumentError("constraints.token_budget", _BUDGETS_NOT_ENFORCED)
     return Deliberate(
         task_description=req.task_description,
         role=req.role,
@@ -95,6 +100,8 @@ def list_councils_response(page: list[Council], include_agents: bool, next_token
 
 def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
     cfg = req.config
+    if cfg.HasField("token_budget"):
+        raise InvalidArgumentError("config.token_budget", _BUDGETS_NOT_ENFORCED)
     return CreateCouncil(
         role=req.role,
         num_agents=req.num_agents,
@@ -230,6 +237,7 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
         timestamp_ms=int(time.time() * 1000),
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
+        tokens_spent=d.usage.total_tokens,
     )
 
 
@@ -368,6 +376,7 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
         error_message=d.error_message,
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
+        tokens_spent=d.usage.total_tokens,
     )
 
 
@@ -394,6 +403,7 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
         acceptance_tests=d.task.acceptance_tests,
+        tokens_spent=d.usage.total_tokens,
     )
 
 
