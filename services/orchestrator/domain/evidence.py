@@ -117,7 +117,7 @@ def _literal_call(call: str, defined: set[str]) -> bool:
     return all(_literal(ast.unparse(arg)) for arg in node.args)
 
 
-def _parses(code: str, mode: str = "exec") -> bool:
+def parses(code: str, mode: str = "exec") -> bool:
     try:
         ast.parse(code, mode=mode)
     except (SyntaxError, ValueError):
@@ -153,11 +153,11 @@ def _doctests(lines: list[str]) -> Iterable[str]:
             expr += "\n" + lines[i].strip()[3:].lstrip()
             i += 1
         want, i = _expected_output(lines, i)
-        if not _parses(expr):
+        if not parses(expr):
             continue
         if not want:
             yield expr  # a statement (an assignment, an import) the next examples need
-        elif _parses(expr, "eval"):
+        elif parses(expr, "eval"):
             yield _expectation(expr, want)
 
 
@@ -188,7 +188,7 @@ def examples_in(*texts: str) -> list[str]:
         found.extend(_doctests(lines))
         for raw in lines:
             line = raw.strip()
-            if line.startswith("assert ") and _parses(line):
+            if line.startswith("assert ") and parses(line):
                 found.append(line)
             elif (match := _ARROW.match(line)) and not line.startswith(("def ", ">>>")):
                 call, want = match["call"], match["want"].rstrip(".,;")

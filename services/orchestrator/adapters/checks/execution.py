@@ -32,6 +32,7 @@ from orchestrator.domain.evidence import (
     UnitSource,
     agent_units,
     agreement,
+    parses,
     trim,
 )
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
@@ -158,21 +159,12 @@ def _demonstration(node: ast.stmt, defined: set[str]) -> bool:
 def _parsable_prefix(code: str) -> str:
     """The block itself, or, when it does not parse (an answer cut off at `max_tokens` mid-test), its longest
     prefix ending before a top-level statement that does; the block unchanged when none does."""
-    try:
-        ast.parse(code)
+    if parses(code):
         return code
-    except (SyntaxError, ValueError):
-        pass
     lines = code.splitlines()
     starts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
-    for cut in reversed(starts[1:]):
-        prefix = "\n".join(lines[:cut]).rstrip()
-        try:
-            ast.parse(prefix)
-        except (SyntaxError, ValueError):
-            continue
-        return prefix
-    return code
+    prefixes = ("\n".join(lines[:cut]).rstrip() for cut in reversed(starts[1:]))
+    return next((prefix for prefix in prefixes if parses(prefix)), code)
 
 
 def split_proposal(content: str) -> SplitProposal:
@@ -202,11 +194,7 @@ def _marked_as_tests(tag: str, code: str) -> bool:
 
 
 def _looks_python(code: str) -> bool:
-    try:
-        ast.parse(code)
-    except (SyntaxError, ValueError):
-        return False
-    return any(word in code for word in ("def ", "import ", "assert "))
+    return parses(code) and any(word in code for word in ("def ", "import ", "assert "))
 
 
 class ExecutionVerifier:

@@ -8,6 +8,7 @@ for the readiness wait, `llm_server` (llama.cpp runs in-process, so it has no pr
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import tempfile
@@ -67,8 +68,7 @@ class ServerProcess:
         self._own_log = log_path is None
         if log_path is None:
             fd, path = tempfile.mkstemp(prefix=f"orchestrator-{name}-", suffix=".log")
-            with open(fd, "wb"):  # mkstemp's descriptor; the file stays
-                pass
+            os.close(fd)  # the file stays; the process opens it by path
             log_path = Path(path)
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
