@@ -15,17 +15,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from orchestrator.adapters.sandbox import BwrapConfig, BwrapSandbox, UnsandboxedRunner, open_sandbox
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+# A loop of its own: tasks that other modules leave on the session loop (a consumer retrying a closed NATS
+# connection, say) must not share it with the kill-and-reap timing checked here.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 QUICK = SandboxLimits(cpu_seconds=2, wall_seconds=5, memory_bytes=256 * 1024 * 1024, max_processes=32)
 
 
-@pytest.fixture(scope="module")
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox() -> AsyncIterator[BwrapSandbox]:
     sandbox = BwrapSandbox()
     availability = await sandbox.probe()
@@ -315,7 +318,7 @@ async def test_cancelling_a_run_leaves_nothing_behind(sandbox: BwrapSandbox) -> 
         await asyncio.sleep(0.05)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await run
+        await asyncio.wait_for(run, 15)  # a cancelled run must end at once; never wait out the test timeout
 
     for _ in range(200):  # the group is killed at once; on a loaded machine the kernel may take a few seconds to reap
         if not processes_with(marker):
