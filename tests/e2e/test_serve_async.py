@@ -190,6 +190,11 @@ def test_the_monitor_shows_deliberations_progressing_in_a_real_terminal(
     )
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "40", command], check=True, cwd=ROOT)
     try:
+        # the monitor must be drawing before the run starts: on a loaded machine its start-up alone can
+        # outlast the propose stage
+        deadline = time.monotonic() + 60
+        while "SERVING" not in capture(session) and time.monotonic() < deadline:
+            time.sleep(0.2)
         task_id = submit(stub, rounds=1)
         screens = []
         watcher = threading.Thread(target=lambda: wait_status(stub, task_id, 60))
