@@ -61,6 +61,7 @@ def options_from(settings: Settings, listeners: Sequence[Listener] = ()) -> Opti
         admission=Admission(settings.max_concurrent_deliberations, settings.deliberation_queue_size),
         lease_ttl_s=settings.lease_ttl,
         early_stop=settings.early_stop,
+        default_token_budget=settings.deliberation_token_budget or None,
         outbound_events=settings.enable_nats,
         plans=settings.enable_nats,
         auto_create_councils=settings.auto_create_councils,

@@ -77,6 +77,8 @@ class Options:
     renew_every_s: float = 2.0
     poll_s: float = 0.5
     early_stop: bool = True
+    default_token_budget: int | None = None
+    """DELIBERATION_TOKEN_BUDGET: the budget of a run whose task and council set none; None = unlimited."""
     outbound_events: bool = False
     """Write the deliberation events to the outbox (always, when a publisher is given)."""
     plans: bool = False
@@ -122,6 +124,7 @@ def compose(ports: Ports, options: Options) -> Composition:
         poll_s=options.poll_s,
         verifier=ports.verifier,
         early_stop=options.early_stop,
+        default_token_budget=options.default_token_budget,
     )
     dispatcher = _dispatcher(ports, options, runs, wake) if options.plans else None
     orchestrator = Orchestrator(

@@ -21,6 +21,7 @@ from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
+from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskState, deliberation_id
@@ -454,3 +455,29 @@ async def test_only_one_of_many_concurrent_acquirers_gets_a_lease(subject: Subje
     key = f"race-{subject.name}"
     won = await asyncio.gather(*(leases.acquire(key, f"replica-{i}", now_ms=5_000, ttl_ms=1_000) for i in range(8)))
     assert sum(won) == 1
+
+
+async def test_a_budget_and_its_stop_code_round_trip_and_reach_the_graph(subject: Subject) -> None:
+    store = subject.store
+    assert await store.add(replace(council(Role.DEV, "council-dev"), token_budget=0))  # explicit "unlimited"
+    assert await store.add(council(Role.QA))  # no default of its own
+    dev, qa = await store.get(Role.DEV), await store.get(Role.QA)
+    assert dev is not None and dev.token_budget == 0
+    assert qa is not None and qa.token_budget is None
+    base = record("budget-dev", 7)
+    stopped = replace(
+        base,
+        task=replace(base.task, token_budget=1200),
+        status=DeliberationStatus.COMPLETED,
+        progress=replace(base.progress, stop_code=StopCode.TOKEN_BUDGET, stop_reason="token budget reached"),
+    )
+    assert await store.deliberations.create(base)
+    await store.deliberations.save(stopped)
+    loaded = await store.deliberations.get("budget-dev")
+    assert loaded is not None and loaded.task.token_budget == 1200
+    assert loaded.progress.stop_code is StopCode.TOKEN_BUDGET
+    if subject.cypher is not None:
+        (node,) = await subject.cypher(
+            "MATCH (d:Deliberation {id: $id}) RETURN d.token_budget AS b, d.stop_code AS c", {"id": "budget-dev"}
+        )
+        assert node == {"b": 1200, "c": "token_budget"}

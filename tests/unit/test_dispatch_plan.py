@@ -10,6 +10,7 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, De
 from orchestrator.application.engine import Listener
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
+from orchestrator.domain.budget import StopCode
 from orchestrator.domain.events import RunEvent, RunFinished
 from orchestrator.domain.model import DeliberationStatus, Role
 from orchestrator.domain.plans import (
@@ -222,3 +223,18 @@ def test_a_plan_stored_before_subtasks_had_acceptance_tests_still_loads() -> Non
     stored = dispatch_to_json(record).replace(',"acceptance_tests":""', "")
     assert "acceptance_tests" not in stored
     assert dispatch_from_json(stored) == record
+
+
+async def test_a_subtask_s_token_budget_reaches_its_deliberation_and_stops_it() -> None:
+    dev = PlanSubtask("dev", Role.DEV, "Token service", "Write the token service", token_budget=1)
+    plan = ApprovedPlan(**{**PLAN.__dict__, "plan_id": "plan-budget", "subtasks": (dev, PLAN.subtasks[2])})
+    gateway = FakeGateway()
+    app, store = make(gateway)
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(plan)
+    done = await app.dispatcher.wait_finished("plan-budget")
+    assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 2
+    budgeted = store.records[deliberation_id("plan-budget", "dev")]
+    assert budgeted.task.token_budget == 1 and budgeted.progress.stop_code is StopCode.TOKEN_BUDGET
+    assert store.records[deliberation_id("plan-budget", "ops")].task.token_budget is None
+    assert {stage for agent, stage, _ in gateway.calls if agent.startswith("agent-dev-")} == {"propose"}

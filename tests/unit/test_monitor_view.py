@@ -92,12 +92,14 @@ def test_watch_prints_the_winner_with_its_evidence_rank_reason_and_the_stop_reas
         results=[winner],
         rounds_run=1,
         stop_reason="evidence decided: agent-dev-002 passes all 2 specification tests",
+        tokens_spent=1834,
     )
     assert update_lines(final, "12:00:09") == [
         "12:00:09 COMPLETED   100% score",
         "  winner agent-dev-002 (score 0.812; spec 2/2, agents' tests 3/4, group agent-dev-002 (score 6))",
         "  why it won: passes 2/2 specification tests; ahead of agent-dev-001 on specification tests (2/2 vs 0/2)",
         "  rounds run: 1; stopped: evidence decided: agent-dev-002 passes all 2 specification tests",
+        "  tokens spent: 1834 (no budget)",
     ]
 
 

@@ -30,6 +30,8 @@ class CreateCouncil:
     agent_type: str = ""
     enable_peer_review: bool = True
     custom_params: dict[str, str] = field(default_factory=dict)
+    token_budget: int | None = None
+    """The council's default token budget: None = not set (the service default applies), 0 = unlimited."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Deliberate:
     source: str = "grpc"
     acceptance_tests: str = ""
     """Python test code that is part of the specification (TaskConstraints.acceptance_tests)."""
+    token_budget: int | None = None
+    """Most tokens the deliberation may spend: None = not set (the council's, else the service's default),
+    0 = unlimited whatever the defaults."""
 
 
 @dataclass(frozen=True)

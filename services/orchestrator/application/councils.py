@@ -77,6 +77,8 @@ def build_council(cmd: CreateCouncil, defaults: CouncilDefaults, limits: Limits,
     max_tokens = cmd.max_tokens or parse_int_param(params, "max_tokens", defaults.max_tokens)
     if not 16 <= max_tokens <= 32_768:
         raise InvalidArgumentError("max_tokens", f"must be 16..32768, got {max_tokens}")
+    if cmd.token_budget is not None and cmd.token_budget < 0:
+        raise InvalidArgumentError("config.token_budget", f"must be 0 (unlimited) or positive, got {cmd.token_budget}")
     agents = _agents(role, count, model, temperature, defaults.temperature_spread, max_tokens)
     return Council(
         council_id=f"council-{role.value.lower()}-{uuid.uuid4().hex[:8]}",
@@ -87,6 +89,7 @@ def build_council(cmd: CreateCouncil, defaults: CouncilDefaults, limits: Limits,
         enable_peer_review=cmd.enable_peer_review,
         custom_params=dict(params),
         created_at_ms=now_ms,
+        token_budget=cmd.token_budget,
     )
 
 

@@ -18,6 +18,7 @@ from orchestrator.application.ports import CouncilStore
 from orchestrator.application.requests import same_request, validate
 from orchestrator.application.supervisor import RunSupervisor
 from orchestrator.application.updates import Update
+from orchestrator.domain.budget import resolve_budget
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.errors import CouncilMissingError, DependencyUnavailableError, InvalidArgumentError
 from orchestrator.domain.model import Council, DeliberationStatus, Role, TaskSpec
@@ -81,6 +82,7 @@ def _new_record(cmd: Deliberate, council: Council, runs: RunSupervisor) -> Delib
         metadata=dict(cmd.metadata),
         timeout_s=float(cmd.timeout_s) or runs.default_timeout_s,
         acceptance_tests=cmd.acceptance_tests,
+        token_budget=resolve_budget(cmd.token_budget, council.token_budget, runs.default_token_budget),
     )
     return Deliberation(
         task=task,

@@ -200,6 +200,7 @@ class PlanDispatcher:
             metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id} | winners,
             source=f"plan:{plan.plan_id}/{subtask.subtask_id}",
             acceptance_tests=subtask.acceptance_tests,
+            token_budget=subtask.token_budget,
         )
         try:
             await start_deliberation(cmd, councils=self.councils, runs=self.deliberations)

@@ -12,6 +12,9 @@ An LLM endpoint that is down for everyone (`LLMCallError.endpoint_down`) pauses 
 agents: the failed calls wait with one shared, capped, jittered exponential backoff and are tried again, until
 the endpoint answers or the deadline ends the run. However a run ends early, the proposals that had finished
 are ranked and kept.
+
+A token budget (application/budgeting.py) is checked before every LLM stage after propose: when it is reached, or
+the next stage would pass it, the run goes straight to ranking what exists, as an early stop does, and completes.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from orchestrator.application import stages, verification
+from orchestrator.application import budgeting, stages, verification
 from orchestrator.application.pause import EndpointPause, describe
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Clock, Completion, Verifier
 from orchestrator.domain import prompts
+from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation, stage_plan
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.events import (
@@ -82,6 +86,8 @@ class DeliberationRun:
         plan = stage_plan(self.snapshot.task.rounds)
         index = self.snapshot.progress.stages_done
         while index < len(plan):
+            if budgeting.stops_before(self, plan[index][0]):
+                index = len(plan) - 1  # rank what exists, as an early stop does
             stage, round_ = plan[index]
             self.update(stage=stage.value, round=round_)
             self.emit(StageStarted(self.snapshot))
@@ -106,15 +112,16 @@ class DeliberationRun:
             self.snapshot = self.snapshot.with_progress(rounds_run=round_)
         if stage is not Stage.VERIFY or self.snapshot.progress.stop_reason:
             return index + 1
-        reason = ""
+        reason, code = "", StopCode.ROUNDS_DONE
         if round_ >= rounds:
             reason = "best-of-N: no rounds asked" if rounds == 0 else f"all {rounds} rounds ran"
         elif self.early_stop:
             progress = self.snapshot.progress
             reason = verification.decided(self.snapshot.task, progress.checks, progress.evidence) or ""
+            code = StopCode.EVIDENCE_DECIDED
         if not reason:
             return index + 1
-        self.snapshot = self.snapshot.with_progress(stop_reason=reason)
+        self.snapshot = self.snapshot.with_progress(stop_reason=reason, stop_code=code)
         return len(plan) - 1
 
     async def conclude_early(self, status: DeliberationStatus, reason: str) -> Deliberation:

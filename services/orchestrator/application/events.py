@@ -105,6 +105,13 @@ def deliberation_payload(d: Deliberation) -> dict[str, Any]:
             "completion_tokens": usage.completion_tokens,
             "total_tokens": usage.total_tokens,
         },
+        # Why the rounds ended, and the budget: "token_budget" as a stop code means the budget stopped the run,
+        # which still completed with what it had ranked; a budget of 0 is unlimited.
+        "rounds_run": d.progress.rounds_run,
+        "stop_reason": d.progress.stop_reason,
+        "stop_code": d.progress.stop_code.value if d.progress.stop_code else "",
+        "token_budget": d.task.token_budget or 0,
+        "tokens_spent": usage.total_tokens,
         "results": results,
         "failed_agents": [
             {"agent_id": f.agent_id, "stage": f.stage.value, "error": f.error} for f in d.progress.failures

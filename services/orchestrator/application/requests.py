@@ -35,6 +35,10 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
         raise InvalidArgumentError("num_agents", f"must be 0..{limits.max_agents}, got {cmd.num_agents}")
     if not 0 <= cmd.timeout_s <= limits.max_timeout_s:
         raise InvalidArgumentError("constraints.timeout_seconds", f"must be 0..{limits.max_timeout_s}")
+    if cmd.token_budget is not None and cmd.token_budget < 0:
+        raise InvalidArgumentError(
+            "constraints.token_budget", f"must be 0 (unlimited) or a positive number of tokens, got {cmd.token_budget}"
+        )
 
 
 def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
@@ -60,6 +64,8 @@ def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
         found.append("constraints.metadata")
     if cmd.timeout_s and float(cmd.timeout_s) != task.timeout_s:
         found.append(f"constraints.timeout_seconds {cmd.timeout_s} (existing: {task.timeout_s:g})")
+    if cmd.token_budget is not None and (cmd.token_budget or None) != task.token_budget:
+        found.append(f"constraints.token_budget {cmd.token_budget} (existing: {task.token_budget or 0})")
     return found
 
 

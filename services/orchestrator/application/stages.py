@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from orchestrator.application import verification
+from orchestrator.application import budgeting, verification
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
@@ -157,10 +157,9 @@ def rank(run: DeliberationRun, proposals: list[Proposal], checks: dict[str, Chec
 
 async def score(run: DeliberationRun, round_: int) -> None:
     """Peer review (LLM) and any missing checks at the same time; then the verification-first ranking. With
-    rounds = 0 (best-of-N with verification) there is no peer review."""
+    rounds = 0 (best-of-N with verification), or once the token budget stopped the run, there is no peer review."""
     final = list(run.snapshot.progress.proposals.values())
-    review = run.peer_review and run.snapshot.task.rounds > 0
-    scorers = run.snapshot.alive_agents() if review else ()
+    scorers = run.snapshot.alive_agents() if budgeting.peer_review_runs(run) else ()
     checks, _ = await asyncio.gather(
         current_checks(run, final), asyncio.gather(*(score_one(run, a, round_) for a in scorers))
     )

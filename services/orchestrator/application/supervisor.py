@@ -60,6 +60,8 @@ class RunSupervisor:
     """Runs the execution checks of the verify stages (in the sandbox, on Ray); None: reported as skipped."""
     early_stop: bool = True
     """End the critique/revise rounds once the evidence decides (application/verification.py)."""
+    default_token_budget: int | None = None
+    """The service-wide token budget of a deliberation whose task and council set none; None = unlimited."""
     runs: RunRegistry = field(default_factory=RunRegistry)
 
     @property

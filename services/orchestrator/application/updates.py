@@ -22,7 +22,7 @@ class Update:
     snapshot: Deliberation
     event: str
     """current, or the `name` of the run event (domain/events.py): started | stage_started | stage_finished |
-    agent_finished | agent_failed | llm_unavailable | llm_back | finished"""
+    agent_finished | agent_failed | llm_unavailable | llm_back | token_budget_reached | finished"""
     agent_id: str = ""
 
     @property

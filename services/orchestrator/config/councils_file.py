@@ -8,6 +8,7 @@ councils:
     model: Qwen/Qwen3-0.6B   # optional, default VLLM_MODEL
     temperature: 0.7     # optional, 0..2
     max_tokens: 1024     # optional, 16..32768
+    token_budget: 20000  # optional: the council's default token budget per deliberation; 0 = unlimited
 ```
 
 A council that already exists is left as it is (the file never reconfigures or deletes one), so restarts and
@@ -37,6 +38,7 @@ class CouncilEntry(BaseModel):
     model: str = Field("", max_length=200)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int = Field(0, ge=0, le=32_768)
+    token_budget: int | None = Field(None, ge=0, description="the council's default token budget; 0 = unlimited")
 
     @field_validator("role", mode="before")
     @classmethod
@@ -58,6 +60,7 @@ class CouncilEntry(BaseModel):
             model=self.model,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
+            token_budget=self.token_budget,
         )
 
 

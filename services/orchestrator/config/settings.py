@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     early_stop: bool = Field(
         True, description="end the critique/revise rounds once the verification evidence decides the winner"
     )
+    deliberation_token_budget: int = Field(
+        0,
+        description="tokens (prompt + completion) one deliberation may spend when neither its request nor its "
+        "council sets a budget; 0 = unlimited",
+    )
 
     # gRPC security (adapters/grpc/tls.py, auth.py): files are read, checked and re-read on change by the server.
     grpc_tls_cert: str = Field("", description="PEM certificate chain of the gRPC server; with GRPC_TLS_KEY: TLS on")
@@ -85,6 +90,13 @@ class Settings(BaseSettings):
         if self.grpc_health_port and self.grpc_health_port == self.grpc_port:
             raise ConfigError("GRPC_HEALTH_PORT must differ from GRPC_PORT")
         return self
+
+    @field_validator("deliberation_token_budget")
+    @classmethod
+    def _budget(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (unlimited) or a positive number of tokens")
+        return value
 
     @field_validator("vllm_url")
     @classmethod

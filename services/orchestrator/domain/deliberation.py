@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from orchestrator.domain.budget import StopCode, TokenBudget
 from orchestrator.domain.evidence import ProposalEvidence
 from orchestrator.domain.model import (
     AgentFailure,
@@ -54,7 +55,10 @@ class Progress:
     """Every proposal's evidence of every round, in order: which tests ran, which passed, why others failed."""
     rounds_run: int = 0
     stop_reason: str = ""
-    """Why the critique/revise rounds ended: all rounds ran, or the evidence decided earlier."""
+    """Why the critique/revise rounds ended: all rounds ran, the evidence decided earlier, or the token budget."""
+    stop_code: StopCode | None = None
+    """`stop_reason` as a value; None while the rounds run, and when the run ended otherwise (deadline, cancel,
+    quorum lost)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ class Deliberation:
         for call in self.progress.calls:
             total = total + call.usage
         return total
+
+    @property
+    def budget(self) -> TokenBudget:
+        """The effective token budget with what the run has spent so far."""
+        return TokenBudget(self.task.token_budget, self.usage.total_tokens)
 
     def usage_by_agent(self) -> dict[str, Usage]:
         totals: dict[str, Usage] = {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.model import AgentFailure, CallRecord
+from orchestrator.domain.model import AgentFailure, CallRecord, Stage
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,16 @@ class EndpointPaused(RunEvent):
 @dataclass(frozen=True)
 class EndpointBack(RunEvent):
     name: ClassVar[str] = "llm_back"
+
+
+@dataclass(frozen=True)
+class BudgetStopped(RunEvent):
+    """The token budget ended the rounds before `before` (domain/budget.py): the run ranks what it has and
+    completes; `snapshot.progress.stop_reason` says why, `estimate` is what the skipped stage was expected to cost."""
+
+    before: Stage
+    estimate: int
+    name: ClassVar[str] = "token_budget_reached"
 
 
 @dataclass(frozen=True)

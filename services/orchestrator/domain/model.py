@@ -67,6 +67,9 @@ class Council:
     enable_peer_review: bool = True
     custom_params: dict[str, str] = field(default_factory=dict)
     created_at_ms: int = 0
+    token_budget: int | None = None
+    """The default token budget of this council's deliberations: None = not set (the service default applies),
+    0 = unlimited (domain/budget.py, resolve_budget)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,9 @@ class TaskSpec:
     acceptance_tests: str = ""
     """Test code from the client (Python asserts / test functions): part of the specification, shown to the agents
     and run against every proposal."""
+    token_budget: int | None = None
+    """The effective token budget (task, else council, else service default), resolved when the deliberation is
+    created; None = unlimited."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class PlanSubtask:
     acceptance_tests: str = ""
     """Python test code the subtask's deliberation gets as its acceptance tests (part of the specification).
     The default keeps plans stored before the field existed loadable."""
+    token_budget: int | None = None
+    """The subtask's token budget: None = the council's or the service's default, 0 = unlimited."""
 
 
 @dataclass(frozen=True)

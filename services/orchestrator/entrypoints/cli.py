@@ -241,6 +241,13 @@ def councils_delete(role: str, address: Address = DEFAULT_ADDRESS) -> None:
     console.print(f"{deleted.message}; {deleted.agents_removed} agents removed")
 
 
+TokenBudget = Annotated[
+    int | None,
+    typer.Option(
+        "--token-budget",
+        help="most tokens (prompt + completion) the run may spend (unset: council/service default; 0: unlimited)",
+    ),
+]
 TestsFile = Annotated[
     Path | None,
     typer.Option(
@@ -263,6 +270,7 @@ def deliberate(
     requirement: Annotated[list[str] | None, typer.Option("--requirement", "-r", help="a requirement (repeat)")] = None,
     rubric: Annotated[str, typer.Option(help="rubric text for peer scoring")] = "",
     tests_file: TestsFile = None,
+    token_budget: TokenBudget = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900.0,
     full: Annotated[bool, typer.Option("--full", help="print every proposal in full")] = False,
@@ -273,7 +281,7 @@ def deliberate(
     from orchestrator.entrypoints.cli_render import render_result
 
     tests = tests_file.read_text(encoding="utf-8") if tests_file else ""
-    spec = DeliberationSpec(task, role, rounds, agents, tuple(requirement or ()), rubric, tests, task_id)
+    spec = DeliberationSpec(task, role, rounds, agents, tuple(requirement or ()), rubric, tests, task_id, token_budget)
     with _client(address) as client:
         response = client.deliberate(spec, timeout)
     render_result(console, response, full=full)
@@ -311,6 +319,7 @@ def submit(
         int | None, typer.Option(help="most rounds (unset: council default; 0: best-of-N, verified)")
     ] = None,
     agents: Annotated[int, typer.Option(help="agents (0 = whole council)")] = 0,
+    token_budget: TokenBudget = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     address: Address = DEFAULT_ADDRESS,
 ) -> None:
@@ -318,7 +327,8 @@ def submit(
     from orchestrator.adapters.grpc.client import DeliberationSpec
 
     with _client(address) as client:
-        submitted = client.submit(DeliberationSpec(task, role, rounds, agents, task_id=task_id))
+        spec = DeliberationSpec(task, role, rounds, agents, task_id=task_id, token_budget=token_budget)
+        submitted = client.submit(spec)
     console.print(submitted.task_id)
 
 

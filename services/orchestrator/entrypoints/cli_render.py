@@ -11,7 +11,14 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from orchestrator.adapters.grpc.client import Checks, DeliberationOutcome, Evidence, RankedResult, status_name
+from orchestrator.adapters.grpc.client import (
+    Checks,
+    DeliberationOutcome,
+    Evidence,
+    RankedResult,
+    status_name,
+    stop_code_name,
+)
 
 MAX_FAILURES_SHOWN = 3
 
@@ -75,6 +82,19 @@ def rounds_line(response: DeliberationOutcome) -> str:
     ran = f"{response.rounds_run} of {most}" if most else str(response.rounds_run)
     stop = response.stop_reason or "no stop reason recorded"
     return f"rounds run: {ran}; stopped: {stop}"
+
+
+def tokens_of_budget(spent: int, budget: int) -> str:
+    """Spend against budget, "1234/2000", or the spend alone, "1234", when the run has no budget (0)."""
+    return f"{spent}/{budget}" if budget else str(spent)
+
+
+def budget_line(spent: int, budget: int, stop_code: int) -> str:
+    """ "tokens spent: 1234 of a 2000-token budget (the budget stopped the run)", or "... (no budget)"."""
+    if not budget:
+        return f"tokens spent: {spent} (no budget)"
+    stopped = " (the budget stopped the run)" if stop_code_name(stop_code) == "token_budget" else ""
+    return f"tokens spent: {spent} of a {budget}-token budget{stopped}"
 
 
 def _checks_summary(checks: Checks) -> str:
@@ -148,6 +168,7 @@ def render_result(console: Console, response: DeliberationOutcome, *, full: bool
         f"tokens {usage.prompt_tokens}+{usage.completion_tokens}  winner [green]{response.winner_id or '-'}[/green]"
     )
     console.print(escape(rounds_line(response)))
+    console.print(escape(budget_line(response.tokens_spent, response.token_budget, response.stop_code)))
     if response.error_message:
         console.print(f"[yellow]{escape(response.error_message)}[/yellow]")
     labels = group_labels(response.results)

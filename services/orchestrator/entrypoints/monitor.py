@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.adapters.grpc.client import OrchestratorClient, status_name
-from orchestrator.entrypoints.cli_render import evidence_summary, one_line
+from orchestrator.entrypoints.cli_render import budget_line, evidence_summary, one_line, tokens_of_budget
 from orchestrator.entrypoints.monitor_nodes import nodes_table
 
 STATUS_STYLE = {
@@ -45,7 +45,7 @@ def deliberations_table(listing: Any) -> Table:
     table.add_column("role")
     table.add_column("status", no_wrap=True, min_width=11)
     table.add_column("stage", no_wrap=True, min_width=13)
-    for name in ("agents ok/fail", "elapsed", "tokens", "winner"):
+    for name in ("agents ok/fail", "elapsed", "tokens\nspent/budget", "winner"):
         table.add_column(name)
     for d in listing.deliberations:
         status = status_name(d.status)
@@ -57,7 +57,7 @@ def deliberations_table(listing: Any) -> Table:
             _stage(d),
             f"{ok}/{d.agents_failed}",
             _elapsed(d.duration_ms),
-            str(d.usage.total_tokens),
+            tokens_of_budget(d.usage.total_tokens, d.token_budget),
             d.winner_id or "-",
         )
     return table
@@ -138,6 +138,7 @@ def update_lines(update: Any, clock: str) -> list[str]:
         lines.append(f"  why it won: {one_line(winner.rank_reason or '-', 600)}")
     if update.results:  # only the final update carries results
         lines.append(f"  rounds run: {update.rounds_run}; stopped: {update.stop_reason or 'no stop reason recorded'}")
+        lines.append(f"  {budget_line(update.tokens_spent, update.token_budget, update.stop_code)}")
     return lines
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.adapters.grpc.client import status_name
-from orchestrator.entrypoints.cli_render import MAX_FAILURES_SHOWN, failing_tests, one_line
+from orchestrator.entrypoints.cli_render import MAX_FAILURES_SHOWN, budget_line, failing_tests, one_line
 
 
 def _checks(r: Any) -> list[str]:
@@ -93,7 +93,8 @@ def _subtask(s: Any, result: Any | None) -> list[str]:
         f"Deliberation `{result.task_id}`: {status_name(result.status)} in {result.duration_ms / 1000:.1f}s, "
         f"{result.rounds_run} of at most {result.rounds} round(s) ran "
         f"({result.stop_reason or 'no stop reason recorded'}), winner **{result.winner_id or '-'}**; "
-        f"tokens {usage.prompt_tokens} prompt + {usage.completion_tokens} completion.",
+        f"tokens {usage.prompt_tokens} prompt + {usage.completion_tokens} completion; "
+        f"{budget_line(result.tokens_spent, result.token_budget, result.stop_code)}.",
         "",
     ]
     if result.winner_id and result.results:

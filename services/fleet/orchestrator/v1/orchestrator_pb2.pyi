@@ -724,7 +724,7 @@ class ListDeliberationsRequest(_message.Message):
     def __init__(self, status_filter: _Optional[_Union[DeliberationStatus, str]] = ..., role_filter: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class DeliberationSummary(_message.Message):
-    __slots__ = ("task_id", "role", "status", "current_stage", "current_round", "rounds", "agents_total", "agents_failed", "winner_id", "created_at_ms", "duration_ms", "usage", "error_message")
+    __slots__ = ("task_id", "role", "status", "current_stage", "current_round", "rounds", "agents_total", "agents_failed", "winner_id", "created_at_ms", "duration_ms", "usage", "error_message", "token_budget", "stop_code")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -738,6 +738,8 @@ class DeliberationSummary(_message.Message):
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    STOP_CODE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     role: str
     status: DeliberationStatus
@@ -751,7 +753,9 @@ class DeliberationSummary(_message.Message):
     duration_ms: int
     usage: TokenUsage
     error_message: str
-    def __init__(self, task_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., agents_total: _Optional[int] = ..., agents_failed: _Optional[int] = ..., winner_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., duration_ms: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ...) -> None: ...
+    token_budget: int
+    stop_code: StopReason
+    def __init__(self, task_id: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[_Union[DeliberationStatus, str]] = ..., current_stage: _Optional[str] = ..., current_round: _Optional[int] = ..., rounds: _Optional[int] = ..., agents_total: _Optional[int] = ..., agents_failed: _Optional[int] = ..., winner_id: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., duration_ms: _Optional[int] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., error_message: _Optional[str] = ..., token_budget: _Optional[int] = ..., stop_code: _Optional[_Union[StopReason, str]] = ...) -> None: ...
 
 class ListDeliberationsResponse(_message.Message):
     __slots__ = ("deliberations", "next_page_token")

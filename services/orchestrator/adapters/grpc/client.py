@@ -22,7 +22,7 @@ import grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
-from orchestrator.adapters.grpc.mapping import PB_TO_STATUS, status_name
+from orchestrator.adapters.grpc.mapping import PB_TO_STATUS, status_name, stop_code_name
 from orchestrator.domain.model import DeliberationStatus, Role
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "StatusChange",
     "setup_councils",
     "status_name",
+    "stop_code_name",
 ]
 
 DEFAULT_ADDRESS = "localhost:50055"
@@ -149,11 +150,14 @@ class DeliberationSpec:
     rubric: str = ""
     acceptance_tests: str = ""
     task_id: str = ""
+    token_budget: int | None = None  # None: the council's or the service's default; 0: unlimited
 
     def request(self) -> pb.DeliberateRequest:
         constraints = pb.TaskConstraints(
             rubric=self.rubric, requirements=list(self.requirements), acceptance_tests=self.acceptance_tests
         )
+        if self.token_budget is not None:
+            constraints.token_budget = self.token_budget
         request = pb.DeliberateRequest(
             task_id=self.task_id,
             task_description=self.task,

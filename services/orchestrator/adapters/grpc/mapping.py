@@ -15,6 +15,7 @@ from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
 from orchestrator.application.service import StatusReport
 from orchestrator.application.updates import Update
+from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.evidence import ProposalEvidence
@@ -72,13 +73,29 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_BUDGETS_NOT_ENFORCED = "token budgets are not enforced by this version of the service; leave the field unset"
+STOP_CODE_TO_PB: dict[StopCode | None, pb.StopReason] = {
+    None: pb.STOP_REASON_UNSPECIFIED,
+    StopCode.ROUNDS_DONE: pb.STOP_REASON_ROUNDS_DONE,
+    StopCode.EVIDENCE_DECIDED: pb.STOP_REASON_EVIDENCE_DECIDED,
+    StopCode.TOKEN_BUDGET: pb.STOP_REASON_TOKEN_BUDGET,
+}
+
+
+def stop_code_pb(d: Deliberation) -> pb.StopReason:
+    return STOP_CODE_TO_PB[d.progress.stop_code]
+
+
+PB_TO_STOP_CODE: dict[int, StopCode] = {int(v): k for k, v in STOP_CODE_TO_PB.items() if k is not None}
+
+
+def stop_code_name(code: int) -> str:
+    """A wire stop code as the domain spells it ("token_budget"); "" for UNSPECIFIED or a value added later."""
+    found = PB_TO_STOP_CODE.get(code)
+    return found.value if found is not None else ""
 
 
 def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
     c = req.constraints
-    if c.HasField("token_budget"):
-        raise InvalidArgumentError("constraints.token_budget", _BUDGETS_NOT_ENFORCED)
     return Deliberate(
         task_description=req.task_description,
         role=req.role,
@@ -91,6 +108,8 @@ def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
         metadata=dict(c.metadata),
         timeout_s=c.timeout_seconds,
         acceptance_tests=c.acceptance_tests,
+        # Unset: the council's (else the service's) default; 0: unlimited; negative: refused by the use case.
+        token_budget=c.token_budget if c.HasField("token_budget") else None,
     )
 
 
@@ -100,8 +119,6 @@ def list_councils_response(page: list[Council], include_agents: bool, next_token
 
 def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
     cfg = req.config
-    if cfg.HasField("token_budget"):
-        raise InvalidArgumentError("config.token_budget", _BUDGETS_NOT_ENFORCED)
     return CreateCouncil(
         role=req.role,
         num_agents=req.num_agents,
@@ -111,6 +128,7 @@ def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
         # Field presence: unset (or no config at all) means on; only an explicit false turns peer review off.
         enable_peer_review=cfg.enable_peer_review if cfg.HasField("enable_peer_review") else True,
         custom_params=dict(cfg.custom_params),
+        token_budget=cfg.token_budget if cfg.HasField("token_budget") else None,
     )
 
 
@@ -237,7 +255,9 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
         timestamp_ms=int(time.time() * 1000),
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
+        token_budget=d.task.token_budget or 0,  # every result message carries budget, spend and stop code
         tokens_spent=d.usage.total_tokens,
+        stop_code=stop_code_pb(d),
     )
 
 
@@ -262,6 +282,8 @@ def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
         duration_ms=elapsed_ms(d),
         usage=usage_pb(d.usage),
         error_message=_cut(d.error_message, LISTED_TEXT_CHARS),
+        token_budget=d.task.token_budget or 0,
+        stop_code=stop_code_pb(d),
     )
 
 
@@ -376,7 +398,9 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
         error_message=d.error_message,
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
+        token_budget=d.task.token_budget or 0,
         tokens_spent=d.usage.total_tokens,
+        stop_code=stop_code_pb(d),
     )
 
 
@@ -403,7 +427,9 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
         acceptance_tests=d.task.acceptance_tests,
+        token_budget=d.task.token_budget or 0,
         tokens_spent=d.usage.total_tokens,
+        stop_code=stop_code_pb(d),
     )
 
 
@@ -435,6 +461,7 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
         model=model,
         deliberation_rounds=c.rounds,
         created_at_ms=c.created_at_ms,
+        token_budget=c.token_budget,
     )
 
 

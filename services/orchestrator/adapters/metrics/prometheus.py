@@ -1,7 +1,8 @@
 """Prometheus metrics: what the deliberations, the LLM calls and the NATS consumer did, served at /metrics.
 
 `DeliberationMetrics.observe` is a run listener: every call-finished event becomes counters and a latency sample,
-stage boundaries a stage duration, a run's end a count by status. Queue depth, running deliberations and
+stage boundaries a stage duration, a run's end a count by status and by stop code (token_budget: the budget ended
+it), its token spend and, under a budget, the share of the budget it used. Queue depth, running deliberations and
 the NATS consumer's acks/naks/terms are read when Prometheus scrapes, from the objects that own them. Every
 metric lives in the instance's own registry, so several services (or tests) in one process never collide.
 """
@@ -24,6 +25,8 @@ RUN_BUCKETS = (1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600)
 MAX_TRACKED_RUNS = 20_000
 """More stages in flight than the admission limits let run at once: the oldest beyond it is of a run long gone."""
 CALL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+TOKEN_BUCKETS = (1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000)
+BUDGET_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 
 
 class DeliberationMetrics:
@@ -61,6 +64,26 @@ class DeliberationMetrics:
             buckets=CALL_BUCKETS,
             registry=r,
         )
+        self.stops = Counter(
+            "orchestrator_deliberation_stops",
+            "Finished deliberations by why their rounds ended: rounds_done, evidence_decided, token_budget",
+            ["role", "stop_code"],
+            registry=r,
+        )
+        self.deliberation_tokens = Histogram(
+            "orchestrator_deliberation_tokens",
+            "Tokens (prompt + completion) one deliberation spent, by its final status",
+            ["role", "status"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.budget_used = Histogram(
+            "orchestrator_deliberation_budget_used_ratio",
+            "Tokens spent over the token budget, for deliberations that had one (over 1: the last stage's overshoot)",
+            ["role"],
+            buckets=BUDGET_RATIO_BUCKETS,
+            registry=r,
+        )
         self._stage_started: dict[str, float] = {}
         """When the current stage of each run began (time.monotonic), by task_id."""
 
@@ -78,10 +101,19 @@ class DeliberationMetrics:
         elif isinstance(event, StageFinished) and (began := self._stage_started.pop(snapshot.task_id, 0.0)):
             self.stage_seconds.labels(role, snapshot.stage).observe(time.monotonic() - began)
         elif isinstance(event, RunFinished):
-            status = snapshot.status.value
-            self.deliberations.labels(role, status).inc()
-            self.deliberation_seconds.labels(role, status).observe(snapshot.duration_ms / 1000)
+            self._count_run(role, event)
             self._stage_started.pop(snapshot.task_id, None)
+
+    def _count_run(self, role: str, event: RunFinished) -> None:
+        d, status = event.snapshot, event.snapshot.status.value
+        self.deliberations.labels(role, status).inc()
+        self.deliberation_seconds.labels(role, status).observe(d.duration_ms / 1000)
+        spent = d.usage.total_tokens
+        self.deliberation_tokens.labels(role, status).observe(spent)
+        if d.progress.stop_code is not None:
+            self.stops.labels(role, d.progress.stop_code.value).inc()
+        if d.task.token_budget:
+            self.budget_used.labels(role).observe(spent / d.task.token_budget)
 
     def _count_call(self, role: str, event: CallFinished) -> None:
         call, stage = event.call, event.call.stage.value

@@ -4,7 +4,8 @@ Two shapes are accepted: the envelope `{event_type, payload, idempotency_key, co
 producer, causation_id?, metadata?}` and, for old producers, the bare payload. Anything else raises
 InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it. A subtask may carry
 `acceptance_tests` (Python test code, the NATS form of `TaskConstraints.acceptance_tests`), within the same
-limit as over gRPC.
+limit as over gRPC, and `token_budget` (an integer >= 0, the NATS form of `TaskConstraints.token_budget`: absent =
+the council's or the service's default, 0 = unlimited).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class SubtaskIn(_Strict):
     depends_on: list[Id] = Field(default_factory=list, max_length=MAX_SUBTASKS)
     priority: StrictInt = Field(0, ge=0, le=1000)
     acceptance_tests: TestCode = ""
+    token_budget: StrictInt | None = Field(None, ge=0)
 
 
 class PlanText(_Strict):
@@ -137,6 +139,7 @@ def _to_domain(p: PayloadIn, envelope: EnvelopeIn | None) -> ApprovedPlan:
             tuple(s.depends_on),
             s.priority,
             s.acceptance_tests,
+            s.token_budget,
         )
         for s in p.subtasks
     )

@@ -45,6 +45,8 @@ def council_write(council: Council, dialect: Dialect, stamp: Stamp) -> Write:
     ]
     props = {"id": council.council_id, "model": council.model, "rounds": council.rounds}
     props |= {"enable_peer_review": council.enable_peer_review, "created_at_ms": council.created_at_ms}
+    if council.token_budget is not None:  # a graph property cannot be null: absent means "not set"
+        props["token_budget"] = council.token_budget
     steps = [
         *dialect.batches(cypher.COUNCIL_AGENTS, role, agents),
         *_text(dialect, cypher.COUNCIL_BODY, role, council_to_json(council)),
@@ -140,6 +142,8 @@ def _deliberation_props(d: Deliberation, dialect: Dialect, now_ms: int) -> tuple
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "token_budget": d.task.token_budget or 0,
+        "stop_code": d.progress.stop_code.value if d.progress.stop_code else "",
     }
     texts: list[Statement] = []
     key = {"id": d.task_id}
