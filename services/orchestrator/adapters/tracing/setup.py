@@ -140,6 +140,14 @@ class TracingRuntime:
         """The raw OpenTelemetry tracer (None when off), for adapters that need one (the gRPC interceptor)."""
         self.tracing = OtelTracing(self.tracer)
 
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    @classmethod
+    def off(cls) -> TracingRuntime:
+        return cls(TracingSettings(), None)
+
     def server_interceptor(self) -> TracingServerInterceptor:
         """For `grpc.aio.server(interceptors=[...])`: a server span per RPC (passes calls through when off)."""
         return TracingServerInterceptor(self.tracer)
