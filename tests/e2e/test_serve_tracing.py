@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -26,7 +29,7 @@ from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
-from tests.e2e.conftest import ServeProcess, serve_env
+from tests.e2e.conftest import ROOT, ServeProcess, serve_env
 from tests.e2e.test_serve_nats import enveloped, wait_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -219,3 +222,27 @@ def test_a_grpc_callers_traceparent_is_the_parent_of_the_rpc_and_of_the_run_it_s
     (propose,) = [s for s in trace if s.name == "stage propose"]
     assert propose.parent_span_id == run.span_id
     assert any(s.name == "chat fake-llm" for s in receiver.children_of(propose))
+
+
+def test_start_up_logs_the_tracing_mode(traced_serve: ServeProcess, receiver: OtlpReceiver) -> None:
+    lines = [json.loads(line) for line in traced_serve.log_path.read_text().splitlines() if '"tracing_on"' in line]
+    assert lines and lines[0]["exporter"] == "otlp" and lines[0]["endpoint"] == receiver.endpoint
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER: unsupported 'sometimes'"),
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER: unsupported zipkin"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}, "OTEL_TRACES_SAMPLER_ARG"),
+    ],
+)
+def test_a_bad_tracing_setting_stops_start_up_with_one_clear_line(
+    variables: dict[str, str], message: str, fake_llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    env = serve_env(fake_llm_server, tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4317", **variables)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr and "Traceback" not in done.stderr
