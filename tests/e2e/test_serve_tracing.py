@@ -110,7 +110,7 @@ async def _completed_headers(url: str, task_ids: set[str]) -> dict[str, dict[str
         for _ in range(30):
             try:
                 batch = await sub.fetch(50, timeout=1)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):  # nothing within the window (both kinds occur)
                 if task_ids <= set(found):
                     break
                 continue
@@ -151,14 +151,17 @@ def test_a_plan_event_is_one_trace_down_to_every_agent_call(
     trace = receiver.in_trace(trace_id)
     by_id = {s.span_id: s for s in trace}
 
-    (consumed,) = [s for s in trace if s.name == "planning.plan.approved process"]
-    assert consumed.parent_span_id == planner_span and consumed.kind == CONSUMER
-    assert attributes(consumed)["messaging.system"] == "nats"
+    # One consumer span per delivery (a loaded machine may outlast the ack wait and get the event again; the
+    # redelivery dispatches nothing new): all children of the publisher's span, the runs under one of them.
+    deliveries = [s for s in trace if s.name == "planning.plan.approved process"]
+    assert deliveries and all(s.parent_span_id == planner_span and s.kind == CONSUMER for s in deliveries)
+    assert all(attributes(s)["messaging.system"] == "nats" for s in deliveries)
 
     runs = [s for s in trace if s.name == "invoke_workflow deliberation"]
     assert {attributes(r)["fleet.task_id"] for r in runs} == task_ids
+    (consumed,) = {r.parent_span_id for r in runs}
+    assert consumed in {s.span_id for s in deliveries}
     for run in runs:
-        assert run.parent_span_id == consumed.span_id
         a = attributes(run)
         assert a["gen_ai.operation.name"] == "invoke_workflow" and a["fleet.source"] == "plan"
         assert a["fleet.status"] == "COMPLETED" and a["fleet.agents"] == 2 and a["fleet.tokens_spent"] > 0

@@ -15,7 +15,7 @@ import shutil
 import signal
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -42,14 +42,15 @@ class AgentActor:
         self._client = OpenAIChatClient(endpoint)
         self._retiring: set[asyncio.Task[None]] = set()
 
-    async def complete(self, agent: AgentSpec, call: AgentCall, trace: dict[str, str] | None = None) -> Completion:
-        """`trace`: the caller's trace context when it traces; the call is then a `chat` span of that trace,
-        exported from this worker with the OTEL_* variables of the job's runtime_env."""
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        """With the caller's trace context in `call.trace`, the call is a `chat` span of that trace, exported from
+        this worker with the OTEL_* variables of the job's runtime_env."""
+        trace = getattr(call, "trace", None)  # None: a call pickled by an orchestrator of an earlier version
         if not trace:
             return await self._client.complete(agent, call)
         from orchestrator.adapters.tracing.worker import complete_traced  # OpenTelemetry only where traced
 
-        return await complete_traced(self._client, agent, call, trace)
+        return await complete_traced(self._client, agent, call, dict(trace))
 
     async def reconfigure(self, endpoint: LLMEndpoint) -> bool:
         """A re-attached actor picks up the current endpoint settings; True when they changed.
@@ -306,8 +307,7 @@ class RayAgents:
 
     async def _call_once(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
         carrier = self._tracing.carrier()
-        # Without a trace, the call has the arguments of actors started before tracing existed.
-        ref = handle.complete.remote(agent, call, carrier) if carrier else handle.complete.remote(agent, call)
+        ref = handle.complete.remote(agent, replace(call, trace=carrier) if carrier else call)
         try:
             result: Completion = await ref
             return result
