@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Sequence
+import os
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,9 @@ from orchestrator.adapters.ray.sandbox import RaySandbox
 from orchestrator.adapters.sandbox import open_sandbox
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
+from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
+from orchestrator.adapters.tracing.traced_ports import TracedChecker, TracedGateway, TracedSandbox
+from orchestrator.adapters.tracing.worker import forwarded_env
 from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil
 from orchestrator.application.engine import Listener
@@ -137,19 +141,30 @@ async def _open_store(stack: contextlib.AsyncExitStack, settings: Settings, cloc
     return store
 
 
-async def _open_agents(stack: contextlib.AsyncExitStack, settings: Settings, endpoint: LLMEndpoint) -> RayAgents:
-    config = RayConfig(address=settings.ray_address, namespace=settings.ray_namespace, ship_code=settings.ray_ship_code)
-    agents = RayAgents(config, endpoint)
+async def _open_agents(
+    stack: contextlib.AsyncExitStack, settings: Settings, endpoint: LLMEndpoint, tracing: TracingRuntime
+) -> RayAgents:
+    config = RayConfig(
+        address=settings.ray_address,
+        namespace=settings.ray_namespace,
+        ship_code=settings.ray_ship_code,
+        worker_env=forwarded_env(os.environ) if tracing.enabled else {},
+    )
+    # Each call carries the trace context; the actor makes the `chat` span in its worker.
+    agents = RayAgents(config, endpoint, tracing.tracing)
     await agents.connect()
     stack.push_async_callback(agents.close)
     return agents
 
 
-async def _open_bus(stack: contextlib.AsyncExitStack, settings: Settings) -> JetStreamBus | None:
+async def _open_bus(
+    stack: contextlib.AsyncExitStack, settings: Settings, tracing: TracingRuntime
+) -> JetStreamBus | None:
     if not settings.enable_nats:
         return None
     bus = JetStreamBus(
-        NatsConfig(settings.nats_url, ack_wait_s=settings.nats_ack_wait, max_deliver=settings.nats_max_deliver)
+        NatsConfig(settings.nats_url, ack_wait_s=settings.nats_ack_wait, max_deliver=settings.nats_max_deliver),
+        tracing=tracing.tracing,
     )
     await bus.connect()
     stack.push_async_callback(bus.close)
@@ -163,6 +178,12 @@ def _endpoint(settings: Settings) -> LLMEndpoint:
         timeout_s=settings.vllm_timeout,
         max_retries=settings.vllm_max_retries,
     )
+
+
+def open_tracing(environ: Mapping[str, str] | None = None) -> TracingRuntime:
+    """The service's tracing from the standard OTEL_* variables: off unless an endpoint (or an exporter) is set;
+    a bad value is a ConfigError, which stops start-up with its one line. Logs the mode it is in."""
+    return start_tracing(TracingSettings.from_env(os.environ if environ is None else environ))
 
 
 @dataclass(frozen=True)
@@ -188,26 +209,25 @@ class _Opened:
     bus: JetStreamBus | None
 
 
-async def _open(stack: contextlib.AsyncExitStack, settings: Settings, given: Overrides) -> _Opened:
+async def _open(
+    stack: contextlib.AsyncExitStack, settings: Settings, given: Overrides, tracing: TracingRuntime
+) -> _Opened:
     clock = given.clock or SystemClock()
     store = given.store or await _open_store(stack, settings, clock)
     endpoint = _endpoint(settings)
-    gateway: AgentGateway
-    runtime: AgentRuntime
-    if given.gateway is not None and given.runtime is not None:
-        gateway, runtime = given.gateway, given.runtime
-    else:
-        ray = await _open_agents(stack, settings, endpoint)
-        gateway, runtime = given.gateway or ray, given.runtime or ray
+    gateway, runtime = await _agents(stack, settings, given, endpoint, tracing)
     unsafe = settings.unsafe_allow_unsandboxed_execution
-    verifier = given.verifier or ExecutionVerifier(await open_verifier_sandbox(settings))
-    checker = given.checker or ThreadedChecker(await open_sandbox(allow_unsandboxed=unsafe))
+    traced = _Traced(tracing)
+    verifier = given.verifier or ExecutionVerifier(traced.sandbox(await open_verifier_sandbox(settings)))
+    checker = traced.checker(
+        given.checker or ThreadedChecker(traced.sandbox(await open_sandbox(allow_unsandboxed=unsafe)))
+    )
     probe = None
     if given.llm_probe:
         client = OpenAIChatClient(endpoint)  # the service's own client, for the health probe only
         stack.push_async_callback(client.aclose)
         probe = client.probe
-    bus = await _open_bus(stack, settings)
+    bus = await _open_bus(stack, settings, tracing)
     ports = Ports(
         councils=store,
         records=store.deliberations,
@@ -219,8 +239,40 @@ async def _open(stack: contextlib.AsyncExitStack, settings: Settings, given: Ove
         publisher=bus,
         clock=clock,
         llm_probe=probe,
+        tracing=tracing.tracing,
     )
     return _Opened(ports, store, bus)
+
+
+async def _agents(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    given: Overrides,
+    endpoint: LLMEndpoint,
+    tracing: TracingRuntime,
+) -> tuple[AgentGateway, AgentRuntime]:
+    """Ray's agents (which trace their calls in the workers), or the given gateway with a `chat` span per call."""
+    if given.gateway is not None and given.runtime is not None:
+        return _Traced(tracing).gateway(given.gateway), given.runtime
+    ray = await _open_agents(stack, settings, endpoint, tracing)
+    gateway = _Traced(tracing).gateway(given.gateway) if given.gateway is not None else ray
+    return gateway, given.runtime or ray
+
+
+@dataclass(frozen=True)
+class _Traced:
+    """The ports the protocol calls, wrapped in their spans when the service traces (as they are otherwise)."""
+
+    tracing: TracingRuntime
+
+    def gateway(self, inner: AgentGateway) -> AgentGateway:
+        return TracedGateway(inner, self.tracing.tracing) if self.tracing.enabled else inner
+
+    def checker(self, inner: Checker) -> Checker:
+        return TracedChecker(inner, self.tracing.tracing) if self.tracing.enabled else inner
+
+    def sandbox(self, inner: Sandbox) -> Sandbox:
+        return TracedSandbox(inner, self.tracing.tracing) if self.tracing.enabled else inner
 
 
 def _track(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> None:
@@ -267,16 +319,21 @@ async def bootstrap(
     *,
     overrides: Overrides = Overrides(),
     listeners: Sequence[Listener] = (),
+    tracing: TracingRuntime | None = None,
 ) -> AsyncIterator[App]:
     """Yields a ready App: store open, Ray connected, NATS consuming (when enabled), councils restored and
     those of COUNCILS_FILE created, interrupted deliberations and plans resumed. `metrics`, when given, observes
     every deliberation and reads the queue and the NATS consumer at scrape time; `overrides` replace the
-    adapters Settings would open (tests, benchmarks)."""
+    adapters Settings would open (tests, benchmarks). `tracing`: the service's tracing (the gRPC server's too);
+    None starts it here from the OTEL_* environment and flushes it on the way out."""
     if overrides.gateway is None:
         settings.require_llm()
     wanted = load_councils_file(settings.councils_file) if settings.councils_file else []
     async with contextlib.AsyncExitStack() as stack:
-        opened = await _open(stack, settings, overrides)
+        if tracing is None:
+            tracing = open_tracing()
+            stack.push_async_callback(tracing.shutdown)  # first in, last out: every span has ended by then
+        opened = await _open(stack, settings, overrides, tracing)
         observers = (*listeners, metrics.observe) if metrics is not None else tuple(listeners)
         built = compose(opened.ports, options_from(settings, observers))
         stack.push_async_callback(built.runs.shutdown, settings.shutdown_grace)

@@ -38,6 +38,7 @@ from orchestrator.application.recording import OutboundEvents, RunRecorder
 from orchestrator.application.relay import OutboxRelay
 from orchestrator.application.service import LLMProbe, Orchestrator, RunDurations
 from orchestrator.application.supervisor import RunSupervisor
+from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.events import RunEvent
 from orchestrator.domain.model import Council
 
@@ -62,6 +63,8 @@ class Ports:
     """Where the outbox relay publishes (NATS); None: no relay runs."""
     clock: Clock = field(default_factory=SystemClock)
     llm_probe: LLMProbe | None = None
+    tracing: Tracing = field(default_factory=NoTracing)
+    """Spans of the runs and plans (the wrapped gateway, checker and sandbox trace their own calls)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def compose(ports: Ports, options: Options) -> Composition:
     durations = RunDurations()
     outbound: OutboundEvents | None = None
     if options.outbound_events or relay is not None:
-        outbound = functools.partial(_outbound_events, ports.clock)
+        outbound = functools.partial(_outbound_events, ports.clock, ports.tracing)
     runs = RunSupervisor(
         councils=ports.councils,
         recorder=RunRecorder(ports.records, outbound, wake),
@@ -125,6 +128,7 @@ def compose(ports: Ports, options: Options) -> Composition:
         verifier=ports.verifier,
         early_stop=options.early_stop,
         default_token_budget=options.default_token_budget,
+        tracing=ports.tracing,
     )
     dispatcher = _dispatcher(ports, options, runs, wake) if options.plans else None
     orchestrator = Orchestrator(
@@ -141,8 +145,9 @@ def compose(ports: Ports, options: Options) -> Composition:
     return Composition(orchestrator, relay)
 
 
-def _outbound_events(clock: Clock, event: RunEvent) -> list[OutboundEvent]:
-    return deliberation_events(event, clock.now_ms())
+def _outbound_events(clock: Clock, tracing: Tracing, event: RunEvent) -> list[OutboundEvent]:
+    # Made while the run's span is current: the events carry the run's trace to their consumers.
+    return deliberation_events(event, clock.now_ms(), tracing.carrier())
 
 
 def _dispatcher(ports: Ports, options: Options, runs: RunSupervisor, wake: Callable[[], None] | None) -> PlanDispatcher:
@@ -166,4 +171,5 @@ def _dispatcher(ports: Ports, options: Options, runs: RunSupervisor, wake: Calla
         auto_create_councils=options.auto_create_councils,
         retry_s=options.dispatch_retry_s,
         on_events=wake,
+        tracing=ports.tracing,
     )

@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2
 
 from orchestrator.adapters.grpc.server import GrpcServer, Health, ServerSecurity, create_server
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
-from orchestrator.bootstrap import App, bootstrap
+from orchestrator.adapters.tracing.setup import TracingRuntime
+from orchestrator.bootstrap import App, bootstrap, open_tracing
 from orchestrator.config import Settings
 
 log = structlog.get_logger("orchestrator.serve")
@@ -73,7 +74,8 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     stop event is what ends both."""
     # The port is bound before Ray starts, so none of Ray's own ports can take it.
     security = ServerSecurity.from_settings(settings)
-    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security)
+    tracing = open_tracing()  # off unless OTEL_* asks for it; a bad value stops start-up here
+    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
     metrics = DeliberationMetrics()
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
@@ -81,10 +83,11 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     if metrics_server is not None:
         log.info("metrics_listening", port=metrics_server.port, path="/metrics")
     try:
-        await _serve(settings, stop, on_ready, grpc_server, metrics)
+        await _serve(settings, stop, on_ready, grpc_server, metrics, tracing)
     finally:
         if metrics_server is not None:
             metrics_server.close()
+        await tracing.shutdown()  # exports the spans still buffered
     log.info("stopped")
 
 
@@ -94,9 +97,10 @@ async def _serve(
     on_ready: OnReady | None,
     grpc_server: GrpcServer,
     metrics: DeliberationMetrics,
+    tracing: TracingRuntime,
 ) -> None:
     port, health = grpc_server.port, grpc_server.health
-    async with bootstrap(settings, metrics) as built:
+    async with bootstrap(settings, metrics, tracing=tracing) as built:
         grpc_server.servicer.attach(built.orchestrator)
         await grpc_server.start()
         await health.set(True)

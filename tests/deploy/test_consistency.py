@@ -19,6 +19,7 @@ import yaml
 
 from orchestrator.adapters.grpc.server import SERVICE_NAME
 from orchestrator.adapters.ray.agents import RAY_CLIENT_ENV
+from orchestrator.adapters.tracing.setup import TracingSettings
 from orchestrator.config import Settings, load_settings
 from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.model import Role
@@ -200,11 +201,24 @@ def _config_map_data_of(c: Json) -> dict[str, str]:
 
 
 def test_orchestrator_container_environment_is_made_of_settings() -> None:
-    # Settings, plus the Ray variables that the service's Ray client reads itself (RAY_CLIENT_ENV): nothing else.
+    # Settings, plus the Ray variables that the service's Ray client reads itself (RAY_CLIENT_ENV), plus the
+    # OpenTelemetry SDK's own OTEL_* variables (the tracing ConfigMap): nothing else.
     c = _orchestrator_container()
     names = {e["name"] for e in c.get("env", [])} | set(_config_map_data_of(c))
-    unknown = sorted(names - SETTINGS - set(RAY_CLIENT_ENV))
+    unknown = sorted(n for n in names - SETTINGS - set(RAY_CLIENT_ENV) if not n.startswith("OTEL_"))
     assert unknown == [], f"neither settings of orchestrator.config.Settings nor in RAY_CLIENT_ENV: {unknown}"
+
+
+def test_tracing_config_map_passes_the_services_tracing_validation_and_is_off_until_an_endpoint_is_set() -> None:
+    data = dict(find(MANIFESTS, "ConfigMap", "orchestrator-tracing")["data"])
+    assert data and all(name.startswith("OTEL_") for name in data)
+    settings = TracingSettings.from_env(data)  # a bad sampler or exporter would stop start-up: ConfigError
+    assert not settings.enabled, "tracing needs a collector the cluster has: the endpoint stays commented out"
+    assert settings.sampler in {"parentbased_always_on", "parentbased_traceidratio"}  # callers' decisions kept
+    on = TracingSettings.from_env({**data, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert on.enabled and on.service_name == data["OTEL_SERVICE_NAME"]
+    env_from = {s["configMapRef"]["name"] for s in _orchestrator_container().get("envFrom", [])}
+    assert "orchestrator-tracing" in env_from
 
 
 def test_settings_pass_the_services_own_validation() -> None:

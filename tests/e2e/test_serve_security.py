@@ -1,7 +1,8 @@
 """`orchestrator serve` with TLS, mTLS and bearer tokens, on certificates made in the test.
 
 One TLS + tokens server for the module (the certificate and the tokens file change under it), one mTLS server.
-The canary secrets are set on the TLS server and searched for in everything it emitted.
+The canary secrets are set on the TLS server and searched for in everything it emitted: answers, errors, logs,
+/metrics and the spans it exported over OTLP.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import RPC_SCOPES, Scope
 from orchestrator.testing.fake_llm import FakeLLMServer
+from orchestrator.testing.otlp_receiver import OtlpReceiver, running_receiver
 from tests.certs import Authority, serial_of
 from tests.e2e.conftest import ROOT, free_port, serve_env
 from tests.e2e.grpc_security import (
@@ -64,7 +66,16 @@ def _wait_for(condition: object, timeout_s: float = 15.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def tls_serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServe]:
+def receiver() -> Iterator[OtlpReceiver]:
+    """Where the TLS server exports its spans (they are searched for the canaries too)."""
+    with running_receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tls_serve(
+    fake_llm_server: FakeLLMServer, receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsServe]:
     work = tmp_path_factory.mktemp("tls")
     ca = Authority("fleet test CA")
     ca.issue("orchestrator", server=True).write(work / "tls.crt", work / "tls.key")
@@ -78,6 +89,8 @@ def tls_serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathF
         METRICS_PORT=str(free_port()),
         VLLM_API_KEY=VLLM_KEY,
         NEO4J_PASSWORD=NEO4J_PASSWORD,
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="200",
     )
     process = TlsServe(env, work / "serve.log", ca=ca)
     process.start()
@@ -182,7 +195,9 @@ def test_a_rotated_certificate_is_served_to_new_clients_without_restart(tls_serv
     assert tls_serve.proc is not None and tls_serve.proc.poll() is None, "no restart"
 
 
-def test_canary_secrets_never_leave_the_service(tls_serve: TlsServe, fake_llm_server: FakeLLMServer) -> None:
+def test_canary_secrets_never_leave_the_service(
+    tls_serve: TlsServe, fake_llm_server: FakeLLMServer, receiver: OtlpReceiver
+) -> None:
     emitted: list[str] = []
     create = pb.CreateCouncilRequest(role="DEV", num_agents=2).SerializeToString()
     deliberate = pb.DeliberateRequest(task_description="Write a slugify function", role="DEV", rounds=0)
@@ -206,8 +221,12 @@ def test_canary_secrets_never_leave_the_service(tls_serve: TlsServe, fake_llm_se
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         emitted.append(response.read().decode())
     emitted.append(tls_serve.log_path.read_text(errors="replace"))
+    # Every span exported, whole: names, attributes, resources, events (the agents' chat spans have arrived).
+    spans = receiver.wait_for(lambda got: any(s.name.startswith("chat ") for s in got), timeout_s=30)
+    emitted.extend(repr(span) for span in spans)
     everything = "\n".join(emitted)
     assert "deliberation" in everything.lower() and "invalid bearer token" in everything
+    assert "UNAUTHENTICATED" in everything and "gen_ai.usage.input_tokens" in everything  # the spans are in
     leaked = [canary for canary in CANARIES if canary in everything]
     assert leaked == [], f"secrets in what the service emitted: {leaked}"
 

@@ -9,12 +9,18 @@ from collections.abc import AsyncIterator
 
 import nats
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.adapters.nats.jetstream import PLAN_APPROVED, Handled, JetStreamBus, NatsConfig, Outcome
 from orchestrator.adapters.nats.planning import plan_approved_handler
+from orchestrator.adapters.tracing.facade import OtelTracing
 from orchestrator.application.commands import CouncilDefaults
-from orchestrator.application.events import DLQ_PLANNING
+from orchestrator.application.events import DLQ_PLANNING, envelope
+from orchestrator.application.ports import OutboundEvent
 from orchestrator.compose import Options, compose
 from orchestrator.testing.fakes import (
     FakeGateway,
@@ -148,3 +154,51 @@ async def test_an_invalid_event_is_dead_lettered_at_once_with_its_reason(
     assert len(dead) == 1 and dead[0]["delivery_count"] == 1
     assert "payload.story_id" in str(dead[0]["reason"])
     assert not store.dispatches
+
+
+async def test_traced_bus_continues_the_publishers_trace_and_sends_the_events_own_on(nats_server: NatsServer) -> None:
+    """With tracing: the handler runs inside a consumer span, child of the message's `traceparent`; a message that
+    is dead-lettered marks it as an error (by its outcome only); an outbound event is published with
+    the trace context kept in its envelope (not the one current when the relay publishes it)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = OtelTracing(provider.get_tracer("test"))
+    bus = JetStreamBus(NatsConfig(nats_server.url, ack_wait_s=5, max_deliver=3, backoff_s=(0.2,)), tracing=tracing)
+    await bus.connect()
+    await bus.js.purge_stream("PLANNING_EVENTS")
+    trace_id, parent = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    seen: list[str] = []
+
+    async def handler(body: bytes) -> Handled:
+        seen.append(tracing.carrier()["traceparent"])
+        return Handled(Outcome.DEAD, "not a plan")
+
+    try:
+        headers = {"traceparent": f"00-{trace_id}-{parent}-01", "Nats-Msg-Id": uuid.uuid4().hex}
+        await bus.js.publish(PLAN_APPROVED, b"{}", headers=headers)
+        consuming = asyncio.create_task(bus.consume(handler))
+        for _ in range(100):  # until the message is settled and its span has ended
+            if any(s.name.endswith(" process") for s in exporter.get_finished_spans()):
+                break
+            await asyncio.sleep(0.1)
+        consuming.cancel()
+        made_in = {"traceparent": f"00-{trace_id}-{'ab' * 8}-01"}
+        event_id = f"evt-{uuid.uuid4().hex[:8]}"
+        body = envelope("orchestration.deliberation.started", {"task_id": "t"}, event_id, "c", trace=made_in)
+        nc = await nats.connect(nats_server.url)
+        sub = await nc.subscribe("orchestration.deliberation.started")
+        await nc.flush()
+        await bus.publish(OutboundEvent(event_id, "orchestration.deliberation.started", body, 0))
+        sent = await sub.next_msg(timeout=5)
+        await nc.close()
+    finally:
+        await bus.close()
+
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == f"{PLAN_APPROVED} process"]
+    assert span.parent is not None and format(span.parent.span_id, "016x") == parent
+    assert format(span.context.trace_id, "032x") == trace_id and span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["error.type"] == Outcome.DEAD
+    assert seen and seen[0].split("-")[2] == format(span.context.span_id, "016x")  # the handler ran inside it
+    assert sent.headers is not None and sent.headers["traceparent"] == made_in["traceparent"]
+    assert sent.headers["Nats-Msg-Id"] == event_id

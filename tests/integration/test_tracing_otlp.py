@@ -16,6 +16,8 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import nats
@@ -28,12 +30,19 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.embedded.nats_server import NatsServer
+from orchestrator.adapters.grpc.server import ServerSecurity, create_server
 from orchestrator.adapters.tracing.grpc_interceptor import TracingServerInterceptor
 from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, TraceCarrier
 from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats, nats_headers
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
+from orchestrator.adapters.tracing.traced_ports import TracedGateway
 from orchestrator.adapters.tracing.worker import forwarded_env
+from orchestrator.application.commands import CouncilDefaults
+from orchestrator.compose import Options, compose
+from orchestrator.testing.fakes import FakeGateway, fake_ports
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -277,3 +286,46 @@ async def test_aborted_rpcs_record_their_status_code_and_never_the_details() -> 
     assert "sk-canary-detail" not in repr(
         [(dict(s.attributes or {}), s.status.description, s.events) for s in spans.values()]
     )
+
+
+async def test_the_service_server_traces_every_rpc_under_the_callers_trace_refused_ones_included(
+    receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    """`create_server` with tracing on: the RPC span (outside the token check, so a refusal is traced too) is the
+    child of the caller's `traceparent`, and the deliberation an RPC starts is the child of the RPC's span."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("writer-token-e5a1 write\n")
+    runtime = runtime_for(receiver, "fleet-orchestrator")
+    tracing = runtime.tracing
+    ports = replace(fake_ports(TracedGateway(FakeGateway(), tracing)), tracing=tracing)
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256), default_timeout_s=30.0)).orchestrator
+    security = ServerSecurity(tokens_file=tokens)
+    bound = create_server(app, "127.0.0.1", 0, security=security, tracing=runtime)
+    await bound.server.start()
+    trace_id, caller = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    traceparent = ("traceparent", f"00-{trace_id}-{caller}-01")
+    writer = ("authorization", "Bearer writer-token-e5a1")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+            stub = pb_grpc.OrchestratorServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.ListCouncils(pb.ListCouncilsRequest(), metadata=(traceparent,))
+            await stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=2), metadata=(traceparent, writer))
+            request = pb.DeliberateRequest(task_description="Write a slugify function", role="DEV", rounds=0)
+            answer = await stub.Deliberate(request, metadata=(traceparent, writer))
+    finally:
+        await app.deliberations.shutdown(0)
+        await bound.server.stop(None)
+        await runtime.shutdown()
+    assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED and answer.winner_id
+
+    spans = receiver.wait_for(lambda got: sum(s.trace_id == trace_id and s.kind == SERVER for s in got) == 3)
+    rpcs = {s.name.rpartition("/")[2]: s for s in spans if s.trace_id == trace_id and s.kind == SERVER}
+    assert all(s.parent_span_id == caller for s in rpcs.values())
+    assert rpcs["ListCouncils"].attributes["error.type"] == "UNAUTHENTICATED"
+    assert rpcs["Deliberate"].attributes["rpc.grpc.status_code"] == 0
+    (run,) = [s for s in spans if s.trace_id == trace_id and s.name == "invoke_workflow deliberation"]
+    assert run.parent_span_id == rpcs["Deliberate"].span_id and run.attributes["fleet.status"] == "COMPLETED"
+    chats = [s for s in spans if s.trace_id == trace_id and s.name == "chat fake-llm"]
+    assert chats and all(receiver.parent_of(c) is not None for c in chats)
+    assert "writer-token-e5a1" not in repr([(s.name, s.attributes, s.resource) for s in spans])

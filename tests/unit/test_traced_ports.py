@@ -3,6 +3,8 @@ the sandbox wrapped, recorded by the real SDK (in-memory exporter)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -13,8 +15,10 @@ from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.tracing.facade import OtelTracing
 from orchestrator.adapters.tracing.traced_ports import TracedChecker, TracedGateway, TracedSandbox
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.events import trace_context
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
+from orchestrator.domain.deliberation import stage_plan
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.fakes import FakeGateway, fake_ports
@@ -32,9 +36,49 @@ def recorded() -> tuple[OtelTracing, InMemorySpanExporter]:
     return OtelTracing(provider.get_tracer("test")), exporter
 
 
-def traced_app(gateway: FakeGateway, tracing: OtelTracing) -> Orchestrator:
+def traced_app(gateway: FakeGateway, tracing: OtelTracing, *, events: bool = False) -> Orchestrator:
     ports = fake_ports(TracedGateway(gateway, tracing), checker=TracedChecker(ThreadedChecker(), tracing))
-    return compose(ports, Options(DEFAULTS, default_timeout_s=30.0)).orchestrator
+    ports = replace(ports, tracing=tracing)
+    return compose(ports, Options(DEFAULTS, default_timeout_s=30.0, outbound_events=events)).orchestrator
+
+
+async def test_a_run_is_one_deliberation_span_over_its_stage_spans_over_their_calls(
+    recorded: tuple[OtelTracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = recorded
+    app = traced_app(FakeGateway(), tracing, events=True)
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1, task_id="traced-run-1"))
+    assert result.status is DeliberationStatus.COMPLETED
+
+    spans = exporter.get_finished_spans()
+    (run,) = [s for s in spans if s.name == "invoke_workflow deliberation"]
+    attributes = dict(run.attributes or {})
+    assert attributes["fleet.task_id"] == "traced-run-1" and attributes["fleet.agents"] == 3
+    assert attributes["fleet.status"] == "COMPLETED" and attributes["fleet.rounds"] == 1
+    assert attributes["fleet.tokens_spent"] == result.usage.total_tokens > 0
+    assert attributes["gen_ai.usage.input_tokens"] == result.usage.prompt_tokens
+    assert run.parent is None  # nothing was current when the run was asked for: a new trace
+
+    stages = [s for s in spans if s.name.startswith("stage ")]
+    assert [(dict(s.attributes or {})["fleet.stage"], dict(s.attributes or {})["fleet.round"]) for s in stages] == [
+        (stage.value, round_) for stage, round_ in stage_plan(1)
+    ]
+    assert all(s.parent is not None and s.parent.span_id == run.context.span_id for s in stages)
+    by_id = {s.context.span_id: s for s in stages}
+    for chat in (s for s in spans if s.name == "chat fake-llm"):
+        assert chat.parent is not None and chat.parent.span_id in by_id
+        stage = by_id[chat.parent.span_id]
+        assert dict(stage.attributes or {})["fleet.stage"] == dict(chat.attributes or {})["fleet.stage"]
+    checks = [s for s in spans if s.name == "execute_tool checks"]
+    assert checks and all(s.parent is not None and s.parent.span_id in by_id for s in checks)
+
+    # The run's events carry its trace through the outbox, to be sent on as NATS headers.
+    outbox = app.deliberations.store.outbox  # type: ignore[attr-defined]
+    carried = {e.subject: trace_context(e.payload) for e in outbox.values()}
+    trace_id = format(run.context.trace_id, "032x")
+    assert set(carried) == {"orchestration.deliberation.started", "orchestration.deliberation.completed"}
+    assert all(c["traceparent"].split("-")[1] == trace_id for c in carried.values())
 
 
 async def test_every_agent_call_of_a_deliberation_is_a_chat_span_with_its_token_usage(

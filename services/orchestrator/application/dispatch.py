@@ -21,6 +21,7 @@ from orchestrator.application.deliberations import start_deliberation
 from orchestrator.application.events import plan_dispatched_event
 from orchestrator.application.ports import Clock, CouncilStore, DispatchStore
 from orchestrator.application.supervisor import RunSupervisor
+from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import (
     AlreadyExistsError,
@@ -55,6 +56,9 @@ class PlanDispatcher:
     auto_create_councils: bool = True
     retry_s: float = 2.0
     on_events: Callable[[], None] | None = None
+    tracing: Tracing = field(default_factory=NoTracing)
+    """The plan event's trace (current while `dispatch` runs) goes on with `plan.dispatched`; the driver tasks
+    created inside it carry it on to the deliberations they start (a task copies the context it is created in)."""
     _drivers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def dispatch(self, plan: ApprovedPlan) -> bool:
@@ -75,7 +79,9 @@ class PlanDispatcher:
         )
         now = self.clock.now_ms()
         record = PlanDispatch(plan, records, now)
-        created = await self.dispatches.create_dispatch(record, [plan_dispatched_event(record, now)])
+        created = await self.dispatches.create_dispatch(
+            record, [plan_dispatched_event(record, now, self.tracing.carrier())]
+        )
         if created and self.on_events:
             self.on_events()
         log.info("plan_dispatched", plan_id=plan.plan_id, subtasks=len(records), new=created)

@@ -28,6 +28,7 @@ import structlog
 from orchestrator.application import budgeting, stages, verification
 from orchestrator.application.pause import EndpointPause, describe
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Clock, Completion, Verifier
+from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain import prompts
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation, stage_plan
@@ -73,6 +74,8 @@ class DeliberationRun:
     verifier: Verifier | None = None
     early_stop: bool = True
     pause: EndpointPause = field(default_factory=EndpointPause)
+    tracing: Tracing = field(default_factory=NoTracing)
+    """A `stage <name>` span around each stage; the agent calls inside it are its children."""
     _stalled: dict[str, AgentFailure] = field(default_factory=dict, init=False)
     """Agents whose current call is waiting for the endpoint, with the error that made it wait."""
     _dropped: dict[str, Proposal] = field(default_factory=dict, init=False)
@@ -91,7 +94,8 @@ class DeliberationRun:
             stage, round_ = plan[index]
             self.update(stage=stage.value, round=round_)
             self.emit(StageStarted(self.snapshot))
-            await self._run_stage(stage, round_)
+            with self.tracing.stage(stage.value, round_, callers=len(self.snapshot.alive_agents())):
+                await self._run_stage(stage, round_)
             index = self._next_stage(plan, index, stage, round_)
             self.snapshot = self.snapshot.with_progress(stages_done=index)
             if (failure := self._quorum_failure()) is not None:

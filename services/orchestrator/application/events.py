@@ -8,6 +8,7 @@ window) publishes it twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,19 @@ STARTED = f"{SUBJECT_PREFIX}.deliberation.started"
 ALL_SUBJECTS = (STARTED, *dict.fromkeys(TERMINAL_SUBJECTS.values()), PLAN_DISPATCHED, DLQ_PLANNING)
 
 
-def envelope(subject: str, payload: dict[str, Any], key: str, correlation_id: str, causation_id: str = "") -> str:
+TRACE_KEYS = ("traceparent", "tracestate")
+"""The W3C trace context an event carries in its envelope's `metadata`, so it survives the outbox: the publisher
+sends it on as NATS headers (`trace_context`)."""
+
+
+def envelope(
+    subject: str,
+    payload: dict[str, Any],
+    key: str,
+    correlation_id: str,
+    causation_id: str = "",
+    trace: Mapping[str, str] | None = None,
+) -> str:
     body: dict[str, Any] = {
         "event_type": subject,
         "payload": payload,
@@ -43,13 +56,35 @@ def envelope(subject: str, payload: dict[str, Any], key: str, correlation_id: st
     }
     if causation_id:
         body["causation_id"] = causation_id
+    context = {k: v for k, v in (trace or {}).items() if k in TRACE_KEYS}
+    if context:
+        body["metadata"] = context
     return json.dumps(body, separators=(",", ":"))
 
 
+def trace_context(enveloped: str) -> dict[str, str]:
+    """The trace context an enveloped event was made in ({} when it has none)."""
+    if '"traceparent"' not in enveloped:
+        return {}
+    try:
+        metadata = json.loads(enveloped).get("metadata")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {k: v for k, v in metadata.items() if k in TRACE_KEYS and isinstance(v, str)}
+
+
 def _event(
-    subject: str, payload: dict[str, Any], key: str, correlation_id: str, now_ms: int, causation_id: str = ""
+    subject: str,
+    payload: dict[str, Any],
+    key: str,
+    correlation_id: str,
+    now_ms: int,
+    causation_id: str = "",
+    trace: Mapping[str, str] | None = None,
 ) -> OutboundEvent:
-    return OutboundEvent(key, subject, envelope(subject, payload, key, correlation_id, causation_id), now_ms)
+    return OutboundEvent(key, subject, envelope(subject, payload, key, correlation_id, causation_id, trace), now_ms)
 
 
 def _plan_ref(d: Deliberation) -> dict[str, str]:
@@ -120,21 +155,22 @@ def deliberation_payload(d: Deliberation) -> dict[str, Any]:
     }
 
 
-def deliberation_events(event: RunEvent, now_ms: int) -> list[OutboundEvent]:
-    """`started` when a run takes its slot; one terminal event when it ends; nothing for the other run events."""
+def deliberation_events(event: RunEvent, now_ms: int, trace: Mapping[str, str] | None = None) -> list[OutboundEvent]:
+    """`started` when a run takes its slot; one terminal event when it ends; nothing for the other run events.
+    `trace`: the run's trace context, carried on to the events' consumers."""
     d = event.snapshot
     correlation = _plan_ref(d).get("plan_id", d.task_id)
     if isinstance(event, RunStarted):
         payload = {"task_id": d.task_id, "role": d.task.role.value, "source": d.source, **_plan_ref(d)}
-        return [_event(STARTED, payload, f"{d.task_id}:started", correlation, now_ms)]
+        return [_event(STARTED, payload, f"{d.task_id}:started", correlation, now_ms, trace=trace)]
     if isinstance(event, RunFinished) and d.status in TERMINAL_SUBJECTS:
         subject = TERMINAL_SUBJECTS[d.status]
         key = f"{d.task_id}:{subject.rsplit('.', 1)[-1]}"
-        return [_event(subject, deliberation_payload(d), key, correlation, now_ms)]
+        return [_event(subject, deliberation_payload(d), key, correlation, now_ms, trace=trace)]
     return []
 
 
-def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int) -> OutboundEvent:
+def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int, trace: Mapping[str, str] | None = None) -> OutboundEvent:
     plan = dispatch.plan
     payload = {
         "plan_id": plan.plan_id,
@@ -152,4 +188,5 @@ def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int) -> OutboundEvent:
         ],
     }
     key = f"{plan.plan_id}:dispatched"
-    return _event(PLAN_DISPATCHED, payload, key, plan.correlation_id or plan.plan_id, now_ms, plan.idempotency_key)
+    correlation = plan.correlation_id or plan.plan_id
+    return _event(PLAN_DISPATCHED, payload, key, correlation, now_ms, plan.idempotency_key, trace)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchestrator.domain.deliberation import Deliberation
@@ -22,6 +22,10 @@ class AgentCall:
     stage: Stage
     round: int
     prompt: Prompt
+    trace: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """The caller's trace context (`traceparent`), set by a gateway that sends the call to another process (Ray),
+    where the call continues the trace. A field, not an argument: an agent actor of an earlier version, which
+    does not know it, ignores it and still answers."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from orchestrator.application.ports import (
 )
 from orchestrator.application.recording import RunRecorder, finishing
 from orchestrator.application.registry import RunHandle, RunRegistry
+from orchestrator.application.tracing import NoTracing, Tracing, finish_run, run_info
 from orchestrator.application.updates import Update, UpdateHub, follow
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
@@ -63,6 +64,8 @@ class RunSupervisor:
     default_token_budget: int | None = None
     """The service-wide token budget of a deliberation whose task and council set none; None = unlimited."""
     runs: RunRegistry = field(default_factory=RunRegistry)
+    tracing: Tracing = field(default_factory=NoTracing)
+    """An `invoke_workflow deliberation` span per run: a child of the trace current at launch (RPC, plan event)."""
 
     @property
     def store(self) -> DeliberationStore:
@@ -207,6 +210,7 @@ class RunSupervisor:
             peer_review,
             verifier=self.verifier,
             early_stop=self.early_stop,
+            tracing=self.tracing,
         )
         handle = RunHandle(run, record, cancel_requested=cancel_requested)
         handle.task = asyncio.create_task(self._run(handle), name=f"deliberation-{record.task_id}")
@@ -231,6 +235,13 @@ class RunSupervisor:
         self._notify(RunStarted(run.snapshot))
 
     async def _run(self, handle: RunHandle) -> Deliberation:
+        # The task was created at launch, so it continues the trace that was current there.
+        with self.tracing.deliberation(run_info(handle.snapshot)) as span:
+            final = await self._run_to_end(handle)
+            finish_run(span, final)
+            return final
+
+    async def _run_to_end(self, handle: RunHandle) -> Deliberation:
         handle.started = True
         try:
             return await self._record_end(handle, await self._outcome(handle))

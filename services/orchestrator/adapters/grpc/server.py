@@ -18,6 +18,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import TokenAuthInterceptor, TokenFile
 from orchestrator.adapters.grpc.servicer import OrchestratorServicer
 from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig, server_credentials
+from orchestrator.adapters.tracing.setup import TracingRuntime
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.errors import ConfigError, DependencyUnavailableError
 
@@ -215,13 +216,19 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
         raise DependencyUnavailableError("grpc", f"cannot bind {address}: is the port in use?") from exc
 
 
-def _interceptors(security: ServerSecurity) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+def _interceptors(
+    security: ServerSecurity, tracing: TracingRuntime | None
+) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
+    # Tracing first (outermost): a call the tokens refuse still gets its span, with its status code.
+    traced: list[grpc.aio.ServerInterceptor[Any, Any]] = (
+        [tracing.server_interceptor()] if tracing is not None and tracing.enabled else []
+    )
     if security.tokens_file is None:
         if security.protect_reflection:
             raise ConfigError("AUTH_PROTECT_REFLECTION is set but AUTH_TOKENS_FILE is not")
-        return []
+        return traced
     tokens = TokenFile(security.tokens_file)
-    return [TokenAuthInterceptor(tokens, time.monotonic, protect_reflection=security.protect_reflection)]
+    return [*traced, TokenAuthInterceptor(tokens, time.monotonic, protect_reflection=security.protect_reflection)]
 
 
 def _probe_server(health_state: Health, host: str, port: int, connections: ConnectionLimits) -> tuple[Any, int]:
@@ -236,11 +243,13 @@ def create_server(
     port: int = 0,
     connections: ConnectionLimits = ConnectionLimits(),
     security: ServerSecurity = ServerSecurity(),
+    tracing: TracingRuntime | None = None,
 ) -> GrpcServer:
     """Builds the server and binds its port (0 = any free port) at once; `servicer.attach(app)` may come later,
-    before `start()`. Unusable TLS or token files raise ConfigError here, at start-up."""
+    before `start()`. Unusable TLS or token files raise ConfigError here, at start-up. With `tracing` on, every
+    RPC is a server span, child of the caller's `traceparent` metadata."""
     credentials = server_credentials(CertificateFiles(security.tls)) if security.tls is not None else None
-    server = grpc.aio.server(interceptors=_interceptors(security), options=_options(connections))
+    server = grpc.aio.server(interceptors=_interceptors(security, tracing), options=_options(connections))
     servicer = OrchestratorServicer(app)
     add_service(servicer, server)
     health_state = Health()

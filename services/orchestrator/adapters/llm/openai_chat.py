@@ -9,6 +9,9 @@ here, once, with a kind (`rate_limited`, `timeout`, `unavailable`, `http_<code>`
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +77,27 @@ def _error(agent_id: str, exc: Exception) -> LLMCallError:
     return LLMCallError(agent_id, "malformed", f"unreadable response ({type(exc).__name__}: {str(exc)[:200]})")
 
 
+_attempts: ContextVar[list[str] | None] = ContextVar("llm_attempts", default=None)
+
+
+async def _count_attempt(request: httpx2.Request) -> None:
+    counter = _attempts.get()
+    if counter is not None:
+        counter.append(request.url.path)
+
+
+@contextmanager
+def counting_attempts() -> Iterator[list[str]]:
+    """Inside the block, every HTTP request this process's chat clients send for the current task (first tries and
+    the SDK's retries) is appended to the list yielded: a call's retries are `len(list) - 1`."""
+    counter: list[str] = []
+    token = _attempts.set(counter)
+    try:
+        yield counter
+    finally:
+        _attempts.reset(token)
+
+
 class OpenAIChatClient:
     """One client per process (per Ray actor); connections are pooled by the injected httpx2 client."""
 
@@ -81,7 +105,9 @@ class OpenAIChatClient:
         self.endpoint = endpoint
         timeout = httpx2.Timeout(endpoint.timeout_s, connect=endpoint.connect_timeout_s)
         self._http = http_client or httpx2.AsyncClient(
-            timeout=timeout, limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+            timeout=timeout,
+            limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+            event_hooks={"request": [_count_attempt]},
         )
         self._client = openai.AsyncOpenAI(
             base_url=normalize_base_url(endpoint.base_url),

@@ -22,8 +22,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
-from orchestrator.application.events import DLQ_PLANNING, envelope
+from orchestrator.adapters.tracing.propagation import nats_headers
+from orchestrator.application.events import DLQ_PLANNING, envelope, trace_context
 from orchestrator.application.ports import OutboundEvent
+from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.domain.redaction import redact_secrets, redact_url
 
@@ -70,6 +72,8 @@ Handler = Callable[[bytes], Awaitable[Handled]]
 class JetStreamBus:
     config: NatsConfig
     stats: dict[str, int] = field(default_factory=lambda: {"acked": 0, "nacked": 0, "dead": 0, "published": 0})
+    tracing: Tracing = field(default_factory=NoTracing)
+    """A consumer span per inbound message (child of its `traceparent` header); trace headers on what goes out."""
     _nc: Client | None = None
     _js: JetStreamContext | None = None
     _closing: bool = False
@@ -151,14 +155,14 @@ class JetStreamBus:
 
     async def publish(self, event: OutboundEvent) -> None:
         """EventPublisher: returns once the stream stored it (or recognised it as a duplicate)."""
-        ack = await self.js.publish(
-            event.subject, event.payload.encode(), timeout=5, headers={"Nats-Msg-Id": event.event_id}
-        )
+        # The trace context the event was made in (kept in its envelope through the outbox) goes out as headers.
+        headers = nats_headers(event.event_id, trace_context(event.payload))
+        ack = await self.js.publish(event.subject, event.payload.encode(), timeout=5, headers=headers)
         self.stats["published"] += 0 if ack.duplicate else 1
 
     async def publish_raw(self, subject: str, body: bytes, msg_id: str = "") -> Any:
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        return await self.js.publish(subject, body, timeout=5, headers=headers)
+        headers = nats_headers(msg_id, self.tracing.carrier())  # the current trace, if any (a dead letter's)
+        return await self.js.publish(subject, body, timeout=5, headers=headers or None)
 
     async def consume(self, handler: Handler) -> None:
         """Fetches and handles plan events until cancelled; survives disconnects and server restarts."""
@@ -180,6 +184,13 @@ class JetStreamBus:
                 await self._handle(msg, handler)
 
     async def _handle(self, msg: Msg, handler: Handler) -> None:
+        # What the handler starts (a plan's dispatch, its deliberations) continues the publisher's trace.
+        with self.tracing.receive(msg.subject, msg.headers) as span:
+            outcome = await self._handle_traced(msg, handler)
+            if outcome != Outcome.ACK:
+                span.fail(outcome)
+
+    async def _handle_traced(self, msg: Msg, handler: Handler) -> str:
         deliveries = msg.metadata.num_delivered
         try:
             handled = await handler(msg.data)
@@ -192,6 +203,7 @@ class JetStreamBus:
             await self._settle(msg, handled, deliveries)
         except Exception as exc:  # cannot settle now; without an ack the server redelivers after ack_wait
             log.warning("nats_settle_failed", error=str(exc))
+        return handled.outcome
 
     async def _settle(self, msg: Msg, handled: Handled, deliveries: int) -> None:
         if handled.outcome == Outcome.ACK:

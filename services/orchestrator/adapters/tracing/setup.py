@@ -18,6 +18,7 @@ does not fight over it; spans still nest through the OpenTelemetry context as us
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -140,6 +141,14 @@ class TracingRuntime:
         """The raw OpenTelemetry tracer (None when off), for adapters that need one (the gRPC interceptor)."""
         self.tracing = OtelTracing(self.tracer)
 
+    @property
+    def enabled(self) -> bool:
+        return self.tracer is not None
+
+    @classmethod
+    def off(cls) -> TracingRuntime:
+        return cls(TracingSettings(), None)
+
     def server_interceptor(self) -> TracingServerInterceptor:
         """For `grpc.aio.server(interceptors=[...])`: a server span per RPC (passes calls through when off)."""
         return TracingServerInterceptor(self.tracer)
@@ -164,7 +173,10 @@ def start_tracing(settings: TracingSettings) -> TracingRuntime:
     if not settings.enabled:
         log.info("tracing_off", hint="set OTEL_EXPORTER_OTLP_ENDPOINT to export traces")
         return TracingRuntime(settings, None)
-    resource = Resource.create({"service.name": settings.service_name, "service.version": _version()})
+    # `process.pid` tells the orchestrator's spans from those its Ray workers export under the same service name.
+    resource = Resource.create(
+        {"service.name": settings.service_name, "service.version": _version(), "process.pid": os.getpid()}
+    )
     provider = TracerProvider(resource=resource, sampler=make_sampler(settings))
     provider.add_span_processor(BatchSpanProcessor(_span_exporter(settings)))
     log.info(

@@ -1,8 +1,9 @@
 """Spans around the ports the protocol already calls: wrapped once in the composition root, so the protocol needs
 no tracing code for its agent calls, checks and sandbox runs.
 
-- `TracedGateway` (AgentGateway): a `chat {model}` span per call, with its token usage; the gateway behind it
-  (Ray) runs inside the span, so it can send `tracing.carrier()` along with the actor call.
+- `TracedGateway` (AgentGateway): a `chat {model}` span per call, with its token usage and retries. The service
+  wraps a gateway that calls the LLM in this process with it; on Ray the agent actor wraps its own client with it
+  in the worker (`adapters/tracing/worker.py`), under the trace context sent along with the call.
 - `TracedChecker` (Checker): `execute_tool checks` per proposal check.
 - `TracedSandbox` (Sandbox): `execute_tool sandbox` per sandboxed run.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.adapters.tracing.port import ChatInfo, Tracing
+from orchestrator.adapters.llm.openai_chat import counting_attempts
+from orchestrator.adapters.tracing.port import ChatInfo, ChatSpan, Tracing
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion, Sandbox
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxAvailability, SandboxLimits
@@ -34,14 +36,23 @@ class TracedGateway:
             seed=agent.seed,
             max_tokens=agent.max_tokens,
         )
-        with self._tracing.chat(info) as span:
+        with self._tracing.chat(info) as span, counting_attempts() as attempts:
             try:
                 completion = await self._inner.complete(agent, call)
             except LLMCallError as exc:
+                _retries(span, attempts)
                 span.fail(exc.kind)  # the kind (`rate_limited`, `unavailable`...), never the detail text
                 raise
+            _retries(span, attempts)
             span.record_usage(completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.model)
             return completion
+
+
+def _retries(span: ChatSpan, attempts: list[str]) -> None:
+    """The SDK's retries of this call, counted from the HTTP requests the chat client sent for it (an inner
+    gateway that sends none here, such as one on Ray, whose worker traces the call itself, leaves it unset)."""
+    if attempts:
+        span.retried(len(attempts) - 1)
 
 
 class TracedChecker:

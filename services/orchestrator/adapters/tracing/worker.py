@@ -14,7 +14,11 @@ import threading
 from collections.abc import Mapping
 
 from orchestrator.adapters.tracing.facade import OtelTracing
+from orchestrator.adapters.tracing.port import TraceCarrier
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
+from orchestrator.adapters.tracing.traced_ports import TracedGateway
+from orchestrator.application.ports import AgentCall, AgentGateway, Completion
+from orchestrator.domain.model import AgentSpec
 
 FORWARDED_PREFIX = "OTEL_"
 """Only the standard OpenTelemetry variables travel (their `OTEL_EXPORTER_OTLP_HEADERS` may hold the collector's
@@ -37,3 +41,10 @@ def worker_tracing() -> OtelTracing:
             _runtime = start_tracing(TracingSettings.from_env(os.environ))
             atexit.register(_runtime.close)
         return _runtime.tracing
+
+
+async def complete_traced(client: AgentGateway, agent: AgentSpec, call: AgentCall, carrier: TraceCarrier) -> Completion:
+    """An agent actor's LLM call as a `chat` span of the caller's trace (the carrier sent with the Ray call)."""
+    tracing = worker_tracing()
+    with tracing.attach(carrier):
+        return await TracedGateway(client, tracing).complete(agent, call)
