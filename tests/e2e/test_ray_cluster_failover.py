@@ -2,23 +2,33 @@
 virtualenv, token auth on, the service's code shipped in the runtime_env. A plan's three subtasks arrive over
 NATS; the agents spread over both workers; one worker's raylet is SIGKILLed during a stage, as when its pod is
 OOM-killed; the agents restart on the other worker, every subtask completes exactly once, and the monitor shows
-the dead node and the restarting actors while it happens."""
+the dead node and the restarting actors while it happens. A sandbox run (bubblewrap in a Ray task) whose worker node
+is killed mid-run is run again on the other worker; one whose last worker is killed is reported as skipped."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import subprocess
 import sys
 import time
+import uuid
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+import ray
+from ray._private.authentication_test_utils import reset_auth_token_state
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.embedded.nats_server import NatsServer
+from orchestrator.adapters.ray.agents import agent_runtime_env
+from orchestrator.adapters.ray.sandbox import RaySandbox
+from orchestrator.domain.execution import Execution, SandboxLimits
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.ray_cluster import LocalRayCluster
@@ -138,3 +148,99 @@ def test_a_worker_lost_mid_stage_costs_no_subtask(
     assert not survivors["worker-1"].alive and survivors["worker-2"].alive
     assert survivors["worker-2"].agents_alive == after.actors_alive == 6
     assert after.actor_restarts >= 3 and after.nodes_dead == 1
+
+
+SLOW = "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint('result', sys.argv[2])\n"
+"""Sleeps, then prints what it was given: the run's token, also on its command line, where /proc shows it."""
+LIMITS = SandboxLimits(cpu_seconds=10, wall_seconds=90)
+
+
+@pytest.fixture
+def ray_driver(cluster: LocalRayCluster, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as a Ray Client driver of the cluster, the service's code shipped as `serve` ships it."""
+    assert not ray.is_initialized(), "a Ray of another test is still connected in this process"
+    for key, value in cluster.client_env().items():
+        monkeypatch.setenv(key, value)
+    # Ray reads RAY_AUTH_* once, when it is imported (a service has them from its start): read them again.
+    reset_auth_token_state()
+    for attempt in (1, 2, 3):
+        try:
+            with warnings.catch_warnings():  # Ray Client warns as it gives up; a busy head is tried again
+                warnings.simplefilter("ignore", UserWarning)
+                ray.init(
+                    cluster.address, namespace="sandbox-failover", runtime_env=agent_runtime_env(), log_to_driver=False
+                )
+            break
+        except ConnectionError:
+            ray.shutdown()
+            if attempt == 3:
+                raise
+    yield
+    ray.shutdown()
+    monkeypatch.undo()
+    reset_auth_token_state()
+
+
+def nodes_running(cluster: LocalRayCluster, token: str) -> set[str]:
+    """The alive worker nodes with a process of the run marked `token` (bwrap, the program) in their trees."""
+    marked = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if token.encode() in (entry / "cmdline").read_bytes():
+                    marked.add(int(entry.name))
+            except OSError:
+                continue
+    return {node.name for node in cluster.alive_workers() if marked & set(node.pids())}
+
+
+async def node_running(cluster: LocalRayCluster, token: str, run: asyncio.Task[Execution]) -> str:
+    """The worker node the run is running on, once it runs (fails if the run ends first)."""
+    deadline = time.monotonic() + 240  # a node's first run of this job sets up its runtime_env (pip) first
+    while time.monotonic() < deadline and not run.done():
+        found = nodes_running(cluster, token)
+        if found:
+            assert len(found) == 1, f"one run, on several nodes at once: {found}"
+            return found.pop()
+        await asyncio.sleep(0.2)
+    pytest.fail(f"the run never ran on a worker: {run.result() if run.done() else 'still waiting'}")
+
+
+def start_run(sandbox: RaySandbox, token: str, sleep_s: float) -> asyncio.Task[Execution]:
+    return asyncio.create_task(sandbox.run({"slow.py": SLOW}, ["python3", "slow.py", str(sleep_s), token], LIMITS))
+
+
+async def test_a_sandbox_run_whose_node_dies_runs_again_elsewhere_and_none_left_is_a_skip(
+    cluster: LocalRayCluster, ray_driver: None
+) -> None:
+    while len(cluster.alive_workers()) < 2:  # the agents' test above lost worker-1: its replacement joins
+        await asyncio.to_thread(cluster.add_worker, f"worker-{len(cluster.nodes)}")
+    sandbox = RaySandbox(no_worker_grace_s=5)
+    assert (await sandbox.probe()).available, sandbox.availability().summary  # bubblewrap works on the workers
+
+    # Its node killed mid-run: Ray runs it again on the other worker, and the real result comes back.
+    token = uuid.uuid4().hex
+    run = start_run(sandbox, token, 8)
+    first = await node_running(cluster, token, run)
+    await asyncio.to_thread(cluster.kill_node, first)
+    second = await node_running(cluster, token, run)
+    execution = await asyncio.wait_for(run, 120)
+    assert second != first
+    assert execution.passed and execution.stdout == f"result {token}\n", execution
+
+    # Its last worker killed: the retry waits for a node that never comes; skipped with the reason, not a pass.
+    lost = uuid.uuid4().hex
+    run = start_run(sandbox, lost, 30)
+    assert await node_running(cluster, lost, run) == second
+    await asyncio.to_thread(cluster.kill_node, second)
+    execution = await asyncio.wait_for(run, 90)
+    assert execution.skipped and not execution.passed, execution
+    assert "no alive Ray worker node offered CPU for 5 s" in execution.detail, execution.detail
+
+    # The driver keeps working: a worker joins, as KubeRay replaces a lost pod, and runs go through again; the
+    # run that was given up is not run there behind our back.
+    await asyncio.to_thread(cluster.add_worker, f"worker-{len(cluster.nodes)}")
+    token = uuid.uuid4().hex
+    execution = await asyncio.wait_for(start_run(sandbox, token, 0), 240)
+    assert execution.passed and execution.stdout == f"result {token}\n", execution
+    assert not nodes_running(cluster, lost)

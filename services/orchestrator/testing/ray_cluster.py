@@ -277,6 +277,23 @@ class LocalRayCluster:
     def worker(self, name: str) -> RayNode:
         return next(n for n in self.nodes if n.name == name)
 
+    def add_worker(self, name: str, timeout_s: float = 180.0) -> RayNode:
+        """Starts one more worker node, as KubeRay does when it replaces a lost worker pod."""
+        self._start_node(name, self._worker_args, timeout_s, attempts=3)
+        return self.worker(name)
+
+    def alive_workers(self) -> list[RayNode]:
+        """The worker nodes whose `ray start --block` still runs (it ends once its raylet is gone)."""
+        return [n for n in self.nodes if n.name != "head" and n.proc is not None and n.proc.poll() is None]
+
+    def kill_node(self, name: str) -> None:
+        """SIGKILLs every process of worker `name` at once (its `ray start`, raylet, Ray workers and all they
+        started), as when its pod is deleted or its machine is lost: nothing of it gets to say goodbye."""
+        node = self.worker(name)
+        _signal_all([*node.pids(), *_marked(f"{node.temp_dir}/")], signal.SIGKILL)
+        if node.proc is not None:
+            node.proc.wait(10)
+
     def kill_raylet(self, name: str) -> int:
         """SIGKILLs the raylet of worker `name`, as when its pod is OOM-killed or its node reclaimed; its
         `ray start --block` then ends the node's other processes. Returns the raylet's PID."""
