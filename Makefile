@@ -30,7 +30,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 test-fast: install
 	$(BIN)/pytest -q -m "not e2e and not slow"

@@ -327,6 +327,27 @@ async def test_cancelling_a_run_leaves_nothing_behind(sandbox: BwrapSandbox) -> 
     assert processes_with(marker) == []
 
 
+async def test_cancelling_a_run_while_its_process_is_being_started_leaves_nothing_behind(
+    sandbox: BwrapSandbox,
+) -> None:
+    """The cancellation lands inside asyncio's process creation (bwrap is forked, its pipes not yet connected):
+    the run still ends at once and the sandbox it had started is killed, not left running."""
+    marker = f"cancelled-early-{uuid.uuid4().hex}"
+    run = asyncio.create_task(sandbox.run({}, ["bash", "-c", f"exec -a {marker} sleep 1000"], QUICK))
+    await asyncio.sleep(0)  # the run forks bwrap and waits for its pipes
+    time.sleep(2)  # noqa: ASYNC251 - a busy loop: the command starts before asyncio has connected the pipes
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(run, 15)
+
+    await asyncio.sleep(3)  # what was started has had time to exec the command, had it survived
+    for _ in range(200):
+        if not processes_with(marker):
+            break
+        await asyncio.sleep(0.05)
+    assert processes_with(marker) == []
+
+
 async def test_concurrent_runs_each_get_their_own_process_limit(sandbox: BwrapSandbox) -> None:
     bomb = """
         import os, time

@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from orchestrator.adapters.sandbox.process import exit_code, supervise, to_execution
+from orchestrator.adapters.sandbox.process import close_pipes, exit_code, supervise, to_execution
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 
@@ -95,18 +95,25 @@ class BwrapSandbox:
         uid = self._host_uid()
         try:
             args = self._arguments(paths, memfds, status_write, command, limits)
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={"PATH": self._config.path},
-                pass_fds=(*memfds, status_write),
-                start_new_session=True,
-                user=uid,
-                group=uid,
-                extra_groups=None if uid is None else [],
+            starting = asyncio.ensure_future(
+                asyncio.create_subprocess_exec(
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env={"PATH": self._config.path},
+                    pass_fds=(*memfds, status_write),
+                    start_new_session=True,
+                    user=uid,
+                    group=uid,
+                    extra_groups=None if uid is None else [],
+                )
             )
+            try:
+                proc = await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                await self._stop_starting(starting, status_read)
+                raise
         except OSError as exc:
             os.close(status_read)
             return Execution.skip(f"cannot start bwrap: {exc}")
@@ -114,6 +121,24 @@ class BwrapSandbox:
             for fd in (*memfds, status_write):
                 os.close(fd)
         return await self._supervise(proc, status_read, limits)
+
+    async def _stop_starting(self, starting: asyncio.Future[asyncio.subprocess.Process], status_fd: int) -> None:
+        """Cancelled while asyncio was still connecting bwrap's pipes. asyncio's own clean-up would kill bwrap alone
+        and then wait for the pipes to close, which the sandbox's processes hold: the start is let finish, and the
+        sandbox is stopped the way every run is (its PID 1 through a pidfd, then bwrap's group)."""
+        try:
+            proc = await starting
+        except OSError:
+            os.close(status_fd)
+            return
+        status = _StatusReader(status_fd)
+        await status.start()
+        try:
+            await status.child_known()
+            await _kill(proc, status)
+        finally:
+            close_pipes(proc)
+            status.close()
 
     async def _supervise(self, proc: asyncio.subprocess.Process, status_fd: int, limits: SandboxLimits) -> Execution:
         status = _StatusReader(status_fd)
@@ -200,6 +225,14 @@ class _StatusReader:
                 self.started = True
                 with contextlib.suppress(OSError):  # already gone: nothing left to kill
                     self._pidfd = os.pidfd_open(pid)
+
+    async def child_known(self) -> None:
+        """Until the sandbox's PID 1 is known or bwrap's status ends (bounded by KILL_GRACE_S)."""
+        deadline = asyncio.get_running_loop().time() + KILL_GRACE_S
+        while not self.started and self._task is not None and not self._task.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.01)
 
     async def finished(self) -> None:
         """Once bwrap has exited its status is complete; bounded, in case a stray process kept the pipe open."""

@@ -60,7 +60,7 @@ async def supervise(
             # after this point is lost, so the output counts as cut.
             sink.truncated |= reader in unfinished
         if unfinished:
-            _close_pipes(proc)
+            close_pipes(proc)
     finally:
         for task in (*readers, ended, overflowed):
             task.cancel()
@@ -85,7 +85,7 @@ async def exit_code(proc: asyncio.subprocess.Process) -> int:
     return proc.returncode
 
 
-def _close_pipes(proc: asyncio.subprocess.Process) -> None:
+def close_pipes(proc: asyncio.subprocess.Process) -> None:
     transport = getattr(proc, "_transport", None)
     if isinstance(transport, asyncio.SubprocessTransport):
         transport.close()
