@@ -134,7 +134,7 @@ async def _events(url: str, subject: str) -> list[tuple[str, str, dict[str, Any]
                 headers = m.headers or {}
                 found.append((m.subject, headers.get("Nats-Msg-Id", ""), json.loads(m.data)))
                 await m.ack()
-    except nats.errors.TimeoutError:
+    except (nats.errors.TimeoutError, TimeoutError):  # the client raises either kind when nothing is left
         pass
     await sub.unsubscribe()
     await nc.close()
