@@ -93,7 +93,7 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
     try:
         with planner.tracer.start_as_current_span("planning.plan.approved publish", kind=SpanKind.PRODUCER):
             await client.publish(subject, b"{}", headers=inject_nats({"Nats-Msg-Id": "plan-1"}))
-        message = await inbound.next_msg(timeout=5)
+        message = await inbound.next_msg(timeout=30)
         assert message.headers is not None and message.headers["Nats-Msg-Id"] == "plan-1"
 
         async def call_agent(agent_id: str) -> None:
@@ -114,7 +114,7 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
             run.finish(status="COMPLETED", rounds_run=0, stop_code="rounds_done", tokens_spent=spent)
             event_carrier = tracing.carrier()  # captured with the event in the outbox, published later
         await client.publish(f"{subject}.completed", b"{}", headers=nats_headers("evt-1", event_carrier))
-        completed = await outbound.next_msg(timeout=5)
+        completed = await outbound.next_msg(timeout=30)
         consumer_context = extract_nats(completed.headers)
         with planner.tracer.start_as_current_span("orchestration.deliberation.completed process", consumer_context):
             pass
