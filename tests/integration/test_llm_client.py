@@ -97,7 +97,7 @@ async def test_a_hanging_server_times_out_and_the_request_is_closed(fake_llm: Fa
         await c.complete(AGENT, PROPOSE)
     await c.aclose()
     assert info.value.kind == "timeout"
-    assert fake_llm.wait_for_calls(1, agent_id=AGENT.agent_id, timeout=3.0)
+    assert fake_llm.wait_for_calls(1, agent_id=AGENT.agent_id, timeout=30.0)
     assert fake_llm.calls()[0].disconnected
 
 
