@@ -55,7 +55,9 @@ class Service(pb_grpc.OrchestratorServiceServicer):
     def ListCouncils(self, request: pb.ListCouncilsRequest, context: Any) -> pb.ListCouncilsResponse:
         self._authorize(context, "read")
         agent = pb.AgentInfo(agent_id="dev-0", role="DEV", temperature=0.7)
-        council = pb.CouncilInfo(council_id="council-DEV", role="DEV", num_agents=1, agents=[agent], model="m")
+        council = pb.CouncilInfo(
+            council_id="council-DEV", role="DEV", num_agents=1, agents=[agent], model="m", token_budget=2500
+        )
         return pb.ListCouncilsResponse(councils=[council])
 
     def SubmitDeliberation(self, request: pb.DeliberateRequest, context: Any) -> pb.SubmitDeliberationResponse:
@@ -170,7 +172,7 @@ def test_the_token_goes_out_as_bearer_metadata_and_answers_come_back_typed(plain
     with OrchestratorClient(Connection(plaintext.address, token="writer-token")) as client:
         councils = client.list_councils()
     assert plaintext.service.seen[-1]["authorization"] == "Bearer writer-token"
-    assert [(c.council_id, c.agents) for c in councils] == [("council-DEV", (("dev-0", 0.7),))]
+    assert [(c.council_id, c.agents, c.token_budget) for c in councils] == [("council-DEV", (("dev-0", 0.7),), 2500)]
 
 
 def test_submit_sends_an_explicit_zero_rounds_and_reads_the_status_as_the_domain_spells_it(plaintext: Served) -> None:
@@ -278,7 +280,7 @@ def test_the_cli_says_one_line_when_refused_and_passes_the_token_and_ca(tls: Ser
     env = {**os.environ, "ORCHESTRATOR_TOKEN": "reader-token", "ORCHESTRATOR_TLS_CA": str(pki.ca)}
     listed = _cli("councils", "list", "--address", tls.address, env=env)
     assert listed.returncode == 0, listed.stderr
-    assert "council-DEV" in listed.stdout and "dev-0 (0.70)" in listed.stdout
+    assert "council-DEV" in listed.stdout and "dev-0 (0.70)" in listed.stdout and "2,500" in listed.stdout
     plaintext = _cli("--token", "reader-token", "councils", "list", "--address", tls.address)
     assert plaintext.returncode == 1 and plaintext.stderr.count("\n") == 1, plaintext.stderr
     assert "Traceback" not in plaintext.stderr

@@ -226,10 +226,17 @@ def councils_list(
     """List councils and their agents."""
     with _client(address) as client:
         councils = client.list_councils(role, include_agents=agents)
-    table = Table("role", "council", "agents", "rounds", "model", "agent ids (temperature)")
+    table = Table("role", "council", "agents", "rounds", "token budget", "model", "agent ids (temperature)")
     for c in councils:
         ids = ", ".join(f"{agent_id} ({temperature:.2f})" for agent_id, temperature in c.agents)
-        table.add_row(c.role, c.council_id, str(c.num_agents), str(c.rounds), c.model, ids)
+        budget = (
+            "service default"
+            if c.token_budget is None
+            else "unlimited"
+            if c.token_budget == 0
+            else f"{c.token_budget:,}"
+        )
+        table.add_row(c.role, c.council_id, str(c.num_agents), str(c.rounds), budget, c.model, ids)
     console.print(table)
 
 

@@ -192,6 +192,8 @@ class CouncilView:
     model: str
     agents: tuple[tuple[str, float], ...]
     """(agent id, temperature) of each agent, when asked for."""
+    token_budget: int | None = None
+    """The council's default token budget: None when it has none (the service's default applies), 0 unlimited."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ class OrchestratorClient:
                 c.deliberation_rounds,
                 c.model,
                 tuple((a.agent_id, a.temperature) for a in c.agents),
+                c.token_budget if c.HasField("token_budget") else None,
             )
             for c in response.councils
         ]
