@@ -3,6 +3,7 @@ the sandbox wrapped, recorded by the real SDK (in-memory exporter)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -21,7 +22,13 @@ from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import stage_plan
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
 from orchestrator.domain.model import DeliberationStatus
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    InMemoryCouncilStore,
+    InMemoryDeliberationStore,
+    InMemoryLeases,
+    fake_ports,
+)
 from orchestrator.testing.sandbox import FakeSandbox
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
@@ -139,3 +146,34 @@ async def test_sandbox_runs_are_execute_tool_spans_with_their_outcome(
     first, second = (dict(s.attributes or {}) for s in exporter.get_finished_spans())
     assert (first["fleet.check.passed"], first["process.exit.code"], first["fleet.check.skipped"]) == (False, 1, False)
     assert second["fleet.check.skipped"] is True and second["gen_ai.tool.name"] == "sandbox"
+
+
+async def test_a_run_resumed_after_a_restart_continues_the_trace_of_the_request_that_started_it(
+    recorded: tuple[OtelTracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = recorded
+    councils, records, leases = InMemoryCouncilStore(), InMemoryDeliberationStore(), InMemoryLeases()
+
+    def app(gateway: FakeGateway) -> Orchestrator:
+        ports = replace(fake_ports(gateway, councils=councils, records=records, leases=leases), tracing=tracing)
+        return compose(ports, Options(DEFAULTS, default_timeout_s=30.0)).orchestrator
+
+    first = app(FakeGateway(latency_s=0.2))
+    await first.create_council(CreateCouncil(role="DEV", num_agents=2))
+    with tracing._tracer.start_as_current_span("client request") as request:  # type: ignore[union-attr]
+        record, created = await first.submit(Deliberate(TASK, "DEV", rounds=1, task_id="traced-resume-1"))
+    assert created and dict(record.trace)["traceparent"].split("-")[1] == format(request.context.trace_id, "032x")
+    await asyncio.sleep(0.3)  # into its first stage
+    await first.deliberations.shutdown(0)  # the process stops: the run stays IN_PROGRESS at its checkpoint
+    stored = await records.get("traced-resume-1")
+    assert stored is not None and stored.status is DeliberationStatus.IN_PROGRESS and stored.trace == record.trace
+
+    second = app(FakeGateway())  # the next start, with no request (and no span) current
+    assert await second.deliberations.resume_unfinished() == ["traced-resume-1"]
+    final = await second.deliberations.wait("traced-resume-1")
+    assert final.status is DeliberationStatus.COMPLETED
+
+    runs = [s for s in exporter.get_finished_spans() if s.name == "invoke_workflow deliberation"]
+    assert len(runs) == 2  # the interrupted run and the resumed one
+    assert {s.context.trace_id for s in runs} == {request.context.trace_id}
+    assert all(s.parent is not None and s.parent.span_id == request.context.span_id for s in runs)

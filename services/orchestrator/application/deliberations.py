@@ -91,6 +91,7 @@ def _new_record(cmd: Deliberate, council: Council, runs: RunSupervisor) -> Delib
         created_at_ms=runs.clock.now_ms(),
         quorum=default_quorum(num_agents),
         source=cmd.source,
+        trace=tuple(sorted(runs.tracing.carrier().items())),
     )
 
 

@@ -235,8 +235,10 @@ class RunSupervisor:
         self._notify(RunStarted(run.snapshot))
 
     async def _run(self, handle: RunHandle) -> Deliberation:
-        # The task was created at launch, so it continues the trace that was current there.
-        with self.tracing.deliberation(run_info(handle.snapshot)) as span:
+        # The run continues the trace of the request that created the record (kept with it, so a run resumed after a
+        # restart stays in that trace); a record without one continues whatever was current at launch.
+        parent = dict(handle.snapshot.trace) or None
+        with self.tracing.deliberation(run_info(handle.snapshot), parent=parent) as span:
             final = await self._run_to_end(handle)
             finish_run(span, final)
             return final

@@ -78,6 +78,9 @@ class Deliberation:
     quorum: int = 0
     source: str = ""
     """Who asked for it: "grpc", or "plan:<plan_id>/<subtask_id>" for auto-dispatch."""
+    trace: tuple[tuple[str, str], ...] = ()
+    """The trace context (W3C `traceparent`/`tracestate`) of the request that created it; empty when tracing is off.
+    Every run of it, a resumed one after a restart or on another replica too, continues that trace."""
 
     @property
     def task_id(self) -> str:
