@@ -1,8 +1,9 @@
 """pb <-> domain, once: requests become commands, records become responses.
 
-Every message the servicer returns is built here, from what the application reports; a field the service does not
-know is left empty (the proto comment says so), never filled with a plausible value. The status table
-(`STATUS_TO_PB`, `status_name`) is the only translation of deliberation statuses, used by the server and the client.
+Every message the servicer returns is built here (a proposal's and an agent call's in `proposals.py`), from what the
+application reports; a field the service does not know is left empty (the proto comment says so), never filled with a
+plausible value. The status table (`STATUS_TO_PB`, `status_name`) is the only translation of deliberation statuses,
+used by the server and the client.
 """
 
 from __future__ import annotations
@@ -11,6 +12,15 @@ import time
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
+from orchestrator.adapters.grpc.proposals import (
+    call_pb,
+    cut,
+    failures_pb,
+    partial_results,
+    result_pb,
+    unranked,
+    usage_pb,
+)
 from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
 from orchestrator.application.service import StatusReport
@@ -18,19 +28,10 @@ from orchestrator.application.updates import Update
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError
-from orchestrator.domain.evidence import ProposalEvidence
 from orchestrator.domain.model import (
-    CallRecord,
-    CheckSuite,
     Council,
     DeliberationStatus,
-    DryRunResult,
-    LintResult,
-    PolicyResult,
-    Proposal,
-    RankedProposal,
     Stage,
-    Usage,
 )
 from orchestrator.domain.plans import PlanDispatch
 from orchestrator.domain.redaction import redact_url
@@ -67,10 +68,6 @@ LISTED_TEXT_CHARS = 1_000
 (500 summaries, 100 councils) stays far below the 16 MiB message limit whatever the records hold."""
 LISTED_MODEL_CHARS = Limits().max_model_chars
 """Councils stored before model_profile was limited are listed with the name cut to the limit."""
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 STOP_CODE_TO_PB: dict[StopCode | None, pb.StopReason] = {
@@ -132,104 +129,6 @@ def create_council_command(req: pb.CreateCouncilRequest) -> CreateCouncil:
     )
 
 
-def usage_pb(usage: Usage) -> pb.TokenUsage:
-    return pb.TokenUsage(
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
-
-
-def checks_pb(suite: CheckSuite) -> pb.CheckSuite:
-    return pb.CheckSuite(
-        policy=pb.PolicyResult(
-            passed=suite.policy.passed, violations=list(suite.policy.violations), message=suite.policy.message
-        ),
-        lint=pb.LintResult(
-            passed=suite.lint.passed,
-            error_count=suite.lint.error_count,
-            warning_count=suite.lint.warning_count,
-            errors=list(suite.lint.errors),
-        ),
-        dryrun=pb.DryRunResult(
-            passed=suite.dryrun.passed,
-            output=suite.dryrun.output,
-            exit_code=suite.dryrun.exit_code,
-            message=suite.dryrun.message,
-        ),
-        additional_checks=[
-            pb.CheckResult(
-                check_type=c.check_type,
-                passed=c.passed,
-                score=c.score,
-                message=c.message,
-                details=dict(c.details),
-            )
-            for c in suite.additional
-        ],
-        all_passed=suite.all_passed,
-    )
-
-
-def result_pb(r: RankedProposal) -> pb.DeliberationResult:
-    p = r.proposal
-    return pb.DeliberationResult(
-        proposal=pb.Proposal(
-            author_id=p.author_id,
-            author_role=p.author_role.value,
-            content=p.content,
-            created_at_ms=p.created_at_ms,
-            revisions=list(p.revisions),
-        ),
-        checks=checks_pb(r.checks),
-        score=r.score,
-        rank=r.rank,
-        peer_score=r.peer_score,
-        check_score=r.checks.score,
-        peer_scores=[
-            pb.PeerScore(scorer_id=s.scorer_id, target_id=s.target_id, score=s.score, rationale=s.rationale)
-            for s in r.peer_scores
-        ],
-        critiques=[
-            pb.Critique(critic_id=c.critic_id, target_id=c.target_id, round=c.round, text=c.text) for c in r.critiques
-        ],
-        usage=usage_pb(r.usage),
-        rank_reason=r.rank_reason,
-        evidence=evidence_pb(r.evidence),
-    )
-
-
-def evidence_pb(e: ProposalEvidence | None) -> pb.ProposalEvidence | None:
-    if e is None:
-        return None
-    spec_passed, spec_total, agent_passed, agent_total = e.tally()
-    return pb.ProposalEvidence(
-        round=e.round,
-        spec_passed=spec_passed,
-        spec_total=spec_total,
-        agent_tests_passed=agent_passed,
-        agent_tests_total=agent_total,
-        agreement=e.agreement,
-        group=list(e.group),
-        failures=[_cut(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10)],
-        skipped=e.skipped,
-    )
-
-
-def partial_results(d: Deliberation) -> list[pb.DeliberationResult]:
-    """The ranked results once it has ended; while it runs, the current proposals, unranked (rank 0)."""
-    if d.results or d.status.finished:
-        return [result_pb(r) for r in d.results]
-    return [result_pb(_unranked(p)) for _, p in sorted(d.progress.proposals.items())]
-
-
-_NOT_CHECKED = CheckSuite(PolicyResult(False, (), "not checked yet"), LintResult(False), DryRunResult(False))
-
-
-def _unranked(p: Proposal) -> RankedProposal:
-    return RankedProposal(p, _NOT_CHECKED, peer_score=-1.0, score=0.0, rank=0)
-
-
 def step_name(d: Deliberation) -> str:
     if d.stage in (Stage.CRITIQUE, Stage.REVISE) or (d.stage == Stage.VERIFY and d.round > 0):
         return f"{d.stage} r{d.round}"
@@ -244,7 +143,7 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
         progress_percent=d.progress_percent(),
         current_step=step_name(d),
         current_agent=u.agent_id,
-        partial_result=result_pb(_unranked(partial)) if partial else None,
+        partial_result=result_pb(unranked(partial)) if partial else None,
         task_id=d.task_id,
         stage=d.stage,
         round=d.round,
@@ -281,7 +180,7 @@ def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
         created_at_ms=d.created_at_ms,
         duration_ms=elapsed_ms(d),
         usage=usage_pb(d.usage),
-        error_message=_cut(d.error_message, LISTED_TEXT_CHARS),
+        error_message=cut(d.error_message, LISTED_TEXT_CHARS),
         token_budget=d.task.token_budget or 0,
         stop_code=stop_code_pb(d),
     )
@@ -348,22 +247,6 @@ def plan_pb(dispatch: PlanDispatch, runs: dict[str, Deliberation]) -> pb.GetPlan
     )
 
 
-def call_pb(c: CallRecord) -> pb.CallRecord:
-    return pb.CallRecord(
-        agent_id=c.agent_id,
-        stage=c.stage.value,
-        round=c.round,
-        prompt_tokens=c.usage.prompt_tokens,
-        completion_tokens=c.usage.completion_tokens,
-        latency_ms=c.latency_ms,
-        model=c.model,
-        temperature=c.temperature,
-        seed=c.seed,
-        ok=c.ok,
-        error=c.error,
-    )
-
-
 def metadata_pb(d: Deliberation) -> pb.OrchestratorMetadata:
     return pb.OrchestratorMetadata(
         orchestrator_version=__version__,
@@ -376,13 +259,6 @@ def metadata_pb(d: Deliberation) -> pb.OrchestratorMetadata:
             "source": d.source,
         },
     )
-
-
-def failures_pb(d: Deliberation) -> list[pb.AgentFailure]:
-    return [
-        pb.AgentFailure(agent_id=f.agent_id, stage=f.stage.value, round=f.round, error=f.error)
-        for f in d.progress.failures
-    ]
 
 
 def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
@@ -434,7 +310,7 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
 
 
 def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
-    model = _cut(c.model, LISTED_MODEL_CHARS)
+    model = cut(c.model, LISTED_MODEL_CHARS)
     agents = (
         [
             pb.AgentInfo(
@@ -443,7 +319,7 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
                 # status, max_concurrent_tasks and languages are not reported (see the proto): the record does not
                 # say whether the agent's actor is alive, and an agent takes any task of its role in any language.
                 capabilities=pb.AgentCapabilities(
-                    supported_tasks=[c.role.value], model_profile=_cut(a.model, LISTED_MODEL_CHARS)
+                    supported_tasks=[c.role.value], model_profile=cut(a.model, LISTED_MODEL_CHARS)
                 ),
                 temperature=a.temperature,
                 seed=a.seed,
