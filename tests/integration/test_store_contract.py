@@ -481,3 +481,15 @@ async def test_a_budget_and_its_stop_code_round_trip_and_reach_the_graph(subject
             "MATCH (d:Deliberation {id: $id}) RETURN d.token_budget AS b, d.stop_code AS c", {"id": "budget-dev"}
         )
         assert node == {"b": 1200, "c": "token_budget"}
+
+
+async def test_the_trace_context_a_record_was_created_in_survives_the_store(subject: Subject) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    created = replace(record("traced-1", 3), trace=(("traceparent", traceparent), ("tracestate", "vendor=1")))
+    assert await subject.store.deliberations.create(created)
+    await subject.store.deliberations.save(replace(created, status=DeliberationStatus.IN_PROGRESS))
+    loaded = await subject.store.deliberations.get("traced-1")
+    assert loaded is not None and dict(loaded.trace) == {"traceparent": traceparent, "tracestate": "vendor=1"}
+    assert await subject.store.deliberations.create(record("untraced-1", 4))
+    untraced = await subject.store.deliberations.get("untraced-1")
+    assert untraced is not None and untraced.trace == ()
