@@ -147,7 +147,7 @@ def test_a_plan_event_is_one_trace_down_to_every_agent_call(
         runs = [s for s in mine if s.name == "invoke_workflow deliberation"]
         return len(runs) == 2 and sum(s.name.startswith("chat ") for s in mine) >= 2 * 2 * 2
 
-    receiver.wait_for(complete, timeout_s=30)
+    receiver.wait_for(complete, timeout_s=60)
     trace = receiver.in_trace(trace_id)
     by_id = {s.span_id: s for s in trace}
 
@@ -215,9 +215,11 @@ def test_a_grpc_callers_traceparent_is_the_parent_of_the_rpc_and_of_the_run_it_s
 
     def arrived(spans: list[ReceivedSpan]) -> bool:
         mine = [s for s in spans if s.trace_id == trace_id]
-        return any(s.name == "invoke_workflow deliberation" for s in mine) and len(mine) >= 6
+        # The agents' `chat` spans come from the Ray workers, whose exporter sends in batches (up to 5 s later).
+        names = {s.name for s in mine}
+        return {"invoke_workflow deliberation", "chat fake-llm"} <= names and len(mine) >= 6
 
-    receiver.wait_for(arrived, timeout_s=30)
+    receiver.wait_for(arrived, timeout_s=60)
     trace = receiver.in_trace(trace_id)
     rpcs = {s.name: s for s in trace if s.kind == SERVER}
     deliberate = rpcs[f"{SERVICE}/Deliberate"]
