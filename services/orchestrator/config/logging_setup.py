@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from orchestrator.domain.redaction import redact_secrets
+from orchestrator.domain.text import cut_with_size
 
 LOG_VALUE_CHARS = 4_000
 """The longest string value one log line carries (a traceback: 16,000), however much a client sent."""
@@ -19,7 +20,7 @@ LOG_TRACEBACK_CHARS = 16_000
 def _safe(value: object, limit: int) -> object:
     if isinstance(value, str | BaseException):
         text = redact_secrets(str(value))
-        return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+        return cut_with_size(text, limit)
     if isinstance(value, list | tuple):
         return [_safe(v, limit) for v in value]
     if isinstance(value, dict):

@@ -19,14 +19,14 @@ from orchestrator.adapters.grpc.client import (
     status_name,
     stop_code_name,
 )
+from orchestrator.domain.text import ellipsize
 
 MAX_FAILURES_SHOWN = 3
 
 
 def one_line(text: str, limit: int = 240) -> str:
     """Untrusted text (test output, agents' ids) on one terminal line: no control characters, cut to `limit`."""
-    flat = "".join(ch if ch.isprintable() else " " for ch in " ".join(text.split()))
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return ellipsize("".join(ch if ch.isprintable() else " " for ch in " ".join(text.split())), limit)
 
 
 def _evidence(r: RankedResult) -> Evidence | None:

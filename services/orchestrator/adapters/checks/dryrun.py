@@ -28,6 +28,7 @@ import yaml
 from orchestrator.adapters.checks.code_blocks import DOCKERFILE, JSON, SHELL, YAML, CodeBlock
 from orchestrator.adapters.checks.linters import LintInput
 from orchestrator.domain.model import DryRunResult
+from orchestrator.domain.text import ellipsize
 
 MAX_BLOCKS_PER_LANGUAGE = 10
 BASH_TIMEOUT_S = 5.0
@@ -101,8 +102,7 @@ def _dryrun(validated: list[BlockOutcome]) -> DryRunResult:
         return DryRunResult(passed=True, message="no YAML, JSON, shell or Dockerfile blocks to validate")
     failed = [o for o in validated if not o.ok]
     output = "\n".join(f"{o.label}: {o.message if not o.ok else 'ok'}" for o in validated)
-    if len(output) > MAX_OUTPUT_CHARS:
-        output = output[: MAX_OUTPUT_CHARS - 1] + "…"
+    output = ellipsize(output, MAX_OUTPUT_CHARS)
     return DryRunResult(
         passed=not failed,
         output=output,

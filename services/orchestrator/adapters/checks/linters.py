@@ -39,6 +39,7 @@ from orchestrator.adapters.checks.code_blocks import DOCKERFILE, SHELL
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.execution import MIB, Execution, SandboxLimits
 from orchestrator.domain.model import CheckResult
+from orchestrator.domain.text import ellipsize
 
 SHELLCHECK = "shellcheck"
 HADOLINT = "hadolint"
@@ -247,4 +248,4 @@ def _finding(item: dict[str, object], by_file: dict[str, str]) -> ToolFinding | 
 
 def _detail(findings: Sequence[ToolFinding]) -> str:
     text = "; ".join(f.located for f in findings) or "ok"
-    return text if len(text) <= MAX_DETAIL_CHARS else text[: MAX_DETAIL_CHARS - 1] + "…"
+    return ellipsize(text, MAX_DETAIL_CHARS)

@@ -32,6 +32,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 from kubernetes_validate.utils import SchemaNotFoundError  # type: ignore[import-untyped]
 
 from orchestrator.domain.model import CheckResult
+from orchestrator.domain.text import flat_ellipsize
 
 CHECK_TYPE = "k8s_schema"
 SCHEMA_CHECK_TYPE = "kubernetes-validate"
@@ -119,8 +120,7 @@ def _schema_verdict(doc: object) -> tuple[str, str]:
 
 
 def _trim(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= MAX_MESSAGE_CHARS else flat[: MAX_MESSAGE_CHARS - 1] + "…"
+    return flat_ellipsize(text, MAX_MESSAGE_CHARS)
 
 
 def _is_manifest(doc: object) -> bool:

@@ -62,6 +62,7 @@ from detect_secrets.plugins.twilio import TwilioKeyDetector
 
 from orchestrator.adapters.checks.code_blocks import CodeBlock, extract_code_blocks
 from orchestrator.domain.model import PolicyResult
+from orchestrator.domain.text import flat_ellipsize
 
 MAX_VIOLATIONS = 20
 _SNIPPET_CHARS = 60
@@ -342,5 +343,4 @@ def _negated(content: str, start: int) -> bool:
 
 
 def _snippet(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _SNIPPET_CHARS else flat[: _SNIPPET_CHARS - 1] + "…"
+    return flat_ellipsize(text, _SNIPPET_CHARS)

@@ -54,6 +54,7 @@ from orchestrator.adapters.checks.manifests import check_manifests, validate_man
 from orchestrator.adapters.checks.policy import check_policy
 from orchestrator.adapters.checks.python_lint import MAX_LISTED_FINDINGS, PythonLint, lint_python
 from orchestrator.domain.model import CheckResult, CheckSuite, LintResult, PolicyResult
+from orchestrator.domain.text import flat_ellipsize
 
 __all__ = [
     "CodeBlock",
@@ -187,8 +188,7 @@ def requirement_coverage(content: str, requirements: Sequence[str]) -> CheckResu
 
 
 def _detail_key(requirement: str, taken: dict[str, str]) -> str:
-    flat = " ".join(requirement.split())
-    key = flat if len(flat) <= REQUIREMENT_KEY_CHARS else flat[: REQUIREMENT_KEY_CHARS - 1] + "…"
+    key = flat_ellipsize(requirement, REQUIREMENT_KEY_CHARS)
     n = 1
     unique = key
     while unique in taken:

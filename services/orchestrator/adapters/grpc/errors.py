@@ -22,6 +22,7 @@ from orchestrator.domain.errors import (
     TaskIdConflictError,
 )
 from orchestrator.domain.redaction import redact_secrets
+from orchestrator.domain.text import cut_with_size
 
 log = structlog.get_logger(__name__)
 
@@ -76,12 +77,8 @@ def _report(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
         log.error("rpc_failed", method=method, ref=ref, exc_info=exc)
         return code, f"internal error (ref {ref}); the details are in the service's log"
     reason = redact_secrets(str(exc))
-    log.info("rpc_rejected", method=method, code=code.name, reason=_cut(reason, LOGGED_REASON_CHARS))
-    return code, _cut(redact_secrets(public_detail(exc)), DETAIL_CHARS)
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+    log.info("rpc_rejected", method=method, code=code.name, reason=cut_with_size(reason, LOGGED_REASON_CHARS))
+    return code, cut_with_size(redact_secrets(public_detail(exc)), DETAIL_CHARS)
 
 
 def unary(

@@ -14,7 +14,6 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
 from orchestrator.adapters.grpc.proposals import (
     call_pb,
-    cut,
     failures_pb,
     partial_results,
     result_pb,
@@ -35,6 +34,7 @@ from orchestrator.domain.model import (
 )
 from orchestrator.domain.plans import PlanDispatch
 from orchestrator.domain.redaction import redact_url
+from orchestrator.domain.text import ellipsize
 
 STATUS_TO_PB: dict[DeliberationStatus, pb.DeliberationStatus] = {
     DeliberationStatus.PENDING: pb.DELIBERATION_STATUS_PENDING,
@@ -180,7 +180,7 @@ def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
         created_at_ms=d.created_at_ms,
         duration_ms=elapsed_ms(d),
         usage=usage_pb(d.usage),
-        error_message=cut(d.error_message, LISTED_TEXT_CHARS),
+        error_message=ellipsize(d.error_message, LISTED_TEXT_CHARS),
         token_budget=d.task.token_budget or 0,
         stop_code=stop_code_pb(d),
     )
@@ -310,7 +310,7 @@ def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
 
 
 def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
-    model = cut(c.model, LISTED_MODEL_CHARS)
+    model = ellipsize(c.model, LISTED_MODEL_CHARS)
     agents = (
         [
             pb.AgentInfo(
@@ -319,7 +319,7 @@ def council_info(c: Council, include_agents: bool) -> pb.CouncilInfo:
                 # status, max_concurrent_tasks and languages are not reported (see the proto): the record does not
                 # say whether the agent's actor is alive, and an agent takes any task of its role in any language.
                 capabilities=pb.AgentCapabilities(
-                    supported_tasks=[c.role.value], model_profile=cut(a.model, LISTED_MODEL_CHARS)
+                    supported_tasks=[c.role.value], model_profile=ellipsize(a.model, LISTED_MODEL_CHARS)
                 ),
                 temperature=a.temperature,
                 seed=a.seed,

@@ -16,11 +16,7 @@ from orchestrator.domain.model import (
     RankedProposal,
     Usage,
 )
-
-
-def cut(text: str, limit: int) -> str:
-    """`text`, or its first `limit - 1` characters and an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+from orchestrator.domain.text import ellipsize
 
 
 def usage_pb(usage: Usage) -> pb.TokenUsage:
@@ -102,7 +98,7 @@ def evidence_pb(e: ProposalEvidence | None) -> pb.ProposalEvidence | None:
         agent_tests_total=agent_total,
         agreement=e.agreement,
         group=list(e.group),
-        failures=[cut(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10)],
+        failures=[ellipsize(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10)],
         skipped=e.skipped,
     )
 
