@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.entrypoints.cli_render import render_result
+from orchestrator.entrypoints.cli_render import render_result, token_budget_label
 
 CLEAN = pb.CheckSuite(policy=pb.PolicyResult(passed=True), lint=pb.LintResult(passed=True))
 
@@ -164,3 +164,9 @@ def test_in_an_80_column_terminal_ids_and_evidence_stay_whole_and_only_the_check
     assert max(len(line) for line in text.splitlines()) <= 80
     assert row_of(text, "agent-dev-002").split()[:4] == ["1", "agent-dev-002", "0.800", "0.50"]
     assert row_of(text, "agent-dev-002").split()[-5:] == ["0", "3/3", "5/6", "A", "(10)"]
+
+
+def test_councils_list_says_where_a_council_s_token_budget_comes_from() -> None:
+    assert token_budget_label(None) == "service default"
+    assert token_budget_label(0) == "unlimited"
+    assert token_budget_label(25_000) == "25,000"

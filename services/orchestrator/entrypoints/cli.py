@@ -224,18 +224,14 @@ def councils_list(
     agents: Annotated[bool, typer.Option("--agents/--no-agents", help="show agents")] = True,
 ) -> None:
     """List councils and their agents."""
+    from orchestrator.entrypoints.cli_render import token_budget_label
+
     with _client(address) as client:
         councils = client.list_councils(role, include_agents=agents)
     table = Table("role", "council", "agents", "rounds", "token budget", "model", "agent ids (temperature)")
     for c in councils:
         ids = ", ".join(f"{agent_id} ({temperature:.2f})" for agent_id, temperature in c.agents)
-        budget = (
-            "service default"
-            if c.token_budget is None
-            else "unlimited"
-            if c.token_budget == 0
-            else f"{c.token_budget:,}"
-        )
+        budget = token_budget_label(c.token_budget)
         table.add_row(c.role, c.council_id, str(c.num_agents), str(c.rounds), budget, c.model, ids)
     console.print(table)
 

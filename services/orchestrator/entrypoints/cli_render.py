@@ -24,6 +24,13 @@ from orchestrator.domain.text import ellipsize
 MAX_FAILURES_SHOWN = 3
 
 
+def token_budget_label(token_budget: int | None) -> str:
+    """A council's token budget as `councils list` shows it: unset falls back to the service's, 0 is no limit."""
+    if token_budget is None:
+        return "service default"
+    return "unlimited" if token_budget == 0 else f"{token_budget:,}"
+
+
 def one_line(text: str, limit: int = 240) -> str:
     """Untrusted text (test output, agents' ids) on one terminal line: no control characters, cut to `limit`."""
     return ellipsize("".join(ch if ch.isprintable() else " " for ch in " ".join(text.split())), limit)
