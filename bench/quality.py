@@ -1,8 +1,9 @@
 """What the council is worth: HumanEval pass@1 of the council against one call and N samples, at equal budget.
 
 One run starts one model server (the embedded llama.cpp model, or `--vllm-url`/`VLLM_URL`), a recording proxy in
-front of it (every prompt any arm sends is kept, so a test can prove the hidden tests never reached the model),
-and `orchestrator serve` as a subprocess. Then, on the same problems, the same model and the same `max_tokens`:
+front of it (every prompt any arm sends is kept, so a test can prove the hidden tests never reached the model;
+identical seeded requests of different arms share one answer, see `RecordingProxy`), and `orchestrator serve` as
+a subprocess. Then, on the same problems, the same model and the same `max_tokens`:
 
 - `single`: one greedy call (temperature 0) with the council's own propose prompt;
 - `sample`: N independent calls with the propose prompt at the council agents' temperatures and seeds, no
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import math
 import os
@@ -65,14 +67,24 @@ console = Console(stderr=True)
 
 
 class RecordingProxy:
-    """Forwards OpenAI-compatible requests to the model server and appends every request body to a JSONL file."""
+    """Forwards OpenAI-compatible requests to the model server and appends every request body to a JSONL file.
 
-    def __init__(self, upstream: str, record: Path) -> None:
+    With `share_answers`, identical seeded chat requests are sent to the model once: a request with a fixed seed
+    asks for the same answer whichever arm sends it (they differ only in the `user` field), so the arms share
+    those answers. The selected arm's and the council's propose calls then get the sample arm's very proposals,
+    and what separates the arms is only what each does with them (a paired comparison, free of the model server's
+    batch-to-batch noise). Usage is part of the shared answer, so every arm is charged its tokens as before."""
+
+    def __init__(self, upstream: str, record: Path, share_answers: bool = True) -> None:
         self.upstream = upstream.rstrip("/").removesuffix("/v1")
         self.record = record
+        self.share_answers = share_answers
         self.url = ""
+        self.shared = 0  # answers given from an earlier identical request
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
+        self._answers: dict[str, tuple[bytes, int, str]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def start(self) -> str:
         self._session = ClientSession(timeout=ClientTimeout(total=None))
@@ -86,18 +98,49 @@ class RecordingProxy:
         self.url = f"http://127.0.0.1:{port}/v1"
         return self.url
 
+    @staticmethod
+    def answer_key(body: bytes) -> str | None:
+        """The identity of a seeded, non-streamed chat request apart from who sent it; None for any other."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            return None
+        if not isinstance(request, dict) or request.get("seed") is None or request.get("stream"):
+            return None
+        request.pop("user", None)
+        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         if request.method == "POST" and body:
             with self.record.open("ab") as handle:
                 handle.write(body.replace(b"\n", b" ") + b"\n")
+        key = None
+        if self.share_answers and request.method == "POST" and request.path.endswith("/chat/completions"):
+            key = self.answer_key(body)
+        if key is None:
+            return self._response(await self._send(request, body))
+        async with self._locks.setdefault(key, asyncio.Lock()):  # an identical request in flight is waited for
+            if key in self._answers:
+                self.shared += 1
+                return self._response(self._answers[key])
+            answer = await self._send(request, body)
+            if answer[1] == 200:  # only answers: an error is the model server's to give again
+                self._answers[key] = answer
+            return self._response(answer)
+
+    async def _send(self, request: web.Request, body: bytes) -> tuple[bytes, int, str]:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")}
         async with self._session.request(
             request.method, self.upstream + request.rel_url.path_qs, data=body or None, headers=headers
         ) as upstream:
-            payload = await upstream.read()
-            return web.Response(body=payload, status=upstream.status, content_type=upstream.content_type)
+            return await upstream.read(), upstream.status, upstream.content_type
+
+    @staticmethod
+    def _response(answer: tuple[bytes, int, str]) -> web.Response:
+        payload, status, content_type = answer
+        return web.Response(body=payload, status=status, content_type=content_type)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -492,6 +535,7 @@ def settings_of(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "max_tokens": args.max_tokens,
         "model": model,
         "arms": list(args.arms),
+        "shared_answers": args.share_answers,
     }
 
 
@@ -541,6 +585,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=("single", "sample", "selected", "council"),
         help="skip the sample.selected arm (for a service without the rounds = 0 mode)",
     )
+    parser.add_argument(
+        "--no-shared-answers",
+        dest="share_answers",
+        action="store_false",
+        help="send every arm's calls to the model, also identical seeded ones (by default the arms share those "
+        "answers: the selected arm and the council start from the sample arm's very proposals)",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.out is None:
@@ -565,7 +616,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quality-")))
         upstream, model = await start_model(stack, args)
-        proxy = RecordingProxy(upstream, args.out.with_suffix(".prompts.jsonl"))
+        proxy = RecordingProxy(upstream, args.out.with_suffix(".prompts.jsonl"), share_answers=args.share_answers)
         if not args.resume:
             proxy.record.unlink(missing_ok=True)
             rows_path.unlink(missing_ok=True)
@@ -584,6 +635,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             llm = OpenAIChatClient(endpoint)
             stack.push_async_callback(llm.aclose)
             await run_all(Arms(stub, llm, agents, model, args), todo, rows_path, settings, args.concurrency)
+            if args.share_answers:
+                console.print(f"{proxy.shared} calls answered with an identical seeded request's answer")
     rows = [r for r in load_rows(rows_path, settings).values() if r["index"] in {p.index for p in problems}]
     rows.sort(key=lambda r: r["index"])
     return report(rows, args, settings)

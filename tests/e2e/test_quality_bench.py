@@ -84,6 +84,17 @@ def test_quality_json_has_every_arm_and_every_row(run: dict) -> None:
     assert "council vs single" in run["_stdout"]
 
 
+def test_the_arms_share_the_answers_of_identical_seeded_calls(run: dict) -> None:
+    # The selected arm's proposals are the sample arm's very answers (same prompt, temperature and seed), so the
+    # two arms differ only in how one is picked; the same holds for the council's first proposals.
+    assert run["settings"]["shared_answers"] is True
+    for row in run["rows"]:
+        sampled = {c["agent"].removeprefix("sample-"): c for c in row["sample"]["candidates"]}
+        for candidate in row["selected"]["candidates"]:
+            assert candidate["content"].strip() in sampled[candidate["agent"]]["content"]
+            assert candidate["passed"] == sampled[candidate["agent"]]["passed"]
+
+
 def test_hidden_tests_really_run(run: dict) -> None:
     for row in run["rows"]:
         assert row["judge_check"] == {"canonical_passed": True, "wrong_passed": False}
