@@ -63,6 +63,9 @@ async def test_a_failing_author_sees_its_failing_test_and_output_in_the_revise_p
     # clamp(12, 0, 10) gives 9 with the exclusive bound: the example, and what came instead.
     assert "clamp(12, 0, 10)" in revise["agent-dev-001"] and "expected 10, got 9" in revise["agent-dev-001"]
     assert "clamp(-3, 0, 10)" in revise["agent-dev-003"] and "expected 0, got -3" in revise["agent-dev-003"]
+    # A proposal failing the task's own examples gets a new attempt: told what failed, not shown the failed code.
+    assert "return max(low, min(x, high - 1))" not in revise["agent-dev-001"]
+    assert "Your current proposal" not in revise["agent-dev-001"]
     # The correct proposal fails nothing, so it is kept as it is: no revise call for it.
     assert "agent-dev-002" not in revise
     # The critique prompt shows each peer's findings next to its proposal.

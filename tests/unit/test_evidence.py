@@ -6,10 +6,13 @@ import pytest
 
 from orchestrator.adapters.checks.execution import split_proposal
 from orchestrator.domain.evidence import (
+    ProposalEvidence,
+    UnitOutcome,
     UnitSource,
     agent_units,
     agreement,
     examples_in,
+    spec_failures,
     specification,
     split_tests,
 )
@@ -148,3 +151,33 @@ def test_unittest_cases_become_one_unit_per_test_method() -> None:
     broken: dict[str, object] = {"inc": lambda x: x}
     with pytest.raises(AssertionError):
         exec(compile(units[0], "<unit>", "exec"), dict(broken))
+
+
+def test_spec_failures_show_each_failing_example_as_its_call_and_what_came() -> None:
+    spec = specification(">>> clamp(12, 0, 10)\n10\n>>> clamp(5, 0, 10)\n5", "", "assert clamp(-3, 0, 10) == 0")
+    ev = ProposalEvidence(
+        "a",
+        0,
+        (
+            UnitOutcome("example-1", False, "AssertionError: expected 10, got 9"),
+            UnitOutcome("example-2", True),
+            UnitOutcome("acceptance-1", False, "AssertionError (no message)"),
+            UnitOutcome("a:test-1", False, "AssertionError: agents' own test"),
+        ),
+    )
+    assert spec_failures(ev, spec) == (
+        "- `clamp(12, 0, 10)`: expected 10, got 9\n- `assert clamp(-3, 0, 10) == 0`: AssertionError (no message)"
+    )
+    assert spec_failures(ev, spec, limit=1).endswith("- and 1 more")
+
+
+def test_spec_failures_say_once_that_the_solution_does_not_load_and_nothing_when_all_pass() -> None:
+    spec = specification(">>> f(1)\n2\n>>> f(2)\n3", "", "")
+    load = "the solution does not load: SyntaxError: invalid syntax (solution.py, line 3)"
+    broken = ProposalEvidence("a", 0, (UnitOutcome("example-1", False, load), UnitOutcome("example-2", False, load)))
+    assert (
+        spec_failures(broken, spec) == "- the solution does not load: SyntaxError: invalid syntax (solution.py, line 3)"
+    )
+    passing = ProposalEvidence("a", 0, (UnitOutcome("example-1", True), UnitOutcome("example-2", True)))
+    assert spec_failures(passing, spec) == "" and spec_failures(None, spec) == ""
+    assert spec_failures(ProposalEvidence("a", 0, skipped="no sandbox"), spec) == ""

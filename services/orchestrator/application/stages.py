@@ -14,7 +14,7 @@ from orchestrator.application import budgeting, verification
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
-from orchestrator.domain.evidence import findings_text
+from orchestrator.domain.evidence import findings_text, spec_failures
 from orchestrator.domain.model import (
     AgentFailure,
     AgentSpec,
@@ -74,10 +74,16 @@ async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     progress = run.snapshot.progress
     if verification.fails_nothing(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
         return  # kept as it is: nothing failed, so its critiques are not taken as substantive
-    received = sorted(  # by critic, so the prompt does not depend on which peer answered first
-        f"{c.critic_id}: {c.text}" for c in progress.critiques if c.target_id == agent.agent_id and c.round == round_
-    )
-    prompt = prompts.revise(run.snapshot.task, round_, own, received, findings(run, own.author_id))
+    failures = spec_failures(progress.evidence.get(own.author_id), verification.spec_of(run.snapshot.task))
+    if failures:  # it fails the task's own tests: a new attempt, told how (see prompts.retry)
+        prompt = prompts.retry(run.snapshot.task, round_, failures)
+    else:
+        received = sorted(  # by critic, so the prompt does not depend on which peer answered first
+            f"{c.critic_id}: {c.text}"
+            for c in progress.critiques
+            if c.target_id == agent.agent_id and c.round == round_
+        )
+        prompt = prompts.revise(run.snapshot.task, round_, own, received, findings(run, own.author_id))
     completion = await run.call(agent, Stage.REVISE, round_, prompt)
     if completion is None:
         return

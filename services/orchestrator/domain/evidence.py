@@ -284,6 +284,37 @@ def trim(text: str, limit: int = MAX_FAILURE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit // 2] + " … " + text[-limit // 2 :]
 
 
+_CHECKED_CALL = re.compile(r"\A_got = (?P<call>.+?)\n(?:_want = |assert repr\(_got\))", re.DOTALL)
+_LOAD_FAILURE = "the solution does not load: "
+
+
+def checked_call(unit: CheckUnit) -> str:
+    """What a test checks, for a prompt: the call of an example (`f(1, 2)`), else the test's code on one line."""
+    match = _CHECKED_CALL.match(unit.code)
+    return match["call"] if match else " ".join(unit.code.split())
+
+
+def spec_failures(evidence: ProposalEvidence | None, spec: Specification, limit: int = 4) -> str:
+    """A proposal's failing specification tests as short lines, the way a fresh attempt's prompt shows them:
+    `` `call`: expected X, got Y `` per example (the test's code on one line for an acceptance test), or one line
+    when the solution did not even load. "" when none failed or nothing ran."""
+    if evidence is None or evidence.skipped:
+        return ""
+    by_id = {u.test_id: u for u in spec.units}
+    failed = [o for o in evidence.outcomes if o.test_id in by_id and not o.passed]
+    if not failed:
+        return ""
+    if all(o.failure.startswith(_LOAD_FAILURE) for o in failed):
+        return f"- the solution does not load: {trim(failed[0].failure.removeprefix(_LOAD_FAILURE), 240)}"
+    lines = [
+        f"- `{trim(checked_call(by_id[o.test_id]), 200)}`: {trim(o.failure.removeprefix('AssertionError: '), 240)}"
+        for o in failed[:limit]
+    ]
+    if len(failed) > limit:
+        lines.append(f"- and {len(failed) - limit} more")
+    return "\n".join(lines)
+
+
 def findings_text(
     evidence: ProposalEvidence | None, spec: Specification, lint_errors: Sequence[str] = (), policy: Sequence[str] = ()
 ) -> str:

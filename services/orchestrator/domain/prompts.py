@@ -207,6 +207,22 @@ def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str],
     return Prompt(_system(task), user)
 
 
+def retry(task: TaskSpec, round_: int, failures: str) -> Prompt:
+    """The revision of a proposal that fails the task's own tests (its examples, its acceptance tests): a new
+    attempt at the task, told which of those tests an earlier solution failed and how, without the failed code.
+
+    Measured on the quality benchmark's dev slice with the embedded 0.5B model: shown its own broken code, the
+    critiques and the full findings, a small model copies the code back (no revision fixed a failing problem) or
+    loops; this prompt stays close to the propose prompt, where it is at its best, and adds what the run showed."""
+    user = (
+        f"Stage: {Stage.REVISE}\nRound: {round_}\n\n{_context(task)}\n\n"
+        "A solution to this task was run against the task's own examples and failed:\n"
+        f"{untrusted_text(failures)}\n\n"
+        f"Write your proposal: a correct solution. {CODE_FORMAT}"
+    )
+    return Prompt(_system(task), user)
+
+
 def blind_labels(reviewer_id: str, task_id: str, authors: Iterable[str]) -> list[tuple[str, str]]:
     """Blind peer review: (neutral label, author id) pairs in an order of this reviewer's own (a deterministic
     shuffle seeded by reviewer and task), so no reviewer sees who wrote what or the same order as another."""
