@@ -212,8 +212,9 @@ def retry(task: TaskSpec, round_: int, failures: str) -> Prompt:
     attempt at the task, told which of those tests an earlier solution failed and how, without the failed code.
 
     Measured on the quality benchmark's dev slice with the embedded 0.5B model: shown its own broken code, the
-    critiques and the full findings, a small model copies the code back (no revision fixed a failing problem) or
-    loops; this prompt stays close to the propose prompt, where it is at its best, and adds what the run showed."""
+    critiques and the full findings (`revise`), a small model copies the code back, and no revision fixed a failing
+    problem; a new-attempt prompt quoting the full findings made it loop. This one stays close to the propose
+    prompt, where the model is at its best, and adds only what the run showed (README, Quality)."""
     user = (
         f"Stage: {Stage.REVISE}\nRound: {round_}\n\n{_context(task)}\n\n"
         "A solution to this task was run against the task's own examples and failed:\n"
