@@ -181,3 +181,15 @@ def test_spec_failures_say_once_that_the_solution_does_not_load_and_nothing_when
     passing = ProposalEvidence("a", 0, (UnitOutcome("example-1", True), UnitOutcome("example-2", True)))
     assert spec_failures(passing, spec) == "" and spec_failures(None, spec) == ""
     assert spec_failures(ProposalEvidence("a", 0, skipped="no sandbox"), spec) == ""
+
+
+def test_the_tasks_own_imports_are_the_specifications_preamble_and_prose_is_not() -> None:
+    task = (
+        "Complete:\n```python\nfrom typing import List\nimport math\n\n\ndef f(xs: List[int]) -> int:\n"
+        '    """\n    >>> f([1])\n    1\n    """\n```\n'
+        "import the numbers from a file first.\nfrom there, sum them.\n"
+    )
+    spec = specification(task, "from typing import List\nimport os, sys", "")
+    assert spec.preamble == ("from typing import List", "import math", "import os, sys")
+    assert [u.test_id for u in spec.units] == ["example-1"]
+    assert not specification("import math", "", "")  # imports alone are no specification

@@ -52,8 +52,20 @@ def peers_of(run: DeliberationRun, agent_id: str) -> list[Proposal]:
     return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if aid != agent_id]
 
 
+def reads_critiques(run: DeliberationRun, author_id: str) -> bool:
+    """Whether this author's revision in the coming revise stage reads its critiques: it fails something, but not
+    the task's own tests (a proposal failing those gets a new attempt from its failures alone, see `revise`)."""
+    progress = run.snapshot.progress
+    evidence = progress.evidence.get(author_id)
+    if verification.fails_nothing(evidence, progress.checks.get(author_id)):
+        return False
+    return not spec_failures(evidence, verification.spec_of(run.snapshot.task))
+
+
 async def critique(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
-    peers = peers_of(run, agent.agent_id)
+    """Critiques of the peers whose revision will read them; no call when there are none (every peer passes
+    everything or gets a new attempt), since a critique nobody reads is a call spent for nothing."""
+    peers = [p for p in peers_of(run, agent.agent_id) if reads_critiques(run, p.author_id)]
     if not peers:
         return
     evidence = {p.author_id: findings(run, p.author_id) for p in peers}
@@ -75,7 +87,7 @@ async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     if verification.fails_nothing(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
         return  # kept as it is: nothing failed, so its critiques are not taken as substantive
     failures = spec_failures(progress.evidence.get(own.author_id), verification.spec_of(run.snapshot.task))
-    if failures:  # it fails the task's own tests: a new attempt, told how (see prompts.retry)
+    if failures:  # it fails the task's own tests: a new attempt, told how (see prompts.retry); nobody critiqued it
         prompt = prompts.retry(run.snapshot.task, round_, failures)
     else:
         received = sorted(  # by critic, so the prompt does not depend on which peer answered first

@@ -90,6 +90,9 @@ class Specification:
     """The tests every proposal must pass: the task's examples and the client's acceptance tests."""
 
     units: tuple[CheckUnit, ...] = field(default_factory=tuple)
+    # The import statements of the task's own code (a stub's `from typing import List`): in scope when a solution
+    # runs, as in the file the solution completes. Not a test; it does not make a specification.
+    preamble: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.units)
@@ -197,8 +200,30 @@ def examples_in(*texts: str) -> list[str]:
     return list(dict.fromkeys(found))[:MAX_UNITS_PER_SOURCE]
 
 
+MAX_PREAMBLE_IMPORTS = 20
+
+
+def task_imports(*texts: str) -> tuple[str, ...]:
+    """The import statements in the texts' code, one per line as written (`import x`, `from y import z`), in order,
+    without repeats. Only whole-line statements that parse as imports count: prose never does."""
+    found: list[str] = []
+    for text in texts:
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line.startswith(("import ", "from ")):
+                continue
+            try:
+                body = ast.parse(line).body
+            except (SyntaxError, ValueError):
+                continue
+            if len(body) == 1 and isinstance(body[0], ast.Import | ast.ImportFrom):
+                found.append(line)
+    return tuple(dict.fromkeys(found))[:MAX_PREAMBLE_IMPORTS]
+
+
 def specification(task_text: str, rubric: str, acceptance_tests: str) -> Specification:
-    """The examples of the task and rubric, then the acceptance tests (each top-level statement one unit)."""
+    """The examples of the task and rubric, then the acceptance tests (each top-level statement one unit); and the
+    task's imports, which every solution runs with."""
     units = [
         CheckUnit(f"example-{i + 1}", UnitSource.EXAMPLE, code) for i, code in enumerate(examples_in(task_text, rubric))
     ]
@@ -206,7 +231,7 @@ def specification(task_text: str, rubric: str, acceptance_tests: str) -> Specifi
         CheckUnit(f"acceptance-{i + 1}", UnitSource.ACCEPTANCE, code)
         for i, code in enumerate(split_tests(acceptance_tests))
     ]
-    return Specification(tuple(units))
+    return Specification(tuple(units), task_imports(task_text, rubric))
 
 
 # --- the agents' tests ---------------------------------------------------------------------------------------------

@@ -5,11 +5,12 @@ A proposal is split leniently into its solution and its tests (small models mix 
 string says `test`, or whose top-level code is only tests (asserts, `def test_*`, imports), is tests; top-level
 asserts and `test_*` functions inside the solution block are moved to the tests; the rest is the solution.
 
-One sandbox run per solution executes a small harness: it loads the solution, then runs each test unit in a copy
-of the solution's namespace under a per-unit alarm, printing one result line per unit behind a per-run random
+One sandbox run per solution executes a small harness: it runs the task's own import statements (a stub's `from
+typing import List`; one that fails is skipped), loads the solution in their namespace, then runs each test unit in
+a copy of the solution's namespace under a per-unit alarm, printing one result line per unit behind a per-run random
 marker. A run that dies or hits a limit still reports the units it finished; the rest count as failed with the
-reason. The sandbox contains what the code can do to the host; it does not stop a solution from tampering with
-its own harness (they share a process), which would only ever change that solution's own results.
+reason. The sandbox contains what the code can do to the host; it does not stop a solution from tampering with its
+own harness (they share a process), which would only ever change that solution's own results.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def _describe(exc):
 namespace = {"__name__": "solution"}
 sys.path.insert(0, ".")
 load_error = ""
+for statement in config["preamble"]:
+    signal.setitimer(signal.ITIMER_REAL, config["unit_timeout"])
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            exec(compile(statement, "<task>", "exec"), namespace)
+    except BaseException:
+        pass
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 signal.setitimer(signal.ITIMER_REAL, config["unit_timeout"])
 try:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -217,7 +227,7 @@ class ExecutionVerifier:
             reason = self._sandbox.availability().summary
             return {a: ProposalEvidence(a, round_, skipped=reason) for a in proposals}
         authors = sorted(split)
-        runs = await asyncio.gather(*(self._run(split[a].solution, units) for a in authors))
+        runs = await asyncio.gather(*(self._run(split[a].solution, units, spec.preamble) for a in authors))
         outcomes = dict(zip(authors, runs, strict=True))
         agent_ids = {u.test_id for u in units if u.source is UnitSource.AGENT}
         passed = {
@@ -239,22 +249,27 @@ class ExecutionVerifier:
             for a in authors
         }
 
-    async def _run(self, solution: str, units: Sequence[CheckUnit]) -> list[UnitOutcome]:
+    async def _run(self, solution: str, units: Sequence[CheckUnit], preamble: Sequence[str]) -> list[UnitOutcome]:
         if not solution:
             return [UnitOutcome(u.test_id, False, "no Python solution") for u in units]
         if not units:
             return []
-        return await run_units(self._sandbox, solution, units, self._limits)
+        return await run_units(self._sandbox, solution, units, self._limits, preamble)
 
 
 async def run_units(
-    sandbox: Sandbox, solution: str, units: Sequence[CheckUnit], limits: SandboxLimits = RUN_LIMITS
+    sandbox: Sandbox,
+    solution: str,
+    units: Sequence[CheckUnit],
+    limits: SandboxLimits = RUN_LIMITS,
+    preamble: Sequence[str] = (),
 ) -> list[UnitOutcome]:
-    """One sandbox run of the harness: `solution` against every unit."""
+    """One sandbox run of the harness: `solution`, after the task's `preamble` statements, against every unit."""
     marker = f"@@{secrets.token_hex(8)}@@"
     config = {
         "marker": marker,
         "unit_timeout": UNIT_TIMEOUT_S,
+        "preamble": list(preamble),
         "units": [{"id": u.test_id, "code": u.code} for u in units],
     }
     files = {"solution.py": solution, "harness.py": HARNESS, "units.json": json.dumps(config)}
