@@ -47,6 +47,14 @@ def callers(run: DeliberationRun, stage: Stage) -> int:
             and verification.fails_nothing(progress.evidence.get(a.agent_id), progress.checks.get(a.agent_id))
         ]
         return len(alive) - len(kept)
+    if stage is Stage.CRITIQUE:
+        progress, task = snapshot.progress, snapshot.task
+        readers = {
+            author
+            for author in progress.proposals
+            if verification.reads_critiques(task, progress.evidence.get(author), progress.checks.get(author))
+        }
+        return sum(1 for a in alive if readers - {a.agent_id})
     if stage is Stage.SCORE and not peer_review_runs(run):
         return 0
     return len(alive) if len(snapshot.progress.proposals) > 1 else 0  # no peers: no critique, no review

@@ -52,20 +52,15 @@ def peers_of(run: DeliberationRun, agent_id: str) -> list[Proposal]:
     return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if aid != agent_id]
 
 
-def reads_critiques(run: DeliberationRun, author_id: str) -> bool:
-    """Whether this author's revision in the coming revise stage reads its critiques: it fails something, but not
-    the task's own tests (a proposal failing those gets a new attempt from its failures alone, see `revise`)."""
-    progress = run.snapshot.progress
-    evidence = progress.evidence.get(author_id)
-    if verification.fails_nothing(evidence, progress.checks.get(author_id)):
-        return False
-    return not spec_failures(evidence, verification.spec_of(run.snapshot.task))
-
-
 async def critique(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     """Critiques of the peers whose revision will read them; no call when there are none (every peer passes
     everything or gets a new attempt), since a critique nobody reads is a call spent for nothing."""
-    peers = [p for p in peers_of(run, agent.agent_id) if reads_critiques(run, p.author_id)]
+    progress, task = run.snapshot.progress, run.snapshot.task
+    peers = [
+        p
+        for p in peers_of(run, agent.agent_id)
+        if verification.reads_critiques(task, progress.evidence.get(p.author_id), progress.checks.get(p.author_id))
+    ]
     if not peers:
         return
     evidence = {p.author_id: findings(run, p.author_id) for p in peers}

@@ -13,7 +13,8 @@ the evidence already decides —
 Without execution evidence (no sandbox, or no Python in the proposals) it never stops early.
 
 A proposal that fails nothing (every test it ran passed, no lint error, no policy violation) is kept as it is in
-a revise stage: no call is made for it, and its critiques are taken as not substantive.
+a revise stage: no call is made for it, and its critiques are taken as not substantive. One that fails the task's
+own tests is attempted anew from its failures alone; critiques are asked only of the rest (`reads_critiques`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from orchestrator.application.ports import Checker, Verifier
-from orchestrator.domain.evidence import ProposalEvidence, Specification, UnitSource, specification
+from orchestrator.domain.evidence import ProposalEvidence, Specification, UnitSource, spec_failures, specification
 from orchestrator.domain.model import CheckSuite, Proposal, TaskSpec
 
 
@@ -71,6 +72,15 @@ def fails_nothing(evidence: ProposalEvidence | None, suite: CheckSuite | None) -
     if evidence is None or suite is None or evidence.skipped or not evidence.outcomes:
         return False
     return all(o.passed for o in evidence.outcomes) and not suite.lint.errors and suite.policy.passed
+
+
+def reads_critiques(task: TaskSpec, evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
+    """Whether a proposal's revision reads the critiques of it: it fails something, but not the task's own tests
+    (a proposal failing those gets a new attempt from its failures alone: stages.revise, prompts.retry). The
+    critique stage asks critiques only of these, and a critic with none of them makes no call."""
+    if fails_nothing(evidence, suite):
+        return False
+    return not spec_failures(evidence, spec_of(task))
 
 
 def decided(task: TaskSpec, checks: Mapping[str, CheckSuite], evidence: Mapping[str, ProposalEvidence]) -> str | None:
