@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,6 +21,36 @@ from orchestrator.config import Settings
 log = structlog.get_logger("orchestrator.serve")
 
 OnReady = Callable[[str, Settings], Coroutine[Any, Any, None]]
+
+SHUTDOWN_MARGIN_S = 45.0
+"""How long the shutdown may take beyond the runs' grace (Ray, NATS, the store and the embedded servers closing)."""
+
+STUCK_EXIT_CODE = 3
+
+
+def stuck_tasks() -> list[str]:
+    """Every pending task of the running loop with where it waits: what a shutdown that hangs is waiting on."""
+    current = asyncio.current_task()
+    stuck = []
+    for task in asyncio.all_tasks():
+        if task is not current:
+            where = io.StringIO()
+            task.print_stack(limit=12, file=where)
+            stuck.append(where.getvalue())
+    return stuck
+
+
+async def exit_if_shutdown_hangs(stop: asyncio.Event, limit_s: float, last_words: Callable[[], None]) -> None:
+    """Bounds the shutdown: `limit_s` after `stop` is set the process logs what it is still waiting on, says
+    `last_words()` and exits with STUCK_EXIT_CODE. Nothing is lost by it: runs resume from their last checkpoint
+    at the next start, as after a SIGKILL, and an orchestrator that never exits is worse than one that exits."""
+    await stop.wait()
+    await asyncio.sleep(limit_s)
+    log.error("shutdown_stuck", waited_s=limit_s, tasks=stuck_tasks())
+    try:
+        last_words()
+    finally:
+        os._exit(STUCK_EXIT_CODE)
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:

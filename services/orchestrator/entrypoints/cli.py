@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -133,19 +133,41 @@ def _settings(port: int | None, *, need_llm: bool) -> Settings:
     return settings
 
 
-def _run(settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None = None) -> None:
+def _run(
+    settings: Settings,
+    embedded: EmbeddedOptions | None,
+    on_ready: OnReady | None = None,
+    last_words: Callable[[], None] = lambda: None,
+) -> None:
+    """Serves until SIGTERM/SIGINT (or `on_ready` returns). A shutdown that hangs past the runs' grace and a
+    margin ends the process after `last_words()` (runner.exit_if_shutdown_hangs)."""
     try:
-        asyncio.run(_serve(settings, embedded, on_ready))
+        asyncio.run(_serve(settings, embedded, on_ready, last_words))
     except (ConfigError, DependencyUnavailableError) as exc:
         raise _fail(str(exc), 2) from None
 
 
-async def _serve(settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None) -> None:
-    from orchestrator.embedded_stack import embedded_stack
-    from orchestrator.runner import run_service, stop_on_signals
+async def _serve(
+    settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None, last_words: Callable[[], None]
+) -> None:
+    from orchestrator.runner import SHUTDOWN_MARGIN_S, exit_if_shutdown_hangs, stop_on_signals
 
     stop = asyncio.Event()
     stop_on_signals(stop)
+    limit_s = settings.shutdown_grace + SHUTDOWN_MARGIN_S
+    watchdog = asyncio.create_task(exit_if_shutdown_hangs(stop, limit_s, last_words), name="shutdown-watchdog")
+    try:
+        await _serve_until_stopped(settings, embedded, on_ready, stop)
+    finally:
+        watchdog.cancel()
+
+
+async def _serve_until_stopped(
+    settings: Settings, embedded: EmbeddedOptions | None, on_ready: OnReady | None, stop: asyncio.Event
+) -> None:
+    from orchestrator.embedded_stack import embedded_stack
+    from orchestrator.runner import run_service
+
     async with contextlib.AsyncExitStack() as stack:
         if embedded is not None:
             settings = await stack.enter_async_context(embedded_stack(settings, embedded))
@@ -196,7 +218,10 @@ def demo(
         except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
             failure.append(f"{type(exc).__name__}: {exc}")
 
-    _run(settings, options, drive)
+    def last_words() -> None:  # the demo's own line, even when its shutdown has to be cut short
+        _fail(f"the demo did not finish: {failure[0]}" if failure else "the demo's shutdown did not finish")
+
+    _run(settings, options, drive, last_words)
     if failure:
         raise _fail(f"the demo did not finish: {failure[0]}")
     if "report" not in outcome:
