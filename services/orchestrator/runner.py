@@ -6,6 +6,7 @@ import asyncio
 import io
 import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -50,6 +51,8 @@ async def exit_if_shutdown_hangs(stop: asyncio.Event, limit_s: float, last_words
     try:
         last_words()
     finally:
+        sys.stdout.flush()  # os._exit skips the interpreter's own flushing
+        sys.stderr.flush()
         os._exit(STUCK_EXIT_CODE)
 
 

@@ -218,12 +218,15 @@ def demo(
         except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
             failure.append(f"{type(exc).__name__}: {exc}")
 
-    def last_words() -> None:  # the demo's own line, even when its shutdown has to be cut short
-        _fail(f"the demo did not finish: {failure[0]}" if failure else "the demo's shutdown did not finish")
+    def unfinished() -> str:
+        return f"the demo did not finish: {failure[0]}" if failure else "the demo's shutdown did not finish"
+
+    def last_words() -> None:  # the demo's one line, even when its shutdown has to be cut short
+        _fail(unfinished())
 
     _run(settings, options, drive, last_words)
     if failure:
-        raise _fail(f"the demo did not finish: {failure[0]}")
+        raise _fail(unfinished())
     if "report" not in outcome:
         raise _fail("the demo was interrupted before its report was written")
 
