@@ -40,6 +40,9 @@ from orchestrator.domain.redaction import redact_url
 
 log = structlog.get_logger(__name__)
 
+RELAY_FLUSH_S = 5.0
+"""At shutdown, how long the outbox relay may publish what the runs stored during the grace."""
+
 
 Store = SqliteStore | Neo4jStore
 """Either store implements every store port: councils on the object, the rest on `.deliberations`."""
@@ -336,6 +339,8 @@ async def bootstrap(
         opened = await _open(stack, settings, overrides, tracing)
         observers = (*listeners, metrics.observe) if metrics is not None else tuple(listeners)
         built = compose(opened.ports, options_from(settings, observers))
+        if built.relay is not None:  # runs after the runs have stopped (and the relay task with them)
+            stack.push_async_callback(built.relay.flush, RELAY_FLUSH_S)
         stack.push_async_callback(built.runs.shutdown, settings.shutdown_grace)
         if built.dispatcher is not None:
             stack.push_async_callback(built.dispatcher.shutdown)

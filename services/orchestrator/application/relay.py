@@ -2,6 +2,8 @@
 
 A publish that fails (bus down) is retried with backoff; the events stay in the outbox meanwhile, so nothing
 is lost, and a re-publish after a crash carries the same idempotency key, so the stream drops the duplicate.
+At shutdown, once the runs have stopped and before the bus closes, `flush` publishes what the last moments
+stored (a run that finished within the grace), bounded in time; what it cannot send waits for the next start.
 """
 
 from __future__ import annotations
@@ -47,6 +49,20 @@ class OutboxRelay:
             if not sent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def flush(self, timeout_s: float) -> int:
+        """Publishes everything pending, for at most `timeout_s`; returns how many events went out. Never raises:
+        what is not sent stays in the outbox, and the next start publishes it."""
+        before = self.published
+        try:
+            async with asyncio.timeout(timeout_s):
+                while await self.drain():
+                    pass
+        except TimeoutError:
+            log.warning("outbox_flush_timed_out", published=self.published - before, timeout_s=timeout_s)
+        except Exception as exc:  # the bus is down: the events stay stored
+            log.warning("outbox_flush_failed", published=self.published - before, error=str(exc))
+        return self.published - before
 
     async def drain(self, batch: int = 100) -> int:
         """Publishes what is pending now; returns how many events went out."""
