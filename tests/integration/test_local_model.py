@@ -82,7 +82,8 @@ def server(model_path: Path) -> Iterator[LocalLLMServer]:
 
 @pytest.fixture
 async def sdk(server: LocalLLMServer) -> AsyncIterator[openai.AsyncOpenAI]:
-    async with httpx2.AsyncClient(timeout=60) as http:
+    # Generous: grammar-constrained sampling on 2 shared cores can take a minute; the bound is for a hang.
+    async with httpx2.AsyncClient(timeout=180) as http:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="x", http_client=http, max_retries=0)
         yield client
         await client.close()
