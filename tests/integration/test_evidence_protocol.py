@@ -135,3 +135,39 @@ async def test_a_solution_runs_with_the_imports_of_the_tasks_stub(sandbox: Bwrap
     bare = specification(stub.replace("from typing import List\n", ""), "", "")
     found = await verifier.verify(bare, {"a": answer}, 0)
     assert not found["a"].outcomes[0].passed and "NameError" in found["a"].outcomes[0].failure
+
+
+UNTESTED = {  # solutions without tests, for a task without examples: nothing runs, only the static checks speak
+    "agent-dev-001": "```python\ndef clamp(x, low, high):\n    return max(low, min(x, high))\n```",
+    "agent-dev-002": "```python\ndef clamp(x, low, high):\n    return min(max(x, low), high)\n```",
+    "agent-dev-003": "```python\ndef clamp(x, low, high):\n    return max(low, min(x, hihg))\n```",  # F821
+}
+NO_EXAMPLES = "Implement `clamp(x, low, high)`: `x` limited to the closed range [low, high]."
+
+
+async def test_a_verified_proposal_with_nothing_to_fix_is_not_rewritten_blind(sandbox: BwrapSandbox) -> None:
+    # No test runs (no examples, no agents' tests): the two clean proposals have nothing to fix and are kept; the
+    # one with an undefined name revises from its lint error.
+    fake = FakeGateway(scripted=dict(UNTESTED))
+    ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120)).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
+    assert result.status is DeliberationStatus.COMPLETED
+    revised = {agent for agent, stage, _ in fake.calls if stage == "revise"}
+    assert revised == {"agent-dev-003"}
+    kept = {r.proposal.author_id: r.proposal for r in result.results}
+    assert kept["agent-dev-001"].content == UNTESTED["agent-dev-001"] and not kept["agent-dev-001"].revisions
+    assert not kept["agent-dev-002"].revisions
+
+
+async def test_the_rounds_stop_when_no_proposal_has_anything_to_fix(sandbox: BwrapSandbox) -> None:
+    clean = {**UNTESTED, "agent-dev-003": UNTESTED["agent-dev-001"]}
+    fake = FakeGateway(scripted=clean)
+    ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120)).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
+    assert {stage for _, stage, _ in fake.calls} == {"propose", "score"}
+    assert result.progress.rounds_run == 0
+    assert result.progress.stop_reason == "evidence decided: no proposal fails a test or a check"

@@ -44,7 +44,7 @@ def callers(run: DeliberationRun, stage: Stage) -> int:
             a
             for a in alive
             if a.agent_id in progress.proposals
-            and verification.fails_nothing(progress.evidence.get(a.agent_id), progress.checks.get(a.agent_id))
+            and verification.nothing_to_fix(progress.evidence.get(a.agent_id), progress.checks.get(a.agent_id))
         ]
         return len(alive) - len(kept)
     if stage is Stage.CRITIQUE:

@@ -79,8 +79,8 @@ async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     if own is None:
         return
     progress = run.snapshot.progress
-    if verification.fails_nothing(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
-        return  # kept as it is: nothing failed, so its critiques are not taken as substantive
+    if verification.nothing_to_fix(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
+        return  # kept as it is: nothing to fix, so its critiques are not taken as substantive
     failures = spec_failures(progress.evidence.get(own.author_id), verification.spec_of(run.snapshot.task))
     if failures:  # it fails the task's own tests: a new attempt, told how (see prompts.retry); nobody critiqued it
         prompt = prompts.retry(run.snapshot.task, round_, failures)

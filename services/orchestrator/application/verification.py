@@ -9,12 +9,16 @@ the evidence already decides —
 - the task has specification tests (examples, acceptance tests) and a policy-clean proposal passes all of them:
   more rounds could only re-word a passing solution, and the ranking already prefers it; or
 - there is no specification but at least two solutions agree (a CodeT group of 2+ passing the same agent tests)
-  and every proposal is in that group: the council is unanimous on its own tests.
+  and every proposal is in that group: the council is unanimous on its own tests; or
+- no proposal has anything to fix (below): a round would make no call.
 Without execution evidence (no sandbox, or no Python in the proposals) it never stops early.
 
-A proposal that fails nothing (every test it ran passed, no lint error, no policy violation) is kept as it is in
-a revise stage: no call is made for it, and its critiques are taken as not substantive. One that fails the task's
-own tests is attempted anew from its failures alone; critiques are asked only of the rest (`reads_critiques`).
+A proposal with nothing to fix (its code was verified: every test it ran passed, possibly none because there was
+none to run, no lint error, no policy violation) is kept as it is in a revise stage: no call is made for it, and
+its critiques are taken as not substantive. A revision asked for without a finding to fix is a blind rewrite, and
+on the quality benchmark's dev slice such rewrites turned passing solutions into failing ones (HumanEval/78 and
+/94 at commit 60aab6e). One that fails the task's own tests is attempted anew from its failures alone; critiques
+are asked only of the rest (`reads_critiques`).
 """
 
 from __future__ import annotations
@@ -67,9 +71,10 @@ def _executed(evidence: Mapping[str, ProposalEvidence]) -> bool:
     return any(not e.skipped and e.outcomes for e in evidence.values())
 
 
-def fails_nothing(evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
-    """Every test it ran passed, no lint error, no policy violation, and something did run."""
-    if evidence is None or suite is None or evidence.skipped or not evidence.outcomes:
+def nothing_to_fix(evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
+    """Its code was verified (not skipped) and every test it ran passed (none ran: nothing failed either), with no
+    lint error and no policy violation. An unverified proposal (no sandbox, no Python) always has its revision."""
+    if evidence is None or suite is None or evidence.skipped:
         return False
     return all(o.passed for o in evidence.outcomes) and not suite.lint.errors and suite.policy.passed
 
@@ -78,25 +83,26 @@ def reads_critiques(task: TaskSpec, evidence: ProposalEvidence | None, suite: Ch
     """Whether a proposal's revision reads the critiques of it: it fails something, but not the task's own tests
     (a proposal failing those gets a new attempt from its failures alone: stages.revise, prompts.retry). The
     critique stage asks critiques only of these, and a critic with none of them makes no call."""
-    if fails_nothing(evidence, suite):
+    if nothing_to_fix(evidence, suite):
         return False
     return not spec_failures(evidence, spec_of(task))
 
 
 def decided(task: TaskSpec, checks: Mapping[str, CheckSuite], evidence: Mapping[str, ProposalEvidence]) -> str | None:
     """Why no further round is needed, or None (see the module docstring)."""
-    if not evidence or not _executed(evidence):
-        return None
-    spec = spec_of(task)
-    if spec:
-        for author, ev in sorted(evidence.items()):
-            passed, total = ev.counts(spec.units, UnitSource.EXAMPLE)
-            a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE)
-            suite = checks.get(author)
-            if total + a_total and passed + a_passed == total + a_total and suite and suite.policy.passed:
-                return f"evidence decided: {author} passes all {total + a_total} specification tests"
-        return None
-    groups = {ev.group for ev in evidence.values() if ev.agreement > 0}
-    if len(groups) == 1 and len(next(iter(groups))) >= 2 and len(next(iter(groups))) == len(evidence):
-        return f"evidence decided: all {len(evidence)} solutions pass the same agents' tests"
+    if evidence and _executed(evidence):
+        spec = spec_of(task)
+        if spec:
+            for author, ev in sorted(evidence.items()):
+                passed, total = ev.counts(spec.units, UnitSource.EXAMPLE)
+                a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE)
+                suite = checks.get(author)
+                if total + a_total and passed + a_passed == total + a_total and suite and suite.policy.passed:
+                    return f"evidence decided: {author} passes all {total + a_total} specification tests"
+        else:
+            groups = {ev.group for ev in evidence.values() if ev.agreement > 0}
+            if len(groups) == 1 and len(next(iter(groups))) >= 2 and len(next(iter(groups))) == len(evidence):
+                return f"evidence decided: all {len(evidence)} solutions pass the same agents' tests"
+    if evidence and all(nothing_to_fix(ev, checks.get(author)) for author, ev in evidence.items()):
+        return "evidence decided: no proposal fails a test or a check"
     return None
