@@ -99,8 +99,10 @@ def test_a_real_model_deliberation_through_grpc(embedded: ServeProcess) -> None:
         )
     assert response.status == pb.DELIBERATION_STATUS_COMPLETED, response.error_message
     assert [r.rank for r in response.results] == [1, 2]
+    assert response.rounds_run in (0, 1) and response.stop_reason
     for r in response.results:
-        assert len(r.proposal.revisions) == 1
+        # Revised once in the round, or kept as it was: a verified proposal with nothing to fix is not rewritten.
+        assert len(r.proposal.revisions) <= response.rounds_run
         assert r.proposal.content.strip() and "<think>" not in r.proposal.content
         assert "palindrome" in r.proposal.content.lower() or "def " in r.proposal.content
     assert response.usage.completion_tokens > 0

@@ -126,5 +126,6 @@ def test_a_lost_bolt_server_is_unavailable_and_the_run_resumes_when_it_returns(
             time.sleep(0.5)
         assert result.status == pb.DELIBERATION_STATUS_COMPLETED, result.error_message
         assert [r.rank for r in result.results] == [1, 2]
-        assert all(len(r.proposal.revisions) == 2 for r in result.results)
+        assert result.stop_reason  # every stage it needed ran: rounds, or an early stop the evidence decided
+        assert all(len(r.proposal.revisions) <= result.rounds_run for r in result.results)
         assert len(stub.ListCouncils(pb.ListCouncilsRequest(), timeout=30).councils) == 3
