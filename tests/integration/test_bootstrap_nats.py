@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -27,14 +28,13 @@ async def completed_events(url: str, task_id: str) -> list[str]:
         js = nc.jetstream()
         sub = await js.pull_subscribe("orchestration.deliberation.completed", stream="ORCHESTRATOR_EVENTS")
         found: list[str] = []
-        try:
+        # The client raises either kind of timeout once the stream has nothing left.
+        with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
             while True:
                 for m in await sub.fetch(200, timeout=1):
                     if json.loads(m.data)["payload"].get("task_id") == task_id:
                         found.append(m.headers.get("Nats-Msg-Id", "") if m.headers else "")
                     await m.ack()
-        except (nats.errors.TimeoutError, TimeoutError):
-            pass
         await sub.unsubscribe()
         return found
     finally:
