@@ -5,9 +5,13 @@ store, the real checks) runs each (N agents, R rounds) case twice in the same pr
 - parallel: the protocol as shipped, every stage one concurrent fan-out;
 - sequential baseline: the same stages through a gateway that lets one LLM call run at a time, as the
   earlier service did.
-Printed per case: wall time, the bound (2 + 2R) x latency, wall / bound, and sequential / parallel.
+Printed per case: wall time, the bound (2 + 2R) x latency, wall / bound, and sequential / parallel; and what the
+execution checks cost: sandbox runs per deliberation and the verify stages' time (summed over the deliberation's
+verify stages). The task has doctest examples and every agent answers a scripted solution with its own tests (one
+correct, two subtly wrong ones, in turn), so every verify stage runs real code in the bubblewrap sandbox of this
+host (early stop off, so every round runs).
 
-    python bench/deliberation.py [--latency 0.2] [--out bench/results/deliberation.json]
+    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--out bench/results/deliberation.json]
 """
 
 from __future__ import annotations
@@ -19,25 +23,73 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ray
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.adapters.sandbox import BwrapSandbox
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.ports import AgentCall, AgentGateway, Completion
+from orchestrator.application.ports import AgentCall, AgentGateway, Completion, Sandbox
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, Ports, compose
 from orchestrator.config.logging_setup import configure_logging
+from orchestrator.domain.evidence import ProposalEvidence, Specification
+from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 from orchestrator.domain.model import AgentSpec, DeliberationStatus
+from orchestrator.testing.evidence_task import CORRECT, NO_LOWER, OFF_BY_ONE, TASK
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 
-TASK = "Write a Python function that validates and normalises e-mail addresses"
 ROLE_FOR_SIZE = {3: "DEV", 5: "QA", 10: "ARCHITECT"}
+SCRIPTED = {
+    f"agent-{role.lower()}-{i + 1:03d}": (OFF_BY_ONE, CORRECT, NO_LOWER)[i % 3]
+    for size, role in ROLE_FOR_SIZE.items()
+    for i in range(size)
+}
+
+
+class CountingSandbox:
+    """The sandbox, counting its runs."""
+
+    def __init__(self, inner: Sandbox) -> None:
+        self._inner = inner
+        self.runs = 0
+
+    async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
+        self.runs += 1
+        return await self._inner.run(files, command, limits)
+
+    async def probe(self) -> SandboxAvailability:
+        return await self._inner.probe()
+
+    def availability(self) -> SandboxAvailability:
+        return self._inner.availability()
+
+
+class TimedVerifier:
+    """The execution verifier, summing the wall time of its verify stages."""
+
+    def __init__(self, inner: ExecutionVerifier) -> None:
+        self._inner = inner
+        self.seconds = 0.0
+
+    async def verify(
+        self, spec: Specification, proposals: Mapping[str, str], round_: int
+    ) -> dict[str, ProposalEvidence]:
+        started = time.perf_counter()
+        try:
+            return await self._inner.verify(spec, proposals, round_)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def availability(self) -> SandboxAvailability:
+        return self._inner.availability()
 
 
 class SequentialGateway:
@@ -61,37 +113,62 @@ class Row:
     ratio: float
     sequential_s: float
     speedup: float
+    sandbox_runs: float
+    """Sandbox runs per deliberation (median over the parallel repeats)."""
+    verify_s: float
+    """Wall time of the deliberation's verify stages together (median over the parallel repeats)."""
 
 
-async def timed(service: Orchestrator, role: str, rounds: int, repeats: int) -> float:
+@dataclass
+class Cost:
+    sandbox: CountingSandbox
+    verifier: TimedVerifier
+    runs: list[int]
+    verify: list[float]
+
+
+async def timed(service: Orchestrator, role: str, rounds: int, repeats: int, cost: Cost | None = None) -> float:
     walls = []
     for _ in range(repeats):
+        if cost is not None:
+            cost.sandbox.runs, cost.verifier.seconds = 0, 0.0
         started = time.perf_counter()
         result = await service.deliberate(Deliberate(TASK, role, rounds=rounds, task_id=f"b-{uuid.uuid4().hex[:10]}"))
         walls.append(time.perf_counter() - started)
+        if cost is not None:
+            cost.runs.append(cost.sandbox.runs)
+            cost.verify.append(cost.verifier.seconds)
         if result.status is not DeliberationStatus.COMPLETED:
             raise RuntimeError(f"benchmark deliberation ended {result.status}: {result.error_message}")
     return statistics.median(walls)
 
 
-async def run(latency: float, repeats: int) -> list[Row]:
+async def run(latency: float, repeats: int, round_counts: Sequence[int]) -> list[Row]:
     rows = []
-    with FakeLLMServer(FakeLLMConfig(latency_s=latency)) as llm, tempfile.TemporaryDirectory() as tmp:
+    sandbox = CountingSandbox(BwrapSandbox())
+    availability = await sandbox.probe()
+    if not availability.available:
+        raise RuntimeError(f"the benchmark needs the sandbox: {availability.summary}")
+    verifier = TimedVerifier(ExecutionVerifier(sandbox))
+    config = FakeLLMConfig(latency_s=latency, scripted_proposals=SCRIPTED)
+    with FakeLLMServer(config) as llm, tempfile.TemporaryDirectory() as tmp:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker())
-        options = Options(CouncilDefaults("fake-llm", 0.7, 512))
+        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker(), verifier=verifier)
+        options = Options(CouncilDefaults("fake-llm", 0.7, 512), early_stop=False)
         app = parallel = compose(ports, options).orchestrator
         sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator
         for size, role in ROLE_FOR_SIZE.items():
             await app.create_council(CreateCouncil(role=role, num_agents=size))
             await timed(parallel, role, 0, 1)  # warm-up: actors started, connections open
-            for rounds in (1, 2):
-                wall = await timed(parallel, role, rounds, repeats)
+            for rounds in round_counts:
+                cost = Cost(sandbox, verifier, [], [])
+                wall = await timed(parallel, role, rounds, repeats, cost)
                 seq = await timed(sequential, role, rounds, 1)
                 bound = (2 + 2 * rounds) * latency
-                rows.append(Row(size, rounds, wall, bound, wall / bound, seq, seq / wall))
+                runs, verify_s = statistics.median(cost.runs), statistics.median(cost.verify)
+                rows.append(Row(size, rounds, wall, bound, wall / bound, seq, seq / wall, runs, verify_s))
                 print_row(rows[-1])
         await store.close()
         await agents.close()
@@ -101,7 +178,8 @@ async def run(latency: float, repeats: int) -> list[Row]:
 def print_row(r: Row) -> None:
     print(
         f"N={r.agents:<3} R={r.rounds}  wall {r.wall_s:6.3f}s  bound {r.bound_s:5.2f}s  ratio {r.ratio:5.3f}  "
-        f"sequential {r.sequential_s:6.2f}s  speedup {r.speedup:5.2f}x",
+        f"sequential {r.sequential_s:6.2f}s  speedup {r.speedup:5.2f}x  "
+        f"sandbox runs {r.sandbox_runs:g}  verify {r.verify_s:6.3f}s",
         flush=True,
     )
 
@@ -110,10 +188,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.2, help="seconds per fake LLM call")
     parser.add_argument("--repeats", type=int, default=3, help="parallel runs per case (median reported)")
+    parser.add_argument("--rounds", default="1,2", help="round counts to run, comma-separated")
     parser.add_argument("--out", type=Path, default=Path("bench/results/deliberation.json"))
     args = parser.parse_args()
+    round_counts = [int(r) for r in args.rounds.split(",") if r.strip()]
     configure_logging(level="WARNING")
-    rows = asyncio.run(run(args.latency, args.repeats))
+    rows = asyncio.run(run(args.latency, args.repeats, round_counts))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"latency_s": args.latency, "ray": ray.__version__, "rows": [asdict(r) for r in rows]}
     args.out.write_text(json.dumps(payload, indent=2) + "\n")

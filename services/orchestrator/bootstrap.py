@@ -26,11 +26,11 @@ from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
 from orchestrator.adapters.tracing.traced_ports import TracedChecker, TracedGateway, TracedSandbox
 from orchestrator.adapters.tracing.worker import forwarded_env
-from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil
-from orchestrator.application.engine import Listener
 from orchestrator.application.ports import AgentGateway, AgentRuntime, Checker, Clock, Sandbox, Verifier
-from orchestrator.application.relay import OutboxRelay
+from orchestrator.application.protocol.engine import Listener
+from orchestrator.application.runs.admission import Admission
+from orchestrator.application.runs.relay import OutboxRelay
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Composition, Options, Ports, compose
 from orchestrator.config import Settings

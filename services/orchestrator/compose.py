@@ -14,12 +14,9 @@ from typing import Protocol
 
 from orchestrator.adapters.clock import SystemClock
 from orchestrator.application import councils
-from orchestrator.application.admission import Admission, AdmissionControl
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Limits
 from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.engine import Listener
 from orchestrator.application.events import deliberation_events
-from orchestrator.application.leasing import Leasing, replica_id
 from orchestrator.application.ports import (
     AgentGateway,
     AgentRuntime,
@@ -34,10 +31,13 @@ from orchestrator.application.ports import (
     Outbox,
     Verifier,
 )
-from orchestrator.application.recording import OutboundEvents, RunRecorder
-from orchestrator.application.relay import OutboxRelay
+from orchestrator.application.protocol.engine import Listener
+from orchestrator.application.runs.admission import Admission, AdmissionControl
+from orchestrator.application.runs.leasing import Leasing, replica_id
+from orchestrator.application.runs.recording import OutboundEvents, RunRecorder
+from orchestrator.application.runs.relay import OutboxRelay
+from orchestrator.application.runs.supervisor import RunSupervisor
 from orchestrator.application.service import LLMProbe, Orchestrator, RunDurations
-from orchestrator.application.supervisor import RunSupervisor
 from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.events import RunEvent
 from orchestrator.domain.model import Council

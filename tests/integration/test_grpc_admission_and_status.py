@@ -19,8 +19,8 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import GrpcServer, create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults
+from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import DependencyUnavailableError

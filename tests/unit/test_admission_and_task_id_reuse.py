@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.ports import OutboundEvent
+from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation

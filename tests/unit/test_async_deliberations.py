@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
-from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import CapacityError, DependencyUnavailableError, InvalidArgumentError, NotFoundError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.adapters.store.codec import dispatch_from_json, dispatch_to_json
-from orchestrator.application.admission import Admission
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.engine import Listener
+from orchestrator.application.protocol.engine import Listener
+from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain.budget import StopCode

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.engine import Listener
-from orchestrator.application.pause import EndpointPause
+from orchestrator.application.protocol.engine import Listener
+from orchestrator.application.protocol.pause import EndpointPause
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain.events import RunEvent, StageStarted

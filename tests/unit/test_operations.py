@@ -10,7 +10,7 @@ import pytest
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.ray.agents import AGENT_DISTRIBUTIONS, agent_runtime_env
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.application.engine import Listener
+from orchestrator.application.protocol.engine import Listener
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.config.councils_file import load_councils_file

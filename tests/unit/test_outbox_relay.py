@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from orchestrator.application.ports import OutboundEvent
-from orchestrator.application.relay import OutboxRelay
+from orchestrator.application.runs.relay import OutboxRelay
 from orchestrator.testing.fakes import InMemoryDeliberationStore
 
 

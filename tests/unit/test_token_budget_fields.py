@@ -32,7 +32,7 @@ from orchestrator.adapters.store.codec import (
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate, Limits
 from orchestrator.application.councils import build_council
-from orchestrator.application.updates import Update
+from orchestrator.application.runs.updates import Update
 from orchestrator.compose import Options, compose
 from orchestrator.config.councils_file import CouncilEntry
 from orchestrator.config.settings import load_settings

@@ -16,8 +16,8 @@ from orchestrator.application.commands import (
 )
 from orchestrator.application.ports import CouncilStore
 from orchestrator.application.requests import same_request, validate
-from orchestrator.application.supervisor import RunSupervisor
-from orchestrator.application.updates import Update
+from orchestrator.application.runs.supervisor import RunSupervisor
+from orchestrator.application.runs.updates import Update
 from orchestrator.domain.budget import resolve_budget
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.errors import CouncilMissingError, DependencyUnavailableError, InvalidArgumentError

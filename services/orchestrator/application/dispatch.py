@@ -20,7 +20,7 @@ from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.deliberations import start_deliberation
 from orchestrator.application.events import plan_dispatched_event
 from orchestrator.application.ports import Clock, CouncilStore, DispatchStore
-from orchestrator.application.supervisor import RunSupervisor
+from orchestrator.application.runs.supervisor import RunSupervisor
 from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import (

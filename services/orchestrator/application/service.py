@@ -23,8 +23,8 @@ from orchestrator.application.commands import (
 )
 from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.ports import AgentRuntime, Clock, CouncilStore, RuntimeSummary
-from orchestrator.application.supervisor import RunSupervisor
-from orchestrator.application.updates import Update
+from orchestrator.application.runs.supervisor import RunSupervisor
+from orchestrator.application.runs.updates import Update
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import NotFoundError
 from orchestrator.domain.events import RunEvent, RunFinished

@@ -155,7 +155,7 @@ CODE_FORMAT = (
     "(plain assert statements) in a second ```python block whose first line is `# tests`."
 )
 """The propose and revise prompts ask for the solution and its tests apart, so each agent's tests can be run against
-every proposal (application/verification.py); the parser is lenient with models that mix them."""
+every proposal (application/protocol/verification.py); the parser is lenient with models that mix them."""
 
 
 def _verification(findings: str) -> str:

@@ -22,8 +22,8 @@ from orchestrator.adapters.grpc.proposals import (
 )
 from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.ports import RuntimeSummary
+from orchestrator.application.runs.updates import Update
 from orchestrator.application.service import StatusReport
-from orchestrator.application.updates import Update
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from orchestrator.application import budgeting, verification
+from orchestrator.application.protocol import budgeting, verification
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
@@ -30,7 +30,7 @@ from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_pro
 from orchestrator.domain.ranking import rank_by_evidence
 
 if TYPE_CHECKING:
-    from orchestrator.application.engine import DeliberationRun
+    from orchestrator.application.protocol.engine import DeliberationRun
 
 
 async def propose(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:

@@ -1,4 +1,4 @@
-"""How a run waits while the LLM endpoint is down for everyone (see application/engine.py)."""
+"""How a run waits while the LLM endpoint is down for everyone (see application/protocol/engine.py)."""
 
 from __future__ import annotations
 

@@ -15,10 +15,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from orchestrator.application.admission import AdmissionControl
 from orchestrator.application.commands import Limits
-from orchestrator.application.engine import DeliberationRun, Listener
-from orchestrator.application.leasing import Leasing
 from orchestrator.application.ports import (
     AgentGateway,
     Checker,
@@ -27,10 +24,13 @@ from orchestrator.application.ports import (
     DeliberationStore,
     Verifier,
 )
-from orchestrator.application.recording import RunRecorder, finishing
-from orchestrator.application.registry import RunHandle, RunRegistry
+from orchestrator.application.protocol.engine import DeliberationRun, Listener
+from orchestrator.application.runs.admission import AdmissionControl
+from orchestrator.application.runs.leasing import Leasing
+from orchestrator.application.runs.recording import RunRecorder, finishing
+from orchestrator.application.runs.registry import RunHandle, RunRegistry
+from orchestrator.application.runs.updates import Update, UpdateHub, follow
 from orchestrator.application.tracing import NoTracing, Tracing, finish_run, run_info
-from orchestrator.application.updates import Update, UpdateHub, follow
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
 from orchestrator.domain.events import CallFinished, RunEvent, RunFinished, RunStarted
@@ -60,7 +60,7 @@ class RunSupervisor:
     verifier: Verifier | None = None
     """Runs the execution checks of the verify stages (in the sandbox, on Ray); None: reported as skipped."""
     early_stop: bool = True
-    """End the critique/revise rounds once the evidence decides (application/verification.py)."""
+    """End the critique/revise rounds once the evidence decides (application/protocol/verification.py)."""
     default_token_budget: int | None = None
     """The service-wide token budget of a deliberation whose task and council set none; None = unlimited."""
     runs: RunRegistry = field(default_factory=RunRegistry)
@@ -181,7 +181,7 @@ class RunSupervisor:
 
     async def maintain(self) -> None:
         """With leases, for as long as the service runs: renews this replica's leases and takes over the runs
-        of replicas that stopped renewing (application/leasing.py)."""
+        of replicas that stopped renewing (application/runs/leasing.py)."""
         await self.leasing.maintain(self.runs, self.resume_unfinished)
 
     async def shutdown(self, grace_s: float) -> None:

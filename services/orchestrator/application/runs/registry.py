@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from orchestrator.application.engine import DeliberationRun
+from orchestrator.application.protocol.engine import DeliberationRun
 from orchestrator.domain.deliberation import Deliberation
 
 

@@ -1,8 +1,8 @@
 """The deliberation protocol: propose -> verify -> (critique -> revise -> verify) x R -> score.
 
-Verify (application/verification.py) runs the static and execution checks of every proposal; its evidence goes
+Verify (application/protocol/verification.py) runs the static and execution checks of every proposal; its evidence goes
 into the next critique and revise prompts, can end the rounds early, and decides the ranking (domain/ranking.py).
-The stages themselves are in application/stages.py; this module runs them in order and owns the record.
+The stages themselves are in application/protocol/stages.py; this module runs them in order and owns the record.
 
 Every LLM stage is one concurrent fan-out (`asyncio.gather`) over the agents still taking part, so the wall time
 is (2 + 2R) calls whatever the council size. Each finished call is applied to the live record at once, so a
@@ -13,7 +13,7 @@ agents: the failed calls wait with one shared, capped, jittered exponential back
 the endpoint answers or the deadline ends the run. However a run ends early, the proposals that had finished
 are ranked and kept.
 
-A token budget (application/budgeting.py) is checked before every LLM stage after propose: when it is reached, or
+A token budget (protocol/budgeting.py) is checked before every LLM stage after propose: when it is reached, or
 the next stage would pass it, the run goes straight to ranking what exists, as an early stop does, and completes.
 """
 
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from orchestrator.application import budgeting, stages, verification
-from orchestrator.application.pause import EndpointPause, describe
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Clock, Completion, Verifier
+from orchestrator.application.protocol import budgeting, stages, verification
+from orchestrator.application.protocol.pause import EndpointPause, describe
 from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain import prompts
 from orchestrator.domain.budget import StopCode

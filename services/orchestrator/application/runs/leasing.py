@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from orchestrator.application.ports import Clock, Leases
-from orchestrator.application.registry import RunRegistry
+from orchestrator.application.runs.registry import RunRegistry
 
 log = structlog.get_logger(__name__)
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from orchestrator.application import verification
+from orchestrator.application.protocol import verification
 from orchestrator.domain.budget import BudgetDecision, StopCode, stage_boundary
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.events import BudgetStopped
 from orchestrator.domain.model import Stage
 
 if TYPE_CHECKING:
-    from orchestrator.application.engine import DeliberationRun
+    from orchestrator.application.protocol.engine import DeliberationRun
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +35,7 @@ def peer_review_runs(run: DeliberationRun) -> bool:
 
 
 def callers(run: DeliberationRun, stage: Stage) -> int:
-    """How many agents will call the model in `stage`, as the stage functions (application/stages.py) decide."""
+    """How many agents will call the model in `stage`, as the stage functions (protocol/stages.py) decide."""
     snapshot = run.snapshot
     alive = snapshot.alive_agents()
     if stage is Stage.REVISE:
