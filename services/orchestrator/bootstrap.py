@@ -151,6 +151,7 @@ async def _open_agents(
         address=settings.ray_address,
         namespace=settings.ray_namespace,
         ship_code=settings.ray_ship_code,
+        agent_resource=settings.ray_agent_resource,
         worker_env=forwarded_env(os.environ) if tracing.enabled else {},
     )
     # Each call carries the trace context; the actor makes the `chat` span in its worker.

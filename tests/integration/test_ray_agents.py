@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
+import grpc
 import pytest
 import ray
 
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator.adapters.grpc.server import create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
-from orchestrator.adapters.ray.agents import RayAgents, RayConfig
+from orchestrator.adapters.ray.agents import AGENT_RESOURCE, RayAgents, RayConfig
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.ports import AgentCall
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.domain import prompts
-from orchestrator.domain.errors import LLMCallError
+from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import DeliberationStatus, Role, Stage, TaskSpec
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
 from orchestrator.testing.fakes import InMemoryCouncilStore, fake_ports
@@ -28,6 +33,7 @@ TASK = "Write a Python function that validates e-mail addresses"
 
 @pytest.fixture(scope="session")
 def local_ray() -> object:
+    """Started without the agent resource: RayAgents without an address then places agents anywhere."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, namespace="tests")
     yield ray
     ray.shutdown()
@@ -87,7 +93,7 @@ async def test_cancelling_a_call_cancels_the_actor_task_and_closes_its_request(
     council = await app.create_council(CreateCouncil(role="DATA", num_agents=1))
     task = TaskSpec("t", TASK, Role.DATA, 0, 1)
     call = asyncio.create_task(
-        app.deliberations.gateway.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+        app.supervisor.gateway.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
     )
     await asyncio.sleep(1.0)
     assert fake_llm.in_flight() == 1
@@ -136,3 +142,65 @@ async def test_a_replica_uses_the_actors_of_a_council_another_replica_created(
         await other.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
     with pytest.raises(LLMCallError, match="not running"):
         await other.complete(council.agents[0], AgentCall("t", Stage.PROPOSE, 0, prompts.propose(task)))
+
+
+def _cluster_config(**changes: object) -> RayConfig:
+    """This process's Ray (started without the agent resource) seen as a cluster, through its address."""
+    address = ray.get_runtime_context().gcs_address
+    return RayConfig(address=address, namespace=f"test-{uuid.uuid4().hex[:6]}", **changes)  # type: ignore[arg-type]
+
+
+async def test_a_cluster_without_the_agent_resource_refuses_a_council_within_30_s(
+    local_ray: object, fake_llm: FakeLLMServer
+) -> None:
+    assert AGENT_RESOURCE not in ray.cluster_resources()
+    agents = RayAgents(_cluster_config(), LLMEndpoint(fake_llm.base_url, timeout_s=5))
+    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    bound = create_server(app, "127.0.0.1", 0)
+    await bound.server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+            stub = pb_grpc.OrchestratorServiceStub(channel)
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=2), timeout=120)
+            elapsed = time.monotonic() - started
+            listed = await stub.ListCouncils(pb.ListCouncilsRequest())
+    finally:
+        await bound.server.stop(0)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert elapsed < 30
+    details = refused.value.details() or ""
+    assert "'fleet_agent'" in details
+    assert """--resources='{"fleet_agent": N}'""" in details
+    assert "RAY_AGENT_RESOURCE to empty" in details
+    assert not listed.councils  # no half-created council
+    with pytest.raises(ValueError):
+        ray.get_actor("agent-dev-001", namespace=agents._config.namespace)  # and no actor waiting for a slot
+
+
+async def test_an_empty_agent_resource_places_the_agents_on_any_node(
+    local_ray: object, fake_llm: FakeLLMServer
+) -> None:
+    agents = RayAgents(_cluster_config(agent_resource=""), LLMEndpoint(fake_llm.base_url, timeout_s=5))
+    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    council = await app.create_council(CreateCouncil(role="QA", num_agents=1))
+    try:
+        handle = ray.get_actor(council.agents[0].agent_id, namespace=agents._config.namespace)
+        assert await handle.ping.remote() == council.agents[0].agent_id
+    finally:
+        await agents.stop_council(council)
+
+
+async def test_actors_not_ready_in_time_are_refused_and_removed(local_ray: object, fake_llm: FakeLLMServer) -> None:
+    # More CPUs than any node has: the actor can never be placed, whatever the agent resource.
+    config = _cluster_config(agent_resource="", num_cpus=512.0, actor_start_timeout_s=3.0)
+    agents = RayAgents(config, LLMEndpoint(fake_llm.base_url, timeout_s=5))
+    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    started = time.monotonic()
+    with pytest.raises(DependencyUnavailableError, match="not ready within 3 s"):
+        await app.create_council(CreateCouncil(role="DATA", num_agents=1))
+    assert time.monotonic() - started < 15
+    await asyncio.sleep(0.5)
+    with pytest.raises(ValueError):
+        ray.get_actor("agent-data-001", namespace=config.namespace)

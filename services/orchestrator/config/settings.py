@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from orchestrator.adapters.llm.openai_chat import normalize_base_url
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.redaction import redact_secrets
+
+RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
 def default_store_url() -> str:
@@ -30,6 +33,11 @@ class Settings(BaseSettings):
     ray_namespace: str = Field("fleet-orchestrator", description="Ray namespace of the agent actors")
     ray_ship_code: bool = Field(
         True, description="with RAY_ADDRESS: ship the agent code and its pinned dependencies in the runtime_env"
+    )
+    ray_agent_resource: str = Field(
+        "fleet_agent",
+        description="custom Ray resource every agent actor takes one unit of (only the workers offer it, "
+        "`ray start --resources='{\"fleet_agent\": N}'`); empty = no custom resource, agents go on any node",
     )
     vllm_url: str = Field("", description="OpenAI-compatible endpoint, with or without /v1")
     vllm_model: str = Field("Qwen/Qwen3-0.6B", description="model name sent to the endpoint")
@@ -96,6 +104,16 @@ class Settings(BaseSettings):
     def _budget(cls, value: int) -> int:
         if value < 0:
             raise ValueError("must be 0 (unlimited) or a positive number of tokens")
+        return value
+
+    @field_validator("ray_agent_resource")
+    @classmethod
+    def _agent_resource(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("must be empty or a resource name (letters, digits, '_', '.', '-'; at most 64)")
+        if value in RAY_BUILTIN_RESOURCES:
+            raise ValueError(f"{value} is one of Ray's own resources; name a custom one, or leave it empty")
         return value
 
     @field_validator("vllm_url")

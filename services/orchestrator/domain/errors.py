@@ -46,6 +46,17 @@ class CapacityError(OrchestratorError):
     """Admission control refused new work."""
 
 
+class PlacementError(OrchestratorError):
+    """The agent runtime cannot place a council's agents: no node offers what they ask for (`resource`). Retrying
+    does not help; the cluster or the service's settings must change, and `remedy` says how."""
+
+    def __init__(self, resource: str, problem: str, remedy: str) -> None:
+        super().__init__(f"{problem}; {remedy}")
+        self.resource = resource
+        self.problem = problem
+        self.remedy = remedy
+
+
 class DependencyUnavailableError(OrchestratorError):
     """A dependency (LLM endpoint, Ray, store, NATS) cannot be reached."""
 

@@ -19,6 +19,7 @@ from orchestrator.domain.errors import (
     InvalidArgumentError,
     LLMCallError,
     NotFoundError,
+    PlacementError,
     TaskIdConflictError,
 )
 from orchestrator.domain.redaction import redact_secrets
@@ -32,6 +33,7 @@ STATUS_TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS),
     (TaskIdConflictError, grpc.StatusCode.ALREADY_EXISTS),
     (CouncilMissingError, grpc.StatusCode.FAILED_PRECONDITION),
+    (PlacementError, grpc.StatusCode.FAILED_PRECONDITION),
     (CapacityError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (DependencyUnavailableError, grpc.StatusCode.UNAVAILABLE),

@@ -27,7 +27,7 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.ray.cluster_view import ClusterObserver, cluster_facts, observer_options, summarize
 from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
 from orchestrator.application.tracing import NoTracing, Tracing
-from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
+from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError, OrchestratorError, PlacementError
 from orchestrator.domain.model import AgentSpec, Council
 
 log = structlog.get_logger(__name__)
@@ -98,6 +98,12 @@ class RayConfig:
     (the RayCluster's worker group, `rayStartParams.resources`), and actors are spread over those nodes (SPREAD):
     the head keeps the GCS and the Ray Client servers, and one lost worker is never a whole council lost.
     Empty: no such requirement (any node)."""
+    placement_wait_s: float = 15.0
+    """With an address: how long a new council waits for a node that offers `agent_resource` (a worker still
+    joining) before it is refused with PlacementError, instead of its actors waiting for ever."""
+    actor_start_timeout_s: float = 300.0
+    """How long a council waits for its actors to be ready (placed, and the runtime_env set up on a node that
+    runs the job for the first time: the pip list installed) before it is refused and its new actors removed."""
     unreachable_retry_s: float = 60.0
     """How long a call is sent again while its actor is unreachable (restarting after its node died): about
     twice the time Ray takes by default to declare a node dead and restart its actors elsewhere."""
@@ -145,7 +151,6 @@ class RayAgents:
         self._remote_cls = ray.remote(AgentActor)
         self._session_dir: Path | None = None
         """The session directory of the local Ray this process started; removed once Ray has stopped."""
-        self._placement: dict[str, Any] | None = None
         self._in_flight: Counter[str] = Counter()
         self._last_node: dict[str, str] = {}
         self._observer: Any | None = None
@@ -211,11 +216,13 @@ class RayAgents:
         return agent_id
 
     async def start_council(self, council: Council) -> None:
-        """Creates the council's actors, or re-attaches to those that exist. Ray trouble is UNAVAILABLE, and
-        a council that could not be started whole leaves no actor it created behind."""
+        """Creates the council's actors, or re-attaches to those that exist. A cluster where no node offers the
+        agent resource is PlacementError (FAILED_PRECONDITION) within `placement_wait_s`; other Ray trouble is
+        UNAVAILABLE; and a council that could not be started whole, or whose caller gave up, leaves no actor it
+        created behind."""
+        placement = await self._placement_options()
         started: list[Any] = []
         try:
-            placement = await self._placement_options()
             for agent in council.agents:
                 handle = self._remote_cls.options(
                     name=self._actor_name(agent.agent_id),
@@ -230,26 +237,73 @@ class RayAgents:
                 ).remote(agent, self._endpoint)
                 started.append(handle)
             # Re-attached actors may have been created with other settings; make sure all use the current ones.
-            await asyncio.gather(*(handle.reconfigure.remote(self._endpoint) for handle in started))
+            # The first answer also says the actor is placed and running: bounded, so a council never waits for
+            # a slot that does not come.
+            answers = [asyncio.ensure_future(handle.reconfigure.remote(self._endpoint)) for handle in started]
+            try:
+                _, waiting = await asyncio.wait(answers, timeout=self._config.actor_start_timeout_s)
+            except asyncio.CancelledError:
+                _remove_unready(started, answers)  # the caller's deadline: no actor is left waiting for a slot
+                raise
+            if waiting:
+                _remove_unready(started, answers)
+                raise await self._not_started(council, placement)
+            for answer in answers:
+                answer.result()
         except (ray.exceptions.RayError, ConnectionError, ValueError) as exc:
-            for handle in started:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
+            _kill_all(started)
             raise DependencyUnavailableError("ray", f"cannot start the {council.role.value} council: {exc}") from exc
         for agent, handle in zip(council.agents, started, strict=True):
             self._actors[agent.agent_id] = handle
 
     async def _placement_options(self) -> dict[str, Any]:
-        """SPREAD over the nodes that offer the agent resource. On a cluster (an address) the resource is always
-        required, even while no worker offers it yet (the actors wait for one; the autoscaler adds one). A local
-        Ray started by someone else without the resource (a test's) places the agents anywhere."""
-        if self._placement is None:
-            placement: dict[str, Any] = {"scheduling_strategy": "SPREAD"}
-            name = self._config.agent_resource
-            if name and (self._config.address or name in await asyncio.to_thread(ray.cluster_resources)):
-                placement["resources"] = {name: 1}
-            self._placement = placement
-        return self._placement
+        """SPREAD over the nodes that offer the agent resource. On a cluster (an address) the resource is
+        required: a node must offer it (one joining has `placement_wait_s` to show up), else PlacementError.
+        A local Ray started by someone else without the resource (a test's) places the agents anywhere."""
+        placement: dict[str, Any] = {"scheduling_strategy": "SPREAD"}
+        name = self._config.agent_resource
+        if not name:
+            return placement
+        if self._config.address:
+            await self._await_resource(name)
+        elif name not in await asyncio.to_thread(ray.cluster_resources):
+            return placement
+        placement["resources"] = {name: 1}
+        return placement
+
+    async def _await_resource(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._config.placement_wait_s
+        while True:
+            try:
+                offered = await asyncio.to_thread(ray.cluster_resources)
+            except (ray.exceptions.RayError, ConnectionError) as exc:
+                raise DependencyUnavailableError("ray", f"cannot read the cluster's resources: {exc}") from exc
+            if offered.get(name, 0) > 0:
+                return
+            if loop.time() >= deadline:
+                raise missing_resource_error(name, self._config.placement_wait_s)
+            await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
+
+    async def _not_started(self, council: Council, placement: dict[str, Any]) -> OrchestratorError:
+        """Why a council's actors were not ready in time: every slot of the resource taken (PlacementError), or
+        something else, such as a runtime_env still installing (UNAVAILABLE)."""
+        name, waited = self._config.agent_resource, self._config.actor_start_timeout_s
+        free: float | None = None
+        if "resources" in placement:
+            with contextlib.suppress(Exception):
+                free = float((await asyncio.to_thread(ray.available_resources)).get(name, 0.0))
+        if free is not None and free < len(council.agents):
+            return PlacementError(
+                name,
+                f"the {council.role.value} council's agents were not placed within {waited:g} s: "
+                f"{free:g} free '{name}' slots for {len(council.agents)} agents",
+                f"add workers that offer the resource (ray start --resources='{{\"{name}\": N}}') "
+                "or delete councils that are no longer needed",
+            )
+        return DependencyUnavailableError(
+            "ray", f"the {council.role.value} council's actors were not ready within {waited:g} s"
+        )
 
     async def stop_council(self, council: Council) -> int:
         removed = 0
@@ -357,6 +411,33 @@ class RayAgents:
 
 
 SUMMARY_TIMEOUT_S = 5.0
+
+
+def missing_resource_error(name: str, waited_s: float) -> PlacementError:
+    """No node of the cluster offers the agent resource: what is wrong and the two ways out, in words."""
+    return PlacementError(
+        name,
+        f"no node of the Ray cluster offers the agent resource '{name}' (waited {waited_s:g} s), so the agents "
+        "cannot be placed",
+        f"start the Ray workers with --resources='{{\"{name}\": N}}' (N agent slots per worker, e.g. 1000), or set "
+        "RAY_AGENT_RESOURCE to empty to place the agents on any node",
+    )
+
+
+def _kill_all(handles: list[Any]) -> None:
+    for handle in handles:
+        with contextlib.suppress(Exception):
+            ray.kill(handle, no_restart=True)
+
+
+def _remove_unready(handles: list[Any], answers: list[asyncio.Future[Any]]) -> None:
+    """Kills the actors that have not answered yet (not placed, or still starting); those that answered are
+    running, possibly serving another replica that created them, and stay."""
+    for handle, answer in zip(handles, answers, strict=True):
+        if not answer.done():
+            answer.cancel()
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
 
 
 def _cpu_count() -> int:
