@@ -65,7 +65,7 @@ async def run(latency: float, sizes: list[int]) -> list[Row]:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker())
+        ports = Ports(store, store.records, agents, agents, ThreadedChecker())
         app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512))).orchestrator
         await app.create_council(CreateCouncil(role="DEV", num_agents=AGENTS))
         await batch(app, 1)  # warm-up: actors started, connections open

@@ -155,7 +155,7 @@ async def run(latency: float, repeats: int, round_counts: Sequence[int]) -> list
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        ports = Ports(store, store.deliberations, agents, agents, ThreadedChecker(), verifier=verifier)
+        ports = Ports(store, store.records, agents, agents, ThreadedChecker(), verifier=verifier)
         options = Options(CouncilDefaults("fake-llm", 0.7, 512), early_stop=False)
         app = parallel = compose(ports, options).orchestrator
         sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator

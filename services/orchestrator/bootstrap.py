@@ -234,7 +234,7 @@ async def _open(
     bus = await _open_bus(stack, settings, tracing)
     ports = Ports(
         councils=store,
-        records=store.deliberations,
+        records=store.records,
         runtime=runtime,
         gateway=gateway,
         checker=checker,
@@ -280,7 +280,7 @@ class _Traced:
 
 
 def _track(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> None:
-    runs = built.runs
+    runs = built.supervisor
     stats = bus.stats if bus is not None else None
     metrics.track(
         LiveCollector(
@@ -302,7 +302,7 @@ async def _start(
         await _background(stack, "outbox-relay", built.relay.run())
     restored, resumed = await orchestrator.restore()
     created = await orchestrator.ensure_councils(wanted)
-    await _background(stack, "leases", built.runs.maintain())
+    await _background(stack, "leases", built.supervisor.maintain())
     if (dispatcher := built.dispatcher) is not None:
         await _background(stack, "plan-sweep", dispatcher.sweep(settings.lease_ttl))
         if bus is not None:
@@ -342,7 +342,7 @@ async def bootstrap(
         built = compose(opened.ports, options_from(settings, observers))
         if built.relay is not None:  # runs after the runs have stopped (and the relay task with them)
             stack.push_async_callback(built.relay.flush, RELAY_FLUSH_S)
-        stack.push_async_callback(built.runs.shutdown, settings.shutdown_grace)
+        stack.push_async_callback(built.supervisor.shutdown, settings.shutdown_grace)
         if built.dispatcher is not None:
             stack.push_async_callback(built.dispatcher.shutdown)
         if metrics is not None:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from orchestrator.adapters.clock import SystemClock
-from orchestrator.application import councils
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Limits
+from orchestrator.application import councils, deliberations
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Limits, RunDefaults
+from orchestrator.application.deliberations import Start
 from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.application.events import deliberation_events
 from orchestrator.application.ports import (
@@ -98,8 +99,8 @@ class Composition:
     relay: OutboxRelay | None = None
 
     @property
-    def runs(self) -> RunSupervisor:
-        return self.orchestrator.deliberations
+    def supervisor(self) -> RunSupervisor:
+        return self.orchestrator.supervisor
 
     @property
     def dispatcher(self) -> PlanDispatcher | None:
@@ -113,31 +114,43 @@ def compose(ports: Ports, options: Options) -> Composition:
     outbound: OutboundEvents | None = None
     if options.outbound_events or relay is not None:
         outbound = functools.partial(_outbound_events, ports.clock, ports.tracing)
-    runs = RunSupervisor(
+    admission = AdmissionControl(options.admission)
+    leasing = Leasing(ports.clock, ports.leases, options.owner, options.lease_ttl_s, options.renew_every_s)
+    supervisor = RunSupervisor(
         councils=ports.councils,
         recorder=RunRecorder(ports.records, outbound, wake),
         gateway=ports.gateway,
         checker=ports.checker,
         clock=ports.clock,
-        leasing=Leasing(ports.clock, ports.leases, options.owner, options.lease_ttl_s, options.renew_every_s),
-        limits=options.limits,
-        default_timeout_s=options.default_timeout_s,
-        admission=AdmissionControl(options.admission),
+        leasing=leasing,
+        admission=admission,
         listeners=(durations, *options.listeners),
         poll_s=options.poll_s,
         verifier=ports.verifier,
         early_stop=options.early_stop,
-        default_token_budget=options.default_token_budget,
         tracing=ports.tracing,
     )
-    dispatcher = _dispatcher(ports, options, runs, wake) if options.plans else None
+    start: Start = functools.partial(
+        deliberations.start_deliberation,
+        councils=ports.councils,
+        supervisor=supervisor,
+        admission=admission,
+        leasing=leasing,
+        records=ports.records,
+        clock=ports.clock,
+        tracing=ports.tracing,
+        defaults=RunDefaults(options.limits, options.default_timeout_s, options.default_token_budget),
+    )
+    dispatcher = _dispatcher(ports, options, supervisor, start, wake) if options.plans else None
     orchestrator = Orchestrator(
         ports.councils,
         ports.runtime,
-        runs,
+        supervisor,
+        start,
         options.defaults,
         ports.clock,
         options.limits,
+        verifier=ports.verifier,
         dispatcher=dispatcher,
         durations=durations,
         llm_probe=ports.llm_probe,
@@ -150,7 +163,9 @@ def _outbound_events(clock: Clock, tracing: Tracing, event: RunEvent) -> list[Ou
     return deliberation_events(event, clock.now_ms(), tracing.carrier())
 
 
-def _dispatcher(ports: Ports, options: Options, runs: RunSupervisor, wake: Callable[[], None] | None) -> PlanDispatcher:
+def _dispatcher(
+    ports: Ports, options: Options, supervisor: RunSupervisor, start: Start, wake: Callable[[], None] | None
+) -> PlanDispatcher:
     async def create_council(cmd: CreateCouncil) -> Council:
         # The same use case as the CreateCouncil RPC, with the same dependencies.
         return await councils.create_council(
@@ -163,7 +178,9 @@ def _dispatcher(ports: Ports, options: Options, runs: RunSupervisor, wake: Calla
         )
 
     return PlanDispatcher(
-        runs,
+        supervisor,
+        start,
+        options.limits,
         ports.records,
         ports.councils,
         create_council,

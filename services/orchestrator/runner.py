@@ -152,5 +152,5 @@ async def _serve(
         elif companion is not None and not companion.cancelled() and (error := companion.exception()) is not None:
             log.error("companion_failed", error=f"{type(error).__name__}: {error}")
         # Runs get the grace period to finish; the rest stay at their last checkpoint and resume next start.
-        await built.orchestrator.deliberations.shutdown(settings.shutdown_grace)
+        await built.orchestrator.supervisor.shutdown(settings.shutdown_grace)
         await grpc_server.stop(1.0)

@@ -46,7 +46,7 @@ class Served:
 async def served(tmp_path: Any) -> AsyncIterator[Served]:
     store = await SqliteStore.open(f"sqlite:///{tmp_path}/orchestrator.db")
     gateway = FakeGateway(hang={"agent-dev-001"})  # runs hold their slot until cancelled
-    ports = fake_ports(gateway, councils=store, records=store.deliberations)
+    ports = fake_ports(gateway, councils=store, records=store.records)
     options = Options(CouncilDefaults("fake-llm", 0.7, 256), admission=Admission(MAX_RUNNING, MAX_QUEUED))
     app = compose(ports, options).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
@@ -56,7 +56,7 @@ async def served(tmp_path: Any) -> AsyncIterator[Served]:
         stub = pb_grpc.OrchestratorServiceStub(channel)
         await stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=2))
         yield Served(app, bound, stub, channel)
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
     await bound.server.stop(0)
     await store.close()
 
@@ -79,7 +79,7 @@ async def test_parallel_submits_through_grpc_admit_only_the_running_and_queued_l
 async def test_get_status_says_not_serving_while_the_service_shuts_down(served: Served) -> None:
     await served.stub.SubmitDeliberation(pb.DeliberateRequest(task_id="busy", task_description=TASK, role="DEV"))
     assert (await served.stub.GetStatus(pb.GetStatusRequest())).status == "SERVING"
-    shutdown = asyncio.create_task(served.app.deliberations.shutdown(1.0))
+    shutdown = asyncio.create_task(served.app.supervisor.shutdown(1.0))
     await asyncio.sleep(0.1)
     assert (await served.stub.GetStatus(pb.GetStatusRequest())).status == "NOT_SERVING"
     await shutdown

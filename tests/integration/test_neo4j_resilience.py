@@ -57,7 +57,7 @@ async def test_a_run_of_writes_fails_fast_while_the_server_is_down_and_resumes_a
         while not stop_writing.is_set():
             n += 1
             try:
-                await store.deliberations.save(record(f"w-{n}"))
+                await store.records.save(record(f"w-{n}"))
                 outcomes.append("ok")
             except DependencyUnavailableError as exc:
                 assert exc.dependency == "neo4j"
@@ -74,15 +74,15 @@ async def test_a_run_of_writes_fails_fast_while_the_server_is_down_and_resumes_a
     await wait_for(lambda: outcomes[down_at:].count("ok") >= 5, timeout_s=BUDGET_S * 4)
     stop_writing.set()
     await task
-    assert await store.deliberations.get("after-restart") is None
-    assert await store.deliberations.create(record("after-restart"))
-    assert await store.deliberations.get("after-restart") == record("after-restart")
+    assert await store.records.get("after-restart") is None
+    assert await store.records.create(record("after-restart"))
+    assert await store.records.get("after-restart") == record("after-restart")
 
 
 async def test_a_call_gives_up_after_its_retry_budget(server: FalkorDBServer, store: Neo4jStore) -> None:
-    assert await store.deliberations.create(record("before"))
+    assert await store.records.create(record("before"))
     await asyncio.to_thread(server.stop)
-    calls = [lambda: store.deliberations.get("before"), lambda: store.deliberations.create(record("down"))]
+    calls = [lambda: store.records.get("before"), lambda: store.records.create(record("down"))]
     for call in calls:
         started = time.monotonic()
         with pytest.raises(DependencyUnavailableError) as info:
@@ -101,12 +101,12 @@ async def test_a_write_started_while_the_server_is_down_succeeds_when_it_returns
     store = await Neo4jStore.open(server.bolt_uri, options=options)
     try:
         await asyncio.to_thread(server.stop)
-        write = asyncio.create_task(store.deliberations.create(record("patient")))
+        write = asyncio.create_task(store.records.create(record("patient")))
         await asyncio.sleep(0.5)
         assert not write.done()
         await asyncio.to_thread(server.start)
         assert await asyncio.wait_for(write, 10)
-        assert await store.deliberations.get("patient") == record("patient")
+        assert await store.records.get("patient") == record("patient")
     finally:
         await store.close()
 

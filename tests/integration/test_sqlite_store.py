@@ -30,7 +30,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
     store = await SqliteStore.open(url)
     assert await store.add(council())
     assert not await store.add(council())
-    deliberations = store.deliberations
+    deliberations = store.records
     done = replace(
         record("t-1", 5),
         status=DeliberationStatus.COMPLETED,
@@ -43,7 +43,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
 
     reopened = await SqliteStore.open(url)
     assert await reopened.all_councils() == [council()]
-    again = reopened.deliberations
+    again = reopened.records
     assert await again.get("t-1") == done
     assert await again.checkpoints("t-1") == [done]
     assert await again.get("missing") is None
@@ -52,7 +52,7 @@ async def test_councils_and_deliberations_survive_reopening_the_file(tmp_path: P
 
 async def test_search_is_newest_first_and_filters_by_status_and_role() -> None:
     store = await SqliteStore.open("sqlite://:memory:")
-    deliberations = store.deliberations
+    deliberations = store.records
     for i, status in enumerate(
         [DeliberationStatus.COMPLETED, DeliberationStatus.IN_PROGRESS, DeliberationStatus.PENDING]
     ):
@@ -76,15 +76,15 @@ def test_sqlite_urls_are_understood() -> None:
 async def test_a_database_that_refuses_writes_is_unavailable_and_keeps_nothing_half_written(tmp_path: Path) -> None:
     store = await SqliteStore.open(f"sqlite:///{tmp_path}/ro.db")
     try:
-        assert await store.deliberations.create(record("t-ro", 1))
+        assert await store.records.create(record("t-ro", 1))
         await store.connection.execute("PRAGMA query_only = ON")  # the file refuses writes from here on
         with pytest.raises(DependencyUnavailableError, match="sqlite: attempt to write a readonly database"):
-            await store.deliberations.save(replace(record("t-ro", 1), status=DeliberationStatus.IN_PROGRESS))
+            await store.records.save(replace(record("t-ro", 1), status=DeliberationStatus.IN_PROGRESS))
         with pytest.raises(DependencyUnavailableError):
             await store.add(council(Role.DEV))
         await store.connection.execute("PRAGMA query_only = OFF")  # back: the next write goes through whole
         assert await store.add(council(Role.DEV))
-        stored = await store.deliberations.get("t-ro")
+        stored = await store.records.get("t-ro")
         assert stored is not None and stored.status is DeliberationStatus.PENDING
     finally:
         await store.close()
@@ -98,7 +98,7 @@ async def test_a_database_that_cannot_serve_a_read_is_unavailable(tmp_path: Path
         with sqlite3.connect(tmp_path / "broken.db") as other:  # the file loses a table under the service
             other.execute("DROP TABLE dispatches")
         with pytest.raises(DependencyUnavailableError, match="sqlite: no such table: dispatches"):
-            await store.deliberations.get_dispatch("p-1")
-        assert await store.deliberations.get("nothing") is None  # the rest still serves
+            await store.records.get_dispatch("p-1")
+        assert await store.records.get("nothing") is None  # the rest still serves
     finally:
         await store.close()

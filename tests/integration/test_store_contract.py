@@ -85,7 +85,7 @@ async def dispatch_plan(app: Orchestrator) -> PlanDispatch:
     assert await app.dispatcher.dispatch(PLAN)
     done = await asyncio.wait_for(app.dispatcher.wait_finished(PLAN.plan_id), 15)
     assert done is not None and done.finished
-    await app.deliberations.shutdown(1)
+    await app.supervisor.shutdown(1)
     await app.dispatcher.shutdown()
     return done
 
@@ -212,7 +212,7 @@ async def test_a_deliberation_round_trips_exactly_and_a_duplicate_create_writes_
 ) -> None:
     final = winner_record(scenario)
     pending = replace(final, status=DeliberationStatus.PENDING, results=(), winner_id="")
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     assert await deliberations.create(pending)
     size = await subject.count()
     assert not await deliberations.create(final)
@@ -228,7 +228,7 @@ async def test_checkpoints_come_back_in_stage_order_and_a_repeated_one_replaces_
 ) -> None:
     final = winner_record(scenario)
     history = scenario.history[final.task_id]
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     assert await deliberations.create(history[0])
     for snapshot in reversed(history):
         await deliberations.save(snapshot, checkpoint=True)
@@ -240,7 +240,7 @@ async def test_checkpoints_come_back_in_stage_order_and_a_repeated_one_replaces_
 
 
 async def test_search_is_newest_first_and_filters_and_pages(subject: Subject) -> None:
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     statuses = [DeliberationStatus.COMPLETED, DeliberationStatus.IN_PROGRESS, DeliberationStatus.PENDING]
     for i, status in enumerate(statuses):
         assert await deliberations.create(record(f"t-{i}", i, status))
@@ -254,7 +254,7 @@ async def test_search_is_newest_first_and_filters_and_pages(subject: Subject) ->
 
 
 async def test_unfinished_is_oldest_first_and_counts_are_by_status(subject: Subject) -> None:
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     for task_id, created, status in [
         ("u-new", 30, DeliberationStatus.PENDING),
         ("u-done", 10, DeliberationStatus.COMPLETED),
@@ -274,7 +274,7 @@ async def test_unfinished_is_oldest_first_and_counts_are_by_status(subject: Subj
 
 
 async def test_saving_the_same_record_again_adds_nothing(subject: Subject, scenario: Scenario) -> None:
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     for d in scenario.records.values():
         await deliberations.save(d)
     size = await subject.count()
@@ -290,7 +290,7 @@ async def test_a_dispatch_is_created_once_updated_and_listed(subject: Subject, s
         final, subtasks=tuple(replace(s, state=SubtaskState.WAITING, winner_id="") for s in final.subtasks)
     )
     other = replace(initial, plan=replace(PLAN, plan_id="plan-later"), received_at_ms=initial.received_at_ms + 5)
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     assert await deliberations.create_dispatch(initial, [event("e-dispatched", 1)])
     size = await subject.count()
     assert not await deliberations.create_dispatch(final, [event("e-again", 2)])
@@ -311,7 +311,7 @@ async def test_a_dispatch_is_created_once_updated_and_listed(subject: Subject, s
 async def test_the_outbox_keeps_events_in_order_until_they_are_marked_sent(
     subject: Subject, scenario: Scenario
 ) -> None:
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     big = event("e-big", 3, '{"text": ' + repr(AWKWARD) + "}")
     pending = record("o-1", 1)
     assert await deliberations.create(pending)
@@ -327,12 +327,12 @@ async def test_the_outbox_keeps_events_in_order_until_they_are_marked_sent(
 
 
 async def test_the_application_runs_a_whole_plan_on_the_store(subject: Subject) -> None:
-    app = build_app(subject.store, subject.store.deliberations)
+    app = build_app(subject.store, subject.store.records)
     done = await dispatch_plan(app)
     assert [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 3
-    stored = {s.deliberation_id: await subject.store.deliberations.get(s.deliberation_id) for s in done.subtasks}
+    stored = {s.deliberation_id: await subject.store.records.get(s.deliberation_id) for s in done.subtasks}
     assert all(d is not None and d.status is DeliberationStatus.COMPLETED for d in stored.values())
-    subjects = [e.subject for e in await subject.store.deliberations.pending_events(limit=1000)]
+    subjects = [e.subject for e in await subject.store.records.pending_events(limit=1000)]
     assert subjects.count("orchestration.plan.dispatched") == 1
     assert subjects.count("orchestration.deliberation.completed") == 3
     assert {c.role for c in await subject.store.all_councils()} == {Role.DEV, Role.QA, Role.DEVOPS}
@@ -349,7 +349,7 @@ ORDER BY subtask
 async def test_the_graph_says_who_won_each_subtask_and_why(subject: Subject, scenario: Scenario) -> None:
     if subject.cypher is None:
         pytest.skip("the graph model is the Neo4j adapter's; SQLite stores rows")
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     for d in scenario.records.values():
         await deliberations.save(d)
     assert await deliberations.create_dispatch(scenario.dispatch)
@@ -387,7 +387,7 @@ async def test_changed_proposals_replace_the_sub_graph(subject: Subject, scenari
     if subject.cypher is None:
         pytest.skip("the graph model is the Neo4j adapter's; SQLite stores rows")
     final = winner_record(scenario)
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     await deliberations.save(final)
     loser = final.results[-1].proposal.author_id
     progress = replace(
@@ -413,7 +413,7 @@ async def test_records_and_events_larger_than_one_bolt_message_round_trip(subjec
     # FalkorDB takes 4 KiB per statement and sends 64 KiB per reply: this goes through parts and slices.
     huge = AWKWARD * 20
     big = replace(record("big-1", 1), task=replace(record("big-1", 1).task, description=huge))
-    deliberations = subject.store.deliberations
+    deliberations = subject.store.records
     assert await deliberations.create(big)
     await deliberations.save(big, checkpoint=True, events=[event("e-huge", 1, huge)])
     assert await deliberations.get("big-1") == big
@@ -471,9 +471,9 @@ async def test_a_budget_and_its_stop_code_round_trip_and_reach_the_graph(subject
         status=DeliberationStatus.COMPLETED,
         progress=replace(base.progress, stop_code=StopCode.TOKEN_BUDGET, stop_reason="token budget reached"),
     )
-    assert await store.deliberations.create(base)
-    await store.deliberations.save(stopped)
-    loaded = await store.deliberations.get("budget-dev")
+    assert await store.records.create(base)
+    await store.records.save(stopped)
+    loaded = await store.records.get("budget-dev")
     assert loaded is not None and loaded.task.token_budget == 1200
     assert loaded.progress.stop_code is StopCode.TOKEN_BUDGET
     if subject.cypher is not None:
@@ -486,10 +486,10 @@ async def test_a_budget_and_its_stop_code_round_trip_and_reach_the_graph(subject
 async def test_the_trace_context_a_record_was_created_in_survives_the_store(subject: Subject) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     created = replace(record("traced-1", 3), trace=(("traceparent", traceparent), ("tracestate", "vendor=1")))
-    assert await subject.store.deliberations.create(created)
-    await subject.store.deliberations.save(replace(created, status=DeliberationStatus.IN_PROGRESS))
-    loaded = await subject.store.deliberations.get("traced-1")
+    assert await subject.store.records.create(created)
+    await subject.store.records.save(replace(created, status=DeliberationStatus.IN_PROGRESS))
+    loaded = await subject.store.records.get("traced-1")
     assert loaded is not None and dict(loaded.trace) == {"traceparent": traceparent, "tracestate": "vendor=1"}
-    assert await subject.store.deliberations.create(record("untraced-1", 4))
-    untraced = await subject.store.deliberations.get("untraced-1")
+    assert await subject.store.records.create(record("untraced-1", 4))
+    untraced = await subject.store.records.get("untraced-1")
     assert untraced is not None and untraced.trace == ()

@@ -314,7 +314,7 @@ async def test_the_service_server_traces_every_rpc_under_the_callers_trace_refus
             request = pb.DeliberateRequest(task_description="Write a slugify function", role="DEV", rounds=0)
             answer = await stub.Deliberate(request, metadata=(traceparent, writer))
     finally:
-        await app.deliberations.shutdown(0)
+        await app.supervisor.shutdown(0)
         await bound.server.stop(None)
         await runtime.shutdown()
     assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED and answer.winner_id

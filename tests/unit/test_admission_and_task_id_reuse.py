@@ -59,7 +59,7 @@ async def test_parallel_submits_admit_no_more_than_the_running_and_queued_limits
     refused = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(accepted) == 5
     assert len(refused) == 15 and all(isinstance(e, CapacityError) for e in refused)
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
 
 
 async def test_a_refused_or_failed_submit_gives_its_place_back() -> None:
@@ -72,7 +72,7 @@ async def test_a_refused_or_failed_submit_gives_its_place_back() -> None:
         await app.submit(Deliberate(TASK, "DEV", task_id="extra"))
     await app.cancel("only")
     await app.submit(Deliberate(TASK, "DEV", task_id="after"))  # the cancelled run's place is free again
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
 
 
 async def test_status_never_counts_more_running_than_the_limit() -> None:
@@ -84,7 +84,7 @@ async def test_status_never_counts_more_running_than_the_limit() -> None:
     await asyncio.sleep(0.05)
     report = await app.status()
     assert (report.running, report.queued) == (2, 4)
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
 
 
 async def test_status_is_not_serving_once_shutdown_begins() -> None:
@@ -92,7 +92,7 @@ async def test_status_is_not_serving_once_shutdown_begins() -> None:
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     await app.submit(Deliberate(TASK, "DEV", task_id="in-flight"))
     assert (await app.status()).serving
-    shutdown = asyncio.create_task(app.deliberations.shutdown(1.0))
+    shutdown = asyncio.create_task(app.supervisor.shutdown(1.0))
     await asyncio.sleep(0.05)
     assert not (await app.status()).serving
     with pytest.raises(DependencyUnavailableError):
@@ -134,7 +134,7 @@ async def test_an_identical_request_for_an_existing_task_id_returns_that_deliber
     assert created and not created_again and again.task_id == first.task_id
     defaults = Deliberate(TASK, "dev", task_id="same-1", requirements=("typed",), metadata={"k": "v"})
     assert (await app.submit(defaults))[0].task_id == "same-1"  # rounds 0 = the default: not a difference
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
 
 
 @pytest.mark.parametrize(
@@ -160,7 +160,7 @@ async def test_reusing_a_task_id_for_other_work_is_refused_naming_the_difference
         await app.submit(Deliberate(**{**base, **change}))  # type: ignore[arg-type]
     assert named in info.value.differences and named in str(info.value)
     assert (await app.get_result("reused-1")).task.role.value == "DEV"  # the first one is untouched
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
 
 
 async def test_a_conflict_names_long_client_text_without_repeating_it() -> None:
@@ -170,4 +170,4 @@ async def test_a_conflict_names_long_client_text_without_repeating_it() -> None:
     with pytest.raises(TaskIdConflictError) as info:
         await app.submit(Deliberate("x" * 20_000, "DEV", task_id="long-1", rubric="y" * 5_000))
     assert len(str(info.value)) < 300 and "xxxx" not in str(info.value)
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)

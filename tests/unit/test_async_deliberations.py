@@ -78,13 +78,13 @@ async def test_beyond_running_and_queued_limits_new_work_is_refused() -> None:
     await app.submit(Deliberate(TASK, "DEV", task_id="q-1", rounds=0))
     await app.submit(Deliberate(TASK, "DEV", task_id="q-2", rounds=0))
     await asyncio.sleep(0.05)
-    assert app.deliberations.queue_depth == 1
+    assert app.supervisor.queue_depth == 1
     assert (await app.get_result("q-2")).status is DeliberationStatus.PENDING
     with pytest.raises(CapacityError, match="1 queued"):
         await app.submit(Deliberate(TASK, "DEV", task_id="q-3"))
     # an existing task_id is still answered: idempotency comes before admission
     assert (await app.submit(Deliberate(TASK, "DEV", task_id="q-1")))[1] is False
-    assert (await app.deliberations.wait("q-2")).status is DeliberationStatus.COMPLETED
+    assert (await app.supervisor.wait("q-2")).status is DeliberationStatus.COMPLETED
 
 
 async def test_a_slow_deliberation_does_not_delay_another() -> None:
@@ -119,7 +119,7 @@ async def test_stream_cancels_the_run_it_started_when_the_caller_leaves() -> Non
     first = await anext(stream)
     assert first.event == "current"
     await stream.aclose()
-    assert (await app.deliberations.wait("s-1")).status is DeliberationStatus.CANCELLED
+    assert (await app.supervisor.wait("s-1")).status is DeliberationStatus.CANCELLED
 
 
 async def test_a_second_cancel_while_the_first_is_concluding_still_ends_cancelled() -> None:
@@ -134,9 +134,9 @@ async def test_a_second_cancel_while_the_first_is_concluding_still_ends_cancelle
         later.append(asyncio.create_task(app.cancel("c-2")))
     results = await asyncio.wait_for(asyncio.gather(first, *later), timeout=10)
     assert {record.status for record, _ in results} == {DeliberationStatus.CANCELLED}
-    stored = await app.deliberations.store.get("c-2")
+    stored = await app.supervisor.records.get("c-2")
     assert stored is not None and stored.status is DeliberationStatus.CANCELLED
-    assert not app.deliberations.running()
+    assert not app.supervisor.running()
     updates = [u async for u in app.watch("c-2")]  # a watcher sees the end instead of waiting forever
     assert len(updates) == 1 and updates[0].final
 
@@ -144,7 +144,7 @@ async def test_a_second_cancel_while_the_first_is_concluding_still_ends_cancelle
 async def test_no_new_work_is_taken_while_shutting_down() -> None:
     app = await make_app(FakeGateway(latency_s=0.05))
     await app.deliberate(Deliberate(TASK, "DEV", task_id="s-1", rounds=0))
-    await app.deliberations.shutdown(0.1)
+    await app.supervisor.shutdown(0.1)
     with pytest.raises(DependencyUnavailableError, match="shutting down"):
         await app.submit(Deliberate(TASK, "DEV", task_id="s-2"))
     # an existing deliberation is still answered

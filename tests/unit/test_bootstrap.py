@@ -54,6 +54,6 @@ async def test_a_store_given_to_bootstrap_is_used_and_left_open(tmp_path: Path) 
         assert app.store is store
         await app.orchestrator.create_council(CreateCouncil(role="QA", num_agents=2))
         await app.orchestrator.deliberate(Deliberate(TASK, "QA", task_id="boot-2", rounds=0))
-    assert (await store.deliberations.get("boot-2")) is not None  # still open after the service stopped
+    assert (await store.records.get("boot-2")) is not None  # still open after the service stopped
     assert {e.task_id for e in events} == {"boot-2"}
     await store.close()

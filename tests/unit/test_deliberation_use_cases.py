@@ -199,7 +199,7 @@ async def test_an_interrupted_run_resumes_from_its_last_checkpoint() -> None:
     app = make_app(gateway)
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     done = await app.deliberate(Deliberate(TASK, "DEV", task_id="resume-1", rounds=1))
-    store = app.deliberations.store
+    store = app.supervisor.records
     assert isinstance(store, InMemoryDeliberationStore)
     after_propose = store.history["resume-1"][0]
     assert after_propose.progress.stages_done == 1
@@ -211,7 +211,7 @@ async def test_an_interrupted_run_resumes_from_its_last_checkpoint() -> None:
     restarted = make_app(gateway, councils=councils, store=store)
     _, resumed = await restarted.restore()
     assert resumed == ["resume-1"]
-    final = await restarted.deliberations.wait("resume-1")
+    final = await restarted.supervisor.wait("resume-1")
     assert final.status is DeliberationStatus.COMPLETED
     assert {s for _, s, _ in gateway.calls} == {"critique", "revise", "score"}  # propose was not repeated
     assert [r.proposal.author_id for r in final.results] == [r.proposal.author_id for r in done.results]

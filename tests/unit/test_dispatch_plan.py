@@ -134,7 +134,7 @@ async def test_a_restarted_dispatcher_finishes_the_plan_without_repeating_work()
     await app.dispatcher.dispatch(PLAN)
     await asyncio.wait_for(dev_done.wait(), 10)
     await app.dispatcher.shutdown()  # the process "dies" while QA may be waiting or running
-    await app.deliberations.shutdown(0)
+    await app.supervisor.shutdown(0)
     second, _ = make(gateway, councils=councils, store=store)
     assert second.dispatcher is not None
     await second.restore()
@@ -178,13 +178,13 @@ async def test_dependency_context_is_cut_to_the_input_limits() -> None:
     done = await app.dispatcher.wait_finished("plan-long")
     assert done is not None and [s.state for s in done.subtasks] == [SubtaskState.COMPLETED] * 2
     qa = store.records[deliberation_id("plan-long", "qa")]
-    assert len(qa.task.description) == app.deliberations.limits.max_task_chars
+    assert len(qa.task.description) == app.limits.max_task_chars
 
 
 async def test_a_replica_shutting_down_leaves_subtasks_waiting_for_the_next_one() -> None:
     app, store = make()
     assert app.dispatcher is not None
-    await app.deliberations.shutdown(0)  # SIGTERM arrived: no new deliberations here
+    await app.supervisor.shutdown(0)  # SIGTERM arrived: no new deliberations here
     await app.dispatcher.dispatch(PLAN)
     await asyncio.sleep(0.3)
     await app.dispatcher.shutdown()

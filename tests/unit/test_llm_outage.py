@@ -99,12 +99,12 @@ async def test_deleting_the_council_during_a_run_keeps_and_ranks_the_finished_pr
     record, _ = await app.submit(Deliberate(TASK, "DEV", task_id="deleted-mid-run", rounds=1))
     await critiquing.wait()
     await app.delete_council("DEV")  # while the critique calls are in flight
-    result = await app.deliberations.wait(record.task_id)
+    result = await app.supervisor.wait(record.task_id)
     assert result.status is DeliberationStatus.FAILED
     assert "quorum" in result.error_message and "agent_unavailable" in result.error_message
     assert {r.proposal.author_id for r in result.results} == AGENTS
     assert result.winner_id == result.results[0].proposal.author_id
-    stored = await app.deliberations.store.get(record.task_id)
+    stored = await app.supervisor.records.get(record.task_id)
     assert stored is not None and len(stored.results) == 3
 
 

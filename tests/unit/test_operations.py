@@ -103,7 +103,7 @@ async def test_metrics_count_runs_stages_calls_tokens_and_failures() -> None:
     gateway = FakeGateway(failing={"agent-dev-003"})
     metrics = DeliberationMetrics()
     app, _ = await make_app(gateway, metrics.observe)
-    metrics.track(LiveCollector(lambda: app.deliberations.queue_depth, lambda: app.deliberations.running_count))
+    metrics.track(LiveCollector(lambda: app.supervisor.queue_depth, lambda: app.supervisor.running_count))
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     first = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-1", rounds=1))
     second = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-2", rounds=2))

@@ -49,7 +49,7 @@ async def shared() -> AsyncIterator[Shared]:
 
 
 async def running(*apps: Orchestrator) -> list[asyncio.Task[None]]:
-    return [asyncio.create_task(a.deliberations.maintain()) for a in apps]
+    return [asyncio.create_task(a.supervisor.maintain()) for a in apps]
 
 
 async def stop(tasks: list[asyncio.Task[None]], *apps: Orchestrator) -> None:
@@ -57,7 +57,7 @@ async def stop(tasks: list[asyncio.Task[None]], *apps: Orchestrator) -> None:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for a in apps:
-        await a.deliberations.shutdown(0)
+        await a.supervisor.shutdown(0)
 
 
 async def test_a_run_goes_on_in_one_replica_and_the_other_follows_it(shared: Shared) -> None:
@@ -70,14 +70,14 @@ async def test_a_run_goes_on_in_one_replica_and_the_other_follows_it(shared: Sha
         assert created
         again, created_again = await b.submit(Deliberate(TASK, "DEV", task_id="r-1", rounds=1))
         assert not created_again and again.task_id == "r-1"
-        assert await b.deliberations.resume_unfinished() == []  # replica-a holds it
+        assert await b.supervisor.resume_unfinished() == []  # replica-a holds it
         watched = [u async for u in b.watch("r-1")]
-        final = await b.deliberations.wait("r-1")
+        final = await b.supervisor.wait("r-1")
         assert final.status is DeliberationStatus.COMPLETED
         assert watched[-1].final and watched[-1].snapshot.status is DeliberationStatus.COMPLETED
         assert len(watched) >= 3  # current, stage progress read from the store, the end
         assert not b_gateway.calls and len(a_gateway.calls) == 2 * 4
-        await a.deliberations.wait("r-1")  # the owner's run has ended too (its record was saved first)
+        await a.supervisor.wait("r-1")  # the owner's run has ended too (its record was saved first)
         assert "r-1" not in shared.leases.leases  # released when the run ended
     finally:
         await stop(tasks, a, b)
@@ -116,10 +116,10 @@ async def test_the_runs_of_a_replica_that_stopped_are_taken_over(shared: Shared)
     b = replica(shared, "replica-b", FakeGateway())
     await b.create_council(CreateCouncil(role="DEV", num_agents=2))
     orphan("r-3", shared, "replica-dead")
-    assert await b.deliberations.resume_unfinished() == []  # its lease is still live
+    assert await b.supervisor.resume_unfinished() == []  # its lease is still live
     tasks = await running(b)
     try:
-        final = await asyncio.wait_for(b.deliberations.wait("r-3"), timeout=10)
+        final = await asyncio.wait_for(b.supervisor.wait("r-3"), timeout=10)
         assert final.status is DeliberationStatus.COMPLETED and final.winner_id
     finally:
         await stop(tasks, b)
@@ -132,7 +132,7 @@ async def test_cancelling_a_run_whose_owner_is_gone_ends_it_here(shared: Shared)
     shared.leases.leases["r-4"] = ("replica-dead", now_ms() - 1, False)  # expired
     record, cancelled = await asyncio.wait_for(b.cancel("r-4"), timeout=30)
     assert cancelled and record.status is DeliberationStatus.CANCELLED
-    await b.deliberations.shutdown(0)
+    await b.supervisor.shutdown(0)
 
 
 async def test_a_lost_lease_stops_the_run_without_writing_over_the_new_owner(shared: Shared) -> None:
@@ -144,10 +144,10 @@ async def test_a_lost_lease_stops_the_run_without_writing_over_the_new_owner(sha
         await asyncio.sleep(0.2)
         shared.leases.leases["r-5"] = ("replica-b", now_ms() + 60_000, False)  # taken over meanwhile
         for _ in range(100):
-            if "r-5" not in a.deliberations.runs:
+            if "r-5" not in a.supervisor.registry:
                 break
             await asyncio.sleep(0.05)
-        assert "r-5" not in a.deliberations.runs
+        assert "r-5" not in a.supervisor.registry
         stored = await shared.store.get("r-5")
         assert stored is not None and stored.status is DeliberationStatus.IN_PROGRESS  # left to its new owner
     finally:
@@ -164,5 +164,5 @@ async def test_a_refused_start_leaves_no_lease_that_would_block_another_replica(
     assert "r-6" not in shared.leases.leases
     await b.create_council(CreateCouncil(role="QA", num_agents=2))
     _, created = await b.submit(Deliberate(TASK, "QA", task_id="r-6", rounds=0))
-    assert created and (await b.deliberations.wait("r-6")).status is DeliberationStatus.COMPLETED
+    assert created and (await b.supervisor.wait("r-6")).status is DeliberationStatus.COMPLETED
     await stop([], a, b)

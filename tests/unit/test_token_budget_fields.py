@@ -98,8 +98,8 @@ async def test_the_sqlite_store_keeps_budget_and_stop_code_and_loads_rows_writte
     d = await budgeted_run(1)
     store = await SqliteStore.open(f"sqlite:///{tmp_path}/orch.db")
     try:
-        assert await store.deliberations.create(d)
-        loaded = await store.deliberations.get(d.task_id)
+        assert await store.records.create(d)
+        loaded = await store.records.get(d.task_id)
         assert loaded is not None and loaded.task.token_budget == 1
         assert loaded.progress.stop_code is StopCode.TOKEN_BUDGET and loaded.budget == d.budget
     finally:

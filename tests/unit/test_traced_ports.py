@@ -81,7 +81,7 @@ async def test_a_run_is_one_deliberation_span_over_its_stage_spans_over_their_ca
     assert checks and all(s.parent is not None and s.parent.span_id in by_id for s in checks)
 
     # The run's events carry its trace through the outbox, to be sent on as NATS headers.
-    outbox = app.deliberations.store.outbox  # type: ignore[attr-defined]
+    outbox = app.supervisor.records.outbox  # type: ignore[attr-defined]
     carried = {e.subject: trace_context(e.payload) for e in outbox.values()}
     trace_id = format(run.context.trace_id, "032x")
     assert set(carried) == {"orchestration.deliberation.started", "orchestration.deliberation.completed"}
@@ -164,13 +164,13 @@ async def test_a_run_resumed_after_a_restart_continues_the_trace_of_the_request_
         record, created = await first.submit(Deliberate(TASK, "DEV", rounds=1, task_id="traced-resume-1"))
     assert created and dict(record.trace)["traceparent"].split("-")[1] == format(request.context.trace_id, "032x")
     await asyncio.sleep(0.3)  # into its first stage
-    await first.deliberations.shutdown(0)  # the process stops: the run stays IN_PROGRESS at its checkpoint
+    await first.supervisor.shutdown(0)  # the process stops: the run stays IN_PROGRESS at its checkpoint
     stored = await records.get("traced-resume-1")
     assert stored is not None and stored.status is DeliberationStatus.IN_PROGRESS and stored.trace == record.trace
 
     second = app(FakeGateway())  # the next start, with no request (and no span) current
-    assert await second.deliberations.resume_unfinished() == ["traced-resume-1"]
-    final = await second.deliberations.wait("traced-resume-1")
+    assert await second.supervisor.resume_unfinished() == ["traced-resume-1"]
+    final = await second.supervisor.wait("traced-resume-1")
     assert final.status is DeliberationStatus.COMPLETED
 
     runs = [s for s in exporter.get_finished_spans() if s.name == "invoke_workflow deliberation"]

@@ -76,6 +76,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class RunDefaults:
+    """What a new deliberation gets where its request and its council set nothing, and the limits it is held to."""
+
+    limits: Limits = field(default_factory=Limits)
+    timeout_s: float = 600.0
+    token_budget: int | None = None
+    """The service-wide token budget; None = unlimited."""
+
+
+@dataclass(frozen=True)
 class GetDeliberation:
     task_id: str
 

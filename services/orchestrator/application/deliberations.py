@@ -1,70 +1,83 @@
 """Deliberation use cases: start (idempotent on task_id), deliberate (start and wait), get, cancel, watch, stream
-and list. Each takes one command and its dependencies by keyword; the runs themselves belong to the supervisor."""
+and list. Each takes one command and, by keyword, exactly the collaborators it uses; the composition root binds
+them (compose.py). The runs themselves belong to the supervisor."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from orchestrator.application.commands import (
     CancelDeliberation,
     Deliberate,
     GetDeliberation,
     ListDeliberations,
+    RunDefaults,
     WatchDeliberation,
 )
-from orchestrator.application.ports import CouncilStore
+from orchestrator.application.ports import Clock, CouncilStore, DeliberationStore
 from orchestrator.application.requests import same_request, validate
+from orchestrator.application.runs.admission import AdmissionControl
+from orchestrator.application.runs.leasing import Leasing
 from orchestrator.application.runs.supervisor import RunSupervisor
 from orchestrator.application.runs.updates import Update
+from orchestrator.application.tracing import Tracing
 from orchestrator.domain.budget import resolve_budget
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.errors import CouncilMissingError, DependencyUnavailableError, InvalidArgumentError
-from orchestrator.domain.model import Council, DeliberationStatus, Role, TaskSpec
+from orchestrator.domain.model import Council, DeliberationStatus, TaskSpec
 from orchestrator.domain.validation import parse_page_token, parse_role
+
+Start = Callable[[Deliberate], Awaitable[tuple[Deliberation, bool]]]
+"""`start_deliberation` with its collaborators bound: (record, created)."""
 
 MAX_PAGE_SIZE = 500
 
 
 async def start_deliberation(
-    cmd: Deliberate, *, councils: CouncilStore, runs: RunSupervisor
+    cmd: Deliberate,
+    *,
+    councils: CouncilStore,
+    supervisor: RunSupervisor,
+    admission: AdmissionControl,
+    leasing: Leasing,
+    records: DeliberationStore,
+    clock: Clock,
+    tracing: Tracing,
+    defaults: RunDefaults,
 ) -> tuple[Deliberation, bool]:
     """Creates and starts a deliberation; an existing task_id returns that one (created=False) when the
     request is the same, and raises TaskIdConflictError when it asks for something else."""
-    validate(cmd, runs.limits)
+    validate(cmd, defaults.limits)
     role = parse_role(cmd.role)
-    if cmd.task_id and (existing := await runs.find(cmd.task_id)) is not None:
+    if cmd.task_id and (existing := await supervisor.find(cmd.task_id)) is not None:
         return same_request(existing, cmd, role), False
-    runs.admission.admit(len(runs.runs))
+    admission.admit(supervisor.running_count)
     try:
-        return await _create(cmd, role, councils=councils, runs=runs)
-    finally:
-        runs.admission.release_place()  # launched (its run now holds the place) or refused
-
-
-async def _create(
-    cmd: Deliberate, role: Role, *, councils: CouncilStore, runs: RunSupervisor
-) -> tuple[Deliberation, bool]:
-    council = await councils.get(role)
-    if council is None:
-        raise CouncilMissingError(role.value)
-    record = _new_record(cmd, council, runs)
-    task_id = record.task_id
-    # The lease is taken last, just before the record exists, so no refusal above can leave one behind.
-    if not await runs.leasing.acquire(task_id):
-        return same_request(await _created_elsewhere(task_id, runs), cmd, role), False
-    if not await runs.store.create(record):  # lost a race with another request for the same id
-        await runs.leasing.release(task_id)
-        return same_request(await runs.get(task_id), cmd, role), False
-    if runs.shutting_down:  # began while this request awaited: the stored record resumes at the next start
-        await runs.leasing.release(task_id)
+        council = await councils.get(role)
+        if council is None:
+            raise CouncilMissingError(role.value)
+        record = new_record(cmd, council, defaults, created_at_ms=clock.now_ms(), trace=tracing.carrier())
+        task_id = record.task_id
+        # The lease is taken last, just before the record exists, so no refusal above can leave one behind.
+        if not await leasing.acquire(task_id):
+            return same_request(await _created_elsewhere(task_id, supervisor), cmd, role), False
+        if not await records.create(record):  # lost a race with another request for the same id
+            await leasing.release(task_id)
+            return same_request(await supervisor.get(task_id), cmd, role), False
+        if admission.shutting_down:  # began while this request awaited: the stored record resumes at the next start
+            await leasing.release(task_id)
+            return record, True
+        supervisor.launch(record, peer_review=council.enable_peer_review)
         return record, True
-    runs.launch(record, peer_review=council.enable_peer_review)
-    return record, True
+    finally:
+        admission.release_place()  # launched (its run now holds the place) or refused
 
 
-def _new_record(cmd: Deliberate, council: Council, runs: RunSupervisor) -> Deliberation:
+def new_record(
+    cmd: Deliberate, council: Council, defaults: RunDefaults, *, created_at_ms: int, trace: Mapping[str, str]
+) -> Deliberation:
     role = council.role
     num_agents = cmd.num_agents or len(council.agents)
     if num_agents > len(council.agents):
@@ -80,75 +93,75 @@ def _new_record(cmd: Deliberate, council: Council, runs: RunSupervisor) -> Delib
         rubric=cmd.rubric,
         requirements=tuple(cmd.requirements),
         metadata=dict(cmd.metadata),
-        timeout_s=float(cmd.timeout_s) or runs.default_timeout_s,
+        timeout_s=float(cmd.timeout_s) or defaults.timeout_s,
         acceptance_tests=cmd.acceptance_tests,
-        token_budget=resolve_budget(cmd.token_budget, council.token_budget, runs.default_token_budget),
+        token_budget=resolve_budget(cmd.token_budget, council.token_budget, defaults.token_budget),
     )
     return Deliberation(
         task=task,
         agents=council.agents[:num_agents],
         status=DeliberationStatus.PENDING,
-        created_at_ms=runs.clock.now_ms(),
+        created_at_ms=created_at_ms,
         quorum=default_quorum(num_agents),
         source=cmd.source,
-        trace=tuple(sorted(runs.tracing.carrier().items())),
+        trace=tuple(sorted(trace.items())),
     )
 
 
-async def _created_elsewhere(task_id: str, runs: RunSupervisor) -> Deliberation:
+async def _created_elsewhere(task_id: str, supervisor: RunSupervisor) -> Deliberation:
     """The record of a task_id whose lease another replica took a moment ago, to create it."""
     for _ in range(20):
-        if (found := await runs.find(task_id)) is not None:
+        if (found := await supervisor.find(task_id)) is not None:
             return found
-        await asyncio.sleep(runs.poll_s)
+        await asyncio.sleep(supervisor.poll_s)
     raise DependencyUnavailableError("orchestrator", f"another replica is starting {task_id}; retry shortly")
 
 
-async def deliberate(cmd: Deliberate, *, councils: CouncilStore, runs: RunSupervisor) -> Deliberation:
+async def deliberate(cmd: Deliberate, *, start: Start, supervisor: RunSupervisor) -> Deliberation:
     """Starts (or attaches to) a deliberation and waits for its end. If the caller goes away, a
     deliberation it started is cancelled; one it merely attached to runs on."""
-    record, created = await start_deliberation(cmd, councils=councils, runs=runs)
+    record, created = await start(cmd)
     try:
-        return await runs.wait(record.task_id)
+        return await supervisor.wait(record.task_id)
     except asyncio.CancelledError:
         if created:
-            await runs.cancel(record.task_id)
+            await supervisor.cancel(record.task_id)
         raise
 
 
-async def get_deliberation(cmd: GetDeliberation, *, runs: RunSupervisor) -> Deliberation:
-    return await runs.get(cmd.task_id)
+async def get_deliberation(cmd: GetDeliberation, *, supervisor: RunSupervisor) -> Deliberation:
+    return await supervisor.get(cmd.task_id)
 
 
-async def cancel_deliberation(cmd: CancelDeliberation, *, runs: RunSupervisor) -> tuple[Deliberation, bool]:
+async def cancel_deliberation(cmd: CancelDeliberation, *, supervisor: RunSupervisor) -> tuple[Deliberation, bool]:
     """(record, True) once the run has ended cancelled; (record, False) when it had already finished."""
-    return await runs.cancel(cmd.task_id)
+    return await supervisor.cancel(cmd.task_id)
 
 
-def watch_deliberation(cmd: WatchDeliberation, *, runs: RunSupervisor) -> AsyncIterator[Update]:
-    return runs.watch(cmd.task_id)
+def watch_deliberation(cmd: WatchDeliberation, *, supervisor: RunSupervisor) -> AsyncIterator[Update]:
+    return supervisor.watch(cmd.task_id)
 
 
-async def stream_deliberation(cmd: Deliberate, *, councils: CouncilStore, runs: RunSupervisor) -> AsyncIterator[Update]:
+async def stream_deliberation(cmd: Deliberate, *, start: Start, supervisor: RunSupervisor) -> AsyncIterator[Update]:
     """Starts (or attaches to) a deliberation and yields its updates; a run this call started is cancelled
     when the caller stops listening before it ends."""
-    record, created = await start_deliberation(cmd, councils=councils, runs=runs)
+    record, created = await start(cmd)
     finished = False
     try:
-        async for update in runs.watch(record.task_id):
+        async for update in supervisor.watch(record.task_id):
             finished = update.final
             yield update
     finally:
         if created and not finished:
-            await runs.cancel(record.task_id)
+            await supervisor.cancel(record.task_id)
 
 
-async def list_deliberations(cmd: ListDeliberations, *, runs: RunSupervisor) -> tuple[list[Deliberation], str]:
+async def list_deliberations(cmd: ListDeliberations, *, supervisor: RunSupervisor) -> tuple[list[Deliberation], str]:
     """A page of deliberations, newest first, and the token of the next page ("" at the end)."""
     if not 0 <= cmd.page_size <= MAX_PAGE_SIZE:
         raise InvalidArgumentError("page_size", f"must be 0..{MAX_PAGE_SIZE}")
     size = cmd.page_size or 50
     offset = parse_page_token(cmd.page_token)
     role = parse_role(cmd.role) if cmd.role else None
-    page = await runs.search(status=cmd.status, role=role, limit=size + 1, offset=offset)
+    page = await supervisor.search(status=cmd.status, role=role, limit=size + 1, offset=offset)
     return page[:size], str(offset + size) if len(page) > size else ""

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from orchestrator.application.commands import CreateCouncil, Deliberate
-from orchestrator.application.deliberations import start_deliberation
+from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
+from orchestrator.application.deliberations import Start
 from orchestrator.application.events import plan_dispatched_event
 from orchestrator.application.ports import Clock, CouncilStore, DispatchStore
 from orchestrator.application.runs.supervisor import RunSupervisor
@@ -47,7 +47,10 @@ RUBRIC_CHARS = 8_000
 
 @dataclass
 class PlanDispatcher:
-    deliberations: RunSupervisor
+    supervisor: RunSupervisor
+    start: Start
+    """The start-deliberation use case with its collaborators bound."""
+    limits: Limits
     dispatches: DispatchStore
     councils: CouncilStore
     create_council: Callable[[CreateCouncil], Awaitable[Council]]
@@ -191,7 +194,7 @@ class PlanDispatcher:
 
     async def _start(self, plan: ApprovedPlan, record: SubtaskRecord, deps: list[SubtaskRecord]) -> SubtaskRecord:
         subtask = record.subtask
-        limits = self.deliberations.limits
+        limits = self.limits
         context = [await self._dependency_context(d) for d in deps]
         # Within the input limits whatever the plan: its own text first, dependency context cut to fit.
         description = "\n\n".join([subtask.title, subtask.description, *context]).strip()[: limits.max_task_chars]
@@ -209,7 +212,7 @@ class PlanDispatcher:
             token_budget=subtask.token_budget,
         )
         try:
-            await start_deliberation(cmd, councils=self.councils, runs=self.deliberations)
+            await self.start(cmd)
         except (CapacityError, DependencyUnavailableError):
             # No slot, the store unreachable, or this replica shutting down: the subtask stays WAITING and the
             # driver (here, after a restart, or on another replica) tries again; none of these is the subtask's fault.
@@ -219,7 +222,7 @@ class PlanDispatcher:
         return replace(record, state=SubtaskState.DISPATCHED)
 
     async def _dependency_context(self, dep: SubtaskRecord) -> str:
-        done = await self.deliberations.find(dep.deliberation_id)
+        done = await self.supervisor.find(dep.deliberation_id)
         winner = next((r for r in done.results if r.rank == 1), None) if done else None
         if winner is None:
             return ""
@@ -230,7 +233,7 @@ class PlanDispatcher:
         )
 
     async def _wait_any(self, ids: list[str]) -> dict[str, Deliberation]:
-        waits = {asyncio.create_task(self.deliberations.wait(i)): i for i in ids}
+        waits = {asyncio.create_task(self.supervisor.wait(i)): i for i in ids}
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:

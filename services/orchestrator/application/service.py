@@ -21,8 +21,9 @@ from orchestrator.application.commands import (
     ListDeliberations,
     WatchDeliberation,
 )
+from orchestrator.application.deliberations import Start
 from orchestrator.application.dispatch import PlanDispatcher
-from orchestrator.application.ports import AgentRuntime, Clock, CouncilStore, RuntimeSummary
+from orchestrator.application.ports import AgentRuntime, Clock, CouncilStore, RuntimeSummary, Verifier
 from orchestrator.application.runs.supervisor import RunSupervisor
 from orchestrator.application.runs.updates import Update
 from orchestrator.domain.deliberation import Deliberation
@@ -72,10 +73,13 @@ class Orchestrator:
 
     council_store: CouncilStore
     runtime: AgentRuntime
-    deliberations: RunSupervisor
+    supervisor: RunSupervisor
+    start: Start
+    """The start-deliberation use case with its collaborators bound."""
     defaults: CouncilDefaults
     clock: Clock
     limits: Limits = field(default_factory=Limits)
+    verifier: Verifier | None = None
     dispatcher: PlanDispatcher | None = None
     durations: RunDurations = field(default_factory=RunDurations)
     """Must be among the supervisor's listeners (the composition root sees to it)."""
@@ -118,7 +122,7 @@ class Orchestrator:
     async def restore(self) -> tuple[list[Council], list[str]]:
         """Start-up: councils get their agents back, then interrupted deliberations resume."""
         restored = await councils.restore_councils(store=self.council_store, runtime=self.runtime)
-        resumed = await self.deliberations.resume_unfinished()
+        resumed = await self.supervisor.resume_unfinished()
         if self.dispatcher is not None:
             await self.dispatcher.resume()
         return restored, resumed
@@ -132,38 +136,38 @@ class Orchestrator:
             raise NotFoundError("plan", plan_id)
         runs = {}
         for record in dispatch.subtasks:
-            found = await self.deliberations.find(record.deliberation_id)
+            found = await self.supervisor.find(record.deliberation_id)
             if found is not None:
                 runs[record.deliberation_id] = found
         return dispatch, runs
 
     async def deliberate(self, cmd: Deliberate) -> Deliberation:
-        return await deliberations.deliberate(cmd, councils=self.council_store, runs=self.deliberations)
+        return await deliberations.deliberate(cmd, start=self.start, supervisor=self.supervisor)
 
     async def get_result(self, task_id: str) -> Deliberation:
-        return await deliberations.get_deliberation(GetDeliberation(task_id), runs=self.deliberations)
+        return await deliberations.get_deliberation(GetDeliberation(task_id), supervisor=self.supervisor)
 
     async def submit(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
         """Starts a deliberation in the background; (record, created). An existing task_id is returned as is."""
-        return await deliberations.start_deliberation(cmd, councils=self.council_store, runs=self.deliberations)
+        return await self.start(cmd)
 
     async def cancel(self, task_id: str) -> tuple[Deliberation, bool]:
-        return await deliberations.cancel_deliberation(CancelDeliberation(task_id), runs=self.deliberations)
+        return await deliberations.cancel_deliberation(CancelDeliberation(task_id), supervisor=self.supervisor)
 
     def watch(self, task_id: str) -> AsyncIterator[Update]:
-        return deliberations.watch_deliberation(WatchDeliberation(task_id), runs=self.deliberations)
+        return deliberations.watch_deliberation(WatchDeliberation(task_id), supervisor=self.supervisor)
 
     def stream(self, cmd: Deliberate) -> AsyncIterator[Update]:
         """Starts (or attaches to) a deliberation and yields its updates; a run this call started is cancelled
         when the caller stops listening before it ends."""
-        return deliberations.stream_deliberation(cmd, councils=self.council_store, runs=self.deliberations)
+        return deliberations.stream_deliberation(cmd, start=self.start, supervisor=self.supervisor)
 
     async def list_deliberations(
         self, *, status: DeliberationStatus | None, role: str, page_size: int, page_token: str
     ) -> tuple[list[Deliberation], str]:
         """A page of deliberations, newest first, and the token of the next page ("" at the end)."""
         cmd = ListDeliberations(status=status, role=role, page_size=page_size, page_token=page_token)
-        return await deliberations.list_deliberations(cmd, runs=self.deliberations)
+        return await deliberations.list_deliberations(cmd, supervisor=self.supervisor)
 
     async def check_llm(self, timeout_s: float = 3.0) -> bool | None:
         """Probes the LLM endpoint once (bounded by `timeout_s`) and remembers the outcome for GetStatus;
@@ -185,26 +189,26 @@ class Orchestrator:
         return reachable
 
     async def status(self) -> StatusReport:
-        counts = await self.deliberations.store.counts()
+        counts = await self.supervisor.records.counts()
         durations = self.durations.latest
         if not durations:  # after a restart, seed the average from the latest stored runs
-            recent = await self.deliberations.store.search(status=DeliberationStatus.COMPLETED, limit=100)
+            recent = await self.supervisor.records.search(status=DeliberationStatus.COMPLETED, limit=100)
             durations.extend(d.duration_ms for d in reversed(recent))
         return StatusReport(
             uptime_s=int(self.clock.monotonic() - self.started_at),
             by_status=counts,
             avg_duration_ms=sum(durations) / len(durations) if durations else 0.0,
             councils=await self.council_store.all_councils(),
-            running=self.deliberations.holding_slot,
-            queued=self.deliberations.queue_depth,
+            running=self.supervisor.holding_slot,
+            queued=self.supervisor.queue_depth,
             runtime=await self.runtime.summary(),
-            serving=self.serving and not self.deliberations.shutting_down,
+            serving=self.serving and not self.supervisor.shutting_down,
             llm_reachable=self.llm_reachable,
             sandbox=self._sandbox_status(),
         )
 
     def _sandbox_status(self) -> str:
-        verifier = self.deliberations.verifier
+        verifier = self.verifier
         if verifier is None:
             return "not configured: execution checks are skipped"
         return verifier.availability().summary

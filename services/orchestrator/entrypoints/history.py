@@ -50,15 +50,15 @@ async def print_history(settings: Settings, console: Console, *, story: str, pla
     store = await open_store(settings)
     try:
         if plan:
-            found = await store.deliberations.get_dispatch(plan)
+            found = await store.records.get_dispatch(plan)
             dispatches = [found] if found else []
         else:
-            dispatches = await store.deliberations.dispatches_for_story(story)
+            dispatches = await store.records.dispatches_for_story(story)
         if not dispatches:
             raise NotFoundError("plan" if plan else "story", plan or story)
         root = Tree(f"story {dispatches[0].plan.story_id}")
         for dispatch in dispatches:
-            runs = {r.deliberation_id: await store.deliberations.get(r.deliberation_id) for r in dispatch.subtasks}
+            runs = {r.deliberation_id: await store.records.get(r.deliberation_id) for r in dispatch.subtasks}
             await _plan(root, dispatch, runs)
         console.print(root)
     finally:

@@ -29,6 +29,25 @@ TOKEN_BUCKETS = (1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 
 BUDGET_RATIO_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0)
 
 
+def _token_metrics(r: CollectorRegistry) -> tuple[Histogram, Histogram]:
+    """The tokens a run spent, and the share of its budget."""
+    tokens = Histogram(
+        "orchestrator_deliberation_tokens",
+        "Tokens (prompt + completion) one deliberation spent, by its final status",
+        ["role", "status"],
+        buckets=TOKEN_BUCKETS,
+        registry=r,
+    )
+    used = Histogram(
+        "orchestrator_deliberation_budget_used_ratio",
+        "Tokens spent over the token budget, for deliberations that had one (over 1: the last stage's overshoot)",
+        ["role"],
+        buckets=BUDGET_RATIO_BUCKETS,
+        registry=r,
+    )
+    return tokens, used
+
+
 class DeliberationMetrics:
     """Counters and histograms of deliberations, stages and LLM calls, by role."""
 
@@ -70,20 +89,7 @@ class DeliberationMetrics:
             ["role", "stop_code"],
             registry=r,
         )
-        self.deliberation_tokens = Histogram(
-            "orchestrator_deliberation_tokens",
-            "Tokens (prompt + completion) one deliberation spent, by its final status",
-            ["role", "status"],
-            buckets=TOKEN_BUCKETS,
-            registry=r,
-        )
-        self.budget_used = Histogram(
-            "orchestrator_deliberation_budget_used_ratio",
-            "Tokens spent over the token budget, for deliberations that had one (over 1: the last stage's overshoot)",
-            ["role"],
-            buckets=BUDGET_RATIO_BUCKETS,
-            registry=r,
-        )
+        self.deliberation_tokens, self.budget_used = _token_metrics(r)
         self._stage_started: dict[str, float] = {}
         """When the current stage of each run began (time.monotonic), by task_id."""
 

@@ -44,7 +44,7 @@ class Neo4jStore:
 
     def __init__(self, runner: BoltRunner) -> None:
         self._runner = runner
-        self.deliberations = Neo4jDeliberationStore(runner)
+        self.records = Neo4jDeliberationStore(runner)
         self.leases = Neo4jLeases(runner)
 
     @classmethod

@@ -102,7 +102,7 @@ class SqliteStore:
     def __init__(self, db: aiosqlite.Connection, clock: Clock | None = None) -> None:
         self._db = db
         self.lock = asyncio.Lock()
-        self.deliberations = SqliteDeliberationStore(db, self.lock, clock or SystemClock())
+        self.records = SqliteDeliberationStore(db, self.lock, clock or SystemClock())
         self.leases = SqliteLeases(db, self.lock)
 
     @classmethod

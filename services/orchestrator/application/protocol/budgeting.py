@@ -9,18 +9,14 @@ decided earlier -> EVIDENCE_DECIDED.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import structlog
 
 from orchestrator.application.protocol import verification
+from orchestrator.application.protocol.run import Run
 from orchestrator.domain.budget import BudgetDecision, StopCode, stage_boundary
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.events import BudgetStopped
 from orchestrator.domain.model import Stage
-
-if TYPE_CHECKING:
-    from orchestrator.application.protocol.engine import DeliberationRun
 
 log = structlog.get_logger(__name__)
 
@@ -28,13 +24,13 @@ CHECKED_STAGES = (Stage.CRITIQUE, Stage.REVISE, Stage.SCORE)
 """Propose always runs (nothing is known to estimate from, and a run needs proposals); verify uses no tokens."""
 
 
-def peer_review_runs(run: DeliberationRun) -> bool:
+def peer_review_runs(run: Run) -> bool:
     """Whether the score stage asks the agents to review each other (an LLM call each)."""
     progress = run.snapshot.progress
     return run.peer_review and run.snapshot.task.rounds > 0 and progress.stop_code is not StopCode.TOKEN_BUDGET
 
 
-def callers(run: DeliberationRun, stage: Stage) -> int:
+def callers(run: Run, stage: Stage) -> int:
     """How many agents will call the model in `stage`, as the stage functions (protocol/stages.py) decide."""
     snapshot = run.snapshot
     alive = snapshot.alive_agents()
@@ -60,7 +56,7 @@ def callers(run: DeliberationRun, stage: Stage) -> int:
     return len(alive) if len(snapshot.progress.proposals) > 1 else 0  # no peers: no critique, no review
 
 
-def boundary(run: DeliberationRun, stage: Stage) -> BudgetDecision | None:
+def boundary(run: Run, stage: Stage) -> BudgetDecision | None:
     """The decision before `stage` when it spends tokens under a budget; None when there is nothing to decide."""
     if stage not in CHECKED_STAGES or run.snapshot.task.token_budget is None:
         return None
@@ -80,7 +76,7 @@ def stopped(snapshot: Deliberation, decision: BudgetDecision, stage: Stage) -> D
     return snapshot.with_progress(stop_reason=reason, stop_code=StopCode.TOKEN_BUDGET)
 
 
-def stops_before(run: DeliberationRun, stage: Stage) -> bool:
+def stops_before(run: Run, stage: Stage) -> bool:
     """Whether the token budget ends the rounds before `stage`; if so the record says why, and the listeners
     are told (BudgetStopped)."""
     decision = boundary(run, stage)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from orchestrator.application.protocol import budgeting, verification
+from orchestrator.application.protocol.run import Run
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
@@ -29,11 +29,8 @@ from orchestrator.domain.model import (
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
 from orchestrator.domain.ranking import rank_by_evidence
 
-if TYPE_CHECKING:
-    from orchestrator.application.protocol.engine import DeliberationRun
 
-
-async def propose(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+async def propose(run: Run, agent: AgentSpec, round_: int) -> None:
     completion = await run.call(agent, Stage.PROPOSE, round_, prompts.propose(run.snapshot.task))
     if completion is None:
         return
@@ -48,11 +45,11 @@ async def propose(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     run.emit(AgentFinished(run.snapshot, agent.agent_id))
 
 
-def peers_of(run: DeliberationRun, agent_id: str) -> list[Proposal]:
+def peers_of(run: Run, agent_id: str) -> list[Proposal]:
     return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if aid != agent_id]
 
 
-async def critique(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+async def critique(run: Run, agent: AgentSpec, round_: int) -> None:
     """Critiques of the peers whose revision will read them; no call when there are none (every peer passes
     everything or gets a new attempt), since a critique nobody reads is a call spent for nothing."""
     progress, task = run.snapshot.progress, run.snapshot.task
@@ -74,7 +71,7 @@ async def critique(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     run.emit(AgentFinished(run.snapshot, agent.agent_id))
 
 
-async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+async def revise(run: Run, agent: AgentSpec, round_: int) -> None:
     own = run.snapshot.progress.proposals.get(agent.agent_id)
     if own is None:
         return
@@ -103,7 +100,7 @@ async def revise(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
     run.emit(AgentFinished(run.snapshot, agent.agent_id))
 
 
-async def score_one(run: DeliberationRun, agent: AgentSpec, round_: int) -> None:
+async def score_one(run: Run, agent: AgentSpec, round_: int) -> None:
     peers = peers_of(run, agent.agent_id)
     if not peers:
         return
@@ -120,7 +117,7 @@ async def score_one(run: DeliberationRun, agent: AgentSpec, round_: int) -> None
     run.emit(AgentFinished(run.snapshot, agent.agent_id))
 
 
-async def current_checks(run: DeliberationRun, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+async def current_checks(run: Run, proposals: list[Proposal]) -> dict[str, CheckSuite]:
     """The latest verify stage's checks, when they are of these very proposals; else checked now."""
     known = run.snapshot.progress.checks  # a revision drops its author's entry until the next verify
     if all(p.author_id in known for p in proposals):
@@ -128,13 +125,13 @@ async def current_checks(run: DeliberationRun, proposals: list[Proposal]) -> dic
     return await check_all(run, proposals)
 
 
-async def check_all(run: DeliberationRun, proposals: list[Proposal]) -> dict[str, CheckSuite]:
+async def check_all(run: Run, proposals: list[Proposal]) -> dict[str, CheckSuite]:
     requirements = run.snapshot.task.requirements
     suites = await asyncio.gather(*(run.checker.check(p.content, requirements) for p in proposals))
     return {p.author_id: suite for p, suite in zip(proposals, suites, strict=True)}
 
 
-def findings(run: DeliberationRun, author_id: str) -> str:
+def findings(run: Run, author_id: str) -> str:
     progress = run.snapshot.progress
     suite = progress.checks.get(author_id)
     return findings_text(
@@ -145,7 +142,7 @@ def findings(run: DeliberationRun, author_id: str) -> str:
     )
 
 
-async def verify(run: DeliberationRun, round_: int) -> None:
+async def verify(run: Run, round_: int) -> None:
     progress = run.snapshot.progress
     checks, evidence = await verification.verify(
         run.snapshot.task, progress.proposals, round_, checker=run.checker, verifier=run.verifier
@@ -155,7 +152,7 @@ async def verify(run: DeliberationRun, round_: int) -> None:
     )
 
 
-def rank(run: DeliberationRun, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> tuple[RankedProposal, ...]:
+def rank(run: Run, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> tuple[RankedProposal, ...]:
     progress = run.snapshot.progress
     return rank_by_evidence(
         proposals,
@@ -168,7 +165,7 @@ def rank(run: DeliberationRun, proposals: list[Proposal], checks: dict[str, Chec
     )
 
 
-async def score(run: DeliberationRun, round_: int) -> None:
+async def score(run: Run, round_: int) -> None:
     """Peer review (LLM) and any missing checks at the same time; then the verification-first ranking. With
     rounds = 0 (best-of-N with verification), or once the token budget stopped the run, there is no peer review."""
     final = list(run.snapshot.progress.proposals.values())

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import structlog
 
-from orchestrator.application.commands import Limits
 from orchestrator.application.ports import (
     AgentGateway,
     Checker,
@@ -49,8 +48,6 @@ class RunSupervisor:
     checker: Checker
     clock: Clock
     leasing: Leasing
-    limits: Limits = field(default_factory=Limits)
-    default_timeout_s: float = 600.0
     admission: AdmissionControl = field(default_factory=AdmissionControl)
     hub: UpdateHub = field(default_factory=UpdateHub)
     listeners: tuple[Listener, ...] = ()
@@ -61,19 +58,17 @@ class RunSupervisor:
     """Runs the execution checks of the verify stages (in the sandbox, on Ray); None: reported as skipped."""
     early_stop: bool = True
     """End the critique/revise rounds once the evidence decides (application/protocol/verification.py)."""
-    default_token_budget: int | None = None
-    """The service-wide token budget of a deliberation whose task and council set none; None = unlimited."""
-    runs: RunRegistry = field(default_factory=RunRegistry)
+    registry: RunRegistry = field(default_factory=RunRegistry)
     tracing: Tracing = field(default_factory=NoTracing)
     """An `invoke_workflow deliberation` span per run: a child of the trace current at launch (RPC, plan event)."""
 
     @property
-    def store(self) -> DeliberationStore:
+    def records(self) -> DeliberationStore:
         return self.recorder.store
 
     async def find(self, task_id: str) -> Deliberation | None:
         """The live snapshot of a running deliberation, else the stored record, else None."""
-        return self.runs.snapshot(task_id) or await self.store.get(task_id)
+        return self.registry.snapshot(task_id) or await self.records.get(task_id)
 
     async def get(self, task_id: str) -> Deliberation:
         if not task_id:
@@ -86,7 +81,7 @@ class RunSupervisor:
     async def wait(self, task_id: str) -> Deliberation:
         """The final record: from the run in this process, or, for one another replica runs, from the store."""
         while True:
-            handle = self.runs.get(task_id)
+            handle = self.registry.get(task_id)
             if handle is not None and handle.task is not None:
                 return await asyncio.shield(handle.task)
             record = await self.get(task_id)
@@ -98,7 +93,7 @@ class RunSupervisor:
         """Cancels a running deliberation; (record, False) when it had already finished. A run of another
         replica is flagged for its owner, which stops it at its next lease renewal; one whose owner is gone
         is taken over and ended here."""
-        handle = self.runs.get(task_id)
+        handle = self.registry.get(task_id)
         if handle is None or handle.task is None:
             return await self._cancel_elsewhere(task_id)
         if handle.started:
@@ -122,13 +117,13 @@ class RunSupervisor:
         return await self.wait(task_id), True
 
     def running(self) -> list[Deliberation]:
-        return [h.snapshot for h in self.runs]
+        return [h.snapshot for h in self.registry]
 
     @property
     def running_count(self) -> int:
         """Runs in this process, queued ones included; safe to read from another thread (a metrics scrape),
         where copying the live records is not."""
-        return len(self.runs)
+        return len(self.registry)
 
     @property
     def queue_depth(self) -> int:
@@ -146,21 +141,21 @@ class RunSupervisor:
     def watch(self, task_id: str) -> AsyncIterator[Update]:
         """The current state first, then every update as it happens, ending with the final state. A run of
         another replica is followed through its stored record (stage by stage)."""
-        return follow(task_id, hub=self.hub, read=self.get, runs_here=self.runs.__contains__, poll_s=self.poll_s)
+        return follow(task_id, hub=self.hub, read=self.get, runs_here=self.registry.__contains__, poll_s=self.poll_s)
 
     async def search(
         self, *, status: DeliberationStatus | None, role: Role | None, limit: int, offset: int
     ) -> list[Deliberation]:
         """Newest first; running deliberations show their live state."""
-        records = await self.store.search(status=status, role=role, limit=limit, offset=offset)
-        return [self.runs.snapshot(r.task_id) or r for r in records]
+        records = await self.records.search(status=status, role=role, limit=limit, offset=offset)
+        return [self.registry.snapshot(r.task_id) or r for r in records]
 
     async def resume_unfinished(self) -> list[str]:
         """At start-up (and then periodically, with leases): every PENDING/IN_PROGRESS record that no live
         replica runs carries on here from its last checkpoint."""
         resumed = []
-        for record in await self.store.unfinished():
-            if record.task_id in self.runs or self.shutting_down:
+        for record in await self.records.unfinished():
+            if record.task_id in self.registry or self.shutting_down:
                 continue
             if not await self.leasing.acquire(record.task_id):
                 continue  # another replica runs it
@@ -182,13 +177,13 @@ class RunSupervisor:
     async def maintain(self) -> None:
         """With leases, for as long as the service runs: renews this replica's leases and takes over the runs
         of replicas that stopped renewing (application/runs/leasing.py)."""
-        await self.leasing.maintain(self.runs, self.resume_unfinished)
+        await self.leasing.maintain(self.registry, self.resume_unfinished)
 
     async def shutdown(self, grace_s: float) -> None:
         """Lets runs finish for `grace_s`, then interrupts the rest, which stay IN_PROGRESS at their last
         checkpoint and resume at the next start."""
         self.admission.shutting_down = True
-        pending = self.runs.tasks()
+        pending = self.registry.tasks()
         if pending:
             await asyncio.wait(pending, timeout=grace_s)
         for task in pending:
@@ -214,7 +209,7 @@ class RunSupervisor:
         )
         handle = RunHandle(run, record, cancel_requested=cancel_requested)
         handle.task = asyncio.create_task(self._run(handle), name=f"deliberation-{record.task_id}")
-        self.runs.add(handle)
+        self.registry.add(handle)
 
     async def _finishing(self, work: Coroutine[Any, Any, T]) -> T:
         return await finishing(work, stopping=lambda: self.shutting_down)
@@ -222,7 +217,7 @@ class RunSupervisor:
     def _notify(self, event: RunEvent) -> None:
         # A call's accounting is for the listeners (metrics); watchers and readers see the agent's outcome.
         if not isinstance(event, CallFinished):
-            if (handle := self.runs.get(event.task_id)) is not None:
+            if (handle := self.registry.get(event.task_id)) is not None:
                 handle.snapshot = event.snapshot
             self.hub.publish(event)
         for listener in self.listeners:
@@ -260,7 +255,7 @@ class RunSupervisor:
             if handle.holds_slot:
                 self.admission.release_slot()
             await self.leasing.release(handle.task_id)  # done, or shut down: any replica may take it over
-            self.runs.remove(handle.task_id)
+            self.registry.remove(handle.task_id)
 
     async def _outcome(self, handle: RunHandle) -> Deliberation:
         """Runs the protocol to its end, or to its deadline or cancellation, keeping what finished."""
