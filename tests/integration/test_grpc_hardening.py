@@ -22,7 +22,7 @@ from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.ports import RuntimeSummary
 from orchestrator.compose import Options, compose
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import DependencyUnavailableError
+from orchestrator.domain.errors import CallErrorKind, DependencyUnavailableError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
 from orchestrator.testing.fakes import (
     FakeGateway,
@@ -59,7 +59,7 @@ class Served:
 
 async def serve(runtime: FakeRuntime | None = None) -> tuple[GrpcServer, Served]:
     councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
-    gateway = FakeGateway(failing={"agent-qa-001", "agent-qa-002"}, failure_kind="unavailable")
+    gateway = FakeGateway(failing={"agent-qa-001", "agent-qa-002"}, failure_kind=CallErrorKind.UNAVAILABLE)
     ports = fake_ports(gateway, councils=councils, records=store, runtime=runtime)
     app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     bound = create_server(app, "127.0.0.1", 0)

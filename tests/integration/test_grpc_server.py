@@ -18,6 +18,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import create_server
 from orchestrator.application.commands import CouncilDefaults
 from orchestrator.compose import Options, compose
+from orchestrator.domain.errors import CallErrorKind
 from orchestrator.testing.fakes import (
     FakeGateway,
     fake_ports,
@@ -31,7 +32,9 @@ TASK = "Write a Python function that merges two sorted lists"
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     gateway = FakeGateway(
-        broken_python={"agent-dev-002"}, failing={"agent-qa-001", "agent-qa-002"}, failure_kind="unavailable"
+        broken_python={"agent-dev-002"},
+        failing={"agent-qa-001", "agent-qa-002"},
+        failure_kind=CallErrorKind.UNAVAILABLE,
     )
     app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     bound = create_server(app, "127.0.0.1", 0)

@@ -79,7 +79,7 @@ async def test_persistent_server_errors_end_as_an_llm_call_error_after_retries(
     fake_llm.set_fault(AGENT.agent_id, FaultSpec("500"))
     with pytest.raises(LLMCallError) as info:
         await client.complete(AGENT, PROPOSE)
-    assert info.value.kind == "http_500"
+    assert info.value.code == "http_500"
     assert fake_llm.count(AGENT.agent_id) == 3  # the first try and two retries
 
 

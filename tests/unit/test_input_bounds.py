@@ -10,7 +10,7 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Li
 from orchestrator.application.councils import build_council, page_of
 from orchestrator.config import load_settings
 from orchestrator.config.logging_setup import configure_logging
-from orchestrator.domain.errors import ConfigError, InvalidArgumentError, NotFoundError
+from orchestrator.domain.errors import CallErrorKind, ConfigError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.redaction import clip, redact_secrets, redact_url
 from orchestrator.domain.validation import check_task_id, parse_int_param, parse_page_token, parse_role
 
@@ -142,7 +142,7 @@ def test_an_llm_failure_tells_the_client_its_kind_only() -> None:
     from orchestrator.adapters.grpc.errors import public_detail
     from orchestrator.domain.errors import LLMCallError
 
-    detail = public_detail(LLMCallError("agent-dev-001", "agent_unavailable", "ActorDiedError pid=4242"))
+    detail = public_detail(LLMCallError("agent-dev-001", CallErrorKind.AGENT_UNAVAILABLE, "ActorDiedError pid=4242"))
     assert "pid" not in detail and "agent-dev-001" not in detail and "agent_unavailable" in detail
 
 

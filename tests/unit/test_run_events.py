@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import replace
 
 from orchestrator.adapters.store.codec import deliberation_from_json, deliberation_to_json
@@ -24,17 +25,19 @@ from orchestrator.testing.fakes import FakeGateway, fake_ports
 TASK = "Write a Python function that reverses the words of a sentence"
 
 
-def test_call_error_kinds_are_read_from_the_llm_errors_kind() -> None:
-    assert LLMCallError("a", "unavailable", "refused").category is CallErrorKind.UNAVAILABLE
-    assert LLMCallError("a", "http_503", "busy").category is CallErrorKind.HTTP
-    assert LLMCallError("a", "timeout", "slow").category.endpoint_unreachable
-    assert not LLMCallError("a", "agent_unavailable", "actor died").category.endpoint_unreachable
-    assert LLMCallError("a", "something new", "?").category is CallErrorKind.OTHER
+def test_call_errors_carry_a_typed_kind_and_the_status_as_data() -> None:
+    assert LLMCallError("a", CallErrorKind.UNAVAILABLE, "refused").endpoint_down
+    http = LLMCallError("a", CallErrorKind.HTTP, "busy", status=503)
+    assert http.kind is CallErrorKind.HTTP and http.status == 503 and http.code == "http_503"
+    assert str(http) == "a: http_503: busy" and not http.endpoint_down
+    assert LLMCallError("a", CallErrorKind.TIMEOUT, "slow").kind.endpoint_unreachable
+    assert not LLMCallError("a", CallErrorKind.AGENT_UNAVAILABLE, "actor died").kind.endpoint_unreachable
+    assert pickle.loads(pickle.dumps(http)).status == 503  # as Ray carries it across processes
 
 
 async def test_a_run_emits_typed_events_in_order_and_one_call_event_per_recorded_call() -> None:
     events: list[RunEvent] = []
-    gateway = FakeGateway(failing={"agent-dev-003"}, failure_kind="http_500")
+    gateway = FakeGateway(failing={"agent-dev-003"}, failure_kind=CallErrorKind.HTTP, failure_status=500)
     app = compose(
         fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256), listeners=[events.append])
     ).orchestrator
@@ -53,7 +56,7 @@ async def test_a_run_emits_typed_events_in_order_and_one_call_event_per_recorded
 
 
 async def test_a_run_no_agent_could_reach_fails_as_unreachable_and_the_kind_survives_the_store() -> None:
-    gateway = FakeGateway(failing={"agent-dev-001", "agent-dev-002"}, failure_kind="timeout")
+    gateway = FakeGateway(failing={"agent-dev-001", "agent-dev-002"}, failure_kind=CallErrorKind.TIMEOUT)
     app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     done = await app.deliberate(Deliberate(TASK, "DEV", task_id="ev-2", rounds=1))

@@ -67,8 +67,8 @@ class DependencyUnavailableError(OrchestratorError):
 
 
 class CallErrorKind(StrEnum):
-    """Why an agent's call failed, as a kind the service acts on (pause, drop, answer UNAVAILABLE); the text of
-    `LLMCallError.kind` keeps the detail (e.g. the HTTP status), these values are its prefixes."""
+    """Why an agent's call failed, as a kind the service acts on (pause, drop, answer UNAVAILABLE). The adapters
+    raise it typed (`LLMCallError.kind`); the HTTP status of an HTTP failure is data beside it (`status`)."""
 
     UNAVAILABLE = "unavailable"
     """The LLM endpoint cannot be reached at all (connection refused, unreachable, a proxy's 502/503/504)."""
@@ -83,15 +83,6 @@ class CallErrorKind(StrEnum):
     """The model answered with no usable text."""
     OTHER = "other"
 
-    @classmethod
-    def of(cls, kind: str) -> CallErrorKind:
-        if kind.startswith("http_"):
-            return cls.HTTP
-        try:
-            return cls(kind)
-        except ValueError:
-            return cls.OTHER
-
     @property
     def endpoint_unreachable(self) -> bool:
         """The kinds that mean nobody could reach the LLM endpoint (the gRPC adapter answers UNAVAILABLE when
@@ -99,33 +90,33 @@ class CallErrorKind(StrEnum):
         return self in (CallErrorKind.UNAVAILABLE, CallErrorKind.TIMEOUT)
 
 
-ENDPOINT_DOWN_KIND = CallErrorKind.UNAVAILABLE.value
-"""The `LLMCallError.kind` of an LLM endpoint that cannot be reached at all."""
-
-
 class LLMCallError(OrchestratorError):
     """One agent's LLM call failed for good (after the client's retries)."""
 
-    def __init__(self, agent_id: str, kind: str, detail: str) -> None:
-        super().__init__(f"{agent_id}: {kind}: {detail}")
+    def __init__(self, agent_id: str, kind: CallErrorKind, detail: str, status: int | None = None) -> None:
         self.agent_id = agent_id
         self.kind = kind
         self.detail = detail
+        self.status = status
+        """The HTTP status the endpoint answered (kind HTTP); None for the other kinds."""
+        super().__init__(f"{agent_id}: {self.code}: {detail}")
 
     @property
-    def category(self) -> CallErrorKind:
-        return CallErrorKind.of(self.kind)
+    def code(self) -> str:
+        """The kind as one word for logs, spans and the failure's text, with the status when there is one:
+        `http_500`, `rate_limited`, `unavailable`..."""
+        return f"{self.kind.value}_{self.status}" if self.status is not None else self.kind.value
 
     @property
     def endpoint_down(self) -> bool:
         """The LLM endpoint itself could not be reached (kind `unavailable`: connection refused, unreachable, a
         proxy's 502/503/504). That is the same for every agent, unlike this agent's call failing, so a run
         waits for the endpoint rather than dropping the agent."""
-        return self.category is CallErrorKind.UNAVAILABLE
+        return self.kind is CallErrorKind.UNAVAILABLE
 
-    def __reduce__(self) -> tuple[type[LLMCallError], tuple[str, str, str]]:
+    def __reduce__(self) -> tuple[type[LLMCallError], tuple[str, CallErrorKind, str, int | None]]:
         # Keeps the attributes when Ray pickles the error across processes.
-        return (LLMCallError, (self.agent_id, self.kind, self.detail))
+        return (LLMCallError, (self.agent_id, self.kind, self.detail, self.status))
 
 
 class ConfigError(OrchestratorError):

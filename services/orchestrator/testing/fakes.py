@@ -26,7 +26,7 @@ from orchestrator.application.ports import (
 )
 from orchestrator.compose import Ports, RecordStore
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, LLMCallError
+from orchestrator.domain.errors import CallErrorKind, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
 from orchestrator.domain.plans import PlanDispatch
 from orchestrator.testing.fake_content import AnswerOptions, answer, parse_prompt
@@ -40,7 +40,9 @@ class FakeGateway:
 
     latency_s: float = 0.0
     failing: set[str] = field(default_factory=set)
-    failure_kind: str = "http_500"
+    failure_kind: CallErrorKind = CallErrorKind.HTTP
+    failure_status: int | None = 500
+    """The HTTP status of a `failing` agent's error (kind HTTP only)."""
     broken_python: set[str] = field(default_factory=set)
     hang: set[str] = field(default_factory=set)
     endpoint_down: bool = False
@@ -65,11 +67,16 @@ class FakeGateway:
                 await asyncio.Event().wait()
             await asyncio.sleep(self.latency_s)
             if self.endpoint_down:
-                raise LLMCallError(agent.agent_id, ENDPOINT_DOWN_KIND, "cannot reach the LLM endpoint (injected)")
+                raise LLMCallError(
+                    agent.agent_id, CallErrorKind.UNAVAILABLE, "cannot reach the LLM endpoint (injected)"
+                )
             if agent.agent_id in self.gone:
-                raise LLMCallError(agent.agent_id, "agent_unavailable", "ActorDiedError: the actor was killed")
+                raise LLMCallError(
+                    agent.agent_id, CallErrorKind.AGENT_UNAVAILABLE, "ActorDiedError: the actor was killed"
+                )
             if agent.agent_id in self.failing:
-                raise LLMCallError(agent.agent_id, self.failure_kind, "injected failure")
+                status = self.failure_status if self.failure_kind is CallErrorKind.HTTP else None
+                raise LLMCallError(agent.agent_id, self.failure_kind, "injected failure", status)
             options = AnswerOptions(
                 broken_python=agent.agent_id in self.broken_python,
                 scripted=self.scripted.get(agent.agent_id),

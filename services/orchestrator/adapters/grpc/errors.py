@@ -68,7 +68,7 @@ def public_detail(exc: Exception) -> str:
             return str(exc)
         return f"{exc.dependency} unavailable; retry later"
     if isinstance(exc, LLMCallError):
-        return f"LLM endpoint unavailable ({exc.kind}); retry later"
+        return f"LLM endpoint unavailable ({exc.code}); retry later"
     return str(exc)
 
 

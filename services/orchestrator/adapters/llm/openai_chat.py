@@ -2,7 +2,8 @@
 
 Retries are the SDK's own: exponential backoff with jitter on 408/409/429/5xx and connection errors,
 honouring `Retry-After`/`retry-after-ms`. Each attempt has `timeout_s`. Vendor errors become LLMCallError
-here, once, with a kind (`rate_limited`, `timeout`, `unavailable`, `http_<code>`, `malformed`) callers can act on:
+here, once, with a typed kind (CallErrorKind: RATE_LIMITED, TIMEOUT, UNAVAILABLE, HTTP with the status as data,
+MALFORMED) callers can act on:
 `unavailable` (connection refused, connect timeout, 502/503/504) is the endpoint being down for everyone.
 """
 
@@ -19,7 +20,7 @@ import httpx2
 import openai
 
 from orchestrator.application.ports import AgentCall, Completion
-from orchestrator.domain.errors import ENDPOINT_DOWN_KIND, DependencyUnavailableError, LLMCallError
+from orchestrator.domain.errors import CallErrorKind, DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Usage
 from orchestrator.domain.parsing import strip_reasoning
 
@@ -59,22 +60,26 @@ ENDPOINT_DOWN_STATUSES = (502, 503, 504)
 
 
 def _error(agent_id: str, exc: Exception) -> LLMCallError:
-    # `unavailable` (ENDPOINT_DOWN_KIND) means the endpoint itself is down for every agent: a run then waits
+    # UNAVAILABLE means the endpoint itself is down for every agent: a run then waits
     # for it instead of dropping agents. A read timeout or another status is about this call only.
     if isinstance(exc, openai.RateLimitError):
-        return LLMCallError(agent_id, "rate_limited", "429 after all retries")
+        return LLMCallError(agent_id, CallErrorKind.RATE_LIMITED, "429 after all retries")
     if isinstance(exc, openai.APITimeoutError) and isinstance(exc.__cause__, httpx2.ConnectTimeout):
-        return LLMCallError(agent_id, ENDPOINT_DOWN_KIND, "cannot reach the LLM endpoint (connect timeout)")
+        return LLMCallError(agent_id, CallErrorKind.UNAVAILABLE, "cannot reach the LLM endpoint (connect timeout)")
     if isinstance(exc, openai.APITimeoutError):
-        return LLMCallError(agent_id, "timeout", "no answer within the per-call timeout")
+        return LLMCallError(agent_id, CallErrorKind.TIMEOUT, "no answer within the per-call timeout")
     if isinstance(exc, openai.APIConnectionError):
-        return LLMCallError(agent_id, ENDPOINT_DOWN_KIND, f"cannot reach the LLM endpoint ({exc.__cause__ or exc})")
+        return LLMCallError(
+            agent_id, CallErrorKind.UNAVAILABLE, f"cannot reach the LLM endpoint ({exc.__cause__ or exc})"
+        )
     if isinstance(exc, openai.APIStatusError) and exc.status_code in ENDPOINT_DOWN_STATUSES:
         detail = f"the LLM endpoint answers {exc.status_code} ({str(exc.message)[:200]})"
-        return LLMCallError(agent_id, ENDPOINT_DOWN_KIND, detail)
+        return LLMCallError(agent_id, CallErrorKind.UNAVAILABLE, detail)
     if isinstance(exc, openai.APIStatusError):
-        return LLMCallError(agent_id, f"http_{exc.status_code}", str(exc.message)[:300])
-    return LLMCallError(agent_id, "malformed", f"unreadable response ({type(exc).__name__}: {str(exc)[:200]})")
+        return LLMCallError(agent_id, CallErrorKind.HTTP, str(exc.message)[:300], status=exc.status_code)
+    return LLMCallError(
+        agent_id, CallErrorKind.MALFORMED, f"unreadable response ({type(exc).__name__}: {str(exc)[:200]})"
+    )
 
 
 _attempts: ContextVar[list[str] | None] = ContextVar("llm_attempts", default=None)
@@ -154,7 +159,7 @@ class OpenAIChatClient:
             # `reasoning_content` (vLLM reasoning parsers) is ignored; inline <think> blocks are stripped.
             content = strip_reasoning(message.content or "")
         except (AttributeError, IndexError, TypeError) as exc:
-            raise LLMCallError(agent.agent_id, "malformed", f"no choices in the response ({exc})") from exc
+            raise LLMCallError(agent.agent_id, CallErrorKind.MALFORMED, f"no choices in the response ({exc})") from exc
         usage = response.usage
         tokens = Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else Usage()
         return Completion(content, tokens, latency_ms, str(getattr(response, "model", "") or agent.model))

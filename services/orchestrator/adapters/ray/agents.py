@@ -27,7 +27,13 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.ray.cluster_view import ClusterObserver, cluster_facts, observer_options, summarize
 from orchestrator.application.ports import AgentCall, Completion, RuntimeSummary
 from orchestrator.application.tracing import NoTracing, Tracing
-from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError, OrchestratorError, PlacementError
+from orchestrator.domain.errors import (
+    CallErrorKind,
+    DependencyUnavailableError,
+    LLMCallError,
+    OrchestratorError,
+    PlacementError,
+)
 from orchestrator.domain.model import AgentSpec, Council
 
 log = structlog.get_logger(__name__)
@@ -325,7 +331,9 @@ class RayAgents:
         if handle is None:  # a council created by another replica: its actors exist under their names
             handle = await self._lookup(agent.agent_id)
             if handle is None:
-                raise LLMCallError(agent.agent_id, "no_agent", "the agent's actor is not running (council deleted?)")
+                raise LLMCallError(
+                    agent.agent_id, CallErrorKind.NO_AGENT, "the agent's actor is not running (council deleted?)"
+                )
             self._actors[agent.agent_id] = handle
         self._in_flight[agent.agent_id] += 1
         try:
@@ -336,7 +344,9 @@ class RayAgents:
             )
             if gone and self._actors.get(agent.agent_id) is handle:
                 del self._actors[agent.agent_id]  # killed (its council deleted elsewhere?): look it up afresh
-            raise LLMCallError(agent.agent_id, "agent_unavailable", f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+            raise LLMCallError(
+                agent.agent_id, CallErrorKind.AGENT_UNAVAILABLE, f"{type(exc).__name__}: {str(exc)[:200]}"
+            ) from exc
         finally:
             self._in_flight[agent.agent_id] -= 1
             if self._in_flight[agent.agent_id] <= 0:
@@ -371,8 +381,8 @@ class RayAgents:
         except ray.exceptions.RayTaskError as exc:
             cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
             if isinstance(cause, LLMCallError):
-                raise LLMCallError(cause.agent_id, cause.kind, cause.detail) from None
-            raise LLMCallError(agent.agent_id, "agent_error", str(exc)[:300]) from exc
+                raise LLMCallError(cause.agent_id, cause.kind, cause.detail, cause.status) from None
+            raise LLMCallError(agent.agent_id, CallErrorKind.AGENT_ERROR, str(exc)[:300]) from exc
 
     async def summary(self) -> RuntimeSummary:
         """Nodes (alive and dead) with this service's agent actors and calls in flight on each, and the actors by

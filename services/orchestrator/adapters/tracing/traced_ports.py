@@ -41,7 +41,7 @@ class TracedGateway:
                 completion = await self._inner.complete(agent, call)
             except LLMCallError as exc:
                 _retries(span, attempts)
-                span.fail(exc.kind)  # the kind (`rate_limited`, `unavailable`...), never the detail text
+                span.fail(exc.code)  # the kind (`rate_limited`, `unavailable`...), never the detail text
                 raise
             _retries(span, attempts)
             span.record_usage(completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.model)

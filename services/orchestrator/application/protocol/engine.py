@@ -190,7 +190,7 @@ class DeliberationRun:
             except LLMCallError as exc:
                 latency = (self.clock.monotonic() - started) * 1000
                 self._record(agent, stage, round_, Usage(), latency, error=str(exc))
-                failure = AgentFailure(agent.agent_id, stage, round_, f"{exc.kind}: {exc.detail}", exc.category)
+                failure = AgentFailure(agent.agent_id, stage, round_, f"{exc.code}: {exc.detail}", exc.kind)
                 if exc.endpoint_down:
                     self._stalled[agent.agent_id] = failure
                     await self._wait_for_endpoint(failure)
