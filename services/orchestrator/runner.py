@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2
 from orchestrator.adapters.grpc.server import GrpcServer, Health, ServerSecurity, create_server
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
 from orchestrator.adapters.tracing.setup import TracingRuntime
+from orchestrator.adapters.web.server import WebServer, local_url, open_web_view
 from orchestrator.bootstrap import App, bootstrap, open_tracing
 from orchestrator.config import Settings
 
@@ -111,6 +112,7 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     security = ServerSecurity.from_settings(settings)
     tracing = open_tracing()  # off unless OTEL_* asks for it; a bad value stops start-up here
     grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
+    web = open_web_view(settings, security)  # bound now as well; serves once the application is built
     metrics = DeliberationMetrics()
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
@@ -118,8 +120,10 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     if metrics_server is not None:
         log.info("metrics_listening", port=metrics_server.port, path="/metrics")
     try:
-        await _serve(settings, stop, on_ready, grpc_server, metrics, tracing)
+        await _serve(settings, stop, on_ready, grpc_server, metrics, tracing, web)
     finally:
+        if web is not None:
+            await web.stop()
         if metrics_server is not None:
             metrics_server.close()
         await tracing.shutdown()  # exports the spans still buffered
@@ -133,6 +137,7 @@ async def _serve(
     grpc_server: GrpcServer,
     metrics: DeliberationMetrics,
     tracing: TracingRuntime,
+    web: WebServer | None = None,
 ) -> None:
     port, health = grpc_server.port, grpc_server.health
     async with bootstrap(settings, metrics, tracing=tracing) as built:
@@ -140,6 +145,10 @@ async def _serve(
         await grpc_server.start()
         await health.set(True)
         log.info("grpc_listening", port=port)
+        if web is not None:
+            await web.start(built.orchestrator)
+            log.info("web_listening", port=web.port, url=local_url(web, settings.grpc_host))
+            settings = settings.model_copy(update={"web_port": web.port})  # what on_ready sees: the bound port
         watcher = asyncio.create_task(watch_dependencies(built, health))
         companion = asyncio.create_task(on_ready(f"127.0.0.1:{port}", settings)) if on_ready else None
         await stop.wait()

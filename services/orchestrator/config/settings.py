@@ -16,6 +16,10 @@ from orchestrator.domain.redaction import redact_secrets
 RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
+DEFAULT_WEB_PORT = 8080
+"""The web view's port where `serve --embedded` and `demo` turn it on and WEB_PORT is unset."""
+
+
 def default_store_url() -> str:
     return f"sqlite:///{Path.home() / '.local' / 'share' / 'fleet-orchestrator' / 'orchestrator.db'}"
 
@@ -55,6 +59,13 @@ class Settings(BaseSettings):
     default_rounds: int = Field(1, ge=0, le=5, description="rounds when neither request nor council sets them")
     councils_file: str = Field("", description="YAML councils file, created at start-up when missing")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port (on GRPC_HOST); 0 = off")
+    web_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="port of the web view (on GRPC_HOST); 0 or empty = off; unset = off for `serve`, "
+        f"{DEFAULT_WEB_PORT} for `serve --embedded` and `demo`",
+    )
     log_format: Literal["json", "console"] = Field("console", description="log format")
     log_level: str = Field("INFO", description="log level")
     auto_create_councils: bool = Field(True, description="auto-dispatch creates missing councils")
@@ -98,6 +109,11 @@ class Settings(BaseSettings):
         if self.grpc_health_port and self.grpc_health_port == self.grpc_port:
             raise ConfigError("GRPC_HEALTH_PORT must differ from GRPC_PORT")
         return self
+
+    @field_validator("web_port", mode="before")
+    @classmethod
+    def _web_port(cls, value: object) -> object:
+        return 0 if isinstance(value, str) and not value.strip() else value  # WEB_PORT= (empty) turns it off
 
     @field_validator("deliberation_token_budget")
     @classmethod

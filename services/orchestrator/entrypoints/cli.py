@@ -109,7 +109,7 @@ def serve(
     """Run the gRPC service until SIGTERM/SIGINT (settings from the environment)."""
     from orchestrator.embedded_stack import EmbeddedOptions
 
-    settings = _settings(port, need_llm=not embedded)
+    settings = _settings(port, need_llm=not embedded, web_view=embedded)
     options = EmbeddedOptions(
         grpc_port=settings.grpc_port,
         agents=settings.default_agents,
@@ -119,12 +119,17 @@ def serve(
     _run(settings, options if embedded else None)
 
 
-def _settings(port: int | None, *, need_llm: bool) -> Settings:
+def _settings(port: int | None, *, need_llm: bool, web_view: bool = False) -> Settings:
+    """`web_view`: the web view is on at DEFAULT_WEB_PORT unless WEB_PORT says otherwise (0 or empty: off)."""
     from orchestrator.config import load_settings
     from orchestrator.config.logging_setup import configure_logging
+    from orchestrator.config.settings import DEFAULT_WEB_PORT
 
     try:
-        settings = load_settings(**({"grpc_port": port} if port is not None else {}))
+        overrides: dict[str, object] = {"grpc_port": port} if port is not None else {}
+        settings = load_settings(**overrides)
+        if web_view and settings.web_port is None:
+            settings = load_settings(**overrides, web_port=DEFAULT_WEB_PORT)
         if need_llm:
             settings.require_llm()
     except ConfigError as exc:
@@ -190,6 +195,9 @@ def demo(
     plan_file: Annotated[Path | None, typer.Option(help="approved plan (YAML/JSON) instead of the sample")] = None,
     report_dir: Annotated[Path, typer.Option(help="where the Markdown report goes")] = Path("reports"),
     timeout: Annotated[float, typer.Option(help="seconds to wait for the plan")] = 900.0,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="keep serving (the web view too) after the plan finishes, until Ctrl-C")
+    ] = False,
 ) -> None:
     """The whole system with a real local model: embedded stack, five councils, a sample plan, a report."""
     from orchestrator.adapters.grpc.client import OrchestratorError
@@ -202,7 +210,7 @@ def demo(
             sample_plan(plan_file)
         except (OSError, ValueError, yaml.YAMLError) as exc:
             raise _fail(f"--plan-file {plan_file}: {exc}", 2) from None
-    settings = _settings(None, need_llm=False)
+    settings = _settings(None, need_llm=False, web_view=True)
     # The live view owns the terminal: only warnings and errors are logged beside it.
     configure_logging(settings.log_format, "WARNING")
     options = EmbeddedOptions(agents=agents, rounds=rounds, max_tokens=max_tokens)
@@ -210,13 +218,27 @@ def demo(
     failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
-        request = DemoRequest(_connection(address), running.nats_url, agents, rounds, plan_file, report_dir, timeout)
+        web_url = f"{'https' if running.grpc_tls_cert else 'http'}://127.0.0.1:{running.web_port}/"
+        request = DemoRequest(
+            _connection(address),
+            running.nats_url,
+            agents,
+            rounds,
+            plan_file,
+            report_dir,
+            timeout,
+            web_url=web_url if running.web_port else "",
+        )
         try:
             outcome["report"] = await asyncio.to_thread(run_demo, request, console)
         except OrchestratorError as exc:
             failure.append(str(exc))
         except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
             failure.append(f"{type(exc).__name__}: {exc}")
+        if keep and not failure:
+            where = f"; the web view: {request.web_url}" if request.web_url else ""
+            console.print(f"serving until Ctrl-C (gRPC at {address}{where})", soft_wrap=True)
+            await asyncio.Event().wait()  # ended by the signal: the service stops and cancels this
 
     def unfinished() -> str:
         return f"the demo did not finish: {failure[0]}" if failure else "the demo's shutdown did not finish"

@@ -34,6 +34,8 @@ class DemoRequest:
     plan_file: Path | None
     report_dir: Path
     timeout_s: float
+    web_url: str = ""
+    """The web view's address, printed for the user to open; "" when it is off."""
 
 
 def sample_plan(plan_file: Path | None) -> dict[str, Any]:
@@ -78,6 +80,8 @@ def run_demo(request: DemoRequest, console: Console) -> Path:
 def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console) -> Path:
     started = time.monotonic()
     address = request.connection.address
+    if request.web_url:
+        console.print(f"web view: [bold]{request.web_url}[/bold]", soft_wrap=True)
     console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {address}")
     for outcome in client.setup_councils(request.agents, request.rounds):
         console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
@@ -100,4 +104,6 @@ def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console
         console.print(f"    {s.subtask_id:<22} {s.role:<7} {winner}")
     path = write_report(request.report_dir, payload, plan, results, elapsed)
     console.print(f"report: [bold]{path}[/bold]", soft_wrap=True)  # one line, so the path can be copied
+    if request.web_url:
+        console.print(f"web view: [bold]{request.web_url}[/bold]", soft_wrap=True)
     return path

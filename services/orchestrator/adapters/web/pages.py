@@ -1,0 +1,112 @@
+"""The pages: each reads through the application (`Orchestrator`, as the gRPC servicer does) and renders a template.
+
+`?partial=1` answers the live part of a page only: what the page's script swaps in when an update arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from aiohttp import web
+
+from orchestrator.adapters.web import views
+from orchestrator.adapters.web.rendering import render
+from orchestrator.adapters.web.security import SECURITY
+from orchestrator.application.service import Orchestrator
+from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
+from orchestrator.domain.model import DeliberationStatus, Role
+
+PAGE_SIZE = 25
+
+
+@dataclass
+class Holder:
+    """The application, attached once it is built (the port is bound before, as gRPC's is)."""
+
+    env: jinja2.Environment
+    orchestrator: Orchestrator | None = None
+
+    @property
+    def app(self) -> Orchestrator:
+        if self.orchestrator is None:
+            raise DependencyUnavailableError("orchestrator", "still starting up")
+        return self.orchestrator
+
+
+HOLDER = web.AppKey("holder", Holder)
+
+
+def holder(request: web.Request) -> Holder:
+    return request.app[HOLDER]
+
+
+def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    partial = request.query.get("partial") == "1"
+    name = template.replace(".html", "_live.html") if partial else template
+    signed = request.app[SECURITY].tokens is not None
+    body = render(holder(request).env, name, request_path=request.path_qs, sign_out=signed, **context)
+    return web.Response(text=body, content_type="text/html", status=status)
+
+
+def _status_filter(value: str) -> DeliberationStatus | None:
+    if not value:
+        return None
+    try:
+        return DeliberationStatus(value.upper())
+    except ValueError:
+        raise InvalidArgumentError("status", f"one of {', '.join(s.value for s in DeliberationStatus)}") from None
+
+
+async def index(request: web.Request) -> web.Response:
+    """Running and recent deliberations, newest first, paged, filtered by status and role."""
+    status_text, role = request.query.get("status", ""), request.query.get("role", "").upper()
+    token = request.query.get("page", "")
+    rows, next_token = await holder(request).app.list_deliberations(
+        status=_status_filter(status_text), role=role, page_size=PAGE_SIZE, page_token=token
+    )
+    filters = {k: v for k, v in (("status", status_text.upper()), ("role", role)) if v}
+    return page(
+        request,
+        "index.html",
+        rows=[views.list_row(d) for d in rows],
+        statuses=[s.value for s in DeliberationStatus],
+        roles=[r.value for r in Role],
+        filters=filters,
+        next_page=f"/?{urlencode({**filters, 'page': next_token})}" if next_token else "",
+        first_page=f"/?{urlencode(filters)}" if token else "",
+        events=f"/events?{urlencode(filters)}",
+    )
+
+
+async def deliberation(request: web.Request) -> web.Response:
+    task_id = request.match_info["task_id"]
+    d = await holder(request).app.get_result(task_id)
+    usage = views.stage_usage(d)
+    winner = next((r for r in d.results if r.proposal.author_id == d.winner_id), None)
+    plan_id = d.source.removeprefix("plan:").split("/", 1)[0] if d.source.startswith("plan:") else ""
+    return page(
+        request,
+        "deliberation.html",
+        d=d,
+        winner=winner,
+        plan_id=plan_id,
+        proposals=views.proposal_views(d),
+        matrix=views.evidence_matrix(d),
+        timeline=views.timeline(d),
+        usage=usage,
+        chart=views.usage_chart(usage),
+        events="" if d.status.finished else f"/deliberations/{quote(task_id, safe='')}/events",
+    )
+
+
+async def plan(request: web.Request) -> web.Response:
+    dispatch, runs = await holder(request).app.get_plan(request.match_info["plan_id"])
+    return page(request, "plan.html", dispatch=dispatch, graph=views.plan_graph(dispatch, runs), runs=runs)
+
+
+async def councils(request: web.Request) -> web.Response:
+    report = await holder(request).app.status()
+    return page(request, "councils.html", report=report, runtime=report.runtime)

@@ -1,0 +1,420 @@
+"""What the pages show, computed from the domain records the application returns (the same ones gRPC maps):
+the rows of the list, a deliberation's proposals, evidence matrix, timeline and per-stage usage, a plan's graph.
+
+Pure functions of domain values; every string in them is still untrusted text, escaped by the templates.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from orchestrator.domain.deliberation import Deliberation
+from orchestrator.domain.evidence import ProposalEvidence
+from orchestrator.domain.model import Proposal, RankedProposal, Stage
+from orchestrator.domain.plans import PlanDispatch, SubtaskState
+
+MAX_DIFF_LINES = 400
+
+
+@dataclass(frozen=True)
+class ListRow:
+    task_id: str
+    role: str
+    status: str
+    stage: str
+    round: int
+    rounds: int
+    winner: str
+    tokens: int
+    duration_s: float
+    created_at_ms: int
+    source: str
+
+
+def list_row(d: Deliberation) -> ListRow:
+    return ListRow(
+        task_id=d.task_id,
+        role=d.task.role.value,
+        status=d.status.value,
+        stage=d.stage,
+        round=d.round,
+        rounds=d.task.rounds,
+        winner=d.winner_id,
+        tokens=d.usage.total_tokens,
+        duration_s=d.duration_ms / 1000,
+        created_at_ms=d.created_at_ms,
+        source=d.source,
+    )
+
+
+# --- the evidence matrix ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    passed: bool
+    failure: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnGroup:
+    label: str
+    source: str
+    """example | acceptance | agent: the CSS class of the group's header."""
+    test_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    author_id: str
+    rank: int
+    """0 while the deliberation runs (unranked)."""
+    cells: tuple[Cell | None, ...]
+    """One per column, in column order; None where the test did not run against this solution."""
+    group: str
+    """The agreement group's label ("A", "B"...), "" when the solution is in no group."""
+    group_index: int
+    agreement: int
+    skipped: str
+    passed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Matrix:
+    groups: tuple[ColumnGroup, ...]
+    rows: tuple[MatrixRow, ...]
+    agreement_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(label, members) of every agreement group with more than nothing in it."""
+
+    @property
+    def columns(self) -> int:
+        return sum(len(g.test_ids) for g in self.groups)
+
+
+def _test_sort_key(test_id: str) -> tuple[str, int, str]:
+    head, _, number = test_id.rpartition("-")
+    return (head, int(number), "") if number.isdigit() else (test_id, 0, test_id)
+
+
+def _column_groups(evidence: Iterable[ProposalEvidence]) -> tuple[ColumnGroup, ...]:
+    ids = {o.test_id for e in evidence for o in e.outcomes}
+    examples = sorted((t for t in ids if t.startswith("example-")), key=_test_sort_key)
+    acceptance = sorted((t for t in ids if t.startswith("acceptance-")), key=_test_sort_key)
+    groups = []
+    if examples:
+        groups.append(ColumnGroup("task examples", "example", tuple(examples)))
+    if acceptance:
+        groups.append(ColumnGroup("acceptance tests", "acceptance", tuple(acceptance)))
+    by_author: dict[str, list[str]] = {}
+    for t in ids - set(examples) - set(acceptance):
+        author = t.split(":", 1)[0] if ":" in t else "unknown"
+        by_author.setdefault(author, []).append(t)
+    for author in sorted(by_author):
+        groups.append(ColumnGroup(f"tests by {author}", "agent", tuple(sorted(by_author[author], key=_test_sort_key))))
+    return tuple(groups)
+
+
+def evidence_matrix(d: Deliberation) -> Matrix:
+    """Rows: the ranked solutions (or, while it runs, the latest evidence of each); columns: every test that ran,
+    grouped by source; cells: pass/fail with the trimmed failure."""
+    if d.results:
+        ranked = [(r.proposal.author_id, r.rank, r.evidence) for r in d.results]
+    else:
+        ranked = [(a, 0, e) for a, e in sorted(d.progress.evidence.items())]
+    present = [e for _, _, e in ranked if e is not None]
+    groups = _column_groups(present)
+    order = [t for g in groups for t in g.test_ids]
+    labels = _group_labels(present)
+    index = {label: i for i, label in enumerate(labels.values())}
+    rows = []
+    for author, rank, e in ranked:
+        outcomes = {o.test_id: o for o in e.outcomes} if e else {}
+        cells = tuple(Cell(o.passed, o.failure) if (o := outcomes.get(t)) is not None else None for t in order)
+        group = labels.get(tuple(sorted(e.group)), "") if e and e.group else ""
+        rows.append(
+            MatrixRow(
+                author_id=author,
+                rank=rank,
+                cells=cells,
+                group=group,
+                group_index=index.get(group, 0),
+                agreement=e.agreement if e else 0,
+                skipped=e.skipped if e else "no evidence recorded",
+                passed=sum(c.passed for c in cells if c is not None),
+                total=sum(c is not None for c in cells),
+            )
+        )
+    return Matrix(groups, tuple(rows), tuple((label, members) for members, label in labels.items()))
+
+
+def _group_labels(evidence: Sequence[ProposalEvidence]) -> dict[tuple[str, ...], str]:
+    distinct = sorted({tuple(sorted(e.group)) for e in evidence if e.group}, key=lambda g: (-len(g), g))
+    return {members: chr(ord("A") + i) if i < 26 else f"G{i}" for i, members in enumerate(distinct)}
+
+
+# --- proposals: text and code, revisions and their diffs ----------------------------------------------------------
+
+_FENCE = re.compile(
+    r"^(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.#-]*)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S
+)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of a proposal: prose (`lang` empty) or a fenced code block in `lang` ("text" when unnamed)."""
+
+    text: str
+    lang: str = ""
+
+
+def segments(content: str) -> list[Segment]:
+    out: list[Segment] = []
+    at = 0
+    for m in _FENCE.finditer(content):
+        if m.start() > at and content[at : m.start()].strip():
+            out.append(Segment(content[at : m.start()].strip("\n")))
+        out.append(Segment(m["body"].rstrip("\n"), (m["lang"] or "text").lower()))
+        at = m.end()
+    if content[at:].strip():
+        out.append(Segment(content[at:].strip("\n")))
+    return out
+
+
+@dataclass(frozen=True)
+class DiffLine:
+    kind: str
+    """add | del | hunk | same"""
+    text: str
+
+
+@dataclass(frozen=True)
+class Revision:
+    number: int
+    text: str
+    diff: tuple[DiffLine, ...] = ()
+    """Against the revision before it; empty for the first stored version."""
+    diff_cut: bool = False
+
+
+def diff_lines(before: str, after: str) -> tuple[tuple[DiffLine, ...], bool]:
+    lines = []
+    for line in difflib.unified_diff(before.splitlines(), after.splitlines(), "before", "after", lineterm="", n=2):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
+        lines.append(DiffLine(kind, line))
+    return tuple(lines[:MAX_DIFF_LINES]), len(lines) > MAX_DIFF_LINES
+
+
+def revisions(p: Proposal) -> list[Revision]:
+    """The stored revisions, each with its diff against the one before. The record keeps every revised text;
+    a proposal revised once has no earlier text to compare with."""
+    out = []
+    for i, text in enumerate(p.revisions):
+        diff, cut = diff_lines(p.revisions[i - 1], text) if i else ((), False)
+        out.append(Revision(i + 1, text, diff, cut))
+    return out
+
+
+@dataclass(frozen=True)
+class ProposalView:
+    author_id: str
+    rank: int
+    content: str
+    revisions: list[Revision]
+    winner: bool = False
+    ranked: RankedProposal | None = None
+
+
+def proposal_views(d: Deliberation) -> list[ProposalView]:
+    if d.results:
+        return [
+            ProposalView(
+                r.proposal.author_id,
+                r.rank,
+                r.proposal.content,
+                revisions(r.proposal),
+                winner=r.proposal.author_id == d.winner_id,
+                ranked=r,
+            )
+            for r in d.results
+        ]
+    return [ProposalView(p.author_id, 0, p.content, revisions(p)) for _, p in sorted(d.progress.proposals.items())]
+
+
+# --- rounds as a timeline, usage per stage ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    round: int
+    kind: str
+    """critique | revision | evidence | failure"""
+    actor: str
+    target: str
+    text: str
+
+
+def timeline(d: Deliberation) -> list[tuple[int, list[TimelineEntry]]]:
+    """Per round: the critiques given, the evidence each proposal had, the failures of agents."""
+    entries: list[TimelineEntry] = []
+    for e in d.progress.evidence_log:
+        passed = sum(o.passed for o in e.outcomes)
+        summary = (e.skipped and f"not executed ({e.skipped})") or f"passed {passed} of {len(e.outcomes)} tests"
+        entries.append(TimelineEntry(e.round, "evidence", e.author_id, "", summary))
+    for c in d.progress.critiques:
+        entries.append(TimelineEntry(c.round, "critique", c.critic_id, c.target_id, c.text))
+    for f in d.progress.failures:
+        entries.append(TimelineEntry(f.round, "failure", f.agent_id, "", f"{f.stage.value}: {f.error}"))
+    by_round: dict[int, list[TimelineEntry]] = {}
+    for entry in entries:
+        by_round.setdefault(entry.round, []).append(entry)
+    return sorted(by_round.items())
+
+
+@dataclass(frozen=True)
+class StageUsage:
+    label: str
+    calls: int
+    tokens: int
+    seconds: float
+    """The slowest call of the stage: its calls run concurrently."""
+
+
+def stage_usage(d: Deliberation) -> list[StageUsage]:
+    grouped: dict[tuple[int, int, str], list[tuple[int, float]]] = {}
+    order = {s: i for i, s in enumerate(Stage)}
+    for c in d.progress.calls:
+        grouped.setdefault((c.round, order[c.stage], c.stage.value), []).append(
+            (c.usage.total_tokens, c.latency_ms / 1000)
+        )
+    return [
+        StageUsage(f"{stage} r{rnd}", len(calls), sum(t for t, _ in calls), max(s for _, s in calls))
+        for (rnd, _, stage), calls in sorted(grouped.items())
+    ]
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    y: int
+    tokens: int
+    tokens_width: int
+    seconds: float
+    seconds_width: int
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: tuple[Bar, ...]
+    height: int
+    width: int = 640
+    bar_space: int = 240
+    """Pixels for the longest bar of each kind."""
+
+
+def usage_chart(usage: Sequence[StageUsage]) -> Chart:
+    most_tokens = max((u.tokens for u in usage), default=0) or 1
+    most_seconds = max((u.seconds for u in usage), default=0.0) or 1.0
+    bars = tuple(
+        Bar(
+            u.label,
+            24 + 22 * i,
+            u.tokens,
+            max(1, round(240 * u.tokens / most_tokens)),
+            u.seconds,
+            max(1, round(240 * u.seconds / most_seconds)),
+        )
+        for i, u in enumerate(usage)
+    )
+    return Chart(bars, 34 + 22 * len(bars))
+
+
+# --- plans as graphs ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    subtask_id: str
+    role: str
+    title: str
+    state: str
+    winner: str
+    deliberation_id: str
+    linked: bool
+    x: int
+    y: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Edge:
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+
+
+@dataclass(frozen=True)
+class PlanGraph:
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    width: int
+    height: int
+    node_w: int = 220
+    node_h: int = 64
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _levels(dispatch: PlanDispatch) -> dict[str, int]:
+    deps = {s.subtask.subtask_id: s.subtask.depends_on for s in dispatch.subtasks}
+    levels: dict[str, int] = {}
+
+    def level(sid: str, seen: frozenset[str] = frozenset()) -> int:
+        if sid not in levels:
+            known = [d for d in deps.get(sid, ()) if d in deps and d not in seen]
+            levels[sid] = 1 + max((level(d, seen | {sid}) for d in known), default=-1)
+        return levels[sid]
+
+    for sid in deps:
+        level(sid)
+    return levels
+
+
+def plan_graph(dispatch: PlanDispatch, existing: Iterable[str]) -> PlanGraph:
+    """Subtasks placed in columns by dependency depth, edges from each dependency to its dependant."""
+    have = set(existing)
+    levels = _levels(dispatch)
+    slots: dict[int, int] = {}
+    nodes: dict[str, Node] = {}
+    for record in dispatch.subtasks:
+        s = record.subtask
+        col = levels[s.subtask_id]
+        row = slots.get(col, 0)
+        slots[col] = row + 1
+        nodes[s.subtask_id] = Node(
+            s.subtask_id,
+            s.role.value,
+            s.title,
+            record.state.value,
+            record.winner_id,
+            record.deliberation_id,
+            record.deliberation_id in have,
+            20 + col * 280,
+            20 + row * 96,
+            record.error if record.state is SubtaskState.FAILED else "",
+        )
+    edges = tuple(
+        Edge(nodes[d].x + 220, nodes[d].y + 32, n.x, n.y + 32)
+        for record in dispatch.subtasks
+        for n in [nodes[record.subtask.subtask_id]]
+        for d in record.subtask.depends_on
+        if d in nodes
+    )
+    width = 40 + 280 * (max(levels.values(), default=0) + 1)
+    height = 40 + 96 * max(slots.values(), default=1)
+    return PlanGraph(tuple(nodes.values()), edges, width, height)
