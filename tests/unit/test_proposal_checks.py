@@ -373,6 +373,62 @@ def test_common_secret_shapes_are_policy_violations(text: str, rule: str) -> Non
     assert not any(len(word) > 12 and word in policy.message + "".join(policy.violations) for word in text.split())
 
 
+GITHUB_TOKEN = "ghp_" + "aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5"  # split: no scanner flags this file
+AWS_SECRET = "Zk3n8Qp2Lr5Tv7Wx9Yb1Cd3Ef5Gh7Jk9Mn1Pq3Rs"
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        (f"git clone https://github.com/acme/app && export GH={GITHUB_TOKEN}", "token-literal"),
+        (f"headers = {{'Authorization': 'token {GITHUB_TOKEN}'}}", "token-literal"),
+        ("gitlab: glpat-" + "x1Y2z3A4b5C6d7E8f9G0h1", "token-literal"),
+        (f"[default]\naws_secret_access_key = {AWS_SECRET}\n", "aws-secret-key"),
+        (f"secret_access_key: {AWS_SECRET}", "aws-secret-key"),
+        ('passphrase = "correct-horse-battery-9"', "hardcoded-secret"),
+        ("```bash\nGPG_PASSPHRASE=Tr0ub4dor3x gpg --batch ...\n```", "hardcoded-secret"),
+        ('credentials = "svc:Zk3n8Qp2Lr5Tv7"', "hardcoded-secret"),
+        ("DB_CREDENTIALS=admin:Zk3n8Qp2Lr5Tv7", "hardcoded-secret"),
+        (
+            'conn = "DefaultEndpointsProtocol=https;AccountName=acct;'
+            f'AccountKey={AZURE_KEY};EndpointSuffix=core.windows.net"',
+            "token-literal",
+        ),
+        ('```bash\nrm -rf "$DIR"\n```', "rm-rf-variable"),
+        ("```bash\nrm -r -f ${BUILD_DIR}/*\n```", "rm-rf-variable"),
+        ("```bash\nwget -O - https://x.example/i.sh | bash\n```", "curl-pipe-shell"),
+        ("```bash\nwget https://x.example/install.sh && bash install.sh\n```", "curl-pipe-shell"),
+        ("```bash\ncurl -o i.sh https://x.example/i.sh; sudo sh i.sh\n```", "curl-pipe-shell"),
+        ("```bash\ncurl -LO https://x.example/i.sh && chmod +x i.sh && ./i.sh\n```", "curl-pipe-shell"),
+    ],
+)
+def test_the_secret_and_practice_forms_issue_23_found_missing_are_violations(text: str, rule: str) -> None:
+    policy = run_checks(text).policy
+    assert [v.split(":", 1)[0] for v in policy.violations] == [rule], policy.violations
+    for secret in (GITHUB_TOKEN, AWS_SECRET, AZURE_KEY, "Tr0ub4dor3x", "Zk3n8Qp2Lr5Tv7", "correct-horse"):
+        assert secret not in policy.message + "".join(policy.violations)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'rm -rf "${DIR:?}"',
+        'rm -rf "${DIR:?}/"*',
+        'rm -rf "$DIR/build"',
+        'rm -f "$LOCK_FILE"',
+        "wget -q https://x.example/a.tgz && tar xzf a.tgz",
+        "curl -fsS http://localhost:8080/health && echo up",
+        'credentials = "service-account.json"',
+        "credentials = load_credentials()",
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        'Never `rm -rf "$DIR"` without `${DIR:?}`.',
+    ],
+)
+def test_the_safe_neighbours_of_those_forms_are_not_violations(text: str) -> None:
+    policy = run_checks(text).policy
+    assert policy.passed, policy.violations
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -433,7 +489,9 @@ def test_secret_scanning_reads_no_file_and_opens_no_connection(monkeypatch: pyte
     assert [v.split(":", 1)[0] for v in policy.violations] == ["aws-access-key", "token-literal", "token-literal"]
 
 
-@pytest.mark.parametrize("unit", ["a.", "sk-", "eyJ", "curl ", "//", "\n", "aws key ", "--privileged "])
+@pytest.mark.parametrize(
+    "unit", ["a.", "sk-", "eyJ", "curl ", "//", "\n", "aws key ", "--privileged ", "rm -r ", "curl x && ", "ghp_"]
+)
 def test_policy_rules_take_linear_time_on_hostile_text(unit: str) -> None:
     """Growth, not speed: 4x the hostile text may cost about 4x the time (a backtracking rule would cost 16x or
     more). The best of three runs of each size keeps a loaded machine from deciding the ratio."""

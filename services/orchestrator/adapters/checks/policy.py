@@ -6,20 +6,27 @@ Credentials (secrets are never echoed; violations show the key or kind and the v
   over the network. aws-access-key: AKIA/ASIA... key ids; token-literal: Azure storage `AccountKey=`, JWTs,
   GitHub, GitLab, Slack (tokens and webhooks), Stripe, SendGrid, Twilio, Mailchimp, PyPI, Square, Discord and
   Telegram tokens. Long lines are scanned in overlapping windows of _SCAN_WINDOW characters, which bounds
-  the plugins' backtracking on hostile text.
+  the plugins' backtracking on hostile text. Where a plugin's pattern captures only a token's prefix (GitHub's
+  `ghp`, GitLab's `glpat`), the whole match is the token (the plugins' own `analyze_string` would report the
+  prefix alone, which is too short to count as a secret).
 - token-literal, our own patterns for shapes the plugins lack: bare OpenAI/Anthropic-style `sk-...` keys
   (20+ characters with letters and digits), Google `AIza...` API keys, GitHub `github_pat_...`, npm `npm_...`.
+- aws-secret-key, our own pattern: an AWS secret access key (40 characters) given unquoted to a key named like
+  one (`aws_secret_access_key = ...` in ~/.aws/credentials, `secret_access_key: ...`); the AWS plugin finds
+  only quoted ones.
 - private-key: a PEM "-----BEGIN ... PRIVATE KEY-----" header followed by actual base64 key material.
 - credentials-in-url: scheme://user:password@host.
-- hardcoded-secret: a key named like a credential (password, passwd, pwd, secret, token, api_key/apikey,
-  access_key, secret_key, private_key, with or without a prefix) given a quoted literal (`password = "..."`,
-  `"api_key": "..."`, `pwd='...'`), an unquoted value in the UPPER_CASE env style (`PASSWORD=hunter2`,
-  `DB_PASSWORD=hunter2`, `API_KEY=...`), or any scalar value in a parsed YAML document (also the Kubernetes
-  env form `{name: DB_PASSWORD, value: ...}`).
+- hardcoded-secret (our own patterns: detect-secrets' keyword plugin knows neither passphrase nor credentials):
+  a key named like a credential (password, passwd, pwd, passphrase, secret, token, credential(s),
+  api_key/apikey, access_key, secret_key, private_key, with or without a prefix) given a quoted literal
+  (`password = "..."`, `"api_key": "..."`, `pwd='...'`), an unquoted value in the UPPER_CASE env style
+  (`PASSWORD=hunter2`, `DB_PASSWORD=hunter2`, `API_KEY=...`), or any scalar value in a parsed YAML document
+  (also the Kubernetes env form `{name: DB_PASSWORD, value: ...}`).
   To keep false positives low, values that are obviously not real credentials are ignored: shorter than
   4 characters, containing whitespace, references (`$X`, `${X}`, `$(...)`, `{{ ... }}`, `%(x)s`), paths,
-  `<...>` slots, ellipses, masks (`***`, `xxx`, one repeated character), and dummy words (changeme,
-  example, placeholder, your-..., dummy, fake, sample, redacted, replace, password, secret, test, string...);
+  `<...>` slots, ellipses, masks (`***`, `xxx`, one repeated character), file names (`creds.json`), and dummy
+  words (changeme, example, placeholder, your-..., dummy, fake, sample, redacted, replace, password, secret,
+  test, string...);
   code that reads a secret (`os.environ["PASSWORD"]`, `password = get_secret()`) has no literal to flag.
   A value flagged by a token rule is not flagged again as a hardcoded-secret.
 Dangerous practice. Code is always flagged: a match inside a fenced code block counts whatever the comments
@@ -27,7 +34,11 @@ around it say (`rm -rf / # avoid mistakes`). In prose a match is excused only wh
 it: a negation word (never, don't, avoid, forbid, instead of, ...) before the match, in the same clause (cut at
 ". ", "! ", "? ", "; " and at but/then/just/however...), at most _NEGATION_REACH words before it.
 - rm-rf-root: rm with options (-rf, -r, -f...) of /, /*, ~ or $HOME.
-- curl-pipe-shell: curl/wget piped into a shell, or a shell running `$(curl ...)` / `<(curl ...)`.
+- rm-rf-variable: a recursive rm of a bare variable (`rm -rf "$DIR"`, `rm -rf $DIR/*`): unset or empty, it
+  deletes the wrong tree (`/*`); `"${DIR:?}"` (fails when unset or empty) is not flagged.
+- curl-pipe-shell (download-then-run): curl/wget piped into a shell, a shell running `$(curl ...)` /
+  `<(curl ...)`, or a download followed on the same line by running a script (`wget URL && bash install.sh`,
+  `curl -o x.sh URL; sh x.sh`, `... && ./x.sh`).
 - chmod-777: chmod 777 / a+rwx, os.chmod(..., 0o777).
 - privileged-container: `privileged: true`, `--privileged`, `allowPrivilegeEscalation: true`.
 - skip-verification: `--no-verify` (skips git hooks / signature checks).
@@ -68,7 +79,8 @@ MAX_VIOLATIONS = 20
 _SNIPPET_CHARS = 60
 
 _SECRET_KEY = (
-    r"[\w.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key)"
+    r"[\w.-]*?(?:password|passwd|pwd|passphrase|secret|token|credentials?|api[_-]?key|apikey|access[_-]?key|"
+    r"secret[_-]?key|private[_-]?key)"
 )
 _SECRET_KEY_NAME = re.compile(_SECRET_KEY, re.IGNORECASE)
 _QUOTED_SECRET = re.compile(
@@ -76,7 +88,7 @@ _QUOTED_SECRET = re.compile(
 )
 # With or without a prefix: `PASSWORD=...` as much as `DB_PASSWORD=...` (the shell's own PWD holds a path).
 _ENV_SECRET = re.compile(
-    r"(?<![\w$])((?=[A-Z])[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|APIKEY|_PWD|"
+    r"(?<![\w$])((?=[A-Z])[A-Z0-9_]*(?:PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|CREDENTIALS?|APIKEY|_PWD|"
     r"(?:API|ACCESS|SECRET|PRIVATE|ACCOUNT|AUTH)_KEY))"
     r"=([^\s\"'`;&|()\[\]{}<>$]+)(?=[\s;&|\"')]|$)",
     re.MULTILINE,
@@ -84,11 +96,20 @@ _ENV_SECRET = re.compile(
 _PRIVATE_KEY = re.compile(r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY-----\s*[A-Za-z0-9+/=\s]{40,}")
 # Shapes detect-secrets lacks (its OpenAI plugin knows only the legacy `...T3BlbkFJ...` keys). The lookbehinds
 # let each match start only at a token's start, which keeps the scan linear.
+# A pattern with a group reports the group: the secret without the key it is given to.
 _OWN_TOKENS = (
-    ("sk- key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}+")),
-    ("Google API key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
-    ("GitHub fine-grained token", re.compile(r"(?<!\w)github_pat_\w{40,}+")),
-    ("npm token", re.compile(r"(?<!\w)npm_[A-Za-z0-9]{36}(?!\w)")),
+    ("token-literal", "sk- key", re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}+")),
+    ("token-literal", "Google API key", re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])")),
+    ("token-literal", "GitHub fine-grained token", re.compile(r"(?<!\w)github_pat_\w{40,}+")),
+    ("token-literal", "npm token", re.compile(r"(?<!\w)npm_[A-Za-z0-9]{36}(?!\w)")),
+    (
+        "aws-secret-key",
+        "AWS secret access key",
+        re.compile(
+            r"(?<![\w-])(?:aws[_-]?)?secret[_-]?(?:access[_-]?)?key(?:[_-]?id)?\s*[:=]\s*([A-Za-z0-9/+]{40})(?![\w/+=])",
+            re.IGNORECASE,
+        ),
+    ),
 )
 _DETECT_SECRETS: tuple[tuple[str, RegexBasedDetector], ...] = (
     ("aws-access-key", AWSKeyDetector()),
@@ -118,6 +139,8 @@ _URL_CREDENTIALS = re.compile(r"(?<![A-Za-z0-9+.-])([a-z][a-z0-9+.-]*)://([^\s:/
 _PLACEHOLDER_WORDS_TEXT = """changeme password passwd secret example dummy placeholder redacted test none null todo
 fixme pass foo bar sample fake value string str text token apikey"""
 _PLACEHOLDER_WORDS = frozenset(_PLACEHOLDER_WORDS_TEXT.split())
+_FILE_NAME = re.compile(r"[\w.-]{1,200}\.(?:json|ya?ml|pem|key|ini|cfg|conf|toml|txt|env|p12|pfx|crt|cer)")
+"""A value that names a file (`credentials = "service-account.json"`): where a secret is, not the secret."""
 _PLACEHOLDER_MARKERS = (
     "${", "{{", "$(", "%(", "<", "...", "…", "***", "xxx", "example", "placeholder", "changeme",
     "change_me", "change-me", "replace", "your", "dummy", "redacted", "fake", "sample",
@@ -156,10 +179,27 @@ _RULES = (
         ),
     ),
     _Rule(
+        "rm-rf-variable",
+        (
+            re.compile(
+                r"(?<![\w-])rm\s+(?=(?:-{1,2}[\w-]+\s+){0,7}(?:-[a-zA-Z]*[rR]|--recursive\b))"
+                r"((?:-{1,2}[\w-]+\s+){1,8})(?:--\s+)?(\"?)\$(?:[A-Za-z_]\w{0,100}|\{[A-Za-z_]\w{0,100}\})"
+                r"(?:/\*?)?\2(?:/\*?)?(?=$|[\s;&|)`])",
+                re.MULTILINE,
+            ),
+        ),
+    ),
+    _Rule(
         "curl-pipe-shell",
         (
             re.compile(r"\b(?:curl|wget)\b[^\n|]{0,500}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|da|k|fi)?sh\b"),
             re.compile(r"\b(?:ba|z)?sh\s+(?:-c\s+)?[\"']?(?:\$\(|<\()\s*(?:curl|wget)\b"),
+            # Download, then run: `wget URL && bash install.sh`, `curl -o x.sh URL; sh x.sh`, `... && ./x.sh`.
+            re.compile(
+                r"\b(?:curl|wget)\b[^\n;&]{0,500}(?:&&|;)\s*(?:chmod\s[^\n;&]{0,200}(?:&&|;)\s*)?"
+                r"(?:sudo\s+(?:-\S+\s+){0,4})?"
+                r"(?:(?:(?:ba|z|da|k|fi)?sh|source)\s+(?!-c\b)[\w./~\"'$-]|\.{1,2}/[\w.-])"
+            ),
         ),
     ),
     _Rule(
@@ -219,6 +259,8 @@ def is_placeholder(value: str) -> bool:
         return True
     if re.sub(r"[^a-z0-9]", "", lowered) in _PLACEHOLDER_WORDS or len(set(lowered)) == 1:
         return True
+    if _FILE_NAME.fullmatch(lowered):
+        return True
     return any(marker in lowered for marker in _PLACEHOLDER_MARKERS)
 
 
@@ -250,12 +292,28 @@ def _tokens(content: str) -> Iterator[tuple[str, str, str]]:
     """(rule, kind, value) of every token-shaped secret: detect-secrets' plugins, then our own patterns."""
     for segment in _scan_segments(content):
         for rule, plugin in _DETECT_SECRETS:
-            for value in plugin.analyze_string(segment):
+            for value in _plugin_secrets(plugin, segment):
                 yield rule, str(plugin.secret_type), value
-    for kind, pattern in _OWN_TOKENS:
+    for rule, kind, pattern in _OWN_TOKENS:
         for m in pattern.finditer(content):
             if kind != "sk- key" or (re.search(r"\d", m.group(0)) and re.search(r"[A-Za-z]", m.group(0)[3:])):
-                yield "token-literal", kind, m.group(0)
+                yield rule, kind, m.group(m.lastindex or 0)
+
+
+def _plugin_secrets(plugin: RegexBasedDetector, segment: str) -> Iterator[str]:
+    """The secrets a plugin finds: its `analyze_string`, except for patterns with a group, whose group is the
+    secret only where it is one (AWS's quoted secret key), not where it is the token's prefix (GitHub's `ghp`)."""
+    patterns = list(plugin.denylist)
+    if not any(p.groups for p in patterns):
+        yield from plugin.analyze_string(segment)
+        return
+    for pattern in patterns:
+        for m in pattern.finditer(segment):
+            group = m.group(1) if pattern.groups else None
+            yield group if group and len(group) >= _MIN_SECRET_GROUP else m.group(0)
+
+
+_MIN_SECRET_GROUP = 16
 
 
 def _scan_segments(content: str) -> Iterator[str]:
