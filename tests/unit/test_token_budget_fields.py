@@ -46,6 +46,7 @@ from orchestrator.testing.fakes import FakeGateway, fake_ports
 
 TASK = "Write a function that adds two numbers"
 DEFAULTS = CouncilDefaults("fake-llm", 0.7, 512)
+NOW_MS = 1_700_000_000_000
 
 
 async def budgeted_run(budget: int | None) -> Deliberation:
@@ -71,16 +72,20 @@ def test_a_requests_budget_keeps_its_presence_unset_zero_and_a_number_differ() -
 async def test_every_result_message_carries_budget_spend_and_stop_code() -> None:
     d = await budgeted_run(1)  # reached once the proposals are in
     assert d.progress.stop_code is StopCode.TOKEN_BUDGET and d.usage.total_tokens > 1
-    for message in (deliberate_response(d), result_response(d), update_pb(Update(d, "finished"))):
+    for message in (
+        deliberate_response(d, NOW_MS),
+        result_response(d, NOW_MS),
+        update_pb(Update(d, "finished"), NOW_MS),
+    ):
         assert message.token_budget == 1
         assert message.tokens_spent == d.usage.total_tokens
         assert message.stop_code == pb.STOP_REASON_TOKEN_BUDGET
         assert "token budget reached" in message.stop_reason
-    summary = summary_pb(d)
+    summary = summary_pb(d, NOW_MS)
     assert (summary.token_budget, summary.stop_code) == (1, pb.STOP_REASON_TOKEN_BUDGET)
     assert stop_code_name(summary.stop_code) == "token_budget" and stop_code_name(0) == ""
     unlimited = await budgeted_run(0)
-    response = deliberate_response(unlimited)
+    response = deliberate_response(unlimited, NOW_MS)
     assert response.token_budget == 0 and response.stop_code == pb.STOP_REASON_ROUNDS_DONE
     assert response.tokens_spent == unlimited.usage.total_tokens
 
@@ -108,7 +113,7 @@ async def test_the_sqlite_store_keeps_budget_and_stop_code_and_loads_rows_writte
     del old["task"]["token_budget"], old["progress"]["stop_code"]
     before = deliberation_from_json(json.dumps(old))
     assert before.task.token_budget is None and before.progress.stop_code is None
-    assert deliberate_response(before).stop_code == pb.STOP_REASON_UNSPECIFIED
+    assert deliberate_response(before, NOW_MS).stop_code == pb.STOP_REASON_UNSPECIFIED
     stored = build_council(CreateCouncil(role="DEV", token_budget=0), DEFAULTS, Limits(), 0)
     assert council_from_json(council_to_json(stored)).token_budget == 0
     council: dict[str, Any] = json.loads(council_to_json(stored))

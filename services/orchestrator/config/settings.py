@@ -9,9 +9,9 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from orchestrator.adapters.llm.openai_chat import normalize_base_url
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.redaction import redact_secrets
+from orchestrator.domain.validation import normalize_base_url
 
 RAY_BUILTIN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 

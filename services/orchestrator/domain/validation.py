@@ -58,3 +58,11 @@ def parse_page_token(token: str) -> int:
     if not PAGE_TOKEN_PATTERN.fullmatch(token):
         raise InvalidArgumentError("page_token", f"{clip(token)} is not a token returned by this service")
     return int(token)
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host:8000`, `http://host:8000/` and `http://host:8000/v1` all mean the same endpoint."""
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"VLLM_URL must be an http(s) URL, got {url!r}")
+    return url if url.endswith("/v1") else f"{url}/v1"

@@ -8,8 +8,6 @@ used by the server and the client.
 
 from __future__ import annotations
 
-import time
-
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator import __version__
 from orchestrator.adapters.grpc.proposals import (
@@ -135,7 +133,7 @@ def step_name(d: Deliberation) -> str:
     return d.stage or d.status.value.lower()
 
 
-def update_pb(u: Update) -> pb.DeliberationUpdate:
+def update_pb(u: Update, now_ms: int) -> pb.DeliberationUpdate:
     d = u.snapshot
     partial = d.progress.proposals.get(u.agent_id) if u.agent_id else None
     return pb.DeliberationUpdate(
@@ -151,7 +149,7 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
         results=[result_pb(r) for r in d.results] if u.final else [],
         winner_id=d.winner_id,
         error_message=d.error_message,
-        timestamp_ms=int(time.time() * 1000),
+        timestamp_ms=now_ms,
         rounds_run=d.progress.rounds_run,
         stop_reason=d.progress.stop_reason,
         token_budget=d.task.token_budget or 0,  # every result message carries budget, spend and stop code
@@ -160,13 +158,13 @@ def update_pb(u: Update) -> pb.DeliberationUpdate:
     )
 
 
-def elapsed_ms(d: Deliberation) -> int:
+def elapsed_ms(d: Deliberation, now_ms: int) -> int:
     if d.status.finished or not d.started_at_ms:
         return d.duration_ms
-    return max(0, int(time.time() * 1000) - d.started_at_ms)
+    return max(0, now_ms - d.started_at_ms)
 
 
-def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
+def summary_pb(d: Deliberation, now_ms: int) -> pb.DeliberationSummary:
     return pb.DeliberationSummary(
         task_id=d.task_id,
         role=d.task.role.value,
@@ -178,7 +176,7 @@ def summary_pb(d: Deliberation) -> pb.DeliberationSummary:
         agents_failed=len(d.failed_agent_ids),
         winner_id=d.winner_id,
         created_at_ms=d.created_at_ms,
-        duration_ms=elapsed_ms(d),
+        duration_ms=elapsed_ms(d, now_ms),
         usage=usage_pb(d.usage),
         error_message=ellipsize(d.error_message, LISTED_TEXT_CHARS),
         token_budget=d.task.token_budget or 0,
@@ -247,10 +245,10 @@ def plan_pb(dispatch: PlanDispatch, runs: dict[str, Deliberation]) -> pb.GetPlan
     )
 
 
-def metadata_pb(d: Deliberation) -> pb.OrchestratorMetadata:
+def metadata_pb(d: Deliberation, now_ms: int) -> pb.OrchestratorMetadata:
     return pb.OrchestratorMetadata(
         orchestrator_version=__version__,
-        timestamp_ms=int(time.time() * 1000),
+        timestamp_ms=now_ms,
         execution_id=d.task_id,
         tags={
             "role": d.task.role.value,
@@ -261,13 +259,13 @@ def metadata_pb(d: Deliberation) -> pb.OrchestratorMetadata:
     )
 
 
-def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
+def deliberate_response(d: Deliberation, now_ms: int) -> pb.DeliberateResponse:
     return pb.DeliberateResponse(
         task_id=d.task_id,
         results=[result_pb(r) for r in d.results],
         winner_id=d.winner_id,
         duration_ms=d.duration_ms,
-        metadata=metadata_pb(d),
+        metadata=metadata_pb(d, now_ms),
         status=STATUS_TO_PB[d.status],
         failed_agents=failures_pb(d),
         usage=usage_pb(d.usage),
@@ -280,15 +278,15 @@ def deliberate_response(d: Deliberation) -> pb.DeliberateResponse:
     )
 
 
-def result_response(d: Deliberation) -> pb.GetDeliberationResultResponse:
+def result_response(d: Deliberation, now_ms: int) -> pb.GetDeliberationResultResponse:
     return pb.GetDeliberationResultResponse(
         task_id=d.task_id,
         status=STATUS_TO_PB[d.status],
         results=partial_results(d),
         winner_id=d.winner_id,
-        duration_ms=elapsed_ms(d),
+        duration_ms=elapsed_ms(d, now_ms),
         error_message=d.error_message,
-        metadata=metadata_pb(d),
+        metadata=metadata_pb(d, now_ms),
         role=d.task.role.value,
         current_stage=d.stage,
         current_round=d.round,
@@ -393,5 +391,5 @@ def cancel_response(record: Deliberation, cancelled: bool) -> pb.CancelDeliberat
     )
 
 
-def list_deliberations_response(page: list[Deliberation], next_token: str) -> pb.ListDeliberationsResponse:
-    return pb.ListDeliberationsResponse(deliberations=[summary_pb(d) for d in page], next_page_token=next_token)
+def list_deliberations_response(page: list[Deliberation], next_token: str, now_ms: int) -> pb.ListDeliberationsResponse:
+    return pb.ListDeliberationsResponse(deliberations=[summary_pb(d, now_ms) for d in page], next_page_token=next_token)

@@ -27,6 +27,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
     def attach(self, app: Orchestrator) -> None:
         self._attached = app
 
+    def _now_ms(self) -> int:
+        return self._app.clock.now_ms()
+
     @property
     def _app(self) -> Orchestrator:
         if self._attached is None:
@@ -40,13 +43,13 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         result = await self._app.deliberate(mapping.deliberate_command(request))
         if result.failed_as_unreachable:
             raise DependencyUnavailableError("LLM endpoint", result.error_message)
-        return mapping.deliberate_response(result)
+        return mapping.deliberate_response(result, self._now_ms())
 
     @unary
     async def GetDeliberationResult(
         self, request: pb.GetDeliberationResultRequest, context: Context
     ) -> pb.GetDeliberationResultResponse:
-        return mapping.result_response(await self._app.get_result(request.task_id))
+        return mapping.result_response(await self._app.get_result(request.task_id), self._now_ms())
 
     @unary
     async def CreateCouncil(self, request: pb.CreateCouncilRequest, context: Context) -> pb.CreateCouncilResponse:
@@ -92,7 +95,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return mapping.list_deliberations_response(page, token)
+        return mapping.list_deliberations_response(page, token, self._now_ms())
 
     @unary
     async def GetPlan(self, request: pb.GetPlanRequest, context: Context) -> pb.GetPlanResponse:
@@ -104,11 +107,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
         self, request: pb.WatchDeliberationRequest, context: Context
     ) -> AsyncIterator[pb.DeliberationUpdate]:
         async for update in self._app.watch(request.task_id):
-            yield mapping.update_pb(update)
+            yield mapping.update_pb(update, self._now_ms())
 
     @streaming
     async def StreamDeliberation(
         self, request: pb.DeliberateRequest, context: Context
     ) -> AsyncIterator[pb.DeliberationUpdate]:
         async for update in self._app.stream(mapping.deliberate_command(request)):
-            yield mapping.update_pb(update)
+            yield mapping.update_pb(update, self._now_ms())

@@ -23,6 +23,7 @@ from orchestrator.application.ports import AgentCall, Completion
 from orchestrator.domain.errors import CallErrorKind, DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import AgentSpec, Usage
 from orchestrator.domain.parsing import strip_reasoning
+from orchestrator.domain.validation import normalize_base_url
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,6 @@ class LLMEndpoint:
     timeout_s: float = 120.0
     max_retries: int = 3
     connect_timeout_s: float = 5.0
-
-
-def normalize_base_url(url: str) -> str:
-    """`http://host:8000`, `http://host:8000/` and `http://host:8000/v1` all mean the same endpoint."""
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"VLLM_URL must be an http(s) URL, got {url!r}")
-    return url if url.endswith("/v1") else f"{url}/v1"
 
 
 def _messages(call: AgentCall) -> list[dict[str, str]]:
