@@ -139,8 +139,26 @@ async def test_a_transient_failure_is_retried_until_the_delivery_limit_then_dead
     assert json.loads(str(dead[0]["original_body"]))["plan_id"] == "p-retry"
 
 
+NEWLINE_ID = json.dumps(
+    {
+        "story_id": "s-1",
+        "plan_id": "p-newline",
+        "approved_by": "po",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "subtasks": [{"subtask_id": "a\n", "role": "DEV"}],
+    }
+).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'{"plan_id": 5}', "payload.story_id"),
+        (NEWLINE_ID, "payload.subtasks.0.subtask_id"),  # refused over gRPC too: one id rule for both
+    ],
+)
 async def test_an_invalid_event_is_dead_lettered_at_once_with_its_reason(
-    bus: JetStreamBus, nats_server: NatsServer
+    bus: JetStreamBus, nats_server: NatsServer, body: bytes, reason: str
 ) -> None:
     store = InMemoryDeliberationStore()
     options = Options(CouncilDefaults("fake-llm", 0.7, 256), plans=True)
@@ -155,12 +173,13 @@ async def test_an_invalid_event_is_dead_lettered_at_once_with_its_reason(
         return handled
 
     before = len(await dlq_messages(nats_server.url))
-    await bus.publish_raw(PLAN_APPROVED, b'{"plan_id": 5}', uuid.uuid4().hex)
+    await bus.publish_raw(PLAN_APPROVED, body, uuid.uuid4().hex)
     await consume_until(bus, watched, done)
     await asyncio.sleep(0.3)
     dead = (await dlq_messages(nats_server.url))[before:]
     assert len(dead) == 1 and dead[0]["delivery_count"] == 1
-    assert "payload.story_id" in str(dead[0]["reason"])
+    assert reason in str(dead[0]["reason"])
+    assert str(dead[0]["original_body"]).encode() == body  # nothing lost: the event is kept as it came
     assert not store.dispatches
 
 

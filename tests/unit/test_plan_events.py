@@ -15,6 +15,7 @@ from orchestrator.application.dispatch import PlanDispatcher
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import ApprovedPlan, deliberation_id, derive_subtasks
+from orchestrator.domain.validation import check_task_id
 
 PAYLOAD: dict[str, Any] = {
     "story_id": "story-1",
@@ -131,3 +132,65 @@ def test_deliberation_ids_are_stable_and_distinct() -> None:
 def test_a_plan_without_roles_or_subtasks_cannot_be_derived() -> None:
     with pytest.raises(InvalidArgumentError):
         derive_subtasks(ApprovedPlan("p", "s", "po", (), "t"))
+
+
+ID_CANDIDATES = [
+    "a",
+    "plan-1",
+    "story_42",
+    "ns:plan/7.b",
+    "x" * 128,
+    "a\n",
+    "\na",
+    " a",
+    "a ",
+    "a\r\n",
+    "",
+    "x" * 129,
+    "_a",
+    "-a",
+    "é",
+    "a b",
+    "a\x00",
+    "\u0661",
+]
+
+
+def _accepted_over_grpc(value: str) -> bool:
+    try:
+        check_task_id(value)
+    except InvalidArgumentError:
+        return False
+    return True
+
+
+def _accepted_over_nats(field: str, value: str) -> bool:
+    subtask = {"subtask_id": "s", "role": "DEV"}
+    payload: dict[str, Any] = {**PAYLOAD, "subtasks": [subtask]}
+    if field == "subtask_id":
+        payload["subtasks"] = [{**subtask, "subtask_id": value}]
+    elif field == "depends_on":
+        payload["subtasks"] = [{"subtask_id": value, "role": "DEV"}, {**subtask, "depends_on": [value]}]
+    else:
+        payload[field] = value
+    body = envelope(payload) if field != "idempotency_key" else {**envelope(payload), "idempotency_key": value}
+    try:
+        parse_plan_event(encode(body))
+    except InvalidPlanEvent:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("field", ["story_id", "plan_id", "subtask_id", "depends_on", "idempotency_key"])
+def test_nats_ids_are_accepted_and_refused_exactly_as_grpc_task_ids(field: str) -> None:
+    for value in ID_CANDIDATES:
+        assert _accepted_over_nats(field, value) == _accepted_over_grpc(value), (field, value)
+    assert _accepted_over_grpc("story_42") and not _accepted_over_grpc("a\n")  # both kinds are in the list
+
+
+async def test_a_subtask_id_with_a_newline_dead_letters_the_event_and_dispatches_nothing() -> None:
+    body = encode(envelope({**PAYLOAD, "subtasks": [{"subtask_id": "a\n", "role": "DEV"}]}))
+    # Refused before the dispatcher is touched (None would fail if it were): dead-lettered with its body.
+    handled = await plan_approved_handler(cast(PlanDispatcher, None))(body)
+    assert handled.outcome == Outcome.DEAD
+    assert "payload.subtasks.0.subtask_id" in handled.reason and "letters, digits" in handled.reason

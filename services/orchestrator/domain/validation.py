@@ -9,8 +9,10 @@ from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 from orchestrator.domain.redaction import clip
 
-TASK_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
-"""Matched with fullmatch: `$` would also accept a trailing newline."""
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
+"""Every id a client names (gRPC `task_id`, NATS `story_id`, `plan_id`, `subtask_id`, ...): ASCII only, matched
+with fullmatch (`$` would also accept a trailing newline), and never stripped first (`a\n` is not `a`)."""
+ID_RULE = "must be 1-128 characters of letters, digits and _.:/- starting with a letter or digit"
 PAGE_TOKEN_PATTERN = re.compile(r"[0-9]{1,9}")
 """Page tokens are offsets this service handed out: ASCII digits only (`str.isdigit` also accepts '²'), and short
 enough that no database integer overflows."""
@@ -44,11 +46,18 @@ def parse_float_param(params: Mapping[str, str], key: str, default: float) -> fl
         raise InvalidArgumentError(f"custom_params.{key}", f"not a number: {clip(raw)}") from None
 
 
+def is_valid_id(value: str) -> bool:
+    """Whether `value` is an id this service accepts, over gRPC and NATS alike (ID_PATTERN)."""
+    return ID_PATTERN.fullmatch(value) is not None
+
+
+def check_id(field: str, value: str) -> None:
+    if not is_valid_id(value):
+        raise InvalidArgumentError(field, ID_RULE)
+
+
 def check_task_id(task_id: str) -> None:
-    if not TASK_ID_PATTERN.fullmatch(task_id):
-        raise InvalidArgumentError(
-            "task_id", "must be 1-128 characters of letters, digits and ._:/- starting with a letter or digit"
-        )
+    check_id("task_id", task_id)
 
 
 def parse_page_token(token: str) -> int:

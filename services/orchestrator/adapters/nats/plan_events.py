@@ -2,7 +2,8 @@
 
 Two shapes are accepted: the envelope `{event_type, payload, idempotency_key, correlation_id, timestamp,
 producer, causation_id?, metadata?}` and, for old producers, the bare payload. Anything else raises
-InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it. A subtask may carry
+InvalidPlanEvent with a reason that names the field, and the consumer dead-letters it. Ids (story, plan, subtask,
+dependencies, idempotency key) follow the one rule gRPC ids follow (`domain.validation.ID_PATTERN`). A subtask may carry
 `acceptance_tests` (Python test code, the NATS form of `TaskConstraints.acceptance_tests`), within the same
 limit as over gRPC, and `token_budget` (an integer >= 0, the NATS form of `TaskConstraints.token_budget`: absent =
 the council's or the service's default, 0 = unlimited).
@@ -13,17 +14,35 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationError,
+)
 
 from orchestrator.application.commands import Limits
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import MAX_SUBTASKS, ApprovedPlan, PlanSubtask, check_dependencies
+from orchestrator.domain.validation import ID_RULE, is_valid_id
 
 MAX_EVENT_BYTES = 256 * 1024
 EVENT_TYPE = "planning.plan.approved"
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"^[\w.:/-]+$")]
+
+def _checked_id(value: str) -> str:
+    if not is_valid_id(value):
+        raise ValueError(ID_RULE)
+    return value
+
+
+Id = Annotated[str, AfterValidator(_checked_id)]
+"""Validated exactly as gRPC validates a task_id (one validator, domain/validation.py): never stripped first."""
 ShortText = Annotated[str, StringConstraints(max_length=500)]
 LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Item = Annotated[str, StringConstraints(min_length=1, max_length=1_000)]
