@@ -499,7 +499,7 @@ class GetStatusRequest(_message.Message):
     def __init__(self, include_stats: _Optional[bool] = ...) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray", "llm_status", "sandbox_status")
+    __slots__ = ("status", "uptime_seconds", "stats", "version", "deliberations_by_status", "queue_depth", "running_deliberations", "ray", "llm_status", "sandbox_status", "warnings")
     class DeliberationsByStatusEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -517,6 +517,7 @@ class GetStatusResponse(_message.Message):
     RAY_FIELD_NUMBER: _ClassVar[int]
     LLM_STATUS_FIELD_NUMBER: _ClassVar[int]
     SANDBOX_STATUS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     status: str
     uptime_seconds: int
     stats: OrchestratorStats
@@ -527,7 +528,8 @@ class GetStatusResponse(_message.Message):
     ray: RayClusterSummary
     llm_status: str
     sandbox_status: str
-    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ..., llm_status: _Optional[str] = ..., sandbox_status: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, status: _Optional[str] = ..., uptime_seconds: _Optional[int] = ..., stats: _Optional[_Union[OrchestratorStats, _Mapping]] = ..., version: _Optional[str] = ..., deliberations_by_status: _Optional[_Mapping[str, int]] = ..., queue_depth: _Optional[int] = ..., running_deliberations: _Optional[int] = ..., ray: _Optional[_Union[RayClusterSummary, _Mapping]] = ..., llm_status: _Optional[str] = ..., sandbox_status: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class OrchestratorStats(_message.Message):
     __slots__ = ("total_deliberations", "total_orchestrations", "avg_deliberation_time_ms", "active_councils", "role_counts")
