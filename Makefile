@@ -33,7 +33,7 @@ test: install
 	$(BIN)/pytest -q --durations=15
 
 test-fast: install
-	$(BIN)/pytest -q -m "not e2e and not slow"
+	$(BIN)/pytest -q -m unit tests/unit
 
 bench: install
 	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json

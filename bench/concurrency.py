@@ -24,12 +24,13 @@ from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, Ports, compose
+from orchestrator.compose import Ports, compose
 from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
+from orchestrator.testing.fakes import fake_options
 
 TASK = "Write a Python function that merges overlapping intervals"
 AGENTS, ROUNDS = 5, 2
@@ -66,7 +67,7 @@ async def run(latency: float, sizes: list[int]) -> list[Row]:
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
         ports = Ports(store, store.records, agents, agents, ThreadedChecker())
-        app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512))).orchestrator
+        app = compose(ports, fake_options(512)).orchestrator
         await app.create_council(CreateCouncil(role="DEV", num_agents=AGENTS))
         await batch(app, 1)  # warm-up: actors started, connections open
         single = 0.0

@@ -35,16 +35,17 @@ from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.sandbox import BwrapSandbox
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.ports import AgentCall, AgentGateway, Completion, Sandbox
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, Ports, compose
+from orchestrator.compose import Ports, compose
 from orchestrator.config.logging_setup import configure_logging
 from orchestrator.domain.evidence import ProposalEvidence, Specification
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 from orchestrator.domain.model import AgentSpec, DeliberationStatus
 from orchestrator.testing.evidence_task import CORRECT, NO_LOWER, OFF_BY_ONE, TASK
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
+from orchestrator.testing.fakes import fake_options
 
 ROLE_FOR_SIZE = {3: "DEV", 5: "QA", 10: "ARCHITECT"}
 SCRIPTED = {
@@ -156,7 +157,7 @@ async def run(latency: float, repeats: int, round_counts: Sequence[int]) -> list
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
         ports = Ports(store, store.records, agents, agents, ThreadedChecker(), verifier=verifier)
-        options = Options(CouncilDefaults("fake-llm", 0.7, 512), early_stop=False)
+        options = fake_options(512, early_stop=False)
         app = parallel = compose(ports, options).orchestrator
         sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator
         for size, role in ROLE_FOR_SIZE.items():

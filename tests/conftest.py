@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
+
+UNIT = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/unit/ is a `unit` test (in process, no real dependency): `pytest -m unit`."""
+    for item in items:
+        if UNIT in item.path.parents:
+            item.add_marker(pytest.mark.unit)
+
 
 # Ray's own signal handlers print stack dumps on SIGTERM of a test subprocess; they add nothing here.
 os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")

@@ -8,13 +8,14 @@ import pytest
 
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapSandbox
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.compose import Options, compose
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.compose import compose
 from orchestrator.domain.evidence import specification
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.evidence_task import PEERS_PREFER_WRONG, SCRIPTED, TASK
 from orchestrator.testing.fakes import (
     FakeGateway,
+    fake_options,
     fake_ports,
 )
 
@@ -37,7 +38,7 @@ def gateway() -> FakeGateway:
 
 async def deliberate(fake: FakeGateway, sandbox: BwrapSandbox, *, early_stop: bool, rounds: int = 1):  # type: ignore[no-untyped-def]
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
-    options = Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120, early_stop=early_stop)
+    options = fake_options(512, default_timeout_s=120, early_stop=early_stop)
     app = compose(ports, options).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     return await app.deliberate(Deliberate(TASK, "DEV", rounds=rounds))
@@ -83,7 +84,7 @@ async def test_critiques_are_asked_of_the_peers_that_revise_from_them_and_show_t
     # critiques; the two others pass every test and are kept, so nobody is asked to critique them.
     fake = gateway()
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120)).orchestrator
+    app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     task = "Implement `clamp(x, low, high)`: `x` limited to the closed range [low, high]."
     result = await app.deliberate(Deliberate(task, "DEV", rounds=1))
@@ -150,7 +151,7 @@ async def test_a_verified_proposal_with_nothing_to_fix_is_not_rewritten_blind(sa
     # one with an undefined name revises from its lint error.
     fake = FakeGateway(scripted=dict(UNTESTED))
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120)).orchestrator
+    app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
     assert result.status is DeliberationStatus.COMPLETED
@@ -165,7 +166,7 @@ async def test_the_rounds_stop_when_no_proposal_has_anything_to_fix(sandbox: Bwr
     clean = {**UNTESTED, "agent-dev-003": UNTESTED["agent-dev-001"]}
     fake = FakeGateway(scripted=clean)
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120)).orchestrator
+    app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
     assert {stage for _, stage, _ in fake.calls} == {"propose", "score"}

@@ -19,14 +19,13 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import GrpcServer, create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.runner import LLM_HEALTH_NAME, watch_llm
 from orchestrator.testing.fake_llm import FakeLLMServer
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +46,7 @@ async def served(tmp_path: Any) -> AsyncIterator[Served]:
     store = await SqliteStore.open(f"sqlite:///{tmp_path}/orchestrator.db")
     gateway = FakeGateway(hang={"agent-dev-001"})  # runs hold their slot until cancelled
     ports = fake_ports(gateway, councils=store, records=store.records)
-    options = Options(CouncilDefaults("fake-llm", 0.7, 256), admission=Admission(MAX_RUNNING, MAX_QUEUED))
+    options = fake_options(admission=Admission(MAX_RUNNING, MAX_QUEUED))
     app = compose(ports, options).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()

@@ -22,10 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.server import SERVICE_NAME, create_server
-from orchestrator.application.commands import CouncilDefaults
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.testing.fakes import (
     FakeGateway,
+    fake_options,
     fake_ports,
 )
 
@@ -207,7 +207,7 @@ async def call(channel: grpc.aio.Channel, method: MethodDescriptor, data: bytes,
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    app = compose(fake_ports(FakeGateway()), Options(CouncilDefaults("fake-llm", 0.7, 64))).orchestrator
+    app = compose(fake_ports(FakeGateway()), fake_options(64)).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     await bound.health.set(True)

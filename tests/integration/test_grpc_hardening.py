@@ -18,9 +18,8 @@ from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import ConnectionLimits, GrpcServer, create_server
-from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.ports import RuntimeSummary
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import CallErrorKind, DependencyUnavailableError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
@@ -29,6 +28,7 @@ from orchestrator.testing.fakes import (
     FakeRuntime,
     InMemoryCouncilStore,
     InMemoryDeliberationStore,
+    fake_options,
     fake_ports,
 )
 
@@ -61,7 +61,7 @@ async def serve(runtime: FakeRuntime | None = None) -> tuple[GrpcServer, Served]
     councils, store = InMemoryCouncilStore(), InMemoryDeliberationStore()
     gateway = FakeGateway(failing={"agent-qa-001", "agent-qa-002"}, failure_kind=CallErrorKind.UNAVAILABLE)
     ports = fake_ports(gateway, councils=councils, records=store, runtime=runtime)
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(ports, fake_options()).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}")

@@ -16,11 +16,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import create_server
-from orchestrator.application.commands import CouncilDefaults
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.testing.fakes import (
     FakeGateway,
+    fake_options,
     fake_ports,
 )
 
@@ -36,7 +36,7 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
         failing={"agent-qa-001", "agent-qa-002"},
         failure_kind=CallErrorKind.UNAVAILABLE,
     )
-    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(fake_ports(gateway), fake_options()).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     await bound.health.set(True)

@@ -25,13 +25,13 @@ from orchestrator.adapters.nats.jetstream import (
 )
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.tracing.facade import OtelTracing
-from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.events import DLQ_PLANNING, envelope
 from orchestrator.application.ports import OutboundEvent
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.testing.fakes import (
     FakeGateway,
     InMemoryDeliberationStore,
+    fake_options,
     fake_ports,
 )
 
@@ -92,7 +92,7 @@ async def test_streams_and_consumer_are_created_idempotently(bus: JetStreamBus) 
 
 async def test_an_event_redelivered_after_a_nak_dispatches_nothing_new(bus: JetStreamBus) -> None:
     store, gateway = InMemoryDeliberationStore(), FakeGateway()
-    options = Options(CouncilDefaults("fake-llm", 0.7, 256, num_agents=2), plans=True)
+    options = fake_options(num_agents=2, plans=True)
     dispatcher = compose(fake_ports(gateway, records=store), options).dispatcher
     assert dispatcher is not None
     real = plan_approved_handler(dispatcher)
@@ -161,7 +161,7 @@ async def test_an_invalid_event_is_dead_lettered_at_once_with_its_reason(
     bus: JetStreamBus, nats_server: NatsServer, body: bytes, reason: str
 ) -> None:
     store = InMemoryDeliberationStore()
-    options = Options(CouncilDefaults("fake-llm", 0.7, 256), plans=True)
+    options = fake_options(plans=True)
     dispatcher = compose(fake_ports(FakeGateway(), records=store), options).dispatcher
     assert dispatcher is not None
     handler = plan_approved_handler(dispatcher)

@@ -11,11 +11,11 @@ import asyncio
 import pytest
 
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.compose import Options, compose
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.compose import compose
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
-from orchestrator.testing.fakes import fake_ports
+from orchestrator.testing.fakes import fake_options, fake_ports
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ TASK = "Write a Python function that merges two sorted lists"
 async def test_a_deliberation_completes_with_every_agent_across_a_short_llm_outage(kind: str) -> None:
     with FakeLLMServer(FakeLLMConfig(latency_s=0.3)) as server:
         client = OpenAIChatClient(LLMEndpoint(server.base_url, timeout_s=10.0, max_retries=2))
-        app = compose(fake_ports(client), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+        app = compose(fake_ports(client), fake_options()).orchestrator
         await app.create_council(CreateCouncil(role="DEV", num_agents=3))
         run = asyncio.create_task(app.deliberate(Deliberate(TASK, "DEV", rounds=1, timeout_s=60)))
         assert await asyncio.to_thread(server.wait_for_calls, 3, stage="propose", timeout=30)

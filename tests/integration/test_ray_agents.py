@@ -16,15 +16,15 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import AGENT_RESOURCE, RayAgents, RayConfig
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.ports import AgentCall
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import DependencyUnavailableError, LLMCallError
 from orchestrator.domain.model import DeliberationStatus, Role, Stage, TaskSpec
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
-from orchestrator.testing.fakes import InMemoryCouncilStore, fake_ports
+from orchestrator.testing.fakes import InMemoryCouncilStore, fake_options, fake_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -46,7 +46,7 @@ async def app(local_ray: object, fake_llm: FakeLLMServer) -> AsyncIterator[Orche
     )
     councils = InMemoryCouncilStore()
     ports = fake_ports(agents, councils=councils, runtime=agents)
-    yield compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    yield compose(ports, fake_options()).orchestrator
     for council in await councils.all_councils():
         await agents.stop_council(council)
 
@@ -155,7 +155,7 @@ async def test_a_cluster_without_the_agent_resource_refuses_a_council_within_30_
 ) -> None:
     assert AGENT_RESOURCE not in ray.cluster_resources()
     agents = RayAgents(_cluster_config(), LLMEndpoint(fake_llm.base_url, timeout_s=5))
-    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(fake_ports(agents, runtime=agents), fake_options()).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
     try:
@@ -183,7 +183,7 @@ async def test_an_empty_agent_resource_places_the_agents_on_any_node(
     local_ray: object, fake_llm: FakeLLMServer
 ) -> None:
     agents = RayAgents(_cluster_config(agent_resource=""), LLMEndpoint(fake_llm.base_url, timeout_s=5))
-    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(fake_ports(agents, runtime=agents), fake_options()).orchestrator
     council = await app.create_council(CreateCouncil(role="QA", num_agents=1))
     try:
         handle = ray.get_actor(council.agents[0].agent_id, namespace=agents._config.namespace)
@@ -196,7 +196,7 @@ async def test_actors_not_ready_in_time_are_refused_and_removed(local_ray: objec
     # More CPUs than any node has: the actor can never be placed, whatever the agent resource.
     config = _cluster_config(agent_resource="", num_cpus=512.0, actor_start_timeout_s=3.0)
     agents = RayAgents(config, LLMEndpoint(fake_llm.base_url, timeout_s=5))
-    app = compose(fake_ports(agents, runtime=agents), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(fake_ports(agents, runtime=agents), fake_options()).orchestrator
     started = time.monotonic()
     with pytest.raises(DependencyUnavailableError, match="not ready within 3 s"):
         await app.create_council(CreateCouncil(role="DATA", num_agents=1))

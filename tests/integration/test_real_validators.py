@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.sandbox import BwrapSandbox
-from orchestrator.domain.model import CheckResult, CheckSuite
+from tests.validator_cases import DEPLOYMENT, additional, fenced
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -17,31 +17,6 @@ UNQUOTED = "#!/bin/bash\nset -euo pipefail\ntarget=$1\nrm -rf $target/build\n"
 QUOTED = '#!/bin/bash\nset -euo pipefail\ntarget="$1"\nrm -rf "${target:?}/build"\n'
 UNPINNED = "FROM debian\nRUN apt-get update && apt-get install -y curl\n"
 PINNED = 'FROM python:3.12.8-slim-bookworm\nWORKDIR /app\nCOPY app.py .\nUSER 65534\nCMD ["python", "app.py"]\n'
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: registry.local/web:1.4.2
-          ports: [{containerPort: 8080}]
-          resources: {limits: {cpu: 500m, memory: 256Mi}}
-"""
-
-
-def fenced(language: str, code: str) -> str:
-    return f"The change:\n\n```{language}\n{code}```\n\n"
-
-
-def additional(suite: CheckSuite, check_type: str) -> CheckResult:
-    (found,) = [c for c in suite.additional if c.check_type == check_type]
-    return found
 
 
 @pytest.fixture(scope="module")

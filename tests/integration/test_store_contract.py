@@ -17,10 +17,9 @@ import pytest
 
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
-from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
@@ -29,6 +28,7 @@ from orchestrator.testing.fakes import (
     FakeGateway,
     InMemoryCouncilStore,
     InMemoryDeliberationStore,
+    fake_options,
     fake_ports,
 )
 from orchestrator.testing.falkordb import FalkorDBServer
@@ -74,9 +74,7 @@ class Subject:
 
 
 def build_app(councils: Any, store: Any) -> Orchestrator:
-    options = Options(
-        CouncilDefaults("fake-llm", 0.7, 256, num_agents=3), outbound_events=True, plans=True, dispatch_retry_s=0.05
-    )
+    options = fake_options(outbound_events=True, plans=True, dispatch_retry_s=0.05)
     return compose(fake_ports(FakeGateway(), councils=councils, records=store), options).orchestrator
 
 

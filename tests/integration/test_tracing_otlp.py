@@ -40,9 +40,8 @@ from orchestrator.adapters.tracing.propagation import extract_nats, inject, inje
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
 from orchestrator.adapters.tracing.traced_ports import TracedGateway
 from orchestrator.adapters.tracing.worker import forwarded_env
-from orchestrator.application.commands import CouncilDefaults
-from orchestrator.compose import Options, compose
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.compose import compose
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
 
 pytestmark = pytest.mark.integration
@@ -298,7 +297,7 @@ async def test_the_service_server_traces_every_rpc_under_the_callers_trace_refus
     runtime = runtime_for(receiver, "fleet-orchestrator")
     tracing = runtime.tracing
     ports = replace(fake_ports(TracedGateway(FakeGateway(), tracing)), tracing=tracing)
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256), default_timeout_s=30.0)).orchestrator
+    app = compose(ports, fake_options(default_timeout_s=30.0)).orchestrator
     security = ServerSecurity(tokens_file=tokens)
     bound = create_server(app, "127.0.0.1", 0, security=security, tracing=runtime)
     await bound.server.start()

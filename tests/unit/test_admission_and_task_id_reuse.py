@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import (
     CapacityError,
@@ -20,7 +20,7 @@ from orchestrator.domain.errors import (
     DependencyUnavailableError,
     TaskIdConflictError,
 )
-from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
+from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_options, fake_ports
 
 TASK = "Write a Python function that merges two sorted lists"
 
@@ -46,7 +46,7 @@ class YieldingStore(InMemoryDeliberationStore):
 
 def build(admission: Admission, gateway: FakeGateway | None = None) -> Orchestrator:
     ports = fake_ports(gateway, records=YieldingStore())
-    return compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256), admission=admission)).orchestrator
+    return compose(ports, fake_options(admission=admission)).orchestrator
 
 
 async def test_parallel_submits_admit_no_more_than_the_running_and_queued_limits() -> None:

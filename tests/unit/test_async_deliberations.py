@@ -8,13 +8,13 @@ from collections.abc import Sequence
 import pytest
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.errors import CapacityError, DependencyUnavailableError, InvalidArgumentError, NotFoundError
 from orchestrator.domain.model import CheckSuite, DeliberationStatus
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 
 TASK = "Write a Python function that chunks a list into pages"
 
@@ -30,7 +30,7 @@ class SlowChecker(ThreadedChecker):
 async def make_app(
     gateway: FakeGateway, admission: Admission | None = None, checker: ThreadedChecker | None = None
 ) -> Orchestrator:
-    options = Options(CouncilDefaults("fake-llm", 0.7, 256), admission=admission or Admission())
+    options = fake_options(admission=admission or Admission())
     app = compose(fake_ports(gateway, checker=checker), options).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     return app

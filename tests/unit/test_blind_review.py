@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.mapping import create_council_command, deliberate_command
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.compose import Options, compose
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.compose import compose
 from orchestrator.domain import prompts
 from orchestrator.testing.fake_content import parse_prompt
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 
 TASK = "Write a Python function that parses ISO-8601 dates and returns a datetime"
 
@@ -25,7 +25,7 @@ def test_each_reviewer_gets_neutral_labels_in_an_order_of_its_own() -> None:
 
 async def test_peer_review_prompts_never_name_an_author_and_scores_map_back_to_authors() -> None:
     gateway = FakeGateway()
-    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 512))).orchestrator
+    app = compose(fake_ports(gateway), fake_options(512)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     result = await app.deliberate(Deliberate(TASK, "DEV", rounds=1))
     score_prompts = [(agent, text) for agent, stage, _, text in gateway.prompts if stage == "score"]
@@ -62,7 +62,7 @@ def test_rounds_unset_means_the_default_and_an_explicit_zero_means_best_of_n() -
 
 async def test_best_of_n_proposes_verifies_and_ranks_without_critique_or_peer_review() -> None:
     gateway = FakeGateway()
-    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 512))).orchestrator
+    app = compose(fake_ports(gateway), fake_options(512)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3, rounds=2))
     result = await app.deliberate(Deliberate(TASK, "DEV", rounds=0))
     assert {stage for _, stage, _ in gateway.calls} == {"propose"}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.adapters.store.codec import dispatch_from_json, dispatch_to_json
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.protocol.engine import Listener
 from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.events import RunEvent, RunFinished
 from orchestrator.domain.model import DeliberationStatus, Role
@@ -21,7 +21,13 @@ from orchestrator.domain.plans import (
     SubtaskState,
     deliberation_id,
 )
-from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, InMemoryDeliberationStore, fake_ports
+from orchestrator.testing.fakes import (
+    FakeGateway,
+    InMemoryCouncilStore,
+    InMemoryDeliberationStore,
+    fake_options,
+    fake_ports,
+)
 
 PLAN = ApprovedPlan(
     plan_id="plan-7",
@@ -49,8 +55,8 @@ def make(
     listeners: tuple[Listener, ...] = (),
 ) -> tuple[Orchestrator, InMemoryDeliberationStore]:
     store = store if store is not None else InMemoryDeliberationStore()
-    options = Options(
-        CouncilDefaults("fake-llm", 0.7, 256, num_agents=2),
+    options = fake_options(
+        num_agents=2,
         admission=admission or Admission(),
         outbound_events=True,
         plans=True,

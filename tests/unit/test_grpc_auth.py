@@ -7,9 +7,19 @@ from pathlib import Path
 
 import grpc
 import pytest
+from structlog.testing import capture_logs
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.adapters.grpc.auth import RPC_SCOPES, Scope, TokenFile, decide, parse_tokens, required_scope
+from orchestrator.adapters.grpc.auth import (
+    RPC_SCOPES,
+    Refusal,
+    RefusalLog,
+    Scope,
+    TokenFile,
+    decide,
+    parse_tokens,
+    required_scope,
+)
 from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig
 from orchestrator.config import load_settings
 from orchestrator.domain.errors import ConfigError
@@ -72,6 +82,74 @@ def test_tokens_file_is_reread_on_change_and_a_broken_one_keeps_the_last_tokens(
     assert tokens.scope_of("new-token", now=13.0) is Scope.READ
     path.unlink()
     assert tokens.scope_of("new-token", now=15.0) is Scope.READ
+
+
+def test_a_deleted_tokens_file_keeps_the_last_tokens_and_says_so_until_it_is_back(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("reader read\nwriter write\n")
+    tokens = TokenFile(path, check_interval_s=1.0)
+    assert tokens.problems(now=1.0) == []
+    path.unlink()
+    with capture_logs() as logs:
+        assert tokens.scope_of("writer", now=3.0) is Scope.WRITE  # still serving
+        assert tokens.scope_of("writer", now=5.0) is Scope.WRITE
+        problems = tokens.problems(now=7.0)
+    errors = [e for e in logs if e["log_level"] == "error"]
+    assert len(errors) == 1 and errors[0]["event"] == "auth_tokens_file_problem"  # once, not per call
+    assert "the file is gone" in errors[0]["error"]
+    assert problems == [f"AUTH_TOKENS_FILE {path}: the file is gone; still serving with the 2 tokens last read"]
+    assert "reader" not in str(logs) + problems[0] and "writer" not in str(logs) + problems[0]
+    path.write_text("newer write\n")
+    assert tokens.scope_of("newer", now=9.0) is Scope.WRITE
+    assert tokens.scope_of("writer", now=9.0) is None
+    assert tokens.problems(now=9.0) == []
+
+
+def test_an_invalid_tokens_file_is_a_problem_until_it_is_fixed(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("writer write\n")
+    tokens = TokenFile(path, check_interval_s=0.0)
+    _rewrite(path, "writer superuser\n", 1_000_000)
+    assert tokens.scope_of("writer", now=1.0) is Scope.WRITE
+    assert tokens.problems(now=1.0) == [
+        f"AUTH_TOKENS_FILE {path} line 1: expected 'TOKEN read' or 'TOKEN write'; "
+        "still serving with the 1 tokens last read"
+    ]
+    _rewrite(path, "writer read\n", 2_000_000)
+    assert tokens.scope_of("writer", now=2.0) is Scope.READ and tokens.problems(now=2.0) == []
+
+
+def _refusal(reason: str = "missing_token") -> Refusal:
+    return Refusal(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token", reason)
+
+
+def test_refusals_are_all_counted_but_logged_once_per_client_address_per_interval() -> None:
+    refusals = RefusalLog(interval_s=60.0)
+    with capture_logs() as logs:
+        for i in range(500):
+            refusals.refused(_refusal(), "/svc/M", f"ipv4:10.0.0.7:{40000 + i}", now=i * 0.01)
+        refusals.refused(_refusal(), "/svc/M", "ipv6:[2001:db8::1]:5000", now=6.0)
+        refusals.refused(_refusal("invalid_token"), "/svc/M", "ipv4:10.0.0.7:1", now=61.0)
+    assert refusals.snapshot() == {("UNAUTHENTICATED", "missing_token"): 501, ("UNAUTHENTICATED", "invalid_token"): 1}
+    lines = [(e["client"], e["suppressed"], e["reason"]) for e in logs if e["event"] == "rpc_refused"]
+    assert lines == [
+        ("ipv4:10.0.0.7", 0, "missing_token"),
+        ("ipv6:[2001:db8::1]", 0, "missing_token"),
+        ("ipv4:10.0.0.7", 499, "invalid_token"),  # the next line says how many were not logged
+    ]
+
+
+def test_a_client_that_changes_its_address_each_call_is_capped_in_all() -> None:
+    refusals = RefusalLog(interval_s=60.0, max_lines=10, max_clients=100)
+    with capture_logs() as logs:
+        for i in range(1_000):
+            refusals.refused(_refusal(), "/svc/M", f"ipv6:[2001:db8::{i:x}]:5000", now=i * 0.01)
+        refusals.refused(_refusal(), "/svc/M", "ipv4:10.0.0.9:1", now=70.0)
+    lines = [e for e in logs if e["event"] == "rpc_refused"]
+    assert len(lines) == 11
+    assert lines[-1]["suppressed_by_cap"] == 990
+    assert sum(refusals.snapshot().values()) == 1_001
+    assert len(refusals._clients) <= 100
 
 
 def test_missing_or_wrong_scope_tokens_are_refused_with_distinct_codes(tmp_path: Path) -> None:

@@ -9,15 +9,15 @@ import pytest
 
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, LiveCollector
 from orchestrator.adapters.ray.agents import AGENT_DISTRIBUTIONS, agent_runtime_env
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.protocol.engine import Listener
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.config.councils_file import load_councils_file
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.events import RunFinished
 from orchestrator.domain.model import DeliberationStatus, Role
-from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, fake_ports
+from orchestrator.testing.fakes import FakeGateway, InMemoryCouncilStore, fake_options, fake_ports
 
 GOOD = """
 councils:
@@ -80,7 +80,7 @@ def test_a_missing_or_oversize_councils_file_is_refused(tmp_path: Path) -> None:
 
 async def make_app(gateway: FakeGateway, *listeners: Listener) -> tuple[Orchestrator, InMemoryCouncilStore]:
     councils = InMemoryCouncilStore()
-    options = Options(CouncilDefaults("fake-llm", 0.7, 256), listeners=listeners)
+    options = fake_options(listeners=listeners)
     return compose(fake_ports(gateway, councils=councils), options).orchestrator, councils
 
 

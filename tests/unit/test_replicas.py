@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import pytest
 
 from orchestrator.adapters.clock import SystemClock
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.application.service import Orchestrator
-from orchestrator.compose import Options, compose
+from orchestrator.compose import compose
 from orchestrator.domain.deliberation import Deliberation, default_quorum
 from orchestrator.domain.model import DeliberationStatus, Role, TaskSpec
 from orchestrator.testing.fakes import (
@@ -20,6 +20,7 @@ from orchestrator.testing.fakes import (
     InMemoryCouncilStore,
     InMemoryDeliberationStore,
     InMemoryLeases,
+    fake_options,
     fake_ports,
 )
 
@@ -36,9 +37,7 @@ class Shared:
 
 def replica(shared: Shared, name: str, gateway: FakeGateway) -> Orchestrator:
     ports = fake_ports(gateway, councils=shared.councils, records=shared.store, leases=shared.leases)
-    options = Options(
-        CouncilDefaults("fake-llm", 0.7, 256), owner=name, lease_ttl_s=0.6, renew_every_s=0.05, poll_s=0.05
-    )
+    options = fake_options(owner=name, lease_ttl_s=0.6, renew_every_s=0.05, poll_s=0.05)
     return compose(ports, options).orchestrator
 
 

@@ -7,8 +7,8 @@ import pickle
 from dataclasses import replace
 
 from orchestrator.adapters.store.codec import deliberation_from_json, deliberation_to_json
-from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
-from orchestrator.compose import Options, compose
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.compose import compose
 from orchestrator.domain.errors import CallErrorKind, LLMCallError
 from orchestrator.domain.events import (
     AgentDropped,
@@ -20,7 +20,7 @@ from orchestrator.domain.events import (
     StageStarted,
 )
 from orchestrator.domain.model import AgentFailure, DeliberationStatus, Stage
-from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 
 TASK = "Write a Python function that reverses the words of a sentence"
 
@@ -38,9 +38,7 @@ def test_call_errors_carry_a_typed_kind_and_the_status_as_data() -> None:
 async def test_a_run_emits_typed_events_in_order_and_one_call_event_per_recorded_call() -> None:
     events: list[RunEvent] = []
     gateway = FakeGateway(failing={"agent-dev-003"}, failure_kind=CallErrorKind.HTTP, failure_status=500)
-    app = compose(
-        fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256), listeners=[events.append])
-    ).orchestrator
+    app = compose(fake_ports(gateway), fake_options(listeners=[events.append])).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     done = await app.deliberate(Deliberate(TASK, "DEV", task_id="ev-1", rounds=1))
 
@@ -57,7 +55,7 @@ async def test_a_run_emits_typed_events_in_order_and_one_call_event_per_recorded
 
 async def test_a_run_no_agent_could_reach_fails_as_unreachable_and_the_kind_survives_the_store() -> None:
     gateway = FakeGateway(failing={"agent-dev-001", "agent-dev-002"}, failure_kind=CallErrorKind.TIMEOUT)
-    app = compose(fake_ports(gateway), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(fake_ports(gateway), fake_options()).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=2))
     done = await app.deliberate(Deliberate(TASK, "DEV", task_id="ev-2", rounds=1))
     assert done.status is DeliberationStatus.FAILED and done.failed_as_unreachable

@@ -13,27 +13,11 @@ from orchestrator.adapters.checks.linters import HADOLINT, LINT_LIMITS, SHELLCHE
 from orchestrator.adapters.checks.manifests import KUBERNETES_VERSION
 from orchestrator.adapters.checks.proposal_checks import run_checks
 from orchestrator.domain.execution import Execution, ExecutionOutcome
-from orchestrator.domain.model import CheckResult, CheckSuite
 from orchestrator.testing.sandbox import FakeSandbox, SandboxCall
+from tests.validator_cases import DEPLOYMENT, additional, fenced
 
 SCRIPT = "#!/bin/bash\nrm -rf $1/build\nls *.txt\n"
 DOCKERFILE = "FROM debian\nRUN apt-get update && apt-get install -y curl\n"
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: web
-          image: registry.local/web:1.4.2
-          ports: [{containerPort: 8080}]
-          resources: {limits: {cpu: 500m, memory: 256Mi}}
-"""
 
 SHELLCHECK_ANSWER = {
     "comments": [
@@ -54,16 +38,6 @@ HADOLINT_ANSWER = [
     {"file": "block-1.Dockerfile", "line": 2, "level": "error", "code": "DL3000", "message": "Use absolute WORKDIR"},
     {"file": "block-1.Dockerfile", "line": 2, "level": "style", "code": "DL3059", "message": "Multiple RUN"},
 ]
-
-
-def fenced(language: str, code: str) -> str:
-    return f"Some prose.\n\n```{language}\n{code}```\n\n"
-
-
-def additional(suite: CheckSuite, check_type: str) -> CheckResult:
-    found = [c for c in suite.additional if c.check_type == check_type]
-    assert len(found) == 1, f"expected one {check_type} check in {suite.additional}"
-    return found[0]
 
 
 def exited(code: int, stdout: object = "") -> Execution:

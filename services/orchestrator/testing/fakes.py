@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from orchestrator.adapters.clock import SystemClock
+from orchestrator.application.commands import CouncilDefaults
 from orchestrator.application.ports import (
     AgentCall,
     AgentGateway,
@@ -24,7 +26,7 @@ from orchestrator.application.ports import (
     RuntimeSummary,
     Verifier,
 )
-from orchestrator.compose import Ports, RecordStore
+from orchestrator.compose import Options, Ports, RecordStore
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import CallErrorKind, LLMCallError
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, Usage
@@ -298,3 +300,9 @@ def fake_ports(
         leases=leases,
         clock=clock if clock is not None else SystemClock(),
     )
+
+
+def fake_options(max_tokens: int = 256, *, num_agents: int = 3, **options: Any) -> Options:
+    """The application's options for tests and benchmarks against the fake model: councils of `num_agents`
+    agents on "fake-llm" at temperature 0.7 answering in `max_tokens`; `options` as Options takes them."""
+    return Options(CouncilDefaults("fake-llm", 0.7, max_tokens, num_agents=num_agents), **options)
