@@ -14,7 +14,7 @@ import structlog
 from grpc_health.v1 import health_pb2
 
 from orchestrator.adapters.grpc.server import GrpcServer, Health, ServerSecurity, create_server
-from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer
+from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer, RefusedCallsCollector
 from orchestrator.adapters.tracing.setup import TracingRuntime
 from orchestrator.adapters.web.server import WebServer, local_url, open_web_view
 from orchestrator.bootstrap import App, bootstrap, open_tracing
@@ -114,6 +114,8 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
     web = open_web_view(settings, security)  # bound now as well; serves once the application is built
     metrics = DeliberationMetrics()
+    if grpc_server.refusals is not None:
+        metrics.track(RefusedCallsCollector(grpc_server.refusals.snapshot))
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
     )

@@ -3,6 +3,7 @@ port, and what a token-protected server answers before the handler runs."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,11 +11,16 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from structlog.testing import capture_logs
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import GrpcServer, ServerSecurity, create_server
+from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, RefusedCallsCollector
+from orchestrator.application.commands import CouncilDefaults
+from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import ConfigError
+from orchestrator.testing.fakes import FakeGateway, fake_ports
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +89,51 @@ def test_unusable_files_fail_server_construction_with_the_setting_named(tmp_path
         create_server(None, "127.0.0.1", 0, security=ServerSecurity(tokens_file=tmp_path / "none"))
     with pytest.raises(ConfigError, match="AUTH_PROTECT_REFLECTION"):
         create_server(None, "127.0.0.1", 0, security=ServerSecurity(protect_reflection=True))
+
+
+async def test_a_flood_of_refused_calls_is_counted_in_full_and_logged_once(protected: GrpcServer) -> None:
+    assert protected.refusals is not None
+    metrics = DeliberationMetrics()
+    metrics.track(RefusedCallsCollector(protected.refusals.snapshot))
+    codes: list[grpc.StatusCode] = []
+    with capture_logs() as logs:
+        for _ in range(10):  # 1,000 calls without a token, 100 at a time, each on a connection of its own
+            channels = [grpc.aio.insecure_channel(f"127.0.0.1:{protected.port}") for _ in range(10)]
+            calls = [
+                pb_grpc.OrchestratorServiceStub(channels[i % 10]).GetStatus(pb.GetStatusRequest()) for i in range(100)
+            ]
+            for outcome in await asyncio.gather(*calls, return_exceptions=True):
+                assert isinstance(outcome, grpc.aio.AioRpcError)
+                codes.append(outcome.code())
+            await asyncio.gather(*(channel.close() for channel in channels))
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 1_000
+    lines = [entry for entry in logs if entry["event"] == "rpc_refused"]
+    assert len(lines) == 1 and lines[0]["client"] == "ipv4:127.0.0.1"  # one client, one line per interval
+    labels = {"code": "UNAUTHENTICATED", "reason": "missing_token"}
+    assert metrics.registry.get_sample_value("orchestrator_grpc_refused_calls_total", labels) == 1_000
+
+
+async def test_get_status_warns_while_the_tokens_file_is_gone_and_the_last_tokens_still_work(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token read\nwriter-token write\n")
+    app = compose(fake_ports(FakeGateway()), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    bound = create_server(app, "127.0.0.1", 0, security=ServerSecurity(tokens_file=tokens))
+    await bound.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{bound.port}") as channel:
+            stub = pb_grpc.OrchestratorServiceStub(channel)
+            assert list((await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)).warnings) == []
+            tokens.unlink()
+            await asyncio.sleep(1.2)  # the file is looked at once a second
+            with capture_logs() as logs:
+                status = await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)
+                await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)
+            assert list(status.warnings) == [
+                f"AUTH_TOKENS_FILE {tokens}: the file is gone; still serving with the 2 tokens last read"
+            ]
+            assert [e["event"] for e in logs if e["log_level"] == "error"] == ["auth_tokens_file_problem"]
+            tokens.write_text("reader-token read\n")
+            await asyncio.sleep(1.2)
+            assert list((await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)).warnings) == []
+    finally:
+        await bound.stop(0)

@@ -4,6 +4,12 @@ Two scopes: `read` may call the RPCs that only look (RPC_SCOPES), `write` may ca
 every RPC of the service explicitly (a test walks the service descriptor); an RPC missing from it is treated as
 `write`. Health always answers without a token (kubelet probes carry none); reflection does too unless
 AUTH_PROTECT_REFLECTION is set, and then needs a `read` token.
+
+The tokens file is re-read when it changes; one that turns invalid, unreadable or goes away keeps the tokens last
+read, logs an error once and says so in `TokenFile.problems()` (GetStatus `warnings`) until it is good again.
+Refused calls are all counted (`RefusalLog.counts`, the metric `orchestrator_grpc_refused_calls_total`), but logged
+at most once per client address per REFUSAL_LOG_INTERVAL_S, with the number of refusals not logged since, and at
+most REFUSAL_LOG_LINES lines per interval in all: an unauthenticated client cannot flood the log.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import hashlib
 import hmac
 import os
 import threading
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,7 +106,8 @@ def lookup(tokens: dict[bytes, Scope], token: str) -> Scope | None:
 
 class TokenFile:
     """The tokens of AUTH_TOKENS_FILE, re-read when the file's (inode, size, mtime) changes. A file that turns
-    unreadable or invalid keeps the tokens last read, and says so in the log."""
+    unreadable, invalid or is deleted keeps the tokens last read, and says so: one error in the log, and
+    `problems()` until the file is good again."""
 
     def __init__(self, path: Path, check_interval_s: float = 1.0) -> None:
         self.path = path
@@ -110,6 +118,7 @@ class TokenFile:
         self._tokens = self._load()
         self.check_interval_s = check_interval_s
         self._checked_at = 0.0
+        self._problem = ""
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -130,15 +139,31 @@ class TokenFile:
             return
         self._checked_at = now
         signature = self._stat()
-        if signature is None or signature == self._signature:
+        if signature == self._signature:
+            return
+        self._signature = signature
+        if signature is None:
+            self._report(f"AUTH_TOKENS_FILE {self.path}: the file is gone")
             return
         try:
             self._tokens = self._load()
         except ConfigError as exc:
-            log.error("auth_tokens_reload_failed", error=str(exc), keeping="previous tokens")
+            self._report(str(exc))
         else:
+            if self._problem:
+                log.info("auth_tokens_file_fixed", file=str(self.path), was=self._problem)
+            self._problem = ""
             log.info("auth_tokens_reloaded", tokens=len(self._tokens))
-        self._signature = signature
+
+    def _report(self, problem: str) -> None:
+        self._problem = f"{problem}; still serving with the {len(self._tokens)} tokens last read"
+        log.error("auth_tokens_file_problem", error=problem, keeping=f"the {len(self._tokens)} tokens last read")
+
+    def problems(self, now: float) -> list[str]:
+        """What is wrong with the file now (re-read first if it changed), for GetStatus; [] when nothing is."""
+        with self._lock:
+            self._refresh(now)
+            return [self._problem] if self._problem else []
 
     def scope_of(self, token: str, now: float) -> Scope | None:
         """The scope of `token`, or None when it is not in the file (re-read first if it changed)."""
@@ -161,6 +186,8 @@ def bearer_token(metadata: tuple[tuple[str, str | bytes], ...] | None) -> str | 
 class Refusal:
     code: grpc.StatusCode
     details: str
+    reason: str = ""
+    """missing_token, invalid_token or needs_write: the metric's label and the log's reason."""
 
 
 Clock = Callable[[], float]
@@ -174,12 +201,18 @@ def decide(
     if needed is None:
         return None
     if token is None:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token (metadata 'authorization: Bearer …')")
+        return Refusal(
+            grpc.StatusCode.UNAUTHENTICATED,
+            "missing bearer token (metadata 'authorization: Bearer …')",
+            "missing_token",
+        )
     scope = tokens.scope_of(token, now)
     if scope is None:
-        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token")
+        return Refusal(grpc.StatusCode.UNAUTHENTICATED, "invalid bearer token", "invalid_token")
     if needed is Scope.WRITE and scope is not Scope.WRITE:
-        return Refusal(grpc.StatusCode.PERMISSION_DENIED, f"{method.rsplit('/', 1)[-1]} needs a 'write' token")
+        return Refusal(
+            grpc.StatusCode.PERMISSION_DENIED, f"{method.rsplit('/', 1)[-1]} needs a 'write' token", "needs_write"
+        )
     return None
 
 
@@ -189,13 +222,100 @@ else:
     _Interceptor = grpc.aio.ServerInterceptor
 
 
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""At most one `rpc_refused` line per client address in this many seconds."""
+REFUSAL_LOG_LINES = 100
+"""At most this many `rpc_refused` lines per interval in all (a client that changes its address each call)."""
+REFUSAL_LOG_CLIENTS = 10_000
+"""Client addresses remembered; the least recently logged is forgotten first."""
+
+
+def client_address(peer: str) -> str:
+    """The client's address without its port (`ipv4:10.0.0.7:51234` -> `ipv4:10.0.0.7`): every new connection
+    has a new port, and a flood is one client however many connections it opens."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return f"ipv4:{rest.rsplit(':', 1)[0]}"
+    if kind == "ipv6" and rest.startswith("["):
+        return f"ipv6:{rest.split(']', 1)[0]}]"
+    return peer[:200]
+
+
+@dataclass
+class _Client:
+    logged_at: float
+    suppressed: int = 0
+
+
+@dataclass
+class RefusalLog:
+    """Counts every refused call; logs a refusal only where the client has had no line for `interval_s`, saying
+    how many of its refusals went unlogged since its last line."""
+
+    interval_s: float = REFUSAL_LOG_INTERVAL_S
+    max_lines: int = REFUSAL_LOG_LINES
+    max_clients: int = REFUSAL_LOG_CLIENTS
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """(status code, reason) -> refused calls: what the metric reports."""
+    _clients: OrderedDict[str, _Client] = field(default_factory=OrderedDict)
+    _window: tuple[float, int, int] = (float("-inf"), 0, 0)
+    """(start, lines logged) of the current interval, and the refusals not logged because of `max_lines` since
+    the last line (reported in the next one as `suppressed_by_cap`)."""
+
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    """`counts` is read by the metrics' scrape thread."""
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def refused(self, refusal: Refusal, method: str, peer: str, now: float) -> None:
+        with self._lock:
+            self.counts[(refusal.code.name, refusal.reason)] += 1
+        address = client_address(peer)
+        client = self._clients.get(address)
+        if client is not None and now - client.logged_at < self.interval_s:
+            client.suppressed += 1
+            return
+        start, lines, capped = self._window
+        if now - start >= self.interval_s:
+            start, lines = now, 0
+        if lines >= self.max_lines:
+            self._window = (start, lines, capped + 1)
+            return
+        self._window = (start, lines + 1, 0)
+        suppressed = client.suppressed if client is not None else 0
+        self._clients[address] = _Client(now)
+        self._clients.move_to_end(address)
+        while len(self._clients) > self.max_clients:
+            self._clients.popitem(last=False)
+        log.warning(
+            "rpc_refused",
+            method=method[:200],
+            code=refusal.code.name,
+            reason=refusal.reason,
+            client=address,
+            suppressed=suppressed,
+            suppressed_by_cap=capped,
+            next_line_after_s=self.interval_s,
+        )
+
+
 class TokenAuthInterceptor(_Interceptor):
     """Refuses calls without a valid token of the scope their RPC needs, before the handler runs."""
 
-    def __init__(self, tokens: TokenFile, clock: Clock, *, protect_reflection: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: TokenFile,
+        clock: Clock,
+        *,
+        protect_reflection: bool = False,
+        refusals: RefusalLog | None = None,
+    ) -> None:
         self.tokens = tokens
         self.clock = clock
         self.protect_reflection = protect_reflection
+        self.refusals = refusals if refusals is not None else RefusalLog()
 
     async def intercept_service(
         self,
@@ -208,16 +328,25 @@ class TokenAuthInterceptor(_Interceptor):
         handler = await continuation(handler_call_details)
         if refusal is None:
             return handler
-        log.info("rpc_refused", method=method, code=refusal.code.name, token_present=token is not None)
-        return _refusing(handler, refusal)
+        return self._refusing(handler, refusal, method)
+
+    def _refusing(
+        self, handler: grpc.RpcMethodHandler[Any, Any] | None, refusal: Refusal, method: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """A handler of the same shape as the refused one (unary or streaming, either way) that only aborts,
+        after counting the refusal under the client's address (known only here, from the call's context)."""
+
+        async def abort(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            self.refusals.refused(refusal, method, context.peer() or "unknown", self.clock())
+            await context.abort(refusal.code, refusal.details)
+
+        return _same_shape(handler, abort)
 
 
-def _refusing(handler: grpc.RpcMethodHandler[Any, Any] | None, refusal: Refusal) -> grpc.RpcMethodHandler[Any, Any]:
-    """A handler of the same shape as the refused one (unary or streaming, either way) that only aborts."""
-
-    async def abort(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(refusal.code, refusal.details)
-
+def _same_shape(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, abort: Callable[..., Awaitable[Any]]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """`abort` as a handler of the refused one's shape (unary or streaming, either way)."""
     if handler is None:
         return grpc.unary_unary_rpc_method_handler(abort)
     shape = (handler.request_streaming, handler.response_streaming)

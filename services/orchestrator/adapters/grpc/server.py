@@ -15,7 +15,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from orchestrator.adapters.grpc.auth import TokenAuthInterceptor, TokenFile
+from orchestrator.adapters.grpc.auth import RefusalLog, TokenAuthInterceptor, TokenFile
 from orchestrator.adapters.grpc.servicer import OrchestratorServicer
 from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig, server_credentials
 from orchestrator.adapters.tracing.setup import TracingRuntime
@@ -117,6 +117,8 @@ class GrpcServer:
     servicer: OrchestratorServicer
     probe_server: grpc.aio.Server | None = None
     probe_port: int | None = None
+    refusals: RefusalLog | None = None
+    """Calls the tokens refused, by code and reason (None without AUTH_TOKENS_FILE): the metrics read them."""
 
     async def start(self) -> None:
         await self.server.start()
@@ -216,19 +218,23 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
         raise DependencyUnavailableError("grpc", f"cannot bind {address}: is the port in use?") from exc
 
 
+def _token_auth(security: ServerSecurity) -> TokenAuthInterceptor | None:
+    if security.tokens_file is None:
+        if security.protect_reflection:
+            raise ConfigError("AUTH_PROTECT_REFLECTION is set but AUTH_TOKENS_FILE is not")
+        return None
+    tokens = TokenFile(security.tokens_file)
+    return TokenAuthInterceptor(tokens, time.monotonic, protect_reflection=security.protect_reflection)
+
+
 def _interceptors(
-    security: ServerSecurity, tracing: TracingRuntime | None
+    auth: TokenAuthInterceptor | None, tracing: TracingRuntime | None
 ) -> list[grpc.aio.ServerInterceptor[Any, Any]]:
     # Tracing first (outermost): a call the tokens refuse still gets its span, with its status code.
     traced: list[grpc.aio.ServerInterceptor[Any, Any]] = (
         [tracing.server_interceptor()] if tracing is not None and tracing.enabled else []
     )
-    if security.tokens_file is None:
-        if security.protect_reflection:
-            raise ConfigError("AUTH_PROTECT_REFLECTION is set but AUTH_TOKENS_FILE is not")
-        return traced
-    tokens = TokenFile(security.tokens_file)
-    return [*traced, TokenAuthInterceptor(tokens, time.monotonic, protect_reflection=security.protect_reflection)]
+    return [*traced, auth] if auth is not None else traced
 
 
 def _probe_server(health_state: Health, host: str, port: int, connections: ConnectionLimits) -> tuple[Any, int]:
@@ -249,8 +255,12 @@ def create_server(
     before `start()`. Unusable TLS or token files raise ConfigError here, at start-up. With `tracing` on, every
     RPC is a server span, child of the caller's `traceparent` metadata."""
     credentials = server_credentials(CertificateFiles(security.tls)) if security.tls is not None else None
-    server = grpc.aio.server(interceptors=_interceptors(security, tracing), options=_options(connections))
+    auth = _token_auth(security)
+    server = grpc.aio.server(interceptors=_interceptors(auth, tracing), options=_options(connections))
     servicer = OrchestratorServicer(app)
+    if auth is not None:
+        tokens = auth.tokens
+        servicer.warnings = lambda: tokens.problems(time.monotonic())
     add_service(servicer, server)
     health_state = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
@@ -268,4 +278,4 @@ def create_server(
         reflection="token" if security.protect_reflection else "open",
         health_port=probe_port,
     )
-    return GrpcServer(server, bound, health_state, servicer, probe, probe_port)
+    return GrpcServer(server, bound, health_state, servicer, probe, probe_port, auth.refusals if auth else None)

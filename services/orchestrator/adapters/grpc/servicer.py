@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +23,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     def __init__(self, app: Orchestrator | None = None) -> None:
         self._attached = app
+        self.warnings: Callable[[], list[str]] = list
+        """The server's own problems for GetStatus (the tokens file's); set by create_server."""
 
     def attach(self, app: Orchestrator) -> None:
         self._attached = app
@@ -69,7 +71,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary
     async def GetStatus(self, request: pb.GetStatusRequest, context: Context) -> pb.GetStatusResponse:
-        return mapping.status_response(await self._app.status(), request.include_stats)
+        response = mapping.status_response(await self._app.status(), request.include_stats)
+        response.warnings.extend(self.warnings())
+        return response
 
     @unary
     async def SubmitDeliberation(

@@ -3,7 +3,8 @@
 `DeliberationMetrics.observe` is a run listener: every call-finished event becomes counters and a latency sample,
 stage boundaries a stage duration, a run's end a count by status and by stop code (token_budget: the budget ended
 it), its token spend and, under a budget, the share of the budget it used. Queue depth, running deliberations and
-the NATS consumer's acks/naks/terms are read when Prometheus scrapes, from the objects that own them. Every
+the NATS consumer's acks/naks/terms and the gRPC calls the tokens refused are read when Prometheus scrapes, from the
+objects that own them. Every
 metric lives in the instance's own registry, so several services (or tests) in one process never collide.
 """
 
@@ -173,6 +174,31 @@ class LiveCollector(Collector):
                 for outcome, key in (("ack", "acked"), ("nak", "nacked"), ("term", "dead")):
                     events.add_metric([outcome], stats.get(key, 0))
             yield events
+
+
+class RefusedCallsCollector(Collector):
+    """gRPC calls the bearer tokens refused, by status code and reason (missing_token, invalid_token,
+    needs_write), read at scrape time from the server's count (every refusal, logged or not)."""
+
+    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterator[Metric]:
+        return iter([self._family()])
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for (code, reason), count in sorted(self._counts().items()):
+            family.add_metric([code, reason], count)
+        return iter([family])
+
+    @staticmethod
+    def _family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "orchestrator_grpc_refused_calls",
+            "gRPC calls refused for a missing or invalid bearer token, or a token without the scope",
+            labels=["code", "reason"],
+        )
 
 
 class MetricsServer:
