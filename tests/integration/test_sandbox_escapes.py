@@ -20,6 +20,7 @@ import pytest_asyncio
 from orchestrator.adapters.sandbox import BwrapConfig, BwrapSandbox, UnsandboxedRunner, open_sandbox
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
+from orchestrator.testing.sandbox_required import sandbox_missing
 
 # A loop of its own: tasks that other modules leave on the session loop (a consumer retrying a closed NATS
 # connection, say) must not share it with the kill-and-reap timing checked here.
@@ -33,8 +34,14 @@ async def sandbox() -> AsyncIterator[BwrapSandbox]:
     sandbox = BwrapSandbox()
     availability = await sandbox.probe()
     if not availability.available:
-        pytest.skip(f"no sandbox on this host: {availability.reason}")
+        sandbox_missing(availability.reason)
     yield sandbox
+
+
+SLEEPER = (
+    "import os, sys\nos.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(1000)', *sys.argv[1:]])\n"
+)
+"""A process that sleeps with its arguments (a marker) on its command line: `python3 sleeper.py MARKER`."""
 
 
 async def python(sandbox: BwrapSandbox, code: str, limits: SandboxLimits = QUICK, *args: str) -> Execution:
@@ -215,15 +222,23 @@ async def test_a_fork_bomb_is_stopped_by_the_process_limit(sandbox: BwrapSandbox
     assert int(execution.stdout.split()[2]) < 16
 
 
-async def test_a_recursive_shell_fork_bomb_ends_and_leaves_nothing_behind(sandbox: BwrapSandbox) -> None:
+async def test_a_fork_bomb_that_never_stops_ends_and_leaves_nothing_behind(sandbox: BwrapSandbox) -> None:
     marker = f"forkbomb-{uuid.uuid4().hex}"
     limits = SandboxLimits(wall_seconds=3, max_processes=32)
     started = time.monotonic()
+    code = """
+        import os
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                pass
+    """
 
-    execution = await sandbox.run({}, ["bash", "-c", "b() { b | b & }; b; wait", marker], limits)
+    execution = await python(sandbox, code, limits, marker)
 
     assert time.monotonic() - started < 8
-    assert execution.outcome in {ExecutionOutcome.EXITED, ExecutionOutcome.TIMED_OUT}
+    assert execution.outcome in {ExecutionOutcome.TIMED_OUT, ExecutionOutcome.KILLED}, execution
     assert processes_with(marker) == []
 
 
@@ -275,19 +290,23 @@ async def test_a_flood_of_output_is_capped_and_marked_truncated(sandbox: BwrapSa
 
 async def test_children_left_behind_are_gone_when_run_returns(sandbox: BwrapSandbox) -> None:
     marker = f"left-behind-{uuid.uuid4().hex}"
-    script = f"""
-        nohup bash -c 'exec -a {marker}-nohup sleep 1000' >/dev/null 2>&1 &
-        setsid bash -c 'exec -a {marker}-setsid sleep 1000' &
-        python3 -c "
-import os
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        os.execvp('sleep', ['{marker}-double-fork', '1000'])
-"
-        sleep 1.5
+    script = """
+        import os, signal, subprocess, sys, time
+        marker = sys.argv[1]
+        sleeper = [sys.executable, "sleeper.py"]
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        ignore_hup = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        subprocess.Popen([*sleeper, marker + "-nohup"], preexec_fn=ignore_hup, **quiet)
+        subprocess.Popen([*sleeper, marker + "-setsid"], start_new_session=True, **quiet)
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execv(sys.executable, [*sleeper, marker + "-double-fork"])
+            os._exit(0)
+        time.sleep(1.5)
     """
-    run = asyncio.create_task(sandbox.run({"run.sh": textwrap.dedent(script)}, ["bash", "run.sh"], QUICK))
+    files = {"run.py": textwrap.dedent(script), "sleeper.py": SLEEPER}
+    run = asyncio.create_task(sandbox.run(files, ["python3", "run.py", marker], QUICK))
     seen: set[int] = set()
     while not run.done():
         seen.update(processes_with(marker))
@@ -301,21 +320,28 @@ if os.fork() == 0:
 
 async def test_children_left_behind_are_gone_after_a_timeout(sandbox: BwrapSandbox) -> None:
     marker = f"timed-out-{uuid.uuid4().hex}"
-    script = f"setsid bash -c 'exec -a {marker} sleep 1000' & nohup bash -c 'exec -a {marker} sleep 1000' & sleep 100"
+    script = """
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "sleeper.py", sys.argv[1]], start_new_session=True)
+        subprocess.Popen([sys.executable, "sleeper.py", sys.argv[1]])
+        time.sleep(100)
+    """
+    files = {"run.py": textwrap.dedent(script), "sleeper.py": SLEEPER}
 
-    execution = await sandbox.run({}, ["bash", "-c", script], SandboxLimits(wall_seconds=1))
+    execution = await sandbox.run(files, ["python3", "run.py", marker], SandboxLimits(wall_seconds=2))
 
-    assert execution.timed_out
+    assert execution.timed_out, execution
     assert processes_with(marker) == []
 
 
 async def test_cancelling_a_run_leaves_nothing_behind(sandbox: BwrapSandbox) -> None:
     marker = f"cancelled-{uuid.uuid4().hex}"
-    run = asyncio.create_task(sandbox.run({}, ["bash", "-c", f"exec -a {marker} sleep 1000"], QUICK))
+    run = asyncio.create_task(sandbox.run({"sleeper.py": SLEEPER}, ["python3", "sleeper.py", marker], QUICK))
     for _ in range(100):
         if processes_with(marker):
             break
         await asyncio.sleep(0.05)
+    assert processes_with(marker), "the sleeper must be running before the run is cancelled"
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 15)  # a cancelled run must end at once; never wait out the test timeout
@@ -333,9 +359,10 @@ async def test_cancelling_a_run_while_its_process_is_being_started_leaves_nothin
     """The cancellation lands inside asyncio's process creation (bwrap is forked, its pipes not yet connected):
     the run still ends at once and the sandbox it had started is killed, not left running."""
     marker = f"cancelled-early-{uuid.uuid4().hex}"
-    run = asyncio.create_task(sandbox.run({}, ["bash", "-c", f"exec -a {marker} sleep 1000"], QUICK))
-    await asyncio.sleep(0)  # the run forks bwrap and waits for its pipes
-    time.sleep(2)  # noqa: ASYNC251 - a busy loop: the command starts before asyncio has connected the pipes
+    run = asyncio.create_task(sandbox.run({"sleeper.py": SLEEPER}, ["python3", "sleeper.py", marker], QUICK))
+    for _ in range(3):
+        await asyncio.sleep(0)  # the run forks bwrap and waits for its pipes
+    time.sleep(2)  # noqa: ASYNC251 - a busy loop: bwrap runs on before asyncio has connected the pipes
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(run, 15)
@@ -360,7 +387,8 @@ async def test_concurrent_runs_each_get_their_own_process_limit(sandbox: BwrapSa
     limits = SandboxLimits(wall_seconds=5, max_processes=16)
 
     results = await asyncio.gather(
-        python(sandbox, bomb, limits), python(sandbox, "import subprocess; subprocess.run(['true'], check=True)")
+        python(sandbox, bomb, limits),
+        python(sandbox, "import subprocess, sys; subprocess.run([sys.executable, '-c', 'pass'], check=True)"),
     )
 
     assert results[1].passed, results[1]

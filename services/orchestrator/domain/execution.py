@@ -29,11 +29,16 @@ class SandboxLimits:
     """Bytes kept of stdout and of stderr each; a run that writes more is killed and marked truncated."""
     work_dir_bytes: int = 64 * MIB
     """Size of the run's writable tmpfs directories (/work, /tmp, /dev/shm) each."""
+    total_memory_bytes: int | None = None
+    """Memory of all the run's processes together (a cgroup of its own, or per-run accounting); None = the
+    sandbox's configured bound (SANDBOX_RUN_MEMORY_MB)."""
 
     def __post_init__(self) -> None:
         for name in ("cpu_seconds", "wall_seconds", "memory_bytes", "max_processes", "max_file_bytes"):
             if getattr(self, name) <= 0:
                 raise InvalidArgumentError(f"limits.{name}", "must be positive")
+        if self.total_memory_bytes is not None and self.total_memory_bytes <= 0:
+            raise InvalidArgumentError("limits.total_memory_bytes", "must be positive")
         if self.max_output_bytes < 0 or self.work_dir_bytes <= 0:
             raise InvalidArgumentError("limits", "output and work dir sizes must not be negative")
 
@@ -67,6 +72,9 @@ class Execution:
     wall_ms: float = 0.0
     detail: str = ""
     """Why it was skipped, or which limit ended it."""
+    peak_memory_bytes: int | None = None
+    """The most memory the run's processes held together, where the sandbox measures it (its cgroup, or the
+    accounting's samples); None when unknown."""
 
     @property
     def passed(self) -> bool:

