@@ -376,7 +376,7 @@ def mcnemar_exact(wins: int, losses: int) -> float:
     n = wins + losses
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / float(2**n)
     return min(1.0, 2 * tail)
 
 
@@ -400,7 +400,7 @@ def _arm_total(rows: list[dict[str, Any]], key: str, pass_of: Any, oracle: bool)
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    arms = {
+    arms: dict[str, dict[str, Any] | None] = {
         "single": _arm_total(rows, "single", lambda r: r["single"]["passed"], oracle=False),
         "sample.random": _arm_total(rows, "sample", lambda r: r["sample"]["random"], oracle=True),
     }
