@@ -20,7 +20,7 @@ from orchestrator.adapters.nats.jetstream import JetStreamBus, NatsConfig
 from orchestrator.adapters.nats.planning import plan_approved_handler
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.ray.sandbox import RaySandbox
-from orchestrator.adapters.sandbox import open_sandbox
+from orchestrator.adapters.sandbox import BwrapConfig, open_sandbox
 from orchestrator.adapters.store.neo4j_store import Neo4jStore
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
@@ -109,18 +109,38 @@ async def open_store(settings: Settings, clock: Clock | None = None) -> Store:
     return await SqliteStore.open(settings.store_url, clock)
 
 
+def sandbox_config(settings: Settings) -> BwrapConfig:
+    """The bubblewrap sandbox as SANDBOX_* configure it (the same on the service and on the Ray workers)."""
+    return BwrapConfig(
+        python=settings.sandbox_python,
+        run_memory_bytes=settings.sandbox_run_memory_mb * 1024 * 1024,
+        cgroup_parent=settings.sandbox_cgroup,
+    )
+
+
 async def open_verifier_sandbox(settings: Settings) -> Sandbox:
-    """The sandbox of the execution checks: bubblewrap on the Ray workers (Ray is connected by now). Where the
-    workers cannot create one, runs are skipped, unless UNSAFE_ALLOW_UNSANDBOXED_EXECUTION asks for running them
-    unisolated here."""
-    sandbox = RaySandbox()
+    """The sandbox of the execution checks: bubblewrap on the Ray workers (Ray is connected by now), checked end
+    to end with a small Python run. Where it does not work, start-up stops with the reason, unless
+    UNSAFE_ALLOW_UNSANDBOXED_EXECUTION asks for running code unisolated here, or SANDBOX_DEGRADED_OK for running
+    without executing it (every status, result and report then says "NOT EXECUTED")."""
+    sandbox = RaySandbox(config=sandbox_config(settings))
     availability = await sandbox.probe()
     if availability.available:
         log.info("sandbox_ready", backend=availability.backend, detail=availability.reason)
         return sandbox
     if settings.unsafe_allow_unsandboxed_execution:
-        return await open_sandbox(allow_unsandboxed=True)
-    log.warning("sandbox_unavailable", reason=availability.reason, effect="execution checks are reported as skipped")
+        return await open_sandbox(allow_unsandboxed=True, config=sandbox_config(settings))
+    if not settings.sandbox_degraded_ok:
+        raise ConfigError(
+            f"no working sandbox, so proposals' code could not be executed: {availability.reason}. "
+            "Fix the host (docs/deploy.md, 'The sandbox'), or set SANDBOX_DEGRADED_OK=true to run in DEGRADED mode "
+            "with every execution check NOT EXECUTED"
+        )
+    log.error(
+        "sandbox_unavailable_degraded",
+        reason=availability.reason,
+        effect="SANDBOX_DEGRADED_OK=true: proposals' code is NOT EXECUTED; results, status and reports say so",
+    )
     return sandbox
 
 
@@ -224,7 +244,10 @@ async def _open(
     traced = _Traced(tracing)
     verifier = given.verifier or ExecutionVerifier(traced.sandbox(await open_verifier_sandbox(settings)))
     checker = traced.checker(
-        given.checker or ThreadedChecker(traced.sandbox(await open_sandbox(allow_unsandboxed=unsafe)))
+        given.checker
+        or ThreadedChecker(
+            traced.sandbox(await open_sandbox(allow_unsandboxed=unsafe, config=sandbox_config(settings)))
+        )
     )
     probe = None
     if given.llm_probe:

@@ -81,6 +81,22 @@ class Settings(BaseSettings):
         False,
         description="UNSAFE: where no sandbox can be created, run proposals' code unisolated instead of skipping it",
     )
+    sandbox_degraded_ok: bool = Field(
+        False,
+        description="DEGRADED: start even though no sandbox works here; proposals' code is then NOT EXECUTED and "
+        "every status, result and report says so (without it, `serve` refuses to start)",
+    )
+    sandbox_python: str = Field(
+        "", description="the interpreter runs use (path or name on PATH); empty = the service's own interpreter"
+    )
+    sandbox_run_memory_mb: int = Field(
+        1024, ge=64, le=1_048_576, description="memory of each sandbox run's processes together, in MiB"
+    )
+    sandbox_cgroup: str = Field(
+        "",
+        description="a writable cgroup directory under which each run gets its own (v1: %c stands for the "
+        "controller); empty = next to the service's own cgroup",
+    )
     early_stop: bool = Field(
         True, description="end the critique/revise rounds once the verification evidence decides the winner"
     )

@@ -114,4 +114,7 @@ class SandboxAvailability:
             return f"UNSAFE: code runs without a sandbox ({self.reason})"
         if self.available:
             return f"available ({self.backend})"
-        return f"unavailable ({self.backend}): {self.reason}; execution checks are skipped"
+        return (
+            f"NOT EXECUTED: no working sandbox ({self.backend}: {self.reason}); proposals' code is not run, "
+            "execution checks are skipped"
+        )

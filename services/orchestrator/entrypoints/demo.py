@@ -82,6 +82,9 @@ def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console
     address = request.connection.address
     if request.web_url:
         console.print(f"web view: [bold]{request.web_url}[/bold]", soft_wrap=True)
+    sandbox = client.status().sandbox_status or "unknown (the service did not say)"
+    executed = sandbox.startswith("available")
+    console.print(f"sandbox: {sandbox}", style=None if executed else "bold red", soft_wrap=True)
     console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {address}")
     for outcome in client.setup_councils(request.agents, request.rounds):
         console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
@@ -102,7 +105,7 @@ def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console
     for s in plan.subtasks:
         winner = f"{s.winner_id} (score {s.winner_score:.3f})" if s.winner_id else f"{s.state}: {s.error}"
         console.print(f"    {s.subtask_id:<22} {s.role:<7} {winner}")
-    path = write_report(request.report_dir, payload, plan, results, elapsed)
+    path = write_report(request.report_dir, payload, plan, results, elapsed, sandbox=sandbox)
     console.print(f"report: [bold]{path}[/bold]", soft_wrap=True)  # one line, so the path can be copied
     if request.web_url:
         console.print(f"web view: [bold]{request.web_url}[/bold]", soft_wrap=True)

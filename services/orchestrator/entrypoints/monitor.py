@@ -83,7 +83,7 @@ def status_line(status: Any) -> Text:
 def _sandbox_style(sandbox: str) -> str:
     if sandbox.startswith("available"):
         return "green"
-    return "bold red" if sandbox.startswith("UNSAFE") else "yellow"
+    return "bold red" if sandbox.startswith(("UNSAFE", "NOT EXECUTED")) else "yellow"
 
 
 def dependencies_line(status: Any) -> tuple[tuple[str, str], ...]:

@@ -110,7 +110,18 @@ def _subtask(s: Any, result: Any | None) -> list[str]:
     return out
 
 
-def render_report(payload: dict[str, Any], plan: Any, results: dict[str, Any], elapsed_s: float) -> str:
+def sandbox_lines(sandbox: str) -> list[str]:
+    """The sandbox's state as the service reported it; without one, in words no reader can miss."""
+    if not sandbox:
+        return []
+    if sandbox.startswith("available"):
+        return [f"Execution checks: the proposals' code ran in the sandbox, {sandbox}.", ""]
+    return [f"**Proposals' code was NOT EXECUTED**: {sandbox}", ""]
+
+
+def render_report(
+    payload: dict[str, Any], plan: Any, results: dict[str, Any], elapsed_s: float, sandbox: str = ""
+) -> str:
     text = payload.get("plan", {})
     lines = [
         f"# Deliberation report: {text.get('title') or plan.plan_id}",
@@ -118,6 +129,7 @@ def render_report(payload: dict[str, Any], plan: Any, results: dict[str, Any], e
         f"Plan `{plan.plan_id}` of story `{plan.story_id}`, approved by {plan.approved_by}; "
         f"{len(plan.subtasks)} subtasks, finished in {elapsed_s:.0f}s.",
         "",
+        *sandbox_lines(sandbox),
         str(text.get("description", "")).strip(),
         "",
         "Acceptance criteria:",
@@ -142,9 +154,9 @@ def render_report(payload: dict[str, Any], plan: Any, results: dict[str, Any], e
 
 
 def write_report(
-    directory: Path, payload: dict[str, Any], plan: Any, results: dict[str, Any], elapsed_s: float
+    directory: Path, payload: dict[str, Any], plan: Any, results: dict[str, Any], elapsed_s: float, sandbox: str = ""
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"report-{plan.plan_id}-{time.strftime('%H%M%S')}.md"
-    path.write_text(render_report(payload, plan, results, elapsed_s))
+    path.write_text(render_report(payload, plan, results, elapsed_s, sandbox))
     return path.resolve()

@@ -34,11 +34,13 @@ class NoWorkerError(Exception):
         self.grace_s = grace_s
 
 
-def _in_worker(files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits | None) -> Any:
+def _in_worker(
+    files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits | None, config: Any = None
+) -> Any:
     # Imported in the worker: a cluster gets this package through the job's runtime_env.
     from orchestrator.adapters.sandbox.bwrap import BwrapSandbox
 
-    sandbox = BwrapSandbox()
+    sandbox = BwrapSandbox(config)
 
     async def work() -> Execution | SandboxAvailability:
         if limits is None:
@@ -108,7 +110,11 @@ class RaySandbox:
     how long a run waits with no worker node alive before it is cancelled and reported as skipped (a KubeRay
     worker pod replaced after its loss comes back well within the default)."""
 
-    def __init__(self, *, num_cpus: float = 0.5, max_retries: int = 2, no_worker_grace_s: float = 60.0) -> None:
+    def __init__(
+        self, *, num_cpus: float = 0.5, max_retries: int = 2, no_worker_grace_s: float = 60.0, config: Any = None
+    ) -> None:
+        self._config = config
+        """The workers' BwrapConfig (None: its defaults); its empty `python` means each worker's own interpreter."""
         self._task = ray.remote(_in_worker).options(
             num_cpus=num_cpus, max_retries=max_retries, scheduling_strategy="SPREAD"
         )
@@ -125,7 +131,7 @@ class RaySandbox:
     async def probe(self) -> SandboxAvailability:
         """Probes on a worker, where the code will run: the service's own host may differ."""
         try:
-            found = await self._task.remote({}, (), None)
+            found = await self._task.remote({}, (), None, self._config)
         except Exception as exc:  # a Ray failure makes the sandbox unavailable, never the service
             found = SandboxAvailability(False, BACKEND, f"probe task failed: {type(exc).__name__}: {exc}"[:300])
         if isinstance(found, SandboxAvailability):
@@ -135,7 +141,7 @@ class RaySandbox:
     async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
         if not self._availability.available:
             return Execution.skip(self._availability.summary)
-        ref = self._task.remote(dict(files), tuple(command), limits)
+        ref = self._task.remote(dict(files), tuple(command), limits, self._config)
         try:
             result = await wait_while_workers(
                 detached_result(ref), self._workers_alive, grace_s=self._grace_s, period_s=self._watch_s

@@ -66,7 +66,7 @@ class Layout:
     symlinks: tuple[tuple[str, str], ...]
     """(target, location) pairs."""
     tools: dict[str, str]
-    """Tool name -> its real path inside the sandbox (the same as on the host)."""
+    """Tool name -> its path inside the sandbox (the same as on the host)."""
 
     def directories(self) -> list[str]:
         """Every directory to create (mode 0755) before the binds and links, parents first."""
@@ -99,15 +99,16 @@ def layout_for(python: str) -> Layout:
     real_exe = os.path.realpath(paths["executable"] or exe)
     stdlib = {os.path.realpath(paths["stdlib"]), os.path.realpath(paths["platstdlib"])}
     tools = {}
+    links: dict[str, str] = {}
+    files: set[str] = {real_exe}
     for name in TOOLS:
         found = shutil.which(name, path="/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         if not found:
             raise LayoutError(f"{name} not found on this host (util-linux / a POSIX shell are needed)")
-        tools[name] = os.path.realpath(found)
-    binaries = [real_exe, *tools.values()]
+        tools[name] = found  # the name it has on PATH (sh -> dash: both exist inside)
+        files.add(_resolve(found, links))
+    binaries = sorted(files)
     modules = [str(p) for d in stdlib for p in _shared_objects(d)]
-    links: dict[str, str] = {}
-    files: set[str] = set(binaries)
     for lib in _libraries([*binaries, *modules]):
         files.add(_resolve(lib, links))
     for path in (*DATA_DIRS, LOADER_CACHE):
