@@ -4,6 +4,7 @@ port, and what a token-protected server answers before the handler runs."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,11 +17,13 @@ from structlog.testing import capture_logs
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc.server import GrpcServer, ServerSecurity, create_server
+from orchestrator.adapters.grpc.tls import TlsConfig
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, RefusedCallsCollector
 from orchestrator.application.commands import CouncilDefaults
 from orchestrator.compose import Options, compose
 from orchestrator.domain.errors import ConfigError
 from orchestrator.testing.fakes import FakeGateway, fake_ports
+from tests.certs import Authority
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +100,7 @@ async def test_a_flood_of_refused_calls_is_counted_in_full_and_logged_once(prote
     metrics.track(RefusedCallsCollector(protected.refusals.snapshot))
     codes: list[grpc.StatusCode] = []
     with capture_logs() as logs:
-        for _ in range(10):  # 1,000 calls without a token, 100 at a time, each on a connection of its own
+        for _ in range(10):  # 1,000 calls without a token: 100 at a time over 10 new connections (new ports)
             channels = [grpc.aio.insecure_channel(f"127.0.0.1:{protected.port}") for _ in range(10)]
             calls = [
                 pb_grpc.OrchestratorServiceStub(channels[i % 10]).GetStatus(pb.GetStatusRequest()) for i in range(100)
@@ -137,3 +140,29 @@ async def test_get_status_warns_while_the_tokens_file_is_gone_and_the_last_token
             assert list((await stub.GetStatus(pb.GetStatusRequest(), metadata=READER)).warnings) == []
     finally:
         await bound.stop(0)
+
+
+async def test_tls_refuses_an_expired_certificate_at_start_up_and_get_status_warns_of_one_expiring(
+    tmp_path: Path,
+) -> None:
+    ca, now = Authority("ca"), datetime.datetime.now(datetime.UTC)
+    ca.issue("server", server=True, valid_from=now - datetime.timedelta(days=90), valid_until=now).write(
+        tmp_path / "tls.crt", tmp_path / "tls.key"
+    )
+    tls = TlsConfig(tmp_path / "tls.crt", tmp_path / "tls.key")
+    with pytest.raises(ConfigError, match=r"GRPC_TLS_CERT .*the certificate expired at"):
+        create_server(None, "127.0.0.1", 0, security=ServerSecurity(tls=tls))
+    ca.issue("server", server=True, valid_until=now + datetime.timedelta(days=5)).write(
+        tmp_path / "tls.crt", tmp_path / "tls.key"
+    )
+    app = compose(fake_ports(FakeGateway()), Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    bound = create_server(app, "127.0.0.1", 0, security=ServerSecurity(tls=tls))
+    await bound.start()
+    try:
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.pem)
+        async with grpc.aio.secure_channel(f"localhost:{bound.port}", credentials) as channel:
+            status = await pb_grpc.OrchestratorServiceStub(channel).GetStatus(pb.GetStatusRequest())
+    finally:
+        await bound.stop(0)
+    assert len(status.warnings) == 1
+    assert "the certificate expires at" in status.warnings[0] and "days); renew it" in status.warnings[0]

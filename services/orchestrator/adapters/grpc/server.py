@@ -237,6 +237,17 @@ def _interceptors(
     return [*traced, auth] if auth is not None else traced
 
 
+def _warnings(auth: TokenAuthInterceptor | None, certificates: CertificateFiles | None) -> Callable[[], list[str]]:
+    """What GetStatus lists in `warnings` from the server's own files: the tokens file's problem, and a
+    certificate that expires soon."""
+
+    def warnings() -> list[str]:
+        found = auth.tokens.problems(time.monotonic()) if auth is not None else []
+        return found + (certificates.problems() if certificates is not None else [])
+
+    return warnings
+
+
 def _probe_server(health_state: Health, host: str, port: int, connections: ConnectionLimits) -> tuple[Any, int]:
     server = grpc.aio.server(options=_options(connections))
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
@@ -254,13 +265,12 @@ def create_server(
     """Builds the server and binds its port (0 = any free port) at once; `servicer.attach(app)` may come later,
     before `start()`. Unusable TLS or token files raise ConfigError here, at start-up. With `tracing` on, every
     RPC is a server span, child of the caller's `traceparent` metadata."""
-    credentials = server_credentials(CertificateFiles(security.tls)) if security.tls is not None else None
+    certificates = CertificateFiles(security.tls) if security.tls is not None else None
+    credentials = server_credentials(certificates) if certificates is not None else None
     auth = _token_auth(security)
     server = grpc.aio.server(interceptors=_interceptors(auth, tracing), options=_options(connections))
     servicer = OrchestratorServicer(app)
-    if auth is not None:
-        tokens = auth.tokens
-        servicer.warnings = lambda: tokens.problems(time.monotonic())
+    servicer.warnings = _warnings(auth, certificates)
     add_service(servicer, server)
     health_state = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)

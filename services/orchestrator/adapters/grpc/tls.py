@@ -5,10 +5,16 @@ gRPC asks `CertificateFiles.fetch` for the certificate configuration before each
 ("unchanged") unless a file's (inode, size, mtime) moved, so the check costs three `stat` calls. A half-written
 rotation (a new certificate with the old key) fails the pair check and the previous pair stays in use until the
 files agree again. Connections already open keep the certificate they were made with.
+
+The server's own certificate (the first of the chain) must be valid now: an expired or not yet valid one stops
+start-up with a line that says when it was valid (clients would refuse every handshake), and a rotation to such a
+certificate is ignored like a mismatched pair. One that expires within EXPIRY_WARNING_DAYS is logged as a warning
+at start-up and at each reload, and listed in GetStatus `warnings` while it lasts.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import ssl
 import threading
@@ -17,12 +23,15 @@ from pathlib import Path
 
 import grpc
 import structlog
+from cryptography import x509
 
 from orchestrator.domain.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
 FileSignature = tuple[int, int, int] | None
+EXPIRY_WARNING_DAYS = 14
+"""A server certificate that expires within this many days is warned about (log, GetStatus)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,48 @@ class _Material:
     cert: bytes
     key: bytes
     client_ca: bytes | None
+    not_after: datetime.datetime
+    """When the server's own certificate expires (UTC)."""
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _when(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def check_validity(cert: bytes, path: Path, now: datetime.datetime) -> datetime.datetime:
+    """The expiry of the chain's first certificate (the server's own); ConfigError when it is not valid at `now`."""
+    try:
+        leaf = x509.load_pem_x509_certificate(cert)
+    except ValueError:
+        raise ConfigError(f"GRPC_TLS_CERT {path}: its first PEM block is not an X.509 certificate") from None
+    not_before, not_after = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if now < not_before:
+        raise ConfigError(
+            f"GRPC_TLS_CERT {path}: the certificate is not valid yet (valid from {_when(not_before)}, now "
+            f"{_when(now)}): clients would refuse it; check the clock or issue one valid now"
+        )
+    if now >= not_after:
+        raise ConfigError(
+            f"GRPC_TLS_CERT {path}: the certificate expired at {_when(not_after)} (now {_when(now)}): clients would "
+            "refuse it; renew it"
+        )
+    return not_after
+
+
+def expiry_warning(material: _Material, path: Path, now: datetime.datetime) -> str | None:
+    """A sentence for an operator when the certificate expires within EXPIRY_WARNING_DAYS, else None."""
+    left = material.not_after - now
+    if left >= datetime.timedelta(days=EXPIRY_WARNING_DAYS):
+        return None
+    expiry = _when(material.not_after)
+    if left <= datetime.timedelta(0):
+        return f"GRPC_TLS_CERT {path}: the certificate expired at {expiry}: clients refuse it; renew it"
+    days = left.total_seconds() / 86_400
+    return f"GRPC_TLS_CERT {path}: the certificate expires at {expiry} (in {days:.1f} days); renew it"
 
 
 def _signature(path: Path) -> FileSignature:
@@ -64,9 +115,10 @@ def _read(path: Path, what: str) -> bytes:
     return data
 
 
-def load_material(config: TlsConfig) -> _Material:
-    """Reads and checks the files: the key must match the certificate, the client CA must be certificates."""
+def load_material(config: TlsConfig, now: datetime.datetime | None = None) -> _Material:
+    """Reads and checks the files: the certificate valid now, the key matching it, the client CA certificates."""
     cert = _read(config.cert, "GRPC_TLS_CERT")
+    not_after = check_validity(cert, config.cert, now or _utc_now())
     key = _read(config.key, "GRPC_TLS_KEY")
     try:
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(config.cert, config.key)
@@ -82,17 +134,27 @@ def load_material(config: TlsConfig) -> _Material:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_verify_locations(cafile=config.client_ca)
         except (ssl.SSLError, OSError):
             raise ConfigError(f"GRPC_TLS_CLIENT_CA {config.client_ca}: no CA certificate in it") from None
-    return _Material(cert, key, client_ca)
+    return _Material(cert, key, client_ca, not_after)
 
 
 class CertificateFiles:
     """The current certificate configuration, re-read from the files when they change."""
 
-    def __init__(self, config: TlsConfig) -> None:
+    def __init__(self, config: TlsConfig, now: datetime.datetime | None = None) -> None:
         self.config = config
         self._lock = threading.Lock()  # gRPC calls fetch from its own threads
         self._signatures = self._stat()
-        self.material = load_material(config)
+        self.material = load_material(config, now)
+        self._warn_if_expiring(now)
+
+    def _warn_if_expiring(self, now: datetime.datetime | None) -> None:
+        if warning := expiry_warning(self.material, self.config.cert, now or _utc_now()):
+            log.warning("tls_certificate_expires_soon", problem=warning)
+
+    def problems(self, now: datetime.datetime | None = None) -> list[str]:
+        """The certificate in use expiring soon (or expired while serving), for GetStatus; [] when neither."""
+        warning = expiry_warning(self.material, self.config.cert, now or _utc_now())
+        return [warning] if warning else []
 
     def _paths(self) -> list[Path]:
         return [self.config.cert, self.config.key, *([self.config.client_ca] if self.config.client_ca else [])]
@@ -118,6 +180,7 @@ class CertificateFiles:
                 return None
             self._signatures, self.material = signatures, material
             log.info("tls_reloaded", cert=str(self.config.cert), mode=self.config.mode)
+            self._warn_if_expiring(None)
             return self.certificate_configuration()
 
 
