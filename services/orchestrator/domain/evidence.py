@@ -6,7 +6,8 @@ Three sources of tests, in the order the ranking trusts them:
 - *acceptance tests* the client sent (`TaskConstraints.acceptance_tests`): part of the specification;
 - the *agents' own tests*: the test blocks of every proposal. Every solution runs against every agent's tests,
   and solutions are grouped CodeT-style (dual agreement): solutions that pass the same agent tests form a group,
-  and a group's score is (solutions in it) x (agent tests they pass).
+  and a group's score is (solutions in it) x (agent tests they pass). An agent's test judges only the solution it
+  ran against, and one that fails on every candidate counts for none (`void_agent_tests`).
 
 Everything here is pure: turning text into test units, and results into agreement groups. Running the code is the
 verifier's job (a sandbox adapter), never this module's.
@@ -302,6 +303,20 @@ def agreement(passed_agent_tests: Mapping[str, frozenset[str]]) -> dict[str, tup
         for author in members:
             out[author] = (len(members) * len(passed), tuple(sorted(members)))
     return out
+
+
+def void_agent_tests(outcomes: Mapping[str, Sequence[UnitOutcome]], agent_test_ids: Iterable[str]) -> frozenset[str]:
+    """The agents' tests that fail on every candidate (`outcomes` maps each author whose solution ran to its
+    outcomes). Such a test says nothing about any solution (it is as likely wrong itself, or hostile), so it counts
+    for none: not against any candidate, not in agreement, not as a finding to fix."""
+    if not outcomes:
+        return frozenset()
+    passed = {o.test_id for results in outcomes.values() for o in results if o.passed}
+    return frozenset(t for t in agent_test_ids if t not in passed)
+
+
+def without_tests(outcomes: Sequence[UnitOutcome], void: frozenset[str]) -> tuple[UnitOutcome, ...]:
+    return tuple(o for o in outcomes if o.test_id not in void)
 
 
 def trim(text: str, limit: int = MAX_FAILURE_CHARS) -> str:

@@ -5,12 +5,19 @@ A proposal is split leniently into its solution and its tests (small models mix 
 string says `test`, or whose top-level code is only tests (asserts, `def test_*`, imports), is tests; top-level
 asserts and `test_*` functions inside the solution block are moved to the tests; the rest is the solution.
 
-One sandbox run per solution executes a small harness: it runs the task's own import statements (a stub's `from
-typing import List`; one that fails is skipped), loads the solution in their namespace, then runs each test unit in
-a copy of the solution's namespace under a per-unit alarm, printing one result line per unit behind a per-run random
-marker. A run that dies or hits a limit still reports the units it finished; the rest count as failed with the
-reason. The sandbox contains what the code can do to the host; it does not stop a solution from tampering with its
-own harness (they share a process), which would only ever change that solution's own results.
+Verdicts are decided outside the code under test (docs/evidence.md). One sandbox run per solution runs a trusted
+supervisor (`sandbox_supervisor.py`) that never loads the solution: it runs each unit in a fresh child process of
+its own (the task's imports, the solution, the unit), the specification's units first, then each agent's test
+block. A child's output goes nowhere; it reports on a private pipe; the supervisor relays each unit's result on
+stdout framed by a per-run key that no code under test can read. For a value unit (`f(x) == 10`, `assert A op B`)
+only the set-up and the computed operands run in the sandbox, their values come back as builtin values, and the
+comparison runs here (`unit_values.py`): the expected value never enters the sandbox. A unit without a completed
+report (exit at import, `os._exit`, crash, kill, time-out) fails.
+
+When a unit's code ends the supervisor itself (same uid, so it can), the run stops: the unit that was running
+fails, and so do the rest of its source's units; the units of other sources not yet run go to a new run. So a
+test block can cost only its own units, never a peer's specification units or another block's; a solution that
+does it fails its own units.
 """
 
 from __future__ import annotations
@@ -22,8 +29,12 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
+from orchestrator.adapters.checks.sandbox_supervisor import KEY_BYTES
+from orchestrator.adapters.checks.unit_values import UnitPlan, job_unit, judge, plan_unit
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.evidence import (
     CheckUnit,
@@ -35,70 +46,18 @@ from orchestrator.domain.evidence import (
     agreement,
     parses,
     trim,
+    void_agent_tests,
+    without_tests,
 )
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
 
 UNIT_TIMEOUT_S = 3.0
 _TESTS_COMMENT = re.compile(r"#\s*(?:unit\s+|the\s+)?tests?\b", re.IGNORECASE)
-RUN_LIMITS = SandboxLimits(cpu_seconds=20, wall_seconds=30, max_processes=32)
-
-HARNESS = r"""
-import contextlib, io, json, signal, sys
-config = json.load(open("units.json"))
-marker = config["marker"]
-
-class _UnitTimeout(BaseException):
-    pass
-
-def _alarm(signum, frame):
-    raise _UnitTimeout(f"timed out after {config['unit_timeout']}s")
-
-signal.signal(signal.SIGALRM, _alarm)
-
-def _report(test_id, passed, failure=""):
-    sys.__stdout__.write(marker + json.dumps({"id": test_id, "passed": passed, "failure": failure[:600]}) + "\n")
-    sys.__stdout__.flush()
-
-def _describe(exc):
-    text = f"{type(exc).__name__}: {exc}"
-    return text if str(exc) else f"{type(exc).__name__} (no message)"
-
-namespace = {"__name__": "solution"}
-sys.path.insert(0, ".")
-load_error = ""
-for statement in config["preamble"]:
-    signal.setitimer(signal.ITIMER_REAL, config["unit_timeout"])
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            exec(compile(statement, "<task>", "exec"), namespace)
-    except BaseException:
-        pass  # an import the sandbox lacks (or that times out) is skipped: the solution may not need it
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-signal.setitimer(signal.ITIMER_REAL, config["unit_timeout"])
-try:
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        exec(compile(open("solution.py").read(), "solution.py", "exec"), namespace)
-except BaseException as exc:
-    load_error = "the solution does not load: " + _describe(exc)
-finally:
-    signal.setitimer(signal.ITIMER_REAL, 0)
-for unit in config["units"]:
-    if load_error:
-        _report(unit["id"], False, load_error)
-        continue
-    scope = dict(namespace)
-    signal.setitimer(signal.ITIMER_REAL, config["unit_timeout"])
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            exec(compile(unit["code"], "<" + unit["id"] + ">", "exec"), scope)
-    except BaseException as exc:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        _report(unit["id"], False, _describe(exc))
-    else:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        _report(unit["id"], True)
-"""
+RUN_LIMITS = SandboxLimits(cpu_seconds=20, wall_seconds=30, max_processes=32, max_output_bytes=1024 * 1024)
+SUPERVISOR = Path(__file__).with_name("sandbox_supervisor.py").read_text(encoding="utf-8")
+_BLOCK_ENDED = "not run: an earlier test of its block ended the run"
+MAX_RERUNS = 12
+"""Runs after the first for one solution, each caused by a test block that ended its run (one per block)."""
 
 
 @dataclass(frozen=True)
@@ -228,8 +187,10 @@ class ExecutionVerifier:
             return {a: ProposalEvidence(a, round_, skipped=reason) for a in proposals}
         authors = sorted(split)
         runs = await asyncio.gather(*(self._run(split[a].solution, units, spec.preamble) for a in authors))
-        outcomes = dict(zip(authors, runs, strict=True))
         agent_ids = {u.test_id for u in units if u.source is UnitSource.AGENT}
+        ran = dict(zip(authors, runs, strict=True))
+        void = void_agent_tests({a: ran[a] for a in authors if split[a].solution}, agent_ids)
+        outcomes = {a: without_tests(ran[a], void) for a in authors}
         passed = {
             a: frozenset(o.test_id for o in outcomes[a] if o.passed and o.test_id in agent_ids)
             for a in authors
@@ -254,7 +215,8 @@ class ExecutionVerifier:
             return [UnitOutcome(u.test_id, False, "no Python solution") for u in units]
         if not units:
             return []
-        return await run_units(self._sandbox, solution, units, self._limits, preamble)
+        sweep = not self._sandbox.availability().unsafe
+        return await run_units(self._sandbox, solution, units, self._limits, preamble, sweep=sweep)
 
 
 async def run_units(
@@ -263,32 +225,128 @@ async def run_units(
     units: Sequence[CheckUnit],
     limits: SandboxLimits = RUN_LIMITS,
     preamble: Sequence[str] = (),
+    *,
+    sweep: bool = True,
 ) -> list[UnitOutcome]:
-    """One sandbox run of the harness: `solution`, after the task's `preamble` statements, against every unit."""
-    marker = f"@@{secrets.token_hex(8)}@@"
-    config = {
-        "marker": marker,
-        "unit_timeout": UNIT_TIMEOUT_S,
+    """`solution`, after the task's `preamble` statements, against every unit: the specification's units first,
+    each unit in a process of its own, the verdicts decided here. `sweep`: the supervisor kills every other process
+    of its sandbox after each unit (only in a PID namespace of its own; off without a sandbox)."""
+    ordered = sorted(units, key=lambda u: u.source is UnitSource.AGENT)
+    plans = {u.test_id: plan_unit(u.code) for u in ordered}
+    results: dict[str, UnitOutcome] = {}
+    pending = list(ordered)
+    for _ in range(MAX_RERUNS + 1):
+        if not pending:
+            break
+        frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep)
+        running, ended = "", False
+        for frame in frames:
+            if "begin" in frame:
+                running = str(frame["begin"])
+            elif "id" in frame and str(frame["id"]) in plans and frame["id"] == running:
+                results[running] = _outcome(running, plans[running], frame)
+                running = ""
+            elif frame.get("end") is True:
+                ended = True
+        pending = [u for u in pending if u.test_id not in results]
+        if ended:
+            for unit in pending:
+                results[unit.test_id] = UnitOutcome(unit.test_id, False, "no result for this test")
+            pending = []
+        if not pending:
+            break
+        culprit = next((u for u in pending if u.test_id == running), None)
+        if culprit is None or culprit.source is not UnitSource.AGENT:
+            # Nothing began (the run did not start), or a specification unit (trusted test code: the solution
+            # did it) ended the run: the remaining units fail with the reason.
+            reason = _why_ended(execution) if culprit is None else _ended_by(culprit, execution)
+            for unit in pending:
+                results[unit.test_id] = UnitOutcome(unit.test_id, False, reason)
+            pending = []
+            break
+        # A test block ended the run: its own remaining units fail; the other blocks' units run again.
+        results[culprit.test_id] = UnitOutcome(culprit.test_id, False, _ended_by(culprit, execution))
+        for unit in pending:
+            if unit.author_id == culprit.author_id and unit.test_id not in results:
+                results[unit.test_id] = UnitOutcome(unit.test_id, False, _BLOCK_ENDED)
+        pending = [u for u in pending if u.test_id not in results]
+    for unit in pending:
+        results[unit.test_id] = UnitOutcome(unit.test_id, False, "not run: the run was ended too many times")
+    return [results[u.test_id] for u in units]
+
+
+async def _one_run(
+    sandbox: Sandbox,
+    solution: str,
+    units: Sequence[CheckUnit],
+    plans: Mapping[str, UnitPlan],
+    limits: SandboxLimits,
+    preamble: Sequence[str],
+    sweep: bool,
+) -> tuple[list[dict[str, Any]], Execution]:
+    key = secrets.token_hex(KEY_BYTES // 2)
+    job = {
+        "solution": solution,
         "preamble": list(preamble),
-        "units": [{"id": u.test_id, "code": u.code} for u in units],
+        "imports": _imported_modules(preamble),
+        "unit_timeout": UNIT_TIMEOUT_S,
+        "sweep": sweep,
+        "units": [job_unit(u.test_id, plans[u.test_id]) for u in units],
     }
-    files = {"solution.py": solution, "harness.py": HARNESS, "units.json": json.dumps(config)}
-    execution = await sandbox.run(files, ["python3", "-I", "-S", "harness.py"], limits)
-    return outcomes_of(execution, marker, units)
+    files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}
+    execution = await sandbox.run(files, ["python3", "-I", "-S", "supervisor.py"], limits)
+    return frames_of(execution.stdout, key), execution
 
 
-def outcomes_of(execution: Execution, marker: str, units: Sequence[CheckUnit]) -> list[UnitOutcome]:
-    reported: dict[str, UnitOutcome] = {}
-    for line in execution.stdout.splitlines():
-        if not line.startswith(marker):
-            continue
+def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:
+    """The supervisor's frames: each follows the key, up to the end of its line. Anything else on stdout (which no
+    unit's process can write to, but a run could still carry) is ignored."""
+    frames: list[dict[str, Any]] = []
+    for chunk in stdout.split(key)[1:]:
+        line = chunk.split("\n", 1)[0]
         try:
-            item = json.loads(line[len(marker) :])
-            reported[str(item["id"])] = UnitOutcome(str(item["id"]), bool(item["passed"]), trim(str(item["failure"])))
-        except (ValueError, KeyError, TypeError):
+            frame = json.loads(line)
+        except ValueError:
             continue
-    ended = _why_ended(execution)
-    return [reported.get(u.test_id) or UnitOutcome(u.test_id, False, ended) for u in units]
+        if isinstance(frame, dict):
+            frames.append(frame)
+    return frames
+
+
+def _outcome(test_id: str, plan: UnitPlan, frame: Mapping[str, Any]) -> UnitOutcome:
+    if frame.get("result") != "report":
+        return UnitOutcome(test_id, False, trim(str(frame.get("failure", "no result"))))
+    passed, failure = judge(plan, frame.get("report"))
+    return UnitOutcome(test_id, passed, trim(failure))
+
+
+def _imported_modules(preamble: Sequence[str]) -> list[str]:
+    """The absolute module names the task's import lines name (the supervisor imports them once, so each unit's
+    process finds them loaded)."""
+    names: list[str] = []
+    for statement in preamble:
+        try:
+            tree = ast.parse(statement)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+    return names
+
+
+def _ended_by(unit: CheckUnit, execution: Execution) -> str:
+    return f"the run was ended during this test ({_how(execution)})"
+
+
+def _how(execution: Execution) -> str:
+    if execution.timed_out:
+        return "its time limit"
+    if execution.outcome.value == "output_limit":
+        return "its output limit"
+    return f"{execution.outcome.value}, exit {execution.exit_code}"
 
 
 def _why_ended(execution: Execution) -> str:

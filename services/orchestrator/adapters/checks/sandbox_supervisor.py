@@ -1,0 +1,269 @@
+"""The trusted supervisor of one execution run, inside the sandbox (`python3 -I -S sandbox_supervisor.py`).
+
+It never loads the code under test. It reads the job (the solution, the task's import lines, the units) and a
+per-run key from the work dir, deletes both files, makes itself non-dumpable (so processes of the same uid cannot
+read its memory or open its file descriptors through /proc), and then runs the units one at a time, each in a
+child process of its own:
+
+- the child zeroes its copy of the key, points stdin/stdout/stderr at /dev/null, closes every other descriptor but
+  a private report pipe, runs the task's imports, loads the solution as module `solution`, then runs the unit's
+  steps: code to run, and expressions whose values it sends back serialised as plain builtin values (the asserts
+  on them are decided by the service, never here); it writes one report on its pipe and exits 0;
+- the supervisor reads the report (bounded), waits for the child's end (bounded by the unit's time), then kills
+  every process of the sandbox but itself and PID 1 (`kill(-1, SIGKILL)`, so no process of this unit lives on into
+  the next), and only then writes the unit's result to stdout, framed by the key. Before forking it writes a
+  `begin` frame, so when a unit's code kills the supervisor the service knows which unit was running.
+
+A report counts only when the child also exited 0 after writing it: an `os._exit` before the report, a crash, a
+kill, a timeout all leave the unit without a result, which the service counts as failed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+import types
+from typing import Any
+
+KEY_BYTES = 32
+MAX_REPORT_BYTES = 64 * 1024
+MAX_DEPTH = 32
+MAX_ITEMS = 10_000
+PR_SET_DUMPABLE = 4
+
+
+class Unserialisable(Exception):
+    """A value that is not made of builtin values."""
+
+
+def encode(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """`value` as JSON made of builtin values only: None, bool, int, float and str as themselves, containers
+    tagged (`{"t": "list", "v": [...]}`). Subclasses of builtin types are reduced to their builtin value through
+    the base type's own methods, so nothing of a subclass (an `__eq__` that always answers True) survives; any
+    other object raises Unserialisable."""
+    budget = budget if budget is not None else [MAX_ITEMS]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Unserialisable("the value is too large to compare")
+    if depth > MAX_DEPTH:
+        raise Unserialisable("the value is nested too deeply to compare")
+    kind = type(value)
+    if value is None or kind is bool:
+        return value
+    if issubclass(kind, bool):  # pragma: no cover - bool cannot be subclassed
+        raise Unserialisable("bool subclass")
+    if issubclass(kind, int):
+        return {"t": "int", "v": int.__repr__(value)}
+    if issubclass(kind, float):
+        return {"t": "float", "v": float.__repr__(value)}
+    if issubclass(kind, str):
+        return str.__str__(value)
+    if issubclass(kind, bytes):
+        return {"t": "bytes", "v": bytes.hex(value)}
+    if issubclass(kind, list):
+        return {"t": "list", "v": [encode(v, depth + 1, budget) for v in list.__iter__(value)]}
+    if issubclass(kind, tuple):
+        return {"t": "tuple", "v": [encode(v, depth + 1, budget) for v in tuple.__iter__(value)]}
+    if issubclass(kind, dict):
+        items = [[encode(k, depth + 1, budget), encode(v, depth + 1, budget)] for k, v in dict.items(value)]
+        return {"t": "dict", "v": items}
+    if issubclass(kind, frozenset):
+        return {"t": "frozenset", "v": [encode(v, depth + 1, budget) for v in frozenset.__iter__(value)]}
+    if issubclass(kind, set):
+        return {"t": "set", "v": [encode(v, depth + 1, budget) for v in set.__iter__(value)]}
+    raise Unserialisable(f"a {_type_name(kind)} is not a builtin value (only those can be compared)")
+
+
+def _type_name(kind: type) -> str:
+    name = type.__dict__["__name__"].__get__(kind)
+    return name if isinstance(name, str) else "object"
+
+
+def _describe(exc: BaseException) -> str:
+    try:
+        text = str(exc)
+    except BaseException:
+        text = ""
+    name = _type_name(type(exc))
+    return f"{name}: {text}"[:600] if text else f"{name} (no message)"
+
+
+def _child(job: dict[str, Any], unit: dict[str, Any], report: int, key: bytearray) -> None:
+    """Runs in the forked child; never returns."""
+    key[:] = bytes(len(key))
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, report)
+        os.closerange(report + 1, 65536)
+        os.chdir("/tmp")
+    except OSError:
+        os._exit(3)
+
+    # Taken before the solution runs, so patching builtins or modules changes none of them.
+    dumps, write, exit_ = json.dumps, os.write, os._exit
+    run, evaluate, compile_, encode_ = builtins.exec, builtins.eval, builtins.compile, encode
+
+    def send(payload: dict[str, Any]) -> None:
+        data = dumps(payload).encode()
+        if len(data) > MAX_REPORT_BYTES:
+            data = dumps({"ok": False, "failure": "the report is too large"}).encode()
+        view = memoryview(data)
+        while view:
+            view = view[write(report, view) :]
+
+    module = types.ModuleType("solution")
+    namespace = module.__dict__
+    namespace["__builtins__"] = builtins
+    sys.modules["solution"] = module
+    for statement in job["preamble"]:
+        with contextlib.suppress(BaseException):
+            run(compile_(statement, "<task>", "exec", dont_inherit=True), namespace)
+    try:
+        run(compile_(job["solution"], "solution.py", "exec", dont_inherit=True), namespace)
+    except BaseException as exc:
+        send({"ok": False, "load": True, "failure": "the solution does not load: " + _describe(exc)})
+        exit_(0)
+    scope = dict(namespace)
+    values: list[Any] = []
+    try:
+        for step in unit["steps"]:
+            if "run" in step:
+                run(compile_(step["run"], "<" + unit["id"] + ">", "exec", dont_inherit=True), scope)
+            else:
+                for expr in step["values"]:
+                    values.append(
+                        encode_(evaluate(compile_(expr, "<" + unit["id"] + ">", "eval", dont_inherit=True), scope))
+                    )
+    except BaseException as exc:
+        send({"ok": False, "failure": _describe(exc)})
+    else:
+        send({"ok": True, "values": values})
+    exit_(0)
+
+
+class Supervisor:
+    def __init__(self, key: bytearray, job: dict[str, Any]) -> None:
+        self._key = key
+        self._job = job
+        self._sweep = bool(job.get("sweep")) and os.getpid() <= 3  # only in a PID namespace of its own
+
+    def frame(self, payload: dict[str, Any]) -> None:
+        data = (json.dumps(payload) + "\n").encode()
+        os.writev(1, [self._key, data])
+
+    def sweep(self) -> None:
+        """Kills every process of the sandbox but this one and PID 1."""
+        if self._sweep:
+            with contextlib.suppress(OSError):
+                os.kill(-1, signal.SIGKILL)
+
+    def run(self) -> None:
+        for name in self._job.get("imports", ()):
+            with contextlib.suppress(BaseException):
+                __import__(name)
+        for unit in self._job["units"]:
+            self.frame({"begin": unit["id"]})
+            self.frame({"id": unit["id"], **self.run_unit(unit)})
+        self.frame({"end": True})
+
+    def run_unit(self, unit: dict[str, Any]) -> dict[str, Any]:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read)
+                _child(self._job, unit, write, self._key)
+            finally:
+                os._exit(3)
+        os.close(write)
+        timeout = float(self._job["unit_timeout"])
+        data, status, timed_out = self._collect(pid, read, time.monotonic() + timeout)
+        self.sweep()
+        os.close(read)
+        if timed_out:
+            return {"result": "timeout", "failure": f"timed out after {timeout:g}s"}
+        if status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            how = _ended(status)
+            return {"result": "ended", "failure": f"the test's process ended ({how}) before it finished"}
+        try:
+            report = json.loads(data.decode())
+        except (ValueError, UnicodeDecodeError):
+            return {"result": "ended", "failure": "the test's process ended without a report"}
+        return {"result": "report", "report": report}
+
+    def _collect(self, pid: int, read: int, deadline: float) -> tuple[bytes, int | None, bool]:
+        """The child's report and exit status; (b"", None, True) when it passed its deadline (it is killed)."""
+        chunks: list[bytes] = []
+        reading = True
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                self.sweep()
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+                return b"", None, True
+            if reading and select.select([read], [], [], min(left, 0.05))[0]:
+                reading = self._take(read, chunks)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                while reading and select.select([read], [], [], 0)[0]:  # what is there; a descendant may hold it
+                    reading = self._take(read, chunks)
+                return b"".join(chunks), status, False
+            if not reading:
+                time.sleep(0.001)
+
+    @staticmethod
+    def _take(read: int, chunks: list[bytes]) -> bool:
+        chunk = os.read(read, 65536)
+        if not chunk:
+            return False
+        if sum(map(len, chunks)) + len(chunk) > MAX_REPORT_BYTES:
+            chunks[:] = [b"{}"]
+            return False
+        chunks.append(chunk)
+        return True
+
+
+def _ended(status: int | None) -> str:
+    if status is None:
+        return "no status"
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "unknown"
+
+
+def _non_dumpable() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> None:
+    key = bytearray(KEY_BYTES)
+    fd = os.open("key", os.O_RDONLY)
+    os.readv(fd, [key])
+    os.close(fd)
+    os.unlink("key")
+    with open("job.json", encoding="utf-8") as handle:
+        job = json.load(handle)
+    os.unlink("job.json")
+    _non_dumpable()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    Supervisor(key, job).run()
+
+
+if __name__ == "__main__":
+    main()
