@@ -91,6 +91,8 @@ class Cgroups:
         self._parents: dict[str, Path] = {}
         try:
             self._setup(parent)
+            if self.available:
+                self.create(64 * 1024 * 1024, 8).close()  # a trial: the parent may exist but not be ours
         except OSError as exc:
             self.reason = f"cannot set up cgroups ({exc.strerror or exc}: {exc.filename or ''})".replace(": )", ")")
             self.version = 0
