@@ -11,20 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from orchestrator.adapters.web.pages import holder
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.model import DeliberationStatus
+
+log = structlog.get_logger(__name__)
 
 MIN_INTERVAL_S = 0.5
 HEARTBEAT_S = 15.0
 RUNNING_CHECK_S = 1.0
+MAX_FOLLOWED = 500
 
 
 @dataclass
@@ -37,7 +42,7 @@ class Streams:
 STREAMS = web.AppKey("streams", Streams)
 
 
-@dataclass
+@dataclass(eq=False)
 class Latest:
     """The newest state to send, and whether it is unsent."""
 
@@ -87,7 +92,7 @@ async def _stream(
     assert task is not None
     streams.add(task)
     latest = Latest()
-    producer = asyncio.create_task(produce(latest))
+    producer = asyncio.create_task(_guarded(produce, latest))
     try:
         response = await _open(request)
         with contextlib.suppress(ConnectionResetError):
@@ -96,6 +101,15 @@ async def _stream(
     finally:
         producer.cancel()
         streams.discard(task)
+
+
+async def _guarded(produce: Callable[[Latest], Coroutine[Any, Any, None]], latest: Latest) -> None:
+    """A producer that fails ends its stream (the page falls back to polling) and says why in the log."""
+    try:
+        await produce(latest)
+    except Exception as exc:
+        log.warning("web_stream_failed", error=f"{type(exc).__name__}: {exc}")
+        latest.put({"error": type(exc).__name__}, done=True)
 
 
 async def deliberation_events(request: web.Request) -> web.StreamResponse:
@@ -110,35 +124,88 @@ async def deliberation_events(request: web.Request) -> web.StreamResponse:
     return await _stream(request, "update", produce)
 
 
-async def _follow_running(app: Orchestrator, latest: Latest) -> None:
-    """Every run in this process: an update of any, or a run starting or ending, is a change of the list."""
-    followers: dict[str, asyncio.Task[None]] = {}
+@dataclass
+class ListFeed:
+    """One follower of the running deliberations for all the list's streams, so their number costs nothing:
+    every RUNNING_CHECK_S it asks the application which deliberations are pending or running (the store: runs
+    of other replicas count too), follows each through `watch`, and tells every subscriber of any change."""
 
-    async def follow(task_id: str) -> None:
-        with contextlib.suppress(OrchestratorError):  # it ended and is gone from here: the loop sees that
+    subscribers: set[Latest] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def subscribe(self, app: Orchestrator, latest: Latest) -> Iterator[None]:
+        self.subscribers.add(latest)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(app))
+        try:
+            yield
+        finally:
+            self.subscribers.discard(latest)
+            if not self.subscribers and self.task is not None:
+                self.task.cancel()
+                self.task = None
+
+    def _tell(self, data: dict[str, object]) -> None:
+        for latest in self.subscribers:
+            latest.put(data)
+
+    async def _follow(self, app: Orchestrator, task_id: str) -> None:
+        with contextlib.suppress(OrchestratorError):  # gone meanwhile: the next look says so
             async for update in app.watch(task_id):
-                latest.put(_state(update.snapshot))
+                self._tell(_state(update.snapshot))
 
-    try:
-        while True:
-            running = {d.task_id for d in app.supervisor.running()}
-            for task_id in running - followers.keys():
-                followers[task_id] = asyncio.create_task(follow(task_id))
-            for task_id in followers.keys() - running:
-                followers.pop(task_id).cancel()
-                latest.put({"task_id": task_id, "status": "finished"})
-            await asyncio.sleep(RUNNING_CHECK_S)
-    finally:
-        for follower in followers.values():
-            follower.cancel()
+    async def _look(self, app: Orchestrator) -> tuple[set[str], str]:
+        """The pending and running deliberations, and the newest one (a run shorter than a look is seen so)."""
+        found: set[str] = set()
+        for status in (DeliberationStatus.PENDING, DeliberationStatus.IN_PROGRESS):
+            page, _ = await app.list_deliberations(status=status, role="", page_size=MAX_FOLLOWED, page_token="")
+            found.update(d.task_id for d in page)
+        newest, _ = await app.list_deliberations(status=None, role="", page_size=1, page_token="")
+        return found, newest[0].task_id if newest else ""
+
+    async def _run(self, app: Orchestrator) -> None:
+        followers: dict[str, asyncio.Task[None]] = {}
+        newest = None
+        try:
+            while True:
+                try:
+                    running, latest_id = await self._look(app)
+                except Exception as exc:  # the store is down: the streams stay open, the next look may work
+                    log.warning("web_list_feed_failed", error=f"{type(exc).__name__}: {exc}")
+                    running, latest_id = set(followers), newest or ""
+                if newest is not None and latest_id != newest and latest_id not in running:
+                    self._tell({"task_id": latest_id, "status": "finished"})  # started and ended between looks
+                newest = latest_id
+                for task_id in running - followers.keys():
+                    followers[task_id] = asyncio.create_task(self._follow(app, task_id))
+                    self._tell({"task_id": task_id, "status": "started"})
+                for task_id in followers.keys() - running:
+                    followers.pop(task_id).cancel()
+                    self._tell({"task_id": task_id, "status": "finished"})
+                await asyncio.sleep(RUNNING_CHECK_S)
+        finally:
+            for follower in followers.values():
+                follower.cancel()
+
+
+LIST_FEED = web.AppKey("list_feed", ListFeed)
 
 
 async def list_events(request: web.Request) -> web.StreamResponse:
     app = holder(request).app
-    return await _stream(request, "changed", lambda latest: _follow_running(app, latest))
+    feed = request.app[LIST_FEED]
+
+    async def produce(latest: Latest) -> None:
+        with feed.subscribe(app, latest):
+            await asyncio.Event().wait()  # until the stream ends and cancels this
+
+    return await _stream(request, "changed", produce)
 
 
 async def close_streams(app: web.Application) -> None:
     """At shutdown: end the open streams, so the server does not wait for browsers that never hang up."""
     for task in list(app[STREAMS].tasks):
         task.cancel()
+    if (feed := app[LIST_FEED].task) is not None:
+        feed.cancel()

@@ -135,6 +135,7 @@ def create_app(security: WebSecurity, orchestrator: Orchestrator | None = None) 
     app[pages.HOLDER] = pages.Holder(environment(), orchestrator)
     app[SECURITY] = security
     app[live.STREAMS] = live.Streams()
+    app[live.LIST_FEED] = live.ListFeed()
     app[PYGMENTS_CSS] = pygments_css()
     app.on_shutdown.append(live.close_streams)
     app.add_routes(

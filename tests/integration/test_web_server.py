@@ -1,0 +1,260 @@
+"""The web view over real HTTP on loopback, reading an application composed with in-memory fakes: pages, escaping
+of hostile text, the security headers, tokens and the sign-in cookie, TLS from the gRPC files, live streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from multidict import CIMultiDictProxy
+
+from orchestrator.adapters.grpc.server import ServerSecurity
+from orchestrator.adapters.grpc.tls import TlsConfig
+from orchestrator.adapters.web.security import COOKIE, WebSecurity
+from orchestrator.adapters.web.server import WebServer, create_web_server
+from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
+from orchestrator.application.service import Orchestrator
+from orchestrator.compose import Options, compose
+from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
+from orchestrator.testing.web_records import ranked_deliberation
+from tests.certs import Authority
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+HOSTILE = (
+    '<script>window.__pwned = 1</script> <img src=x onerror="window.__pwned = 2"> '
+    '<a href="javascript:window.__pwned=3">click</a> [md](javascript:alert(1))'
+)
+
+
+async def make_app(gateway: FakeGateway | None = None) -> tuple[Orchestrator, InMemoryDeliberationStore]:
+    records = InMemoryDeliberationStore()
+    ports = fake_ports(gateway or FakeGateway(), records=records)
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    return app, records
+
+
+async def serving(app: Orchestrator, security: WebSecurity | None = None) -> WebServer:
+    server = create_web_server("127.0.0.1", 0, security or WebSecurity())
+    await server.start(app)
+    return server
+
+
+@pytest.fixture
+async def finished() -> AsyncIterator[tuple[WebServer, str]]:
+    app, records = await make_app()
+    record = ranked_deliberation("web-finished-1", agents=3, tests=12, hostile=HOSTILE)
+    await records.create(record)
+    server = await serving(app)
+    yield server, server.url().rstrip("/")
+    await server.stop()
+
+
+async def get(url: str, **kwargs: Any) -> tuple[int, str, CIMultiDictProxy[str]]:
+    async with aiohttp.ClientSession() as session, session.get(url, **kwargs) as response:
+        return response.status, await response.text(), response.headers
+
+
+async def test_the_list_shows_a_finished_deliberation_with_its_winner(finished: tuple[WebServer, str]) -> None:
+    _, base = finished
+    status, body, headers = await get(f"{base}/")
+    assert status == 200
+    assert 'href="/deliberations/web-finished-1"' in body
+    assert "COMPLETED" in body and "agent-dev-001" in body
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'; script-src 'self'")
+    status, body, _ = await get(f"{base}/?status=FAILED")
+    assert status == 200 and "web-finished-1" not in body
+    status, _, _ = await get(f"{base}/?status=NOPE")
+    assert status == 400
+
+
+async def test_a_deliberation_page_shows_authors_every_test_the_winner_and_rank_reasons(
+    finished: tuple[WebServer, str],
+) -> None:
+    _, base = finished
+    status, body, _ = await get(f"{base}/deliberations/web-finished-1")
+    assert status == 200
+    record = ranked_deliberation("web-finished-1", agents=3, tests=12, hostile=HOSTILE)
+    for r in record.results:
+        assert f'data-author="{r.proposal.author_id}"' in body
+        assert r.rank_reason.split(" <", 1)[0] in body  # the reason, up to the hostile text (escaped below)
+        assert r.evidence is not None
+        for outcome in r.evidence.outcomes:
+            assert f'title="{outcome.test_id}"' in body
+    cells = body.count('<td class="cell pass"') + body.count('<td class="cell fail"')
+    assert cells == 3 * 12
+    assert body.count('<td class="cell fail"') == sum(
+        not o.passed for r in record.results if r.evidence for o in r.evidence.outcomes
+    )
+    assert '<dd id="winner">agent-dev-001</dd>' in body
+    assert "Why <strong>agent-dev-001</strong> won" in body
+    assert "tests by agent-dev-002" in body and "task examples" in body and "acceptance tests" in body
+
+
+async def test_hostile_text_in_proposals_is_escaped_everywhere(finished: tuple[WebServer, str]) -> None:
+    _, base = finished
+    _, body, _ = await get(f"{base}/deliberations/web-finished-1")
+    assert "<script>window.__pwned" not in body
+    assert "<img src=x" not in body
+    assert 'href="javascript:' not in body
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in body
+    assert body.count("<script") == 1  # the page's own script, from /static
+
+
+async def test_unknown_pages_answer_404_with_the_security_headers(finished: tuple[WebServer, str]) -> None:
+    _, base = finished
+    for path in ("/deliberations/missing", "/plans/missing", "/no-such-page"):
+        status, _, headers = await get(f"{base}{path}")
+        assert status == 404, path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+async def test_councils_page_lists_agents_and_models(finished: tuple[WebServer, str]) -> None:
+    _, base = finished
+    status, body, _ = await get(f"{base}/councils")
+    assert status == 200
+    assert 'data-role="DEV"' in body and "agent-dev-003" in body and "fake-llm" in body
+
+
+async def test_with_tokens_every_page_and_stream_needs_one(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token read\nwriter-token write\n")
+    app, records = await make_app()
+    await records.create(ranked_deliberation("web-secret-1"))
+    security = WebSecurity.from_server_security(ServerSecurity(tokens_file=tokens))
+    server = await serving(app, security)
+    base = server.url().rstrip("/")
+    try:
+        for path in ("/", "/deliberations/web-secret-1", "/councils", "/events", "/deliberations/web-secret-1/events"):
+            status, body, headers = await get(f"{base}{path}")
+            assert status == 401, path
+            assert "web-secret-1" not in body and "agent-dev" not in body
+            assert headers["WWW-Authenticate"].startswith("Bearer")
+            status, _, _ = await get(f"{base}{path}", headers={"Authorization": "Bearer wrong"})
+            assert status == 401
+        for token in ("reader-token", "writer-token"):
+            status, body, _ = await get(
+                f"{base}/deliberations/web-secret-1", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert status == 200 and "agent-dev-001" in body
+        status, body, _ = await get(f"{base}/", headers={"Accept": "text/html"})
+        assert status == 401 and 'action="/login"' in body and "web-secret-1" not in body
+        status, _, _ = await get(f"{base}/static/web.js")
+        assert status == 200  # the service's own assets are open: no data in them
+    finally:
+        await server.stop()
+
+
+async def test_signing_in_sets_an_httponly_strict_cookie_that_opens_the_pages(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token read\n")
+    app, records = await make_app()
+    await records.create(ranked_deliberation("web-cookie-1"))
+    server = await serving(app, WebSecurity.from_server_security(ServerSecurity(tokens_file=tokens)))
+    base = server.url().rstrip("/")
+    try:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # 127.0.0.1
+            form = {"token": "nope", "next": "/deliberations/web-cookie-1"}
+            async with session.post(f"{base}/login", data=form, allow_redirects=False) as r:
+                assert r.status == 401 and COOKIE not in r.cookies
+            form = {"token": "reader-token", "next": "https://elsewhere.example/"}
+            async with session.post(f"{base}/login", data=form, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/"  # never off the site
+                cookie = r.headers["Set-Cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+            async with session.get(f"{base}/deliberations/web-cookie-1") as r:
+                assert r.status == 200 and "agent-dev-001" in await r.text()
+            tokens.write_text("other-token read\n")  # the token leaves the file: the cookie stops working
+            await asyncio.sleep(1.1)
+            async with session.get(f"{base}/deliberations/web-cookie-1") as r:
+                assert r.status == 401
+    finally:
+        await server.stop()
+
+
+async def test_tls_from_the_grpc_files_serves_https(tmp_path: Path) -> None:
+    ca = Authority("web-test-ca")
+    ca.issue("localhost", server=True).write(tmp_path / "cert.pem", tmp_path / "key.pem")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    app, records = await make_app()
+    await records.create(ranked_deliberation("web-tls-1"))
+    tls = TlsConfig(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = await serving(app, WebSecurity.from_server_security(ServerSecurity(tls=tls)))
+    try:
+        assert server.url().startswith("https://")
+        client = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        status, body, _ = await get(f"https://localhost:{server.port}/deliberations/web-tls-1", ssl=client)
+        assert status == 200 and "agent-dev-001" in body
+        with pytest.raises(aiohttp.ClientError):
+            await get(f"http://127.0.0.1:{server.port}/")
+    finally:
+        await server.stop()
+
+
+async def read_events(response: aiohttp.ClientResponse, until: str, limit_s: float = 20.0) -> list[str]:
+    names = []
+    async with asyncio.timeout(limit_s):
+        async for raw in response.content:
+            line = raw.decode().strip()
+            if line.startswith("event: "):
+                names.append(line.removeprefix("event: "))
+                if names[-1] == until:
+                    return names
+    return names
+
+
+async def test_a_running_deliberation_streams_updates_then_done() -> None:
+    app, _ = await make_app(FakeGateway(latency_s=0.3))
+    server = await serving(app)
+    base = server.url().rstrip("/")
+    try:
+        await app.submit(Deliberate("Write a Python function that adds two numbers", "DEV", task_id="web-live-1"))
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/deliberations/web-live-1/events") as response:
+                assert response.headers["Content-Type"].startswith("text/event-stream")
+                names = await read_events(response, "done")
+            assert names[0] == "update" and names[-1] == "done"
+            async with session.get(f"{base}/deliberations/web-live-1?partial=1") as r:
+                body = await r.text()
+        assert 'data-status="COMPLETED"' in body and "<html" not in body
+    finally:
+        await server.stop()
+
+
+async def test_the_list_stream_says_when_a_deliberation_starts_and_ends() -> None:
+    app, _ = await make_app(FakeGateway(latency_s=0.6))  # a run of ~2.5 s: longer than a look of the feed
+    server = await serving(app)
+    base = server.url().rstrip("/")
+    try:
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/events") as response:
+            await app.submit(Deliberate("Write a Python function that adds two numbers", "DEV", task_id="web-live-2"))
+            said: list[str] = []
+            async with asyncio.timeout(20):
+                async for raw in response.content:
+                    line = raw.decode().strip()
+                    if line.startswith("data: "):
+                        said.append(json.loads(line.removeprefix("data: "))["status"])
+                        if said[-1] == "finished":
+                            break
+        assert "IN_PROGRESS" in said and said[-1] == "finished"  # coalesced: the newest state of each moment
+    finally:
+        await server.stop()
+
+
+async def test_stopping_the_server_ends_open_streams() -> None:
+    app, _ = await make_app(FakeGateway(latency_s=5))
+    server = await serving(app)
+    await app.submit(Deliberate("Write a Python function that adds two numbers", "DEV", task_id="web-live-3"))
+    async with aiohttp.ClientSession() as session:
+        response = await session.get(f"{server.url()}deliberations/web-live-3/events")
+        async with asyncio.timeout(15):
+            await server.stop()
+        response.close()
+    await app.cancel("web-live-3")
