@@ -7,6 +7,7 @@ import json
 import shlex
 
 from orchestrator.adapters.ray.agents import AGENT_RESOURCE, RayConfig
+from orchestrator.config.settings import load_settings
 from tests.deploy.manifests import Json, load_manifests, of_kind
 
 
@@ -30,6 +31,14 @@ def test_the_service_asks_for_the_resource_the_workers_offer() -> None:
     assert RayConfig().agent_resource == AGENT_RESOURCE
     (workers,) = _cluster_spec()["workerGroupSpecs"]
     assert _resources(workers["rayStartParams"]).get(AGENT_RESOURCE, 0) >= 100
+
+
+def test_the_orchestrator_is_set_to_the_resource_the_workers_offer() -> None:
+    settings = next(m for m in of_kind(load_manifests(), "ConfigMap") if m.name == "orchestrator-settings")
+    resource = settings.body["data"]["RAY_AGENT_RESOURCE"]
+    assert resource == load_settings(ray_agent_resource=resource).ray_agent_resource == AGENT_RESOURCE
+    (workers,) = _cluster_spec()["workerGroupSpecs"]
+    assert resource in _resources(workers["rayStartParams"])
 
 
 def test_the_head_offers_no_agent_slot_and_no_cpu() -> None:
