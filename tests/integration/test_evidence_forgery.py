@@ -134,7 +134,8 @@ HOSTILE_TESTS = {
     "floods-the-output": (
         "import glob, os\n"
         "def _flood():\n    for p in glob.glob('/proc/[0-9]*/fd/1'):\n        try:\n"
-        "            fd = os.open(p, os.O_WRONLY)\n            os.write(fd, b'x' * 2_000_000)\n        except Exception:\n"
+        "            fd = os.open(p, os.O_WRONLY)\n            os.write(fd, b'x' * 2_000_000)\n"
+        "        except Exception:\n"
         "            pass\n    return 1\n"
         "_ = _flood()\nassert clamp(1, 0, 2) == 1"
     ),

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
 from orchestrator.adapters.checks.execution import split_proposal
+from orchestrator.adapters.checks.sandbox_supervisor import Unserialisable, encode
+from orchestrator.adapters.checks.unit_values import MalformedValue, decode, job_unit, judge, plan_unit
 from orchestrator.domain.evidence import (
     ProposalEvidence,
     UnitOutcome,
@@ -15,6 +20,8 @@ from orchestrator.domain.evidence import (
     spec_failures,
     specification,
     split_tests,
+    void_agent_tests,
+    without_tests,
 )
 
 TASK = '''Implement this:
@@ -193,3 +200,159 @@ def test_the_tasks_own_imports_are_the_specifications_preamble_and_prose_is_not(
     assert spec.preamble == ("from typing import List", "import math", "import os, sys")
     assert [u.test_id for u in spec.units] == ["example-1"]
     assert not specification("import math", "", "")  # imports alone are no specification
+
+
+# --- verdicts decided outside the judged code ----------------------------------------------------------------------
+
+
+class AlwaysEqual:
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+
+class EqualInt(int):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = int.__hash__
+
+
+class LyingStr(str):
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    __hash__ = str.__hash__
+
+
+def roundtrip(value: object) -> object:
+    return decode(json.loads(json.dumps(encode(value))))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        False,
+        0,
+        -7,
+        2**100,
+        1.5,
+        float("inf"),
+        "x",
+        b"\x00\xff",
+        [1, [2]],
+        (1, (2,)),
+        {"a": (1,)},
+        {(1, 2): None},
+        {1, 2},
+        frozenset({3}),
+        [],
+        (),
+        {},
+        set(),
+    ],
+)
+def test_builtin_values_cross_the_boundary_exactly(value: object) -> None:
+    back = roundtrip(value)
+    assert back == value and type(back) is type(value)
+
+
+def test_nan_crosses_as_nan() -> None:
+    back = roundtrip(float("nan"))
+    assert isinstance(back, float) and math.isnan(back)
+
+
+def test_an_object_that_is_not_a_builtin_value_cannot_be_serialised() -> None:
+    with pytest.raises(Unserialisable, match="AlwaysEqual"):
+        encode(AlwaysEqual())
+    with pytest.raises(Unserialisable):
+        encode([1, {"k": AlwaysEqual()}])
+
+
+def test_a_subclass_of_a_builtin_crosses_as_its_builtin_value_without_its_methods() -> None:
+    assert roundtrip(EqualInt(-999)) == -999 and type(roundtrip(EqualInt(-999))) is int
+    assert roundtrip(LyingStr("wrong")) == "wrong" and type(roundtrip(LyingStr("wrong"))) is str
+    plan = plan_unit("assert f() == 10")
+    report = {"ok": True, "values": [encode(EqualInt(-999))]}
+    assert judge(plan, report) == (False, "expected 10, got -999")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [1, 2],
+        {"t": "list"},
+        {"t": "int", "v": 5},
+        {"t": "int", "v": "1" * 5000},
+        {"t": "dict", "v": [[{"t": "list", "v": []}, 1]]},
+        {"t": "object", "v": []},
+        {"t": "float", "v": "nope"},
+        3.5,
+    ],
+)
+def test_only_the_encoding_of_builtin_values_decodes(data: object) -> None:
+    with pytest.raises(MalformedValue):
+        decode(data)
+
+
+def test_an_example_sends_only_its_call_to_the_sandbox_and_keeps_the_expected_value() -> None:
+    unit = examples_in(TASK)[0]  # `_got = add(2, 3)`, `_want = 5`, assert
+    plan = plan_unit(unit)
+    sent = json.dumps(job_unit("example-1", plan))
+    assert "add(2, 3)" in sent and "5" not in sent.replace("add(2, 3)", "")
+    assert judge(plan, {"ok": True, "values": [encode(5)]}) == (True, "")
+    assert judge(plan, {"ok": True, "values": [encode(6)]}) == (False, "expected 5, got 6")
+    assert judge(plan, {"ok": True, "values": [encode(5.0)]}) == (True, "")  # 5 == 5.0, as in Python
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "passed"),
+    [
+        ("assert f(1) != 2", 3, True),
+        ("assert f(1) < 2", 3, False),
+        ("assert 3 in f(1)", [1, 3], True),
+        ("assert f(1) is None", None, True),
+        ("assert f(1) is None", 0, False),
+        ("assert not f(1)", [], True),
+        ("assert f(1)", "", False),
+        ("assert abs(f(1) - 0.5) < 1e-9", 1e-12, True),
+        ("x = 4\nassert f(x) == 16", 16, True),
+    ],
+)
+def test_asserts_of_these_shapes_are_decided_on_the_values(code: str, value: object, passed: bool) -> None:
+    plan = plan_unit(code)
+    assert not plan.opaque and plan.decided_outside
+    assert judge(plan, {"ok": True, "values": [encode(value)]})[0] is passed
+
+
+def test_a_test_function_of_straight_line_asserts_is_decided_here_and_one_with_a_loop_is_not() -> None:
+    straight = split_tests("def test_f():\n    r = f(1)\n    assert r == 1\n    assert f(2) == 4\n")[0]
+    plan = plan_unit(straight)
+    assert plan.decided_outside and len(plan.checks) == 2
+    assert judge(plan, {"ok": True, "values": [encode(1), encode(5)]}) == (False, "expected 4, got 5")
+    looped = split_tests("def test_f():\n    for x in (1, 2):\n        assert f(x) == x * x\n")[0]
+    assert plan_unit(looped).opaque
+
+
+def test_a_report_without_completion_or_with_the_wrong_shape_fails() -> None:
+    plan = plan_unit("assert f(1) == 1")
+    assert not judge(plan, None)[0]
+    assert not judge(plan, {"ok": True})[0]
+    assert not judge(plan, {"ok": True, "values": []})[0]
+    assert not judge(plan, {"ok": True, "values": [encode(1), encode(1)]})[0]
+    assert not judge(plan, {"ok": False, "failure": "ZeroDivisionError: x"})[0]
+    assert judge(plan_unit("def test_x():\n    for i in range(2):\n        assert i < 2\ntest_x()"), {"ok": True})[0]
+
+
+def test_an_agents_test_that_fails_on_every_candidate_counts_for_none() -> None:
+    outcomes = {
+        "a": [UnitOutcome("a:test-1", False), UnitOutcome("b:test-1", True), UnitOutcome("example-1", False)],
+        "b": [UnitOutcome("a:test-1", False), UnitOutcome("b:test-1", False), UnitOutcome("example-1", False)],
+    }
+    void = void_agent_tests(outcomes, {"a:test-1", "b:test-1"})
+    assert void == {"a:test-1"}  # example-1 fails everyone too, but the specification always counts
+    assert [o.test_id for o in without_tests(outcomes["a"], void)] == ["b:test-1", "example-1"]
+    assert void_agent_tests({}, {"a:test-1"}) == frozenset()

@@ -239,9 +239,11 @@ async def run_units(
         if not pending:
             break
         frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep)
-        running, ended = "", False
+        running, ended, fatal = "", False, ""
         for frame in frames:
-            if "begin" in frame:
+            if "fatal" in frame:
+                fatal = f"not run: {frame['fatal']}"
+            elif "begin" in frame:
                 running = str(frame["begin"])
             elif "id" in frame and str(frame["id"]) in plans and frame["id"] == running:
                 results[running] = _outcome(running, plans[running], frame)
@@ -259,7 +261,7 @@ async def run_units(
         if culprit is None or culprit.source is not UnitSource.AGENT:
             # Nothing began (the run did not start), or a specification unit (trusted test code: the solution
             # did it) ended the run: the remaining units fail with the reason.
-            reason = _why_ended(execution) if culprit is None else _ended_by(culprit, execution)
+            reason = fatal or (_why_ended(execution) if culprit is None else _ended_by(culprit, execution))
             for unit in pending:
                 results[unit.test_id] = UnitOutcome(unit.test_id, False, reason)
             pending = []

@@ -35,6 +35,7 @@ KEY_BYTES = 32
 MAX_REPORT_BYTES = 64 * 1024
 MAX_DEPTH = 32
 MAX_ITEMS = 10_000
+PR_GET_DUMPABLE = 3
 PR_SET_DUMPABLE = 4
 
 
@@ -242,13 +243,17 @@ def _ended(status: int | None) -> str:
     return f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "unknown"
 
 
-def _non_dumpable() -> None:
+def _non_dumpable() -> bool:
+    """Makes this process non-dumpable: processes of the same uid can then neither read its memory (the key) nor
+    open its file descriptors (the result channel) through /proc, nor ptrace it. True when it took."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+        return int(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError, ImportError):
+        return False
 
 
 def main() -> None:
@@ -260,9 +265,12 @@ def main() -> None:
     with open("job.json", encoding="utf-8") as handle:
         job = json.load(handle)
     os.unlink("job.json")
-    _non_dumpable()
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    Supervisor(key, job).run()
+    supervisor = Supervisor(key, job)
+    if not _non_dumpable():
+        supervisor.frame({"fatal": "the supervisor cannot make itself non-dumpable: no unit was run"})
+        return
+    supervisor.run()
 
 
 if __name__ == "__main__":
