@@ -66,7 +66,8 @@ class Authority:
         valid_from: datetime.datetime | None = None,
         valid_until: datetime.datetime | None = None,
     ) -> Pem:
-        """Valid from 5 minutes ago for a day, unless `valid_from`/`valid_until` say otherwise."""
+        """Valid from 5 minutes ago for 30 days (past the server's expiry warning), unless `valid_from` and
+        `valid_until` say otherwise."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         serial = x509.random_serial_number()
@@ -78,7 +79,7 @@ class Authority:
             .public_key(key.public_key())
             .serial_number(serial)
             .not_valid_before(valid_from or now - datetime.timedelta(minutes=5))
-            .not_valid_after(valid_until or now + datetime.timedelta(days=1))
+            .not_valid_after(valid_until or now + datetime.timedelta(days=30))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
