@@ -302,13 +302,15 @@ class _Traced:
         return TracedSandbox(inner, self.tracing.tracing) if self.tracing.enabled else inner
 
 
-def _track(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> None:
+def _live_collector(metrics: DeliberationMetrics, built: Composition, bus: JetStreamBus | None) -> LiveCollector:
+    """The values /metrics reads at scrape time, registered in the metrics' registry."""
     runs = built.supervisor
     stats = bus.stats if bus is not None else None
-    metrics.track(
-        LiveCollector(
-            lambda: runs.queue_depth, lambda: runs.running_count, (lambda: stats) if stats is not None else None
-        )
+    return LiveCollector(
+        lambda: runs.queue_depth,
+        lambda: runs.running_count,
+        (lambda: stats) if stats is not None else None,
+        registry=metrics.registry,
     )
 
 
@@ -369,7 +371,7 @@ async def bootstrap(
         if built.dispatcher is not None:
             stack.push_async_callback(built.dispatcher.shutdown)
         if metrics is not None:
-            _track(metrics, built, opened.bus)
+            _live_collector(metrics, built, opened.bus)
         await _start(stack, settings, built, opened.bus, wanted)
         app = App(settings, built.orchestrator, opened.ports.runtime, opened.store, opened.bus, built.relay)
         yield app

@@ -11,9 +11,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-from grpc_health.v1 import health_pb2
 
-from orchestrator.adapters.grpc.server import GrpcServer, Health, ServerSecurity, create_server
+from orchestrator.adapters.grpc.health import Dependencies, watch_dependencies
+from orchestrator.adapters.grpc.server import GrpcServer, ServerSecurity, bind_server
 from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, MetricsServer, RefusedCallsCollector
 from orchestrator.adapters.tracing.setup import TracingRuntime
 from orchestrator.adapters.web.server import WebServer, local_url, open_web_view
@@ -63,46 +63,13 @@ def stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-LLM_HEALTH_NAME = "llm"
-"""The grpc.health.v1 service name that reports the LLM endpoint. The overall status ("") does not follow it:
-an LLM outage is everyone's, and deliberations ride it out, so taking replicas out of service helps nobody."""
-
-
-async def watch_dependencies(app: App, health: Health, interval_s: float = 2.0) -> None:
-    """Health is NOT_SERVING while the store (or NATS, when enabled) is unreachable, SERVING again after; the
-    "llm" name follows a periodic probe of the LLM endpoint."""
-    await asyncio.gather(_watch_store(app, health, interval_s), watch_llm(app, health, interval_s))
-
-
-async def watch_llm(app: App, health: Health, interval_s: float) -> None:
-    while True:
-        reachable = await app.orchestrator.check_llm(timeout_s=max(1.0, interval_s))
-        if reachable is not None:
-            status = health_pb2.HealthCheckResponse.SERVING if reachable else health_pb2.HealthCheckResponse.NOT_SERVING
-            await health.servicer.set(LLM_HEALTH_NAME, status)
-        await asyncio.sleep(interval_s)
-
-
-async def _watch_store(app: App, health: Health, interval_s: float) -> None:
-    serving = True
-    while True:
-        await asyncio.sleep(interval_s)
-        problem = ""
-        try:
-            await asyncio.wait_for(app.store.ping(), timeout=max(1.0, interval_s))
-        except Exception as exc:
-            problem = f"store: {exc}"
-        if not problem and app.bus is not None and not app.bus.connected:
-            problem = "nats: disconnected"
-        if serving == (not problem):
-            continue
-        serving = not problem
-        app.orchestrator.serving = serving
-        await health.set(serving)
-        if serving:
-            log.info("dependencies_back", health="SERVING")
-        else:
-            log.warning("dependency_down", health="NOT_SERVING", problem=problem)
+def _dependencies(app: App) -> Dependencies:
+    bus = app.bus
+    return Dependencies(
+        ping_store=app.store.ping,
+        check_llm=app.orchestrator.check_llm,
+        bus_connected=(lambda: bus.connected) if bus is not None else None,
+    )
 
 
 async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady | None = None) -> None:
@@ -111,11 +78,11 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     # The port is bound before Ray starts, so none of Ray's own ports can take it.
     security = ServerSecurity.from_settings(settings)
     tracing = open_tracing()  # off unless OTEL_* asks for it; a bad value stops start-up here
-    grpc_server = create_server(None, settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
+    grpc_server = bind_server(settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
     web = open_web_view(settings, security)  # bound now as well; serves once the application is built
     metrics = DeliberationMetrics()
     if grpc_server.refusals is not None:
-        metrics.track(RefusedCallsCollector(grpc_server.refusals.snapshot))
+        RefusedCallsCollector(grpc_server.refusals.snapshot, registry=metrics.registry)
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
     )
@@ -143,7 +110,7 @@ async def _serve(
 ) -> None:
     port, health = grpc_server.port, grpc_server.health
     async with bootstrap(settings, metrics, tracing=tracing) as built:
-        grpc_server.servicer.attach(built.orchestrator)
+        grpc_server.register(built.orchestrator)
         await grpc_server.start()
         await health.set(True)
         log.info("grpc_listening", port=port)
@@ -151,12 +118,11 @@ async def _serve(
             await web.start(built.orchestrator)
             log.info("web_listening", port=web.port, url=local_url(web, settings.grpc_host))
             settings = settings.model_copy(update={"web_port": web.port})  # what on_ready sees: the bound port
-        watcher = asyncio.create_task(watch_dependencies(built, health))
+        watcher = asyncio.create_task(watch_dependencies(health, _dependencies(built)))
         companion = asyncio.create_task(on_ready(f"127.0.0.1:{port}", settings)) if on_ready else None
         await stop.wait()
         log.info("shutting_down", grace_s=settings.shutdown_grace)
         watcher.cancel()
-        built.orchestrator.serving = False
         await health.set(False)
         if companion is not None and not companion.done():
             companion.cancel()

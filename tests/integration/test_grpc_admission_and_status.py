@@ -7,7 +7,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -16,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator.adapters.grpc.health import LLM_HEALTH_NAME, watch_llm
 from orchestrator.adapters.grpc.server import GrpcServer, create_server
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.adapters.store.sqlite import SqliteStore
@@ -23,7 +23,6 @@ from orchestrator.application.runs.admission import Admission
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import compose
 from orchestrator.domain.errors import DependencyUnavailableError
-from orchestrator.runner import LLM_HEALTH_NAME, watch_llm
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 
@@ -85,8 +84,7 @@ async def test_get_status_says_not_serving_while_the_service_shuts_down(served: 
 
 
 async def test_get_status_follows_the_serving_state_health_reports(served: Served) -> None:
-    served.app.serving = False  # what the dependency watch sets, with health, when the store is unreachable
-    await served.bound.health.set(False)
+    await served.bound.health.set(False)  # what the dependency watch sets when the store is unreachable
     assert (await served.stub.GetStatus(pb.GetStatusRequest())).status == "NOT_SERVING"
 
 
@@ -105,7 +103,7 @@ async def test_the_llm_health_name_and_status_follow_a_probe_of_the_endpoint(
     llm = health_pb2.HealthCheckRequest(service=LLM_HEALTH_NAME)
     assert (await served.stub.GetStatus(pb.GetStatusRequest())).llm_status == "UNKNOWN"
     served.app.llm_probe = up.probe
-    watcher = asyncio.create_task(watch_llm(SimpleNamespace(orchestrator=served.app), served.bound.health, 0.1))  # type: ignore[arg-type]
+    watcher = asyncio.create_task(watch_llm(served.bound.health, served.app.check_llm, 0.1))
     try:
         await asyncio.sleep(0.5)
         assert (await health.Check(llm)).status == health_pb2.HealthCheckResponse.SERVING

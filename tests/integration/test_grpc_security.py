@@ -97,7 +97,7 @@ def test_unusable_files_fail_server_construction_with_the_setting_named(tmp_path
 async def test_a_flood_of_refused_calls_is_counted_in_full_and_logged_once(protected: GrpcServer) -> None:
     assert protected.refusals is not None
     metrics = DeliberationMetrics()
-    metrics.track(RefusedCallsCollector(protected.refusals.snapshot))
+    RefusedCallsCollector(protected.refusals.snapshot, registry=metrics.registry)
     codes: list[grpc.StatusCode] = []
     with capture_logs() as logs:
         for _ in range(10):  # 1,000 calls without a token: 100 at a time over 10 new connections (new ports)

@@ -103,7 +103,7 @@ async def test_metrics_count_runs_stages_calls_tokens_and_failures() -> None:
     gateway = FakeGateway(failing={"agent-dev-003"})
     metrics = DeliberationMetrics()
     app, _ = await make_app(gateway, metrics.observe)
-    metrics.track(LiveCollector(lambda: app.supervisor.queue_depth, lambda: app.supervisor.running_count))
+    LiveCollector(lambda: app.supervisor.queue_depth, lambda: app.supervisor.running_count, registry=metrics.registry)
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     first = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-1", rounds=1))
     second = await app.deliberate(Deliberate("Write a slugify function", "DEV", task_id="m-2", rounds=2))
@@ -130,7 +130,7 @@ async def test_metrics_count_runs_stages_calls_tokens_and_failures() -> None:
 def test_nats_outcomes_are_read_at_scrape_time() -> None:
     metrics = DeliberationMetrics()
     stats = {"acked": 0, "nacked": 0, "dead": 0}
-    metrics.track(LiveCollector(lambda: 3, lambda: 5, lambda: stats))
+    LiveCollector(lambda: 3, lambda: 5, lambda: stats, registry=metrics.registry)
     stats.update(acked=7, nacked=2, dead=1)
     assert sample(metrics, "orchestrator_nats_plan_events_total", outcome="ack") == 7
     assert sample(metrics, "orchestrator_nats_plan_events_total", outcome="nak") == 2

@@ -48,7 +48,8 @@ class StatusReport:
     queued: int
     runtime: RuntimeSummary
     serving: bool = True
-    """What health says: False while a required dependency is down and during shutdown."""
+    """False during shutdown. The gRPC adapter also reports False while its health says NOT_SERVING (a required
+    dependency is down)."""
     llm_reachable: bool | None = None
     """The latest probe of the LLM endpoint; None before the first (or without a probe)."""
     sandbox: str = "not configured: execution checks are skipped"
@@ -69,7 +70,7 @@ class RunDurations:
 @dataclass
 class Orchestrator:
     """Built once by the composition root (bootstrap.compose) with every dependency; nothing is attached later.
-    `serving` and `llm_reachable` are state that changes while it runs, not wiring."""
+    `llm_reachable` is state that changes while it runs (`check_llm`), not wiring."""
 
     council_store: CouncilStore
     runtime: AgentRuntime
@@ -84,8 +85,6 @@ class Orchestrator:
     durations: RunDurations = field(default_factory=RunDurations)
     """Must be among the supervisor's listeners (the composition root sees to it)."""
     llm_probe: LLMProbe | None = None
-    serving: bool = True
-    """Kept in step with gRPC health by whoever sets it (dependency watch, shutdown), so GetStatus says the same."""
     llm_reachable: bool | None = None
     started_at: float = 0.0
 
@@ -202,7 +201,7 @@ class Orchestrator:
             running=self.supervisor.holding_slot,
             queued=self.supervisor.queue_depth,
             runtime=await self.runtime.summary(),
-            serving=self.serving and not self.supervisor.shutting_down,
+            serving=not self.supervisor.shutting_down,
             llm_reachable=self.llm_reachable,
             sandbox=self._sandbox_status(),
         )

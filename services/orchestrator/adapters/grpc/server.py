@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import RefusalLog, TokenAuthInterceptor, TokenFile
+from orchestrator.adapters.grpc.health import Health
 from orchestrator.adapters.grpc.servicer import OrchestratorServicer
 from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig, server_credentials
 from orchestrator.adapters.tracing.setup import TracingRuntime
@@ -75,18 +75,6 @@ class ConnectionLimits:
         ]
 
 
-class Health:
-    """Serving status for the overall server ("") and the orchestrator service."""
-
-    def __init__(self) -> None:
-        self.servicer = HealthServicer()
-
-    async def set(self, serving: bool) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            await self.servicer.set(name, status)
-
-
 @dataclass(frozen=True)
 class ServerSecurity:
     """Who may connect and call: TLS (or mTLS) on the port, bearer tokens on the calls. Plaintext and open when
@@ -109,16 +97,26 @@ class ServerSecurity:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class GrpcServer:
+    """A bound server. The orchestrator service is registered with the application that answers it
+    (`register`), before `start`: `create_server` does both at once, the runner binds first and registers once
+    the application is built."""
+
     server: grpc.aio.Server
     port: int
     health: Health
-    servicer: OrchestratorServicer
+    warnings: Callable[[], list[str]] = list
+    """The server's own problems for GetStatus (the tokens file's, the certificate's)."""
     probe_server: grpc.aio.Server | None = None
     probe_port: int | None = None
     refusals: RefusalLog | None = None
     """Calls the tokens refused, by code and reason (None without AUTH_TOKENS_FILE): the metrics read them."""
+
+    def register(self, app: Orchestrator | None) -> None:
+        """Adds the orchestrator service, answered by `app` (None: every call is UNAVAILABLE, "still starting
+        up"). Once, before `start`."""
+        add_service(OrchestratorServicer(app, self.health, self.warnings), self.server)
 
     async def start(self) -> None:
         await self.server.start()
@@ -254,25 +252,22 @@ def _probe_server(health_state: Health, host: str, port: int, connections: Conne
     return server, _bind(server, f"{host}:{port}", None)
 
 
-def create_server(
-    app: Orchestrator | None = None,
+def bind_server(
     host: str = "127.0.0.1",
     port: int = 0,
     connections: ConnectionLimits = ConnectionLimits(),
     security: ServerSecurity = ServerSecurity(),
     tracing: TracingRuntime | None = None,
 ) -> GrpcServer:
-    """Builds the server and binds its port (0 = any free port) at once; `servicer.attach(app)` may come later,
-    before `start()`. Unusable TLS or token files raise ConfigError here, at start-up. With `tracing` on, every
-    RPC is a server span, child of the caller's `traceparent` metadata."""
+    """Builds the server with health and reflection and binds its port (0 = any free port) at once; the
+    orchestrator service comes with `register(app)`, before `start()`. Unusable TLS or token files raise
+    ConfigError here, at start-up. With `tracing` on, every RPC is a server span, child of the caller's
+    `traceparent` metadata."""
     certificates = CertificateFiles(security.tls) if security.tls is not None else None
     credentials = server_credentials(certificates) if certificates is not None else None
     auth = _token_auth(security)
     server = grpc.aio.server(interceptors=_interceptors(auth, tracing), options=_options(connections))
-    servicer = OrchestratorServicer(app)
-    servicer.warnings = _warnings(auth, certificates)
-    add_service(servicer, server)
-    health_state = Health()
+    health_state = Health(SERVICE_NAME)
     health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     bound = _bind(server, f"{host}:{port}", credentials)
@@ -288,4 +283,19 @@ def create_server(
         reflection="token" if security.protect_reflection else "open",
         health_port=probe_port,
     )
-    return GrpcServer(server, bound, health_state, servicer, probe, probe_port, auth.refusals if auth else None)
+    warnings = _warnings(auth, certificates)
+    return GrpcServer(server, bound, health_state, warnings, probe, probe_port, auth.refusals if auth else None)
+
+
+def create_server(
+    app: Orchestrator | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    connections: ConnectionLimits = ConnectionLimits(),
+    security: ServerSecurity = ServerSecurity(),
+    tracing: TracingRuntime | None = None,
+) -> GrpcServer:
+    """`bind_server` with the orchestrator service answered by `app` (None: UNAVAILABLE, "still starting up")."""
+    bound = bind_server(host, port, connections, security, tracing)
+    bound.register(app)
+    return bound

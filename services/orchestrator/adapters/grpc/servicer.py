@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.grpc import mapping
 from orchestrator.adapters.grpc.errors import streaming, unary
+from orchestrator.adapters.grpc.health import Health
 from orchestrator.application.councils import page_of
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.errors import DependencyUnavailableError
@@ -19,24 +21,24 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
-    """`app` may be attached after the port is bound, so the port is taken before slow start-up work."""
+    """Built with everything it answers from: the application (None while the service is still starting: every
+    call is UNAVAILABLE), the server's health, which GetStatus's `status` follows, and the server's own warnings."""
 
-    def __init__(self, app: Orchestrator | None = None) -> None:
-        self._attached = app
-        self.warnings: Callable[[], list[str]] = list
-        """The server's own problems for GetStatus (the tokens file's); set by create_server."""
-
-    def attach(self, app: Orchestrator) -> None:
-        self._attached = app
+    def __init__(
+        self, app: Orchestrator | None, health: Health | None = None, warnings: Callable[[], list[str]] = list
+    ) -> None:
+        self._given = app
+        self._health = health
+        self._warnings = warnings
 
     def _now_ms(self) -> int:
         return self._app.clock.now_ms()
 
     @property
     def _app(self) -> Orchestrator:
-        if self._attached is None:
+        if self._given is None:
             raise DependencyUnavailableError("orchestrator", "still starting up")
-        return self._attached
+        return self._given
 
     @unary
     async def Deliberate(self, request: pb.DeliberateRequest, context: Context) -> pb.DeliberateResponse:
@@ -71,8 +73,11 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):
 
     @unary
     async def GetStatus(self, request: pb.GetStatusRequest, context: Context) -> pb.GetStatusResponse:
-        response = mapping.status_response(await self._app.status(), request.include_stats)
-        response.warnings.extend(self.warnings())
+        report = await self._app.status()
+        if self._health is not None and not self._health.serving:
+            report = dataclasses.replace(report, serving=False)
+        response = mapping.status_response(report, request.include_stats)
+        response.warnings.extend(self._warnings())
         return response
 
     @unary

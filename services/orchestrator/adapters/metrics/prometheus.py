@@ -131,22 +131,24 @@ class DeliberationMetrics:
         self.llm_tokens.labels(role, "prompt").inc(call.usage.prompt_tokens)
         self.llm_tokens.labels(role, "completion").inc(call.usage.completion_tokens)
 
-    def track(self, collector: Collector) -> None:
-        self.registry.register(collector)
-
 
 class LiveCollector(Collector):
-    """Values read at scrape time: queue depth, running deliberations, and the NATS consumer's outcomes."""
+    """Values read at scrape time: queue depth, running deliberations, and the NATS consumer's outcomes. Like
+    prometheus_client's own metrics, it registers itself in the `registry` it is given."""
 
     def __init__(
         self,
         queue_depth: Callable[[], int],
         running: Callable[[], int],
         nats_stats: Callable[[], Mapping[str, int]] | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._queue_depth = queue_depth
         self._running = running
         self._nats_stats = nats_stats
+        if registry is not None:
+            registry.register(self)
 
     def describe(self) -> Iterator[Metric]:
         return iter(list(self._families(describe=True)))
@@ -178,10 +180,15 @@ class LiveCollector(Collector):
 
 class RefusedCallsCollector(Collector):
     """gRPC calls the bearer tokens refused, by status code and reason (missing_token, invalid_token,
-    needs_write), read at scrape time from the server's count (every refusal, logged or not)."""
+    needs_write), read at scrape time from the server's count (every refusal, logged or not). Registers itself in
+    the `registry` it is given."""
 
-    def __init__(self, counts: Callable[[], Mapping[tuple[str, str], int]]) -> None:
+    def __init__(
+        self, counts: Callable[[], Mapping[tuple[str, str], int]], *, registry: CollectorRegistry | None = None
+    ) -> None:
         self._counts = counts
+        if registry is not None:
+            registry.register(self)
 
     def describe(self) -> Iterator[Metric]:
         return iter([self._family()])
