@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.sandbox import BwrapSandbox
+from orchestrator.testing.sandbox_required import sandbox_missing
 from tests.validator_cases import DEPLOYMENT, additional, fenced
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -24,7 +25,7 @@ async def checker() -> AsyncIterator[ThreadedChecker]:
     sandbox = BwrapSandbox()
     availability = await sandbox.probe()
     if not availability.available:
-        pytest.skip(f"no sandbox on this host: {availability.reason}")
+        sandbox_missing(availability.reason)
     yield ThreadedChecker(sandbox)
 
 

