@@ -35,7 +35,18 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.adapters.grpc.server import ServerSecurity, create_server
 from orchestrator.adapters.tracing.grpc_interceptor import TracingServerInterceptor
-from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, TraceCarrier
+from orchestrator.adapters.tracing.port import (
+    ChatInfo,
+    ChatUsage,
+    DeliberationInfo,
+    ReceiveInfo,
+    Retries,
+    RunOutcome,
+    StageInfo,
+    ToolInfo,
+    ToolResult,
+    TraceCarrier,
+)
 from orchestrator.adapters.tracing.propagation import extract_nats, inject, inject_nats, nats_headers
 from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings, start_tracing
 from orchestrator.adapters.tracing.traced_ports import TracedGateway
@@ -70,8 +81,8 @@ def runtime_for(receiver: OtlpReceiver, service: str) -> TracingRuntime:
 def agent_actor_side(agent: TracingRuntime, carrier: TraceCarrier, agent_id: str) -> None:
     """What a Ray actor does with the carrier it received: join the trace, run its check in it."""
     assert not trace.get_current_span().get_span_context().is_valid, "the worker must not inherit the caller's span"
-    with agent.tracing.attach(carrier), agent.tracing.tool("sandbox", agent_id=agent_id) as tool:
-        tool.result(passed=True, exit_code=0)
+    with agent.tracing.attach(carrier), agent.tracing.span(ToolInfo("sandbox", agent_id=agent_id)) as tool:
+        tool.record(ToolResult(passed=True, exit_code=0))
 
 
 def by_name(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
@@ -96,21 +107,21 @@ async def test_one_trace_runs_from_the_plan_event_through_the_deliberation_to_ev
         assert message.headers is not None and message.headers["Nats-Msg-Id"] == "plan-1"
 
         async def call_agent(agent_id: str) -> None:
-            with tracing.chat(ChatInfo(agent_id, MODEL, "propose", 0, temperature=0.7, seed=7)) as chat:
+            with tracing.span(ChatInfo(agent_id, MODEL, "propose", 0, temperature=0.7, seed=7)) as chat:
                 carrier = pickle.loads(pickle.dumps(tracing.carrier()))  # as Ray serialises a call's arguments
                 loop = asyncio.get_running_loop()
                 await loop.run_in_executor(worker, agent_actor_side, agent, carrier, agent_id)
-                chat.record_usage(*AGENTS[agent_id], response_model=MODEL)
-                chat.retried(0)
+                chat.record(ChatUsage(*AGENTS[agent_id], response_model=MODEL))
+                chat.record(Retries(0))
 
         info = DeliberationInfo(task_id="plan-1/dev", role="DEV", agents=3, rounds=0, token_budget=2000)
-        with tracing.receive(subject, message.headers):
+        with tracing.span(ReceiveInfo(subject), parent=message.headers):
             carried = tracing.carrier()  # as a dispatch stores it with the deliberation it starts
-        with tracing.deliberation(info, parent=carried) as run:
-            with tracing.stage("propose", 0, callers=3):
+        with tracing.span(info, parent=carried) as run:
+            with tracing.span(StageInfo("propose", 0, callers=3)):
                 await asyncio.gather(*(call_agent(a) for a in AGENTS))
             spent = sum(i + o for i, o in AGENTS.values())
-            run.finish(status="COMPLETED", rounds_run=0, stop_code="rounds_done", tokens_spent=spent)
+            run.record(RunOutcome(status="COMPLETED", rounds_run=0, stop_code="rounds_done", tokens_spent=spent))
             event_carrier = tracing.carrier()  # captured with the event in the outbox, published later
         await client.publish(f"{subject}.completed", b"{}", headers=nats_headers("evt-1", event_carrier))
         completed = await outbound.next_msg(timeout=30)
@@ -220,11 +231,12 @@ async def test_rpc_without_traceparent_starts_a_new_trace(
 
 WORKER_SCRIPT = """
 import sys
+from orchestrator.adapters.tracing.port import ToolInfo, ToolResult
 from orchestrator.adapters.tracing.worker import worker_tracing
 tracing = worker_tracing()
 assert tracing.enabled
-with tracing.attach({"traceparent": sys.argv[1]}), tracing.tool("sandbox", agent_id="agent-qa-001") as tool:
-    tool.result(passed=False, exit_code=3)
+with tracing.attach({"traceparent": sys.argv[1]}), tracing.span(ToolInfo("sandbox", agent_id="agent-qa-001")) as tool:
+    tool.record(ToolResult(passed=False, exit_code=3))
 """
 
 

@@ -14,7 +14,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from orchestrator.adapters.tracing.facade import OtelTracing
-from orchestrator.adapters.tracing.port import ChatInfo, DeliberationInfo, ForbiddenAttributeError, Tracing
+from orchestrator.adapters.tracing.port import (
+    ChatInfo,
+    ChatUsage,
+    DeliberationInfo,
+    ForbiddenAttributeError,
+    Retries,
+    RunOutcome,
+    StageInfo,
+    ToolInfo,
+    ToolResult,
+    Tracing,
+)
 from orchestrator.adapters.tracing.propagation import extract_grpc, inject, inject_nats, nats_headers
 from orchestrator.adapters.tracing.setup import TracingSettings, start_tracing
 from orchestrator.domain.errors import ConfigError
@@ -85,10 +96,10 @@ async def test_off_tracing_makes_no_spans_and_carries_no_context() -> None:
     runtime = start_tracing(TracingSettings.from_env({}))
     tracing = runtime.tracing
     assert not tracing.enabled and runtime.tracer is None
-    with tracing.deliberation(INFO) as run, tracing.stage("propose", 0) as stage:
+    with tracing.span(INFO) as run, tracing.span(StageInfo("propose", 0)) as stage:
         stage.set("fleet.callers", 3)
         assert tracing.carrier() == {}
-        run.finish(status="COMPLETED", rounds_run=1)
+        run.record(RunOutcome(status="COMPLETED", rounds_run=1))
     await runtime.shutdown()
 
 
@@ -102,7 +113,7 @@ def test_facade_refuses_attributes_outside_the_whitelist(
     recorded: tuple[OtelTracing, InMemorySpanExporter], key: str
 ) -> None:
     tracing, exporter = recorded
-    with tracing.chat(ChatInfo("agent-dev-001", "qwen", "propose", 0)) as chat, pytest.raises(ForbiddenAttributeError):
+    with tracing.span(ChatInfo("agent-dev-001", "qwen", "propose", 0)) as chat, pytest.raises(ForbiddenAttributeError):
         chat.set(key, "sk-canary-secret")
     (span,) = exporter.get_finished_spans()
     assert key not in (span.attributes or {})
@@ -110,7 +121,7 @@ def test_facade_refuses_attributes_outside_the_whitelist(
 
 
 def test_off_facade_refuses_the_same_attributes() -> None:
-    with OtelTracing.disabled().stage("critique", 1) as stage, pytest.raises(ForbiddenAttributeError):
+    with OtelTracing.disabled().span(StageInfo("critique", 1)) as stage, pytest.raises(ForbiddenAttributeError):
         stage.set("password", "hunter2")
 
 
@@ -118,7 +129,7 @@ def test_attribute_values_lose_url_credentials_and_are_cut_short(
     recorded: tuple[OtelTracing, InMemorySpanExporter],
 ) -> None:
     tracing, exporter = recorded
-    with tracing.tool("python-lint") as tool:
+    with tracing.span(ToolInfo("python-lint")) as tool:
         tool.set("fleet.status", "http://user:s3cret@llm:8000/v1?api_key=abc " + "x" * 1000)
     (span,) = exporter.get_finished_spans()
     value = str((span.attributes or {})["fleet.status"])
@@ -127,7 +138,7 @@ def test_attribute_values_lose_url_credentials_and_are_cut_short(
 
 def test_an_exception_marks_the_span_with_its_class_only(recorded: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, exporter = recorded
-    with pytest.raises(RuntimeError), tracing.chat(ChatInfo("agent-dev-002", "qwen", "revise", 1)):
+    with pytest.raises(RuntimeError), tracing.span(ChatInfo("agent-dev-002", "qwen", "revise", 1)):
         raise RuntimeError("401 from http://llm?api_key=sk-canary")
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
@@ -138,13 +149,13 @@ def test_an_exception_marks_the_span_with_its_class_only(recorded: tuple[OtelTra
 def test_spans_follow_the_genai_conventions(recorded: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, exporter = recorded
     chat_info = ChatInfo("agent-dev-001", "qwen", "propose", 0, temperature=0.7, seed=11)
-    with tracing.deliberation(INFO) as run:
-        with tracing.stage("propose", 0, callers=1), tracing.chat(chat_info) as chat:
-            chat.record_usage(120, 45, response_model="qwen-0.6b")
-            chat.retried(2)
-        with tracing.tool("sandbox", agent_id="agent-dev-001") as tool:
-            tool.result(passed=False, exit_code=1)
-        run.finish(status="COMPLETED", rounds_run=1, stop_code="token_budget", tokens_spent=165)
+    with tracing.span(INFO) as run:
+        with tracing.span(StageInfo("propose", 0, callers=1)), tracing.span(chat_info) as chat:
+            chat.record(ChatUsage(120, 45, response_model="qwen-0.6b"))
+            chat.record(Retries(2))
+        with tracing.span(ToolInfo("sandbox", agent_id="agent-dev-001")) as tool:
+            tool.record(ToolResult(passed=False, exit_code=1))
+        run.record(RunOutcome(status="COMPLETED", rounds_run=1, stop_code="token_budget", tokens_spent=165))
     spans = {s.name: s for s in exporter.get_finished_spans()}
     assert set(spans) == {"invoke_workflow deliberation", "stage propose", "chat qwen", "execute_tool sandbox"}
     chat_attrs = dict(spans["chat qwen"].attributes or {})
@@ -166,8 +177,8 @@ def test_spans_follow_the_genai_conventions(recorded: tuple[OtelTracing, InMemor
 
 def test_a_failed_deliberation_is_an_error_span(recorded: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, exporter = recorded
-    with tracing.deliberation(INFO) as run:
-        run.finish(status="FAILED", rounds_run=0)
+    with tracing.span(INFO) as run:
+        run.record(RunOutcome(status="FAILED", rounds_run=0))
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR and (span.attributes or {})["error.type"] == "failed"
 
@@ -175,7 +186,7 @@ def test_a_failed_deliberation_is_an_error_span(recorded: tuple[OtelTracing, InM
 def test_trace_headers_replace_stale_ones_and_keep_the_rest(recorded: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, _ = recorded
     stale = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
-    with tracing.stage("verify", 0):
+    with tracing.span(StageInfo("verify", 0)):
         headers = inject_nats({"Nats-Msg-Id": "evt-1", "Traceparent": stale})
         current = inject()
     assert headers["Nats-Msg-Id"] == "evt-1" and "Traceparent" not in headers

@@ -1,6 +1,7 @@
-"""The tracing port: what the deliberation protocol sees of tracing, in standard library types only.
-`Tracing` is the port; `adapters.tracing.facade.OtelTracing` implements it on OpenTelemetry, and `NoTracing` (below)
-is the default where nothing is traced (tests with in-memory fakes).
+"""The tracing port, as small as a transport: `Tracing.span(info, parent)` opens a span described by a value,
+`Tracing.carrier()` gives the current trace context as text, and a span takes what is known at its end with
+`Span.record(outcome)`. `NoTracing` is the shipped no-op (in-memory tests, benchmarks); the service gets
+`adapters.tracing.facade.OtelTracing`, on or off, which also enforces the attribute whitelist.
 
 Spans are context managers: a span started inside another one (in the same task, or in a task created inside
 it, as `asyncio.gather` does) is its child. Leaving the block ends the span; an exception leaving it marks the
@@ -31,44 +32,12 @@ class ForbiddenAttributeError(ValueError):
         self.key = key
 
 
-class SpanHandle(Protocol):
-    def set(self, key: str, value: AttributeValue) -> None:
-        """Sets a whitelisted attribute; raises ForbiddenAttributeError for any other name."""
-        ...
-
-    def fail(self, error_type: str) -> None:
-        """Marks the span as an error of kind `error_type` (a class name or a short code, never a message)."""
-        ...
-
-
-class DeliberationSpan(SpanHandle, Protocol):
-    def finish(
-        self,
-        *,
-        status: str,
-        rounds_run: int,
-        stop_code: str = "",
-        tokens_spent: int = 0,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        """How the run ended: its status, the rounds that ran, why they stopped, and its token totals."""
-        ...
-
-
-class ChatSpan(SpanHandle, Protocol):
-    def record_usage(self, input_tokens: int, output_tokens: int, response_model: str = "") -> None: ...
-
-    def retried(self, retries: int) -> None: ...
-
-
-class ToolSpan(SpanHandle, Protocol):
-    def result(self, *, passed: bool, exit_code: int | None = None, skipped: bool = False) -> None: ...
+# What a span is about (given when it starts).
 
 
 @dataclass(frozen=True)
 class DeliberationInfo:
-    """What a deliberation span says about the run when it starts."""
+    """`invoke_workflow deliberation`: the whole run."""
 
     task_id: str
     role: str
@@ -80,8 +49,17 @@ class DeliberationInfo:
 
 
 @dataclass(frozen=True)
+class StageInfo:
+    """`stage {stage}`: one protocol stage."""
+
+    stage: str
+    round: int
+    callers: int = 0
+
+
+@dataclass(frozen=True)
 class ChatInfo:
-    """One LLM call of one agent: the `chat {model}` span."""
+    """`chat {model}`: one agent's LLM call (all its retries)."""
 
     agent_id: str
     model: str
@@ -92,70 +70,93 @@ class ChatInfo:
     max_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class ToolInfo:
+    """`execute_tool {name}`: one check or sandbox run."""
+
+    name: str
+    agent_id: str = ""
+
+
+@dataclass(frozen=True)
+class ReceiveInfo:
+    """`{subject} process`: handling one inbound NATS message. Its parent is the message's headers (none: a
+    new trace), and what the handler starts (a plan's deliberations) is inside it."""
+
+    subject: str
+
+
+SpanInfo = DeliberationInfo | StageInfo | ChatInfo | ToolInfo | ReceiveInfo
+
+
+# What a span records when it is known (usually at its end).
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended: its status, the rounds that ran, why they stopped, its token totals. A status other than
+    COMPLETED or CANCELLED marks the span as an error."""
+
+    status: str
+    rounds_run: int
+    stop_code: str = ""
+    tokens_spent: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ChatUsage:
+    input_tokens: int
+    output_tokens: int
+    response_model: str = ""
+
+
+@dataclass(frozen=True)
+class Retries:
+    count: int
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    passed: bool
+    exit_code: int | None = None
+    skipped: bool = False
+    status: str = ""
+    """How the run ended when that is not a plain exit (killed, timed_out)."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Marks the span as an error of kind `error_type` (a class name or a short code, never a message)."""
+
+    error_type: str
+
+
+Outcome = RunOutcome | ChatUsage | Retries | ToolResult | Failure
+
+
+class Span(Protocol):
+    def record(self, outcome: Outcome) -> None:
+        """Adds what `outcome` says to the span (whitelisted attributes only)."""
+        ...
+
+
 class Tracing(Protocol):
     """Spans of the deliberation protocol (GenAI semantic conventions), and the trace context to carry."""
 
-    def deliberation(
-        self, info: DeliberationInfo, parent: Mapping[str, str] | None = None
-    ) -> AbstractContextManager[DeliberationSpan]:
-        """`invoke_workflow deliberation`: the whole run. `parent` continues a trace from a carrier (the plan event
-        or the RPC that asked for it); None continues the current one."""
-        ...
-
-    def receive(self, subject: str, headers: Mapping[str, str] | None) -> AbstractContextManager[SpanHandle]:
-        """`{subject} process`: handling one inbound NATS message, continuing the publisher's trace from its
-        headers; what the handler starts (a plan's deliberations) is inside it."""
-        ...
-
-    def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[SpanHandle]:
-        """One protocol stage (`stage propose` ...)."""
-        ...
-
-    def chat(self, info: ChatInfo) -> AbstractContextManager[ChatSpan]:
-        """`chat {model}`: one agent's LLM call (all its retries)."""
-        ...
-
-    def tool(self, name: str, agent_id: str = "") -> AbstractContextManager[ToolSpan]:
-        """`execute_tool {name}`: one check or sandbox run."""
+    def span(self, info: SpanInfo, parent: Mapping[str, str] | None = None) -> AbstractContextManager[Span]:
+        """Opens the span `info` describes, child of the current span, or of `parent`'s when a carrier (or a
+        NATS message's headers) is given."""
         ...
 
     def carrier(self) -> TraceCarrier:
         """The current trace context as text ({} when tracing is off or no span is current)."""
         ...
 
-    def attach(self, carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
-        """Makes the carrier's trace current inside the block (the far side of a Ray call or a NATS message)."""
-        ...
-
 
 class _NoSpan:
-    """The span handle of `NoTracing`: accepts everything, keeps nothing."""
-
-    def set(self, key: str, value: AttributeValue) -> None:
-        pass
-
-    def fail(self, error_type: str) -> None:
-        pass
-
-    def finish(
-        self,
-        *,
-        status: str,
-        rounds_run: int,
-        stop_code: str = "",
-        tokens_spent: int = 0,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        pass
-
-    def record_usage(self, input_tokens: int, output_tokens: int, response_model: str = "") -> None:
-        pass
-
-    def retried(self, retries: int) -> None:
-        pass
-
-    def result(self, *, passed: bool, exit_code: int | None = None, skipped: bool = False) -> None:
+    def record(self, outcome: Outcome) -> None:
         pass
 
 
@@ -164,31 +165,13 @@ _NO_SPAN = nullcontext(_NoSpan())
 
 class NoTracing:
     """The `Tracing` port that traces nothing: the default of the application's collaborators, so a use case
-    built without tracing (in-memory tests, benchmarks) runs unchanged. The service itself always gets
-    `OtelTracing`, on or off, which also enforces the attribute whitelist."""
+    built without tracing runs unchanged."""
 
-    def deliberation(
-        self, info: DeliberationInfo, parent: Mapping[str, str] | None = None
-    ) -> AbstractContextManager[DeliberationSpan]:
-        return _NO_SPAN
-
-    def receive(self, subject: str, headers: Mapping[str, str] | None) -> AbstractContextManager[SpanHandle]:
-        return _NO_SPAN
-
-    def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[SpanHandle]:
-        return _NO_SPAN
-
-    def chat(self, info: ChatInfo) -> AbstractContextManager[ChatSpan]:
-        return _NO_SPAN
-
-    def tool(self, name: str, agent_id: str = "") -> AbstractContextManager[ToolSpan]:
+    def span(self, info: SpanInfo, parent: Mapping[str, str] | None = None) -> AbstractContextManager[Span]:
         return _NO_SPAN
 
     def carrier(self) -> TraceCarrier:
         return {}
-
-    def attach(self, carrier: Mapping[str, str] | None) -> AbstractContextManager[None]:
-        return nullcontext()
 
 
 def run_info(record: Deliberation) -> DeliberationInfo:
@@ -203,10 +186,10 @@ def run_info(record: Deliberation) -> DeliberationInfo:
     )
 
 
-def finish_run(span: DeliberationSpan, final: Deliberation) -> None:
-    """The end of a run on its deliberation span: status, rounds that ran, token totals."""
+def run_outcome(final: Deliberation) -> RunOutcome:
+    """The end of a run, for its deliberation span: status, rounds that ran, token totals."""
     usage = final.usage
-    span.finish(
+    return RunOutcome(
         status=final.status.value,
         rounds_run=final.progress.rounds_run,
         stop_code=final.progress.stop_code.value if final.progress.stop_code else "",

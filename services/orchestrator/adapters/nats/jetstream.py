@@ -25,7 +25,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 from orchestrator.adapters.tracing.propagation import nats_headers
 from orchestrator.application.events import DLQ_PLANNING, envelope, trace_context
 from orchestrator.application.ports import OutboundEvent
-from orchestrator.application.tracing import NoTracing, Tracing
+from orchestrator.application.tracing import Failure, NoTracing, ReceiveInfo, Tracing
 from orchestrator.domain.errors import DependencyUnavailableError
 from orchestrator.domain.redaction import redact_secrets, redact_url
 
@@ -185,10 +185,10 @@ class JetStreamBus:
 
     async def _handle(self, msg: Msg, handler: Handler) -> None:
         # What the handler starts (a plan's dispatch, its deliberations) continues the publisher's trace.
-        with self.tracing.receive(msg.subject, msg.headers) as span:
+        with self.tracing.span(ReceiveInfo(msg.subject), parent=msg.headers) as span:
             outcome = await self._handle_traced(msg, handler)
             if outcome != Outcome.ACK:
-                span.fail(outcome)
+                span.record(Failure(outcome))
 
     async def _handle_traced(self, msg: Msg, handler: Handler) -> str:
         deliveries = msg.metadata.num_delivered

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -20,8 +20,18 @@ from orchestrator.adapters.tracing import propagation
 from orchestrator.adapters.tracing.port import (
     AttributeValue,
     ChatInfo,
+    ChatUsage,
     DeliberationInfo,
+    Failure,
     ForbiddenAttributeError,
+    Outcome,
+    ReceiveInfo,
+    Retries,
+    RunOutcome,
+    SpanInfo,
+    StageInfo,
+    ToolInfo,
+    ToolResult,
     TraceCarrier,
     Tracing,
 )
@@ -42,7 +52,7 @@ def clean_value(key: str, value: AttributeValue) -> AttributeValue:
 
 
 class _Span:
-    """A span handle; `span` None is the do-nothing handle of disabled tracing."""
+    """A span handle; `span` None is the do-nothing handle of disabled tracing (which still checks names)."""
 
     __slots__ = ("_failed", "_span")
 
@@ -51,6 +61,7 @@ class _Span:
         self._failed = False
 
     def set(self, key: str, value: AttributeValue) -> None:
+        """Sets a whitelisted attribute; raises ForbiddenAttributeError for any other name."""
         cleaned = clean_value(key, value)
         if self._span is not None:
             self._span.set_attribute(key, cleaned)
@@ -65,64 +76,93 @@ class _Span:
     def failed(self) -> bool:
         return self._failed
 
+    def record(self, outcome: Outcome) -> None:
+        match outcome:
+            case RunOutcome():
+                self._finish(outcome)
+            case ChatUsage(input_tokens, output_tokens, response_model):
+                self.set(attr.INPUT_TOKENS, input_tokens)
+                self.set(attr.OUTPUT_TOKENS, output_tokens)
+                if response_model:
+                    self.set(attr.RESPONSE_MODEL, response_model)
+            case Retries(count):
+                self.set(attr.RETRIES, count)
+            case ToolResult(passed, exit_code, skipped, status):
+                self.set(attr.CHECK_PASSED, passed)
+                self.set(attr.CHECK_SKIPPED, skipped)
+                if exit_code is not None:
+                    self.set(attr.EXIT_CODE, exit_code)
+                if status:
+                    self.set(attr.STATUS, status)
+            case Failure(error_type):
+                self.fail(error_type)
 
-class _DeliberationSpan(_Span):
-    __slots__ = ()
-
-    def finish(
-        self,
-        *,
-        status: str,
-        rounds_run: int,
-        stop_code: str = "",
-        tokens_spent: int = 0,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-    ) -> None:
-        self.set(attr.STATUS, status)
-        self.set(attr.ROUNDS_RUN, rounds_run)
-        if stop_code:
-            self.set(attr.STOP_CODE, stop_code)
-        self.set(attr.TOKENS_SPENT, tokens_spent)
-        self.set(attr.INPUT_TOKENS, input_tokens)
-        self.set(attr.OUTPUT_TOKENS, output_tokens)
-        if status not in ("COMPLETED", "CANCELLED"):  # a run that did not decide is an error to operators
-            self.fail(status.lower())
-
-
-class _ChatSpan(_Span):
-    __slots__ = ()
-
-    def record_usage(self, input_tokens: int, output_tokens: int, response_model: str = "") -> None:
-        self.set(attr.INPUT_TOKENS, input_tokens)
-        self.set(attr.OUTPUT_TOKENS, output_tokens)
-        if response_model:
-            self.set(attr.RESPONSE_MODEL, response_model)
-
-    def retried(self, retries: int) -> None:
-        self.set(attr.RETRIES, retries)
+    def _finish(self, run: RunOutcome) -> None:
+        self.set(attr.STATUS, run.status)
+        self.set(attr.ROUNDS_RUN, run.rounds_run)
+        if run.stop_code:
+            self.set(attr.STOP_CODE, run.stop_code)
+        self.set(attr.TOKENS_SPENT, run.tokens_spent)
+        self.set(attr.INPUT_TOKENS, run.input_tokens)
+        self.set(attr.OUTPUT_TOKENS, run.output_tokens)
+        if run.status not in ("COMPLETED", "CANCELLED"):  # a run that did not decide is an error to operators
+            self.fail(run.status.lower())
 
 
-class _ToolSpan(_Span):
-    __slots__ = ()
-
-    def result(self, *, passed: bool, exit_code: int | None = None, skipped: bool = False) -> None:
-        self.set(attr.CHECK_PASSED, passed)
-        self.set(attr.CHECK_SKIPPED, skipped)
-        if exit_code is not None:
-            self.set(attr.EXIT_CODE, exit_code)
+_OFF = nullcontext(_Span(None))
+"""Off: one shared do-nothing handle in a reusable context manager; nothing else is built."""
 
 
-H = TypeVar("H", bound=_Span)
-# Off: one shared do-nothing handle per kind, in a reusable context manager; nothing else is built.
-_OFF_RUN = nullcontext(_DeliberationSpan(None))
-_OFF_STAGE = nullcontext(_Span(None))
-_OFF_CHAT = nullcontext(_ChatSpan(None))
-_OFF_TOOL = nullcontext(_ToolSpan(None))
+def _described(info: SpanInfo) -> tuple[str, SpanKind, dict[str, AttributeValue]]:
+    """A span's name, kind and attributes from what it is about."""
+    match info:
+        case DeliberationInfo():
+            attributes: dict[str, AttributeValue] = {
+                attr.OPERATION: "invoke_workflow",
+                attr.WORKFLOW_NAME: WORKFLOW,
+                attr.TASK_ID: info.task_id,
+                attr.ROLE: info.role,
+                attr.AGENT_COUNT: info.agents,
+                attr.ROUNDS: info.rounds,
+                attr.TOKEN_BUDGET: info.token_budget,
+            }
+            if info.source:
+                attributes[attr.SOURCE] = info.source
+            return f"invoke_workflow {WORKFLOW}", SpanKind.INTERNAL, attributes
+        case StageInfo(stage, round_, callers):
+            return f"stage {stage}", SpanKind.INTERNAL, {attr.STAGE: stage, attr.ROUND: round_, attr.CALLERS: callers}
+        case ChatInfo():
+            return f"chat {info.model}", SpanKind.CLIENT, _chat_attributes(info)
+        case ToolInfo(name, agent_id):
+            attributes = {attr.OPERATION: "execute_tool", attr.TOOL_NAME: name}
+            if agent_id:
+                attributes[attr.AGENT_ID] = agent_id
+            return f"execute_tool {name}", SpanKind.INTERNAL, attributes
+        case ReceiveInfo(subject):
+            attributes = {attr.MESSAGING_SYSTEM: "nats", attr.MESSAGING_DESTINATION: subject}
+            return f"{subject} process", SpanKind.CONSUMER, attributes
+
+
+def _chat_attributes(info: ChatInfo) -> dict[str, AttributeValue]:
+    attributes: dict[str, AttributeValue] = {
+        attr.OPERATION: "chat",
+        attr.REQUEST_MODEL: info.model,
+        attr.AGENT_ID: info.agent_id,
+        attr.STAGE: info.stage,
+        attr.ROUND: info.round,
+    }
+    optional = {
+        attr.REQUEST_TEMPERATURE: info.temperature,
+        attr.REQUEST_SEED: info.seed,
+        attr.REQUEST_MAX_TOKENS: info.max_tokens,
+    }
+    attributes.update({k: v for k, v in optional.items() if v is not None})
+    return attributes
 
 
 class OtelTracing:
-    """The `Tracing` port (adapters/tracing/port.py) on an OpenTelemetry tracer."""
+    """The `Tracing` port (application/tracing.py) on an OpenTelemetry tracer; `attach` continues a carried trace
+    on the far side of a Ray call (adapters only)."""
 
     def __init__(self, tracer: trace.Tracer | None) -> None:
         self._tracer = tracer
@@ -135,63 +175,13 @@ class OtelTracing:
     def enabled(self) -> bool:
         return self._tracer is not None
 
-    def deliberation(
-        self, info: DeliberationInfo, parent: Mapping[str, str] | None = None
-    ) -> AbstractContextManager[_DeliberationSpan]:
+    def span(self, info: SpanInfo, parent: Mapping[str, str] | None = None) -> AbstractContextManager[_Span]:
         if self._tracer is None:
-            return _OFF_RUN
-        attributes: dict[str, AttributeValue] = {
-            attr.OPERATION: "invoke_workflow",
-            attr.WORKFLOW_NAME: WORKFLOW,
-            attr.TASK_ID: info.task_id,
-            attr.ROLE: info.role,
-            attr.AGENT_COUNT: info.agents,
-            attr.ROUNDS: info.rounds,
-            attr.TOKEN_BUDGET: info.token_budget,
-        }
-        if info.source:
-            attributes[attr.SOURCE] = info.source
-        context = propagation.extract(parent) if parent else None
-        return self._span(f"invoke_workflow {WORKFLOW}", SpanKind.INTERNAL, attributes, _DeliberationSpan, context)
-
-    def receive(self, subject: str, headers: Mapping[str, str] | None) -> AbstractContextManager[_Span]:
-        if self._tracer is None:
-            return _OFF_STAGE
-        attributes: dict[str, AttributeValue] = {attr.MESSAGING_SYSTEM: "nats", attr.MESSAGING_DESTINATION: subject}
-        context = propagation.extract_nats(headers)
-        return self._span(f"{subject} process", SpanKind.CONSUMER, attributes, _Span, context)
-
-    def stage(self, stage: str, round_: int, callers: int = 0) -> AbstractContextManager[_Span]:
-        if self._tracer is None:
-            return _OFF_STAGE
-        attributes: dict[str, AttributeValue] = {attr.STAGE: stage, attr.ROUND: round_, attr.CALLERS: callers}
-        return self._span(f"stage {stage}", SpanKind.INTERNAL, attributes, _Span)
-
-    def chat(self, info: ChatInfo) -> AbstractContextManager[_ChatSpan]:
-        if self._tracer is None:
-            return _OFF_CHAT
-        attributes: dict[str, AttributeValue] = {
-            attr.OPERATION: "chat",
-            attr.REQUEST_MODEL: info.model,
-            attr.AGENT_ID: info.agent_id,
-            attr.STAGE: info.stage,
-            attr.ROUND: info.round,
-        }
-        optional = {
-            attr.REQUEST_TEMPERATURE: info.temperature,
-            attr.REQUEST_SEED: info.seed,
-            attr.REQUEST_MAX_TOKENS: info.max_tokens,
-        }
-        attributes.update({k: v for k, v in optional.items() if v is not None})
-        return self._span(f"chat {info.model}", SpanKind.CLIENT, attributes, _ChatSpan)
-
-    def tool(self, name: str, agent_id: str = "") -> AbstractContextManager[_ToolSpan]:
-        if self._tracer is None:
-            return _OFF_TOOL
-        attributes: dict[str, AttributeValue] = {attr.OPERATION: "execute_tool", attr.TOOL_NAME: name}
-        if agent_id:
-            attributes[attr.AGENT_ID] = agent_id
-        return self._span(f"execute_tool {name}", SpanKind.INTERNAL, attributes, _ToolSpan)
+            return _OFF
+        name, kind, attributes = _described(info)
+        # A NATS message without trace headers starts a new trace; elsewhere no parent continues the current one.
+        context = propagation.extract(parent) if parent or isinstance(info, ReceiveInfo) else None
+        return self._span(name, kind, attributes, context)
 
     def carrier(self) -> TraceCarrier:
         return propagation.inject() if self.enabled else {}
@@ -205,9 +195,8 @@ class OtelTracing:
         name: str,
         kind: SpanKind,
         attributes: dict[str, AttributeValue],
-        handle: type[H],
         context: Context | None = None,
-    ) -> Iterator[H]:
+    ) -> Iterator[_Span]:
         if self._tracer is None:  # the public methods return the off handles before coming here
             raise RuntimeError("tracing is off")
         cleaned = {key: clean_value(key, value) for key, value in attributes.items()}
@@ -216,7 +205,7 @@ class OtelTracing:
         with self._tracer.start_as_current_span(
             name, context=context, kind=kind, attributes=cleaned, record_exception=False, set_status_on_exception=False
         ) as span:
-            current = handle(span)
+            current = _Span(span)
             try:
                 yield current
             except BaseException as exc:

@@ -14,7 +14,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from orchestrator.adapters.llm.openai_chat import counting_attempts
-from orchestrator.adapters.tracing.port import ChatInfo, ChatSpan, Tracing
+from orchestrator.adapters.tracing.port import (
+    ChatInfo,
+    ChatUsage,
+    Failure,
+    Retries,
+    Span,
+    ToolInfo,
+    ToolResult,
+    Tracing,
+)
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Completion, Sandbox
 from orchestrator.domain.errors import LLMCallError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxAvailability, SandboxLimits
@@ -36,23 +45,23 @@ class TracedGateway:
             seed=agent.seed,
             max_tokens=agent.max_tokens,
         )
-        with self._tracing.chat(info) as span, counting_attempts() as attempts:
+        with self._tracing.span(info) as span, counting_attempts() as attempts:
             try:
                 completion = await self._inner.complete(agent, call)
             except LLMCallError as exc:
                 _retries(span, attempts)
-                span.fail(exc.code)  # the kind (`rate_limited`, `unavailable`...), never the detail text
+                span.record(Failure(exc.code))  # the kind (`rate_limited`, `unavailable`...), never the detail text
                 raise
             _retries(span, attempts)
-            span.record_usage(completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.model)
+            span.record(ChatUsage(completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.model))
             return completion
 
 
-def _retries(span: ChatSpan, attempts: list[str]) -> None:
+def _retries(span: Span, attempts: list[str]) -> None:
     """The SDK's retries of this call, counted from the HTTP requests the chat client sent for it (an inner
     gateway that sends none here, such as one on Ray, whose worker traces the call itself, leaves it unset)."""
     if attempts:
-        span.retried(len(attempts) - 1)
+        span.record(Retries(len(attempts) - 1))
 
 
 class TracedChecker:
@@ -61,9 +70,9 @@ class TracedChecker:
         self._tracing = tracing
 
     async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite:
-        with self._tracing.tool("checks") as span:
+        with self._tracing.span(ToolInfo("checks")) as span:
             suite = await self._inner.check(content, requirements)
-            span.result(passed=suite.all_passed)
+            span.record(ToolResult(passed=suite.all_passed))
             return suite
 
 
@@ -73,12 +82,12 @@ class TracedSandbox:
         self._tracing = tracing
 
     async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
-        with self._tracing.tool("sandbox") as span:
+        with self._tracing.span(ToolInfo("sandbox")) as span:
             execution = await self._inner.run(files, command, limits)
             skipped = execution.outcome is ExecutionOutcome.SKIPPED
-            span.result(passed=execution.passed, exit_code=execution.exit_code, skipped=skipped)
-            if execution.outcome in (ExecutionOutcome.KILLED, ExecutionOutcome.TIMED_OUT):
-                span.set("fleet.status", execution.outcome.value)
+            ended = execution.outcome in (ExecutionOutcome.KILLED, ExecutionOutcome.TIMED_OUT)
+            status = execution.outcome.value if ended else ""
+            span.record(ToolResult(execution.passed, execution.exit_code, skipped=skipped, status=status))
             return execution
 
     async def probe(self) -> SandboxAvailability:

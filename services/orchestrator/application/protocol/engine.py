@@ -28,7 +28,7 @@ import structlog
 from orchestrator.application.ports import AgentCall, AgentGateway, Checker, Clock, Completion, Verifier
 from orchestrator.application.protocol import budgeting, stages, verification
 from orchestrator.application.protocol.pause import EndpointPause, describe
-from orchestrator.application.tracing import NoTracing, Tracing
+from orchestrator.application.tracing import NoTracing, StageInfo, Tracing
 from orchestrator.domain import prompts
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.deliberation import Deliberation, stage_plan
@@ -94,7 +94,7 @@ class DeliberationRun:
             stage, round_ = plan[index]
             self.update(stage=stage.value, round=round_)
             self.emit(StageStarted(self.snapshot))
-            with self.tracing.stage(stage.value, round_, callers=len(self.snapshot.alive_agents())):
+            with self.tracing.span(StageInfo(stage.value, round_, callers=len(self.snapshot.alive_agents()))):
                 await self._run_stage(stage, round_)
             index = self._next_stage(plan, index, stage, round_)
             self.snapshot = self.snapshot.with_progress(stages_done=index)

@@ -29,7 +29,7 @@ from orchestrator.application.runs.leasing import Leasing
 from orchestrator.application.runs.recording import RunRecorder, finishing
 from orchestrator.application.runs.registry import RunHandle, RunRegistry
 from orchestrator.application.runs.updates import Update, UpdateHub, follow
-from orchestrator.application.tracing import NoTracing, Tracing, finish_run, run_info
+from orchestrator.application.tracing import NoTracing, Tracing, run_info, run_outcome
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError, NotFoundError
 from orchestrator.domain.events import CallFinished, RunEvent, RunFinished, RunStarted
@@ -233,9 +233,9 @@ class RunSupervisor:
         # The run continues the trace of the request that created the record (kept with it, so a run resumed after a
         # restart stays in that trace); a record without one continues whatever was current at launch.
         parent = dict(handle.snapshot.trace) or None
-        with self.tracing.deliberation(run_info(handle.snapshot), parent=parent) as span:
+        with self.tracing.span(run_info(handle.snapshot), parent=parent) as span:
             final = await self._run_to_end(handle)
-            finish_run(span, final)
+            span.record(run_outcome(final))
             return final
 
     async def _run_to_end(self, handle: RunHandle) -> Deliberation:
