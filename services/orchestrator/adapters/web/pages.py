@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -16,10 +17,30 @@ from orchestrator.adapters.web import views
 from orchestrator.adapters.web.rendering import render
 from orchestrator.adapters.web.security import SECURITY
 from orchestrator.application.service import Orchestrator
+from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
 from orchestrator.domain.model import DeliberationStatus, Role
 
 PAGE_SIZE = 25
+
+
+@dataclass
+class PageCache:
+    """The latest rendered pages by version, least recently used out first."""
+
+    size: int = 128
+    pages: OrderedDict[tuple[object, ...], str] = field(default_factory=OrderedDict)
+
+    def get(self, key: tuple[object, ...]) -> str | None:
+        body = self.pages.get(key)
+        if body is not None:
+            self.pages.move_to_end(key)
+        return body
+
+    def put(self, key: tuple[object, ...], body: str) -> None:
+        self.pages[key] = body
+        while len(self.pages) > self.size:
+            self.pages.popitem(last=False)
 
 
 @dataclass
@@ -28,6 +49,7 @@ class Holder:
 
     env: jinja2.Environment
     orchestrator: Orchestrator | None = None
+    pages: PageCache = field(default_factory=PageCache)
 
     @property
     def app(self) -> Orchestrator:
@@ -81,9 +103,37 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
+def _version(d: Deliberation, partial: bool) -> tuple[object, ...]:
+    """What a deliberation page depends on: the same version renders the same page."""
+    p = d.progress
+    return (
+        d.task_id,
+        d.status,
+        d.stage,
+        d.round,
+        p.stages_done,
+        len(p.calls),
+        len(p.critiques),
+        len(d.results),
+        partial,
+    )
+
+
 async def deliberation(request: web.Request) -> web.Response:
+    """Rendered once per version of the record: every browser following a run asks for the same page."""
     task_id = request.match_info["task_id"]
     d = await holder(request).app.get_result(task_id)
+    partial = request.query.get("partial") == "1"
+    key = (*_version(d, partial), request.app[SECURITY].tokens is not None)
+    cache = holder(request).pages
+    if (body := cache.get(key)) is None:
+        body = _deliberation_page(request, d).text or ""
+        cache.put(key, body)
+    return web.Response(text=body, content_type="text/html")
+
+
+def _deliberation_page(request: web.Request, d: Deliberation) -> web.Response:
+    task_id = d.task_id
     usage = views.stage_usage(d)
     winner = next((r for r in d.results if r.proposal.author_id == d.winner_id), None)
     plan_id = d.source.removeprefix("plan:").split("/", 1)[0] if d.source.startswith("plan:") else ""
