@@ -218,18 +218,19 @@ async def test_a_block_that_kills_its_run_costs_its_own_units_and_one_more_run(s
     assert counting.runs == 2
 
 
-async def test_each_unit_runs_in_a_fresh_process(sandbox: BwrapSandbox) -> None:
-    # A unit that changes the solution's state, or a builtin, changes nothing for the next unit.
+async def test_a_unit_changes_nothing_for_another_source_and_builtins_for_no_other_unit(sandbox: BwrapSandbox) -> None:
+    # Each source (the specification, each agent's block) has a process of its own; within one, each unit starts
+    # from the builtins as the solution left them. The solution's own state is shared by its source's units.
     solution = "STATE = []\n\ndef seen():\n    STATE.append(1)\n    return len(STATE)\n"
+    patch = "import builtins\nbuiltins.len = lambda x: 0\nassert seen() == 0"
     units = [
-        CheckUnit(
-            "acceptance-1", UnitSource.ACCEPTANCE, "import builtins\nbuiltins.len = lambda x: 0\nassert seen() == 0"
-        ),
-        CheckUnit("acceptance-2", UnitSource.ACCEPTANCE, "assert seen() == 1"),
-        CheckUnit("acceptance-3", UnitSource.ACCEPTANCE, "assert seen() == 1"),
+        CheckUnit("acceptance-1", UnitSource.ACCEPTANCE, patch),
+        CheckUnit("acceptance-2", UnitSource.ACCEPTANCE, "assert seen() == 2"),
+        CheckUnit("a:test-1", UnitSource.AGENT, patch, "a"),
+        CheckUnit("b:test-1", UnitSource.AGENT, "assert seen() == 1", "b"),
     ]
     outcomes = await run_units(sandbox, solution, units)
-    assert [o.passed for o in outcomes] == [True, True, True]
+    assert [o.passed for o in outcomes] == [True, True, True, True], outcomes
 
 
 async def test_a_test_failing_every_solution_counts_for_none(sandbox: BwrapSandbox) -> None:
@@ -264,3 +265,16 @@ class CountingSandbox:
 
     def availability(self):  # type: ignore[no-untyped-def]
         return self._inner.availability()
+
+
+async def test_a_unit_that_ends_its_process_or_hangs_fails_alone(sandbox: BwrapSandbox) -> None:
+    solution = "def f(x):\n    return x\n"
+    units = [
+        CheckUnit("acceptance-1", UnitSource.ACCEPTANCE, "assert f(1) == 1"),
+        CheckUnit("acceptance-2", UnitSource.ACCEPTANCE, "import os\nos._exit(0)\nassert f(2) == 2"),
+        CheckUnit("acceptance-3", UnitSource.ACCEPTANCE, "while True:\n    pass\nassert f(3) == 3"),
+        CheckUnit("acceptance-4", UnitSource.ACCEPTANCE, "assert f(4) == 4"),
+    ]
+    outcomes = await run_units(sandbox, solution, units)
+    assert [o.passed for o in outcomes] == [True, False, False, True], outcomes
+    assert "ended" in outcomes[1].failure and "timed out" in outcomes[2].failure

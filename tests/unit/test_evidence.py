@@ -301,7 +301,7 @@ def test_only_the_encoding_of_builtin_values_decodes(data: object) -> None:
 def test_an_example_sends_only_its_call_to_the_sandbox_and_keeps_the_expected_value() -> None:
     unit = examples_in(TASK)[0]  # `_got = add(2, 3)`, `_want = 5`, assert
     plan = plan_unit(unit)
-    sent = json.dumps(job_unit("example-1", plan))
+    sent = json.dumps(job_unit("example-1", "specification", plan))
     assert "add(2, 3)" in sent and "5" not in sent.replace("add(2, 3)", "")
     assert judge(plan, {"ok": True, "values": [encode(5)]}) == (True, "")
     assert judge(plan, {"ok": True, "values": [encode(6)]}) == (False, "expected 5, got 6")

@@ -293,11 +293,16 @@ async def _one_run(
         "imports": _imported_modules(preamble),
         "unit_timeout": UNIT_TIMEOUT_S,
         "sweep": sweep,
-        "units": [job_unit(u.test_id, plans[u.test_id]) for u in units],
+        "units": [job_unit(u.test_id, _source(u), plans[u.test_id]) for u in units],
     }
     files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}
     execution = await sandbox.run(files, ["python3", "-I", "-S", "supervisor.py"], limits)
     return frames_of(execution.stdout, key), execution
+
+
+def _source(unit: CheckUnit) -> str:
+    """Units of one source share a process in the sandbox: the specification's, or one agent's test block."""
+    return f"agent:{unit.author_id}" if unit.source is UnitSource.AGENT else "specification"
 
 
 def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:

@@ -1,21 +1,23 @@
 """The trusted supervisor of one execution run, inside the sandbox (`python3 -I -S sandbox_supervisor.py`).
 
 It never loads the code under test. It reads the job (the solution, the task's import lines, the units) and a
-per-run key from the work dir, deletes both files, makes itself non-dumpable (so processes of the same uid cannot
-read its memory or open its file descriptors through /proc), and then runs the units one at a time, each in a
-child process of its own:
+per-run key from the work dir, deletes both files, makes itself non-dumpable (so processes of the same uid can
+neither read its memory nor open its file descriptors through /proc), and compiles the job's code (compiling runs
+none of it). Then, source by source (the specification's units, then each agent's test block), it forks a child:
 
 - the child zeroes its copy of the key, points stdin/stdout/stderr at /dev/null, closes every other descriptor but
-  a private report pipe, runs the task's imports, loads the solution as module `solution`, then runs the unit's
-  steps: code to run, and expressions whose values it sends back serialised as plain builtin values (the asserts
-  on them are decided by the service, never here); it writes one report on its pipe and exits 0;
-- the supervisor reads the report (bounded), waits for the child's end (bounded by the unit's time), then kills
-  every process of the sandbox but itself and PID 1 (`kill(-1, SIGKILL)`, so no process of this unit lives on into
-  the next), and only then writes the unit's result to stdout, framed by the key. Before forking it writes a
-  `begin` frame, so when a unit's code kills the supervisor the service knows which unit was running.
+  a private report pipe, runs the task's imports and loads the solution as module `solution`; then, for each unit
+  of the source in order and in a fresh copy of the solution's namespace, it runs the unit's steps (code to run,
+  and expressions whose values it serialises as plain builtin values: the asserts on them are decided by the
+  service, never here) and writes one report line on its pipe;
+- the supervisor relays each report as the unit's result on stdout, framed by the key, and a `begin` frame for
+  the unit that runs next, so when code kills the supervisor the service knows which unit (so which source) was
+  running. When the child ends before its last report (exit, crash, kill) or a unit passes its time, the unit it
+  was on fails and a fresh child takes the source's remaining units. After each child, every process of the
+  sandbox but this one and PID 1 is killed (`kill(-1, SIGKILL)`), so nothing of one source lives on into the next.
 
-A report counts only when the child also exited 0 after writing it: an `os._exit` before the report, a crash, a
-kill, a timeout all leave the unit without a result, which the service counts as failed.
+Units of one source share a child: they can only affect each other, never another source's units. A unit without
+a report line fails.
 """
 
 from __future__ import annotations
@@ -109,8 +111,9 @@ class Prepared:
 
 
 class PreparedUnit:
-    def __init__(self, test_id: str, steps: list[tuple[str, list[types.CodeType]]], error: str) -> None:
+    def __init__(self, test_id: str, source: str, steps: list[tuple[str, list[types.CodeType]]], error: str) -> None:
         self.test_id = test_id
+        self.source = source
         self.steps = steps
         """("run", [code]) or ("values", [code per expression]), in order."""
         self.error = error
@@ -137,12 +140,15 @@ def prepare(job: dict[str, Any]) -> tuple[Prepared, list[PreparedUnit]]:
             codes = [_compiled(source, name, "exec" if kind == "run" else "eval") for source in sources]
             failure = failure or next((e for c, e in codes if c is None), "")
             steps.append((kind, [c for c, _ in codes if c is not None]))
-        units.append(PreparedUnit(str(unit["id"]), steps, failure))
+        units.append(PreparedUnit(str(unit["id"]), str(unit.get("source", "")), steps, failure))
     return Prepared(preamble, solution, error), units
 
 
-def _child(prepared: Prepared, solution: types.CodeType, unit: PreparedUnit, report: int, key: bytearray) -> None:
-    """Runs in the forked child; never returns."""
+def _child(
+    prepared: Prepared, solution: types.CodeType, units: list[PreparedUnit], report: int, key: bytearray
+) -> None:
+    """Runs in the forked child: loads the solution once, then runs `units` in order, each in a fresh copy of the
+    solution's namespace, writing one report line per unit. Never returns."""
     key[:] = bytes(len(key))
     try:
         null = os.open(os.devnull, os.O_RDWR)
@@ -160,9 +166,9 @@ def _child(prepared: Prepared, solution: types.CodeType, unit: PreparedUnit, rep
 
     def send(payload: dict[str, Any]) -> None:
         data = dumps(payload).encode()
-        if len(data) > MAX_REPORT_BYTES:
+        if len(data) >= MAX_REPORT_BYTES:
             data = dumps({"ok": False, "failure": "the report is too large"}).encode()
-        view = memoryview(data)
+        view = memoryview(data + b"\n")
         while view:
             view = view[write(report, view) :]
 
@@ -178,21 +184,30 @@ def _child(prepared: Prepared, solution: types.CodeType, unit: PreparedUnit, rep
     try:
         run(solution, namespace)
     except BaseException as exc:  # whatever the solution raises is its failure
-        send({"ok": False, "load": True, "failure": "the solution does not load: " + _describe(exc)})
+        failure = "the solution does not load: " + _describe(exc)
+        for _ in units:
+            send({"ok": False, "load": True, "failure": failure})
         exit_(0)
-    scope = dict(namespace)
-    values: list[Any] = []
-    try:
-        for kind, codes in unit.steps:
-            for code in codes:
-                if kind == "run":
-                    run(code, scope)
-                else:
-                    values.append(encode_(evaluate(code, scope)))
-    except BaseException as exc:  # a failing unit
-        send({"ok": False, "failure": _describe(exc)})
-    else:
-        send({"ok": True, "values": values})
+    loaded = dict(builtins.__dict__)  # as the solution left them: each unit starts from these
+    for unit in units:
+        if unit.error:
+            send({"ok": False, "failure": unit.error})
+            continue
+        builtins.__dict__.clear()
+        builtins.__dict__.update(loaded)
+        scope = dict(namespace)
+        values: list[Any] = []
+        try:
+            for kind, codes in unit.steps:
+                for code in codes:
+                    if kind == "run":
+                        run(code, scope)
+                    else:
+                        values.append(encode_(evaluate(code, scope)))
+        except BaseException as exc:  # a failing unit
+            send({"ok": False, "failure": _describe(exc)})
+        else:
+            send({"ok": True, "values": values})
     exit_(0)
 
 
@@ -222,46 +237,56 @@ class Supervisor:
                 pass
         prepared, units = prepare(self._job)
         gc.freeze()  # what exists now stays untouched by the children's collections: fewer pages copied per fork
+        sources: dict[str, list[PreparedUnit]] = {}
         for unit in units:
-            self.frame({"begin": unit.test_id})
-            self.frame({"id": unit.test_id, **self.run_unit(prepared, unit)})
+            sources.setdefault(unit.source, []).append(unit)
+        for queue in sources.values():
+            self.run_source(prepared, queue)
         self.frame({"end": True})
 
-    def run_unit(self, prepared: Prepared, unit: PreparedUnit) -> dict[str, Any]:
-        if prepared.solution is None:
-            failure = "the solution does not load: " + prepared.solution_error
-            return {"result": "report", "report": {"ok": False, "load": True, "failure": failure}}
-        if unit.error:
-            return {"result": "report", "report": {"ok": False, "failure": unit.error}}
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.close(read)
-                _child(prepared, prepared.solution, unit, write, self._key)
-            finally:
-                os._exit(3)
-        os.close(write)
+    def run_source(self, prepared: Prepared, queue: list[PreparedUnit]) -> None:
+        """The units of one source (the specification, or one agent's test block), in children of their own: one
+        child runs them in order; when it ends early (exit, crash, kill, time-out) the unit it was on fails and a
+        fresh child takes the rest. Every process of a child is gone before the next starts."""
         timeout = float(self._job["unit_timeout"])
-        data, status, timed_out = self._collect(pid, read, time.monotonic() + timeout)
-        self.sweep()
-        os.close(read)
-        if timed_out:
-            return {"result": "timeout", "failure": f"timed out after {timeout:g}s"}
-        if status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-            how = _ended(status)
-            return {"result": "ended", "failure": f"the test's process ended ({how}) before it finished"}
-        try:
-            report = json.loads(data.decode())
-        except (ValueError, UnicodeDecodeError):
-            return {"result": "ended", "failure": "the test's process ended without a report"}
-        return {"result": "report", "report": report}
+        while queue:
+            self.frame({"begin": queue[0].test_id})
+            if prepared.solution is None:
+                failure = "the solution does not load: " + prepared.solution_error
+                self.frame(
+                    {"id": queue.pop(0).test_id, "result": "report", "report": {"ok": False, "failure": failure}}
+                )
+                continue
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(read)
+                    _child(prepared, prepared.solution, list(queue), write, self._key)
+                finally:
+                    os._exit(3)
+            os.close(write)
+            try:
+                status, timed_out = self._follow(pid, read, queue, timeout)
+            finally:
+                self.sweep()
+                os.close(read)
+            if not queue:
+                break
+            if timed_out:
+                ended = {"result": "timeout", "failure": f"timed out after {timeout:g}s"}
+            else:
+                how = _ended(status)
+                ended = {"result": "ended", "failure": f"the test's process ended ({how}) before it finished"}
+            self.frame({"id": queue.pop(0).test_id, **ended})
 
-    def _collect(self, pid: int, read: int, deadline: float) -> tuple[bytes, int | None, bool]:
-        """The child's report and exit status; (b"", None, True) when it passed its deadline (it is killed). Waits
-        on the report pipe and on a pidfd of the child together: no polling."""
-        chunks: list[bytes] = []
+    def _follow(self, pid: int, read: int, queue: list[PreparedUnit], timeout: float) -> tuple[int | None, bool]:
+        """Relays the child's report lines, one per unit of `queue` in order (popping each), until the child ends
+        or the unit it is on passes `timeout`; returns (its exit status, whether it timed out). Waits on the pipe
+        and on a pidfd of the child together: no polling."""
+        buffer = b""
         reading = True
+        deadline = time.monotonic() + timeout
         try:
             exited: int | None = os.pidfd_open(pid)
         except (OSError, AttributeError):
@@ -270,42 +295,54 @@ class Supervisor:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    try:  # noqa: SIM105 - contextlib costs a run's start-up time
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:  # already gone
-                        pass
-                    self.sweep()
-                    try:  # noqa: SIM105 - contextlib costs a run's start-up time
-                        os.waitpid(pid, 0)
-                    except ChildProcessError:
-                        pass
-                    return b"", None, True
+                    self._kill(pid)
+                    return None, True
                 watched = ([read] if reading else []) + ([exited] if exited is not None else [])
                 wait = left if exited is not None else min(left, 0.005)
                 ready = select.select(watched, [], [], wait)[0] if watched else []
                 if not watched:
                     time.sleep(wait)
-                if read in ready:
-                    reading = self._take(read, chunks)
+                while reading and read in ready:
+                    chunk = os.read(read, 65536)
+                    if not chunk:
+                        reading = False
+                        break
+                    buffer += chunk
+                    while b"\n" in buffer and queue:
+                        line, buffer = buffer.split(b"\n", 1)
+                        self._relay(queue.pop(0), line)
+                        if queue:
+                            self.frame({"begin": queue[0].test_id})
+                        deadline = time.monotonic() + timeout
+                    if len(buffer) > MAX_REPORT_BYTES or (buffer and not queue):
+                        self._kill(pid)  # a report too large, or more reports than units: the unit fails
+                        return None, False
+                    ready = select.select([read], [], [], 0)[0]
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
-                    while reading and select.select([read], [], [], 0)[0]:  # what is there; a descendant may hold it
-                        reading = self._take(read, chunks)
-                    return b"".join(chunks), status, False
+                    return status, False
         finally:
             if exited is not None:
                 os.close(exited)
 
-    @staticmethod
-    def _take(read: int, chunks: list[bytes]) -> bool:
-        chunk = os.read(read, 65536)
-        if not chunk:
-            return False
-        if sum(map(len, chunks)) + len(chunk) > MAX_REPORT_BYTES:
-            chunks[:] = [b"{}"]
-            return False
-        chunks.append(chunk)
-        return True
+    def _relay(self, unit: PreparedUnit, line: bytes) -> None:
+        try:
+            report = json.loads(line.decode())
+        except (ValueError, UnicodeDecodeError):
+            self.frame({"id": unit.test_id, "result": "ended", "failure": "the test's process sent no valid report"})
+            return
+        self.frame({"id": unit.test_id, "result": "report", "report": report})
+
+    def _kill(self, pid: int) -> None:
+        try:  # noqa: SIM105 - contextlib costs a run's start-up time
+            os.kill(pid, signal.SIGKILL)
+        except OSError:  # already gone
+            pass
+        self.sweep()
+        try:  # noqa: SIM105 - contextlib costs a run's start-up time
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def _ended(status: int | None) -> str:

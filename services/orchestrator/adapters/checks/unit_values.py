@@ -309,8 +309,8 @@ def _verdict(check: Check, values: list[Any]) -> tuple[bool, str]:
     return False, f"AssertionError: {_show(left)} {check.op} {_show(right)} is false"
 
 
-def job_unit(test_id: str, plan: UnitPlan) -> dict[str, Any]:
-    """The unit as the sandbox's supervisor gets it: its id and its steps, each code to run (`{"run": code}`) or
-    expressions whose values to send (`{"values": [expr, ...]}`)."""
+def job_unit(test_id: str, source: str, plan: UnitPlan) -> dict[str, Any]:
+    """The unit as the sandbox's supervisor gets it: its id, its source (units of one source share a process) and
+    its steps, each code to run (`{"run": code}`) or expressions whose values to send (`{"values": [expr, ...]}`)."""
     steps = [{"run": s} if isinstance(s, str) else {"values": s.exprs} for s in plan.steps]
-    return {"id": test_id, "steps": steps}
+    return {"id": test_id, "source": source, "steps": steps}
