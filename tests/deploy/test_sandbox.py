@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.adapters.ray.agents import AGENT_DISTRIBUTIONS
+from orchestrator.adapters.ray.sandbox import RaySandbox
+from orchestrator.adapters.sandbox.layout import TOOLS
 from orchestrator.config import Settings
 from tests.deploy.manifests import (
     REPO_ROOT,
@@ -134,14 +136,21 @@ def test_the_sandbox_check_tries_the_namespaces_and_proc_that_bwrap_makes() -> N
     assert "command -v prlimit" in script
 
 
-def _run_check(tmp_path: Path, unshare: str | None) -> subprocess.CompletedProcess[str]:
-    """The init container's script with a PATH of fakes: `prlimit` missing unless `unshare` is given."""
+def _run_check(
+    tmp_path: Path, unshare: str | None, tools: tuple[str, ...] = ("ldd", "sh", "chmod", "chown")
+) -> subprocess.CompletedProcess[str]:
+    """The init container's script with a PATH of fakes: `prlimit` missing unless `unshare` is given, and the
+    allow-list's `tools` present (`sh` runs the script itself, so it stands for the real one)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    fakes = [(tool, "exit 0") for tool in tools if tool != "sh"]
     if unshare is not None:
-        for name, body in (("prlimit", "exit 0"), ("unshare", unshare)):
-            (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-            os.chmod(bin_dir / name, 0o755)
+        fakes += [("prlimit", "exit 0"), ("unshare", unshare)]
+    for name, body in fakes:
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        os.chmod(bin_dir / name, 0o755)
+    if "sh" in tools:
+        os.symlink("/bin/sh", bin_dir / "sh")
     return subprocess.run(
         ["/bin/sh", "-c", _sandbox_check_script()],
         env={"PATH": str(bin_dir)},
@@ -170,6 +179,29 @@ def test_the_sandbox_check_passes_where_the_namespaces_work(tmp_path: Path) -> N
     result = _run_check(tmp_path, unshare="exit 0")
     assert result.returncode == 0, result.stderr
     assert "fresh /proc work" in result.stdout
+    assert "each run can get a cgroup of its own" in result.stdout or "per-run accounting" in result.stdout
+
+
+def test_the_sandbox_check_fails_the_pod_naming_a_tool_the_allow_list_needs(tmp_path: Path) -> None:
+    result = _run_check(tmp_path, unshare="exit 0", tools=("sh", "chmod", "chown"))
+    assert result.returncode == 1
+    assert "ldd is not on the image (the sandbox's file list needs it)" in result.stderr
+
+
+def test_the_sandbox_check_checks_every_tool_the_allow_list_binds_that_a_worker_needs() -> None:
+    """A worker runs as non-root: `setpriv` (root mode only) is not needed there; every other tool is."""
+    script = _sandbox_check_script()
+    for tool in (*(t for t in TOOLS if t != "setpriv"), "ldd"):
+        assert f"command -v {tool}" in script or f" {tool}" in script.split("for tool in", 1)[1].split(";", 1)[0]
+
+
+def test_a_worker_has_memory_for_its_concurrent_runs_at_their_bound() -> None:
+    worker = container(_workers(), "ray-worker")
+    limit = worker["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    runs = float(worker["resources"]["limits"]["cpu"]) / RaySandbox.DEFAULT_NUM_CPUS
+    bound_gib = Settings.model_fields["sandbox_run_memory_mb"].default / 1024
+    assert int(limit.removesuffix("Gi")) >= runs * bound_gib + 1, "room for Ray's own processes beside the runs"
 
 
 def test_the_head_runs_no_ray_tasks_so_no_sandbox_runs_there() -> None:
@@ -271,6 +303,15 @@ def test_the_docs_name_the_manifests_sandbox_settings() -> None:
 def test_the_docs_name_the_unsafe_setting_the_service_reads() -> None:
     assert "unsafe_allow_unsandboxed_execution" in Settings.model_fields
     assert "UNSAFE_ALLOW_UNSANDBOXED_EXECUTION" in _sandbox_docs()
+
+
+def test_the_docs_name_the_sandbox_settings_the_service_reads() -> None:
+    docs = _sandbox_docs()
+    for name in ("sandbox_degraded_ok", "sandbox_run_memory_mb", "sandbox_python", "sandbox_cgroup"):
+        assert name in Settings.model_fields
+        assert name.upper() in docs, f"the sandbox section of docs/deploy.md does not mention {name.upper()}"
+    for needed in ("cgroup", "memory.max", "pids.max", "per-run accounting", "/proc/1/cmdline", "allow-list"):
+        assert needed in docs, f"the sandbox section of docs/deploy.md does not mention {needed!r}"
 
 
 def test_the_docs_check_command_uses_the_flags_the_sandbox_check_uses() -> None:

@@ -110,8 +110,16 @@ class RaySandbox:
     how long a run waits with no worker node alive before it is cancelled and reported as skipped (a KubeRay
     worker pod replaced after its loss comes back well within the default)."""
 
+    DEFAULT_NUM_CPUS = 0.5
+    """CPU one run reserves on a worker: a worker of 2 CPUs runs 4 at once (its memory limit allows for that)."""
+
     def __init__(
-        self, *, num_cpus: float = 0.5, max_retries: int = 2, no_worker_grace_s: float = 60.0, config: Any = None
+        self,
+        *,
+        num_cpus: float = DEFAULT_NUM_CPUS,
+        max_retries: int = 2,
+        no_worker_grace_s: float = 60.0,
+        config: Any = None,
     ) -> None:
         self._config = config
         """The workers' BwrapConfig (None: its defaults); its empty `python` means each worker's own interpreter."""
