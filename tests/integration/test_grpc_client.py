@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -298,3 +299,17 @@ def test_the_setup_script_reads_the_token_and_reports_a_refusal_in_one_line(plai
     result = subprocess.run(script, capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 1
     assert result.stderr.startswith("error: the orchestrator at") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_the_setup_script_is_the_cli_command_with_its_own_flags_and_defaults(tls: Served, pki: Pki) -> None:
+    script = [sys.executable, "scripts/setup_all_councils.py", "--address", tls.address]
+    flags = ["--token", "writer-token", "--tls-ca", str(pki.ca)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    result = subprocess.run([*script, *flags], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("created") == 4 and "already exists" in result.stdout  # QA's council exists
+    assert "dev-0, dev-1, dev-2" in result.stdout and "dev-3" not in result.stdout  # 3 agents unless told
+    fewer = subprocess.run(
+        [*script, *flags, "--num-agents", "1"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert fewer.returncode == 0 and "dev-0" in fewer.stdout and "dev-1" not in fewer.stdout, fewer.stderr

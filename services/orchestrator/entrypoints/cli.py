@@ -258,8 +258,19 @@ def councils_setup(
     address: Address = DEFAULT_ADDRESS,
     num_agents: Annotated[int, typer.Option(help="agents per council (0 = service default)")] = 0,
     rounds: Annotated[int, typer.Option(help="default rounds (0 = service default)")] = 0,
+    token: Annotated[str, typer.Option(help="bearer token (else --token before the command)", show_default=False)] = "",
+    tls_ca: Annotated[Path | None, typer.Option(help="PEM CA file: use TLS", show_default=False)] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM client certificate (mutual TLS)", show_default=False)
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM client key (mutual TLS)", show_default=False)] = None,
 ) -> None:
-    """Create a council for each of the five roles; existing councils are left as they are."""
+    """Create a council for each of the five roles; existing councils are left as they are. Also takes the
+    credentials after the command, as scripts/setup_all_councils.py (a thin call of this command) always has."""
+    given = _given[0] if _given else _Credentials()
+    _given[:] = [
+        _Credentials(token or given.token, tls_ca or given.tls_ca, tls_cert or given.tls_cert, tls_key or given.tls_key)
+    ]
     with _client(address) as client:
         outcomes = client.setup_councils(num_agents, rounds)
     for outcome in outcomes:
