@@ -56,6 +56,8 @@ _TESTS_COMMENT = re.compile(r"#\s*(?:unit\s+|the\s+)?tests?\b", re.IGNORECASE)
 RUN_LIMITS = SandboxLimits(cpu_seconds=20, wall_seconds=30, max_processes=32, max_output_bytes=1024 * 1024)
 SUPERVISOR = Path(__file__).with_name("sandbox_supervisor.py").read_text(encoding="utf-8")
 _BLOCK_ENDED = "not run: an earlier test of its block ended the run"
+UNITS_PER_PROCESS = 1
+"""Units one process of the sandbox runs in a row (of one source): 1 = each unit in a fresh process."""
 MAX_RERUNS = 12
 """Runs after the first for one solution, each caused by a test block that ended its run (one per block)."""
 
@@ -293,6 +295,7 @@ async def _one_run(
         "imports": _imported_modules(preamble),
         "unit_timeout": UNIT_TIMEOUT_S,
         "sweep": sweep,
+        "units_per_process": UNITS_PER_PROCESS,
         "units": [job_unit(u.test_id, _source(u), plans[u.test_id]) for u in units],
     }
     files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}

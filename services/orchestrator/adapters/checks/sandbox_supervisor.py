@@ -14,10 +14,11 @@ none of it). Then, source by source (the specification's units, then each agent'
   the unit that runs next, so when code kills the supervisor the service knows which unit (so which source) was
   running. When the child ends before its last report (exit, crash, kill) or a unit passes its time, the unit it
   was on fails and a fresh child takes the source's remaining units. After each child, every process of the
-  sandbox but this one and PID 1 is killed (`kill(-1, SIGKILL)`), so nothing of one source lives on into the next.
+  sandbox but this one and PID 1 is killed (`kill(-1, SIGKILL)`), so nothing of one child lives on into the next.
 
-Units of one source share a child: they can only affect each other, never another source's units. A unit without
-a report line fails.
+By default each child runs one unit (`units_per_process` 1): every unit in a fresh process. A larger batch lets
+units of one source share a child (they could then only affect each other, never another source's units). A unit
+without a report line fails.
 """
 
 from __future__ import annotations
@@ -216,6 +217,7 @@ class Supervisor:
         self._key = key
         self._job = job
         self._sweep = bool(job.get("sweep")) and os.getpid() <= 3  # only in a PID namespace of its own
+        self._batch = max(1, int(job.get("units_per_process", 1)))
 
     def frame(self, payload: dict[str, Any]) -> None:
         data = (json.dumps(payload) + "\n").encode()
@@ -245,9 +247,10 @@ class Supervisor:
         self.frame({"end": True})
 
     def run_source(self, prepared: Prepared, queue: list[PreparedUnit]) -> None:
-        """The units of one source (the specification, or one agent's test block), in children of their own: one
-        child runs them in order; when it ends early (exit, crash, kill, time-out) the unit it was on fails and a
-        fresh child takes the rest. Every process of a child is gone before the next starts."""
+        """The units of one source (the specification, or one agent's test block), in children of their own, each
+        running the next `units_per_process` units in order (1: every unit in a fresh process); when a child ends
+        early (exit, crash, kill, time-out) the unit it was on fails and a fresh child takes the rest. Every
+        process of a child is gone before the next starts."""
         timeout = float(self._job["unit_timeout"])
         while queue:
             self.frame({"begin": queue[0].test_id})
@@ -257,22 +260,23 @@ class Supervisor:
                     {"id": queue.pop(0).test_id, "result": "report", "report": {"ok": False, "failure": failure}}
                 )
                 continue
+            batch = queue[: self._batch]
             read, write = os.pipe()
             pid = os.fork()
             if pid == 0:
                 try:
                     os.close(read)
-                    _child(prepared, prepared.solution, list(queue), write, self._key)
+                    _child(prepared, prepared.solution, batch, write, self._key)
                 finally:
                     os._exit(3)
             os.close(write)
             try:
-                status, timed_out = self._follow(pid, read, queue, timeout)
+                status, timed_out, reported = self._follow(pid, read, queue, len(batch), timeout)
             finally:
                 self.sweep()
                 os.close(read)
-            if not queue:
-                break
+            if reported == len(batch):
+                continue
             if timed_out:
                 ended = {"result": "timeout", "failure": f"timed out after {timeout:g}s"}
             else:
@@ -280,11 +284,14 @@ class Supervisor:
                 ended = {"result": "ended", "failure": f"the test's process ended ({how}) before it finished"}
             self.frame({"id": queue.pop(0).test_id, **ended})
 
-    def _follow(self, pid: int, read: int, queue: list[PreparedUnit], timeout: float) -> tuple[int | None, bool]:
-        """Relays the child's report lines, one per unit of `queue` in order (popping each), until the child ends
-        or the unit it is on passes `timeout`; returns (its exit status, whether it timed out). Waits on the pipe
-        and on a pidfd of the child together: no polling."""
+    def _follow(
+        self, pid: int, read: int, queue: list[PreparedUnit], given: int, timeout: float
+    ) -> tuple[int | None, bool, int]:
+        """Relays the child's report lines, one per unit it was `given` (the first of `queue`, popping each), until
+        the child ends or the unit it is on passes `timeout`; returns (its exit status, whether it timed out, the
+        reports relayed). Waits on the pipe and on a pidfd of the child together: no polling."""
         buffer = b""
+        reported = 0
         reading = True
         deadline = time.monotonic() + timeout
         try:
@@ -296,7 +303,7 @@ class Supervisor:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     self._kill(pid)
-                    return None, True
+                    return None, True, reported
                 watched = ([read] if reading else []) + ([exited] if exited is not None else [])
                 wait = left if exited is not None else min(left, 0.005)
                 ready = select.select(watched, [], [], wait)[0] if watched else []
@@ -308,19 +315,20 @@ class Supervisor:
                         reading = False
                         break
                     buffer += chunk
-                    while b"\n" in buffer and queue:
+                    while b"\n" in buffer and reported < given:
                         line, buffer = buffer.split(b"\n", 1)
                         self._relay(queue.pop(0), line)
+                        reported += 1
                         if queue:
                             self.frame({"begin": queue[0].test_id})
                         deadline = time.monotonic() + timeout
-                    if len(buffer) > MAX_REPORT_BYTES or (buffer and not queue):
-                        self._kill(pid)  # a report too large, or more reports than units: the unit fails
-                        return None, False
+                    if len(buffer) > MAX_REPORT_BYTES or (buffer and reported == given):
+                        self._kill(pid)  # a report too large, or more reports than units
+                        return None, False, reported
                     ready = select.select([read], [], [], 0)[0]
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
-                    return status, False
+                    return status, False, reported
         finally:
             if exited is not None:
                 os.close(exited)
