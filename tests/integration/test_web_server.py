@@ -21,6 +21,8 @@ from orchestrator.adapters.web.server import WebServer, create_web_server
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
+from orchestrator.domain.model import Role
+from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskRecord, SubtaskState
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
 from orchestrator.testing.web_records import ranked_deliberation
 from tests.certs import Authority
@@ -36,7 +38,7 @@ HOSTILE = (
 async def make_app(gateway: FakeGateway | None = None) -> tuple[Orchestrator, InMemoryDeliberationStore]:
     records = InMemoryDeliberationStore()
     ports = fake_ports(gateway or FakeGateway(), records=records)
-    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256))).orchestrator
+    app = compose(ports, Options(CouncilDefaults("fake-llm", 0.7, 256), plans=True)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     return app, records
 
@@ -114,6 +116,28 @@ async def test_unknown_pages_answer_404_with_the_security_headers(finished: tupl
         status, _, headers = await get(f"{base}{path}")
         assert status == 404, path
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+async def test_a_plan_page_draws_its_subtasks_and_links_each_to_its_deliberation() -> None:
+    app, records = await make_app()
+    await records.create(ranked_deliberation("d-design"))
+    plan = ApprovedPlan("plan-web-1", "story-1", "ann", (Role.DEV,), "now", title="<b>bold</b> plan")
+    subtasks = (
+        SubtaskRecord(
+            PlanSubtask("design", Role.DEV, "Design", "d"), "d-design", SubtaskState.COMPLETED, "agent-dev-001"
+        ),
+        SubtaskRecord(PlanSubtask("build", Role.DEV, "Build", "b", depends_on=("design",)), "d-build"),
+    )
+    await records.create_dispatch(PlanDispatch(plan, subtasks, 0))
+    server = await serving(app)
+    try:
+        status, body, _ = await get(f"{server.url()}plans/plan-web-1")
+    finally:
+        await server.stop()
+    assert status == 200
+    assert 'href="/deliberations/d-design"' in body and 'href="/deliberations/d-build"' not in body  # not started
+    assert body.count('class="edge"') == 1 and 'data-subtask="build"' in body
+    assert "&lt;b&gt;bold&lt;/b&gt; plan" in body and "winner agent-dev-001" in body
 
 
 async def test_councils_page_lists_agents_and_models(finished: tuple[WebServer, str]) -> None:
