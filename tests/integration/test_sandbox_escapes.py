@@ -23,9 +23,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapConfig, BwrapSandbox, UnsandboxedRunner, open_sandbox
+from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.compose import compose
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
+from orchestrator.domain.model import DeliberationStatus
+from orchestrator.testing.evidence_task import CORRECT, TASK
+from orchestrator.testing.fakes import FakeGateway, fake_options, fake_ports
 from orchestrator.testing.sandbox_required import sandbox_missing
 
 # A loop of its own: tasks that other modules leave on the session loop (a consumer retrying a closed NATS
@@ -623,6 +629,69 @@ async def test_a_service_that_is_not_root_gets_the_same_sandbox() -> None:
     assert "available True" in done.stdout, done.stdout + done.stderr
     assert "run exited ['1000', 'FileNotFoundError']" in done.stdout, done.stdout + done.stderr
     assert canary not in done.stdout + done.stderr
+
+
+# --- through the service: hostile proposals in a deliberation ----------------------------------------------
+
+READS_SECRETS = """The solution:
+```python
+def clamp(x: int, low: int, high: int) -> int:
+    found = []
+    for path in PATHS:
+        try:
+            found.append(open(path, "rb").read().decode("utf-8", "replace"))
+        except OSError as exc:
+            found.append(type(exc).__name__)
+    print(found)
+    raise AssertionError(repr(found))
+```
+"""
+
+HOARDS_MEMORY = (
+    """The solution:
+```python
+"""
+    + textwrap.dedent(FOUR_CHILDREN_OF_450_MB)
+    + """
+def clamp(x: int, low: int, high: int) -> int:
+    return min(x, high)
+```
+"""
+)
+
+
+async def test_hostile_proposals_in_a_deliberation_neither_read_secrets_nor_outrank_the_correct_one(
+    sandbox: BwrapSandbox,
+) -> None:
+    """Through the real service (fake model, real sandbox): one proposal reads a 0644 tokens file and a SQLite store
+    by absolute path and puts what it got in its output and its error; another holds four children of 450 MB.
+    Peers score both far above the correct one. Nothing secret reaches the result or any prompt, the memory hog is
+    stopped by its run's bound, and the correct proposal wins on its evidence."""
+    canary = f"canary-token-{uuid.uuid4().hex}"
+    secrets = world_readable_secrets(canary)
+    scripted = {
+        "agent-dev-001": READS_SECRETS.replace("PATHS", repr([str(p) for p in secrets])),
+        "agent-dev-002": CORRECT,
+        "agent-dev-003": HOARDS_MEMORY,
+    }
+    fake = FakeGateway(scripted=scripted, score_markers={"PATHS": 10, "open(path": 10, "os.fork": 10, "max(low": 2})
+    app = compose(fake_ports(fake, verifier=ExecutionVerifier(sandbox)), fake_options(512, default_timeout_s=120))
+    try:
+        await app.orchestrator.create_council(CreateCouncil(role="DEV", num_agents=3))
+        result = await app.orchestrator.deliberate(Deliberate(TASK, "DEV", rounds=1))
+    finally:
+        for path in secrets:
+            shutil.rmtree(path.parent, ignore_errors=True)
+
+    assert result.status is DeliberationStatus.COMPLETED
+    assert result.results[0].proposal.author_id == "agent-dev-002", [r.rank_reason for r in result.results]
+    everything = repr(result) + "".join(text for *_, text in fake.prompts)
+    assert canary not in everything
+    assert "FileNotFoundError" in everything  # the reader ran, and found nothing
+    hog = next(r for r in result.results if r.proposal.author_id == "agent-dev-003")
+    assert hog.evidence is not None and hog.evidence.outcomes
+    failures = [o.failure for o in hog.evidence.outcomes]
+    assert not any(o.passed for o in hog.evidence.outcomes) and any("killed" in f for f in failures), failures
 
 
 # --- no sandbox -------------------------------------------------------------------------------------------
