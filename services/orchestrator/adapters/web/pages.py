@@ -22,6 +22,8 @@ from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgume
 from orchestrator.domain.model import DeliberationStatus, Role
 
 PAGE_SIZE = 25
+PLAN_POLL_MS = 3000
+"""How often the page of a running plan reloads its live part (plans have no stream of their own)."""
 
 
 @dataclass
@@ -154,7 +156,9 @@ def _deliberation_page(request: web.Request, d: Deliberation) -> web.Response:
 
 async def plan(request: web.Request) -> web.Response:
     dispatch, runs = await holder(request).app.get_plan(request.match_info["plan_id"])
-    return page(request, "plan.html", dispatch=dispatch, graph=views.plan_graph(dispatch, runs), runs=runs)
+    graph = views.plan_graph(dispatch, runs)
+    poll_ms = 0 if dispatch.finished else PLAN_POLL_MS
+    return page(request, "plan.html", dispatch=dispatch, graph=graph, runs=runs, poll_ms=poll_ms)
 
 
 async def councils(request: web.Request) -> web.Response:

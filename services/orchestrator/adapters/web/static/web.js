@@ -91,5 +91,12 @@
   });
 
   var events = body.getAttribute("data-events");
-  if (events) { follow(events); } else { setState("", "static"); }
+  var pollMs = parseInt(body.getAttribute("data-poll") || "0", 10);
+  if (events) {
+    follow(events);
+  } else if (pollMs > 0) {
+    poll(pollMs, "polling"); // a page without a stream of its own (a running plan)
+  } else {
+    setState("", "static");
+  }
 })();
