@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 from multidict import CIMultiDictProxy
 
 from orchestrator.adapters.grpc.server import ServerSecurity
@@ -282,3 +284,66 @@ async def test_stopping_the_server_ends_open_streams() -> None:
             await server.stop()
         response.close()
     await app.cancel("web-live-3")
+
+
+def _served_serial(port: int, ca: Path, client: tuple[Path, Path] | None = None) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    if client is not None:
+        context.load_cert_chain(*client)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        if client is not None:  # mTLS: the server checks the certificate after the handshake on TLS 1.3
+            tls.sendall(b"GET /static/web.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            assert tls.recv(12).startswith(b"HTTP/1.1 200")
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+async def test_the_certificate_files_are_followed_when_they_rotate(tmp_path: Path) -> None:
+    ca = Authority("web-rotation-ca")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    first = ca.issue("localhost", server=True)
+    first.write(tmp_path / "cert.pem", tmp_path / "key.pem")
+    app, _ = await make_app()
+    tls = TlsConfig(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server = await serving(app, WebSecurity.from_server_security(ServerSecurity(tls=tls)))
+    try:
+        assert await asyncio.to_thread(_served_serial, server.port, tmp_path / "ca.pem") == first.serial
+        second = ca.issue("localhost", server=True)
+        second.write(tmp_path / "cert.pem", tmp_path / "key.pem")
+        assert await asyncio.to_thread(_served_serial, server.port, tmp_path / "ca.pem") == second.serial
+    finally:
+        await server.stop()
+
+
+async def test_with_a_client_ca_the_view_asks_for_a_client_certificate(tmp_path: Path) -> None:
+    ca = Authority("web-mtls-ca")
+    (tmp_path / "ca.pem").write_bytes(ca.pem)
+    ca.issue("localhost", server=True).write(tmp_path / "cert.pem", tmp_path / "key.pem")
+    ca.issue("browser", server=False).write(tmp_path / "client.pem", tmp_path / "client.key")
+    app, _ = await make_app()
+    tls = TlsConfig(tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem")
+    server = await serving(app, WebSecurity.from_server_security(ServerSecurity(tls=tls)))
+    try:
+        client = (tmp_path / "client.pem", tmp_path / "client.key")
+        assert await asyncio.to_thread(_served_serial, server.port, tmp_path / "ca.pem", client)
+        try:
+            answer = await asyncio.to_thread(_request_without_client_cert, server.port, tmp_path / "ca.pem")
+        except (ssl.SSLError, ConnectionError):
+            answer = b""
+        assert answer == b"", "a client without a certificate got an answer"
+    finally:
+        await server.stop()
+
+
+def _request_without_client_cert(port: int, ca: Path) -> bytes:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET /static/web.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        return tls.recv(12)
