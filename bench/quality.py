@@ -34,6 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ from typing import Any
 # The judge forks while gRPC's channel threads run; gRPC's fork handlers are not needed and would log per fork.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-import grpc
 from aiohttp import ClientSession, ClientTimeout, web
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -51,8 +51,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from humaneval import Problem, canonical_solution, extract_solution, judge, load_problems, select, wrong_solution
 
-from fleet.orchestrator.v1 import orchestrator_pb2 as pb
-from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator.adapters.grpc.client import (
+    Connection,
+    CouncilView,
+    DeliberationSpec,
+    OrchestratorClient,
+    RankedResult,
+    status_name,
+)
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
 from orchestrator.application.ports import AgentCall
 from orchestrator.domain import prompts
@@ -215,19 +221,22 @@ def _wait_port(proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float =
     raise SystemExit(f"orchestrator serve did not start:\n{tail}")
 
 
-async def create_council(stub: pb_grpc.OrchestratorServiceStub, args: argparse.Namespace) -> list[pb.AgentInfo]:
-    config = pb.CouncilConfig(deliberation_rounds=args.rounds, enable_peer_review=True, agent_type="RAY_VLLM")
-    await stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=args.agents, config=config), timeout=300)
-    listed = await stub.ListCouncils(pb.ListCouncilsRequest(role_filter="DEV", include_agents=True), timeout=60)
-    return list(listed.councils[0].agents)
+async def create_council(client: OrchestratorClient, args: argparse.Namespace) -> CouncilView:
+    await asyncio.to_thread(client.create_council, "DEV", args.agents, args.rounds, 300.0)
+    (council,) = await asyncio.to_thread(client.list_councils, "DEV")
+    return council
 
 
 # --- the arms ---------------------------------------------------------------------------------------------------
 
 
 class Arms:
-    def __init__(self, stub: Any, llm: OpenAIChatClient, agents: list[pb.AgentInfo], model: str, args: Any) -> None:
-        self.stub, self.llm, self.agents, self.model, self.args = stub, llm, agents, model, args
+    def __init__(self, client: OrchestratorClient, llm: OpenAIChatClient, council: CouncilView, model: str, args: Any):
+        self.client, self.llm, self.model, self.args = client, llm, model, args
+        self.agents = [
+            (agent_id, temperature, seed)
+            for (agent_id, temperature), seed in zip(council.agents, council.seeds, strict=True)
+        ]
         self.run_id = uuid.uuid4().hex[:8]
 
     def _spec(self, problem: Problem) -> TaskSpec:
@@ -264,7 +273,10 @@ class Arms:
     async def sample(self, problem: Problem) -> dict[str, Any]:
         started = time.perf_counter()
         candidates = await asyncio.gather(
-            *(self._call(problem, f"sample-{a.agent_id}", a.temperature, int(a.seed)) for a in self.agents)
+            *(
+                self._call(problem, f"sample-{agent_id}", temperature, seed)
+                for agent_id, temperature, seed in self.agents
+            )
         )
         passes = [c["passed"] for c in candidates]
         return {
@@ -289,21 +301,21 @@ class Arms:
     async def _deliberate(self, problem: Problem, rounds: int, arm: str) -> dict[str, Any]:
         started = time.perf_counter()
         task_id = f"he-{problem.index}-{arm}-{self.run_id}"
-        request = pb.DeliberateRequest(
-            task_id=task_id,
-            task_description=problem.task_text(),
+        spec = DeliberationSpec(
+            problem.task_text(),
             role="DEV",
             rounds=rounds,
-            num_agents=self.args.agents,
-            constraints=pb.TaskConstraints(timeout_seconds=int(RPC_TIMEOUT_S)),
+            agents=self.args.agents,
+            task_id=task_id,
+            timeout_s=int(RPC_TIMEOUT_S),
         )
-        response = await self.stub.Deliberate(request, timeout=RPC_TIMEOUT_S)
+        response = await asyncio.to_thread(self.client.deliberate, spec, RPC_TIMEOUT_S)
         wall = time.perf_counter() - started
-        detail = await self.stub.GetDeliberationResult(pb.GetDeliberationResultRequest(task_id=task_id), timeout=60)
+        detail = await asyncio.to_thread(self.client.result, task_id)
         candidates = [await self._judge_result(problem, r) for r in response.results]
         winner = next((c for c in candidates if c["rank"] == 1), None)
         return {
-            "status": pb.DeliberationStatus.Name(response.status),
+            "status": f"DELIBERATION_STATUS_{status_name(response.status)}",  # the wire name, as earlier rows have it
             "error": response.error_message[:300],
             "winner_id": response.winner_id,
             "passed": bool(winner and winner["passed"]),
@@ -318,7 +330,7 @@ class Arms:
             "candidates": candidates,
         }
 
-    async def _judge_result(self, problem: Problem, result: Any) -> dict[str, Any]:
+    async def _judge_result(self, problem: Problem, result: RankedResult) -> dict[str, Any]:
         content = result.proposal.content
         verdict = await asyncio.to_thread(judge, problem, extract_solution(content, problem.entry_point))
         checks = result.checks
@@ -628,13 +640,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stack.push_async_callback(proxy.stop)
         if todo:
             address = stack.enter_context(serve(llm_url, model, args, work))
-            channel = await stack.enter_async_context(grpc.aio.insecure_channel(address))
-            stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
-            agents = await create_council(stub, args)
+            client = stack.enter_context(OrchestratorClient(Connection(address)))
+            # Each call in flight holds a thread (the client is synchronous): enough for every problem at once.
+            asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * args.concurrency + 8))
+            council = await create_council(client, args)
             endpoint = LLMEndpoint(llm_url, timeout_s=1800, max_retries=2)
             llm = OpenAIChatClient(endpoint)
             stack.push_async_callback(llm.aclose)
-            await run_all(Arms(stub, llm, agents, model, args), todo, rows_path, settings, args.concurrency)
+            await run_all(Arms(client, llm, council, model, args), todo, rows_path, settings, args.concurrency)
             if args.share_answers:
                 console.print(f"{proxy.shared} calls answered with an identical seeded request's answer")
     rows = [r for r in load_rows(rows_path, settings).values() if r["index"] in {p.index for p in problems}]

@@ -151,10 +151,14 @@ class DeliberationSpec:
     acceptance_tests: str = ""
     task_id: str = ""
     token_budget: int | None = None  # None: the council's or the service's default; 0: unlimited
+    timeout_s: int = 0  # 0: the service's DELIBERATION_TIMEOUT
 
     def request(self) -> pb.DeliberateRequest:
         constraints = pb.TaskConstraints(
-            rubric=self.rubric, requirements=list(self.requirements), acceptance_tests=self.acceptance_tests
+            rubric=self.rubric,
+            requirements=list(self.requirements),
+            acceptance_tests=self.acceptance_tests,
+            timeout_seconds=self.timeout_s,
         )
         if self.token_budget is not None:
             constraints.token_budget = self.token_budget
@@ -194,6 +198,8 @@ class CouncilView:
     """(agent id, temperature) of each agent, when asked for."""
     token_budget: int | None = None
     """The council's default token budget: None when it has none (the service's default applies), 0 unlimited."""
+    seeds: tuple[int, ...] = ()
+    """Each agent's sampling seed, in the order of `agents`."""
 
 
 @dataclass(frozen=True)
@@ -243,10 +249,12 @@ class OrchestratorClient:
             raise OrchestratorError(f"{method} answered with {type(answer).__name__}, not {kind.__name__}")
         return answer
 
-    def create_council(self, role: str, num_agents: int = 0, rounds: int = 0) -> CouncilCreated:
+    def create_council(
+        self, role: str, num_agents: int = 0, rounds: int = 0, timeout_s: float = 60.0
+    ) -> CouncilCreated:
         config = pb.CouncilConfig(deliberation_rounds=rounds, enable_peer_review=True, agent_type="RAY_VLLM")
         request = pb.CreateCouncilRequest(role=role, num_agents=num_agents, config=config)
-        response = self._call(pb.CreateCouncilResponse, "CreateCouncil", request, 60.0)
+        response = self._call(pb.CreateCouncilResponse, "CreateCouncil", request, timeout_s)
         return CouncilCreated(response.council_id, tuple(response.agent_ids))
 
     def setup_councils(
@@ -277,6 +285,7 @@ class OrchestratorClient:
                 c.model,
                 tuple((a.agent_id, a.temperature) for a in c.agents),
                 c.token_budget if c.HasField("token_budget") else None,
+                tuple(int(a.seed) for a in c.agents),
             )
             for c in response.councils
         ]
