@@ -71,7 +71,7 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
     partial = request.query.get("partial") == "1"
     name = template.replace(".html", "_live.html") if partial else template
     signed = request.app[SECURITY].tokens is not None
-    body = render(holder(request).env, name, request_path=request.path_qs, sign_out=signed, **context)
+    body = render(holder(request).env, name, sign_out=signed, **context)
     return web.Response(text=body, content_type="text/html", status=status)
 
 

@@ -88,7 +88,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 def _error(request: web.Request, status: int, message: str) -> web.Response:
-    body = render(pages.holder(request).env, "error.html", status=status, message=message, request_path="")
+    body = render(pages.holder(request).env, "error.html", status=status, message=message)
     return web.Response(text=body, status=status, content_type="text/html")
 
 
