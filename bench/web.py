@@ -29,7 +29,6 @@ from typing import Any
 
 import aiohttp
 
-from orchestrator.adapters.web.pages import HOLDER
 from orchestrator.adapters.web.security import WebSecurity
 from orchestrator.adapters.web.server import WebServer, create_web_server
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
@@ -89,8 +88,8 @@ def browser_ms(url: str, loads: int) -> list[float]:
 async def render_bench(loads: int) -> dict[str, Any]:
     app, records = await application(0.0)
     out: dict[str, Any] = {}
-    server = create_web_server("127.0.0.1", 0, WebSecurity())
-    server.app[HOLDER].pages.size = 0  # every load renders on the server: the worst case, not the cached page
+    # No page cache: every load renders on the server (the worst case, not the cached page).
+    server = create_web_server("127.0.0.1", 0, WebSecurity(), page_cache=0)
     await server.start(app)
     try:
         for agents, tests in (SMALL, BIG):

@@ -250,6 +250,8 @@ async def test_a_running_deliberation_streams_updates_then_done() -> None:
             async with session.get(f"{base}/deliberations/web-live-1?partial=1") as r:
                 body = await r.text()
         assert 'data-status="COMPLETED"' in body and "<html" not in body
+        # Each revision is diffed against the proposal before it (the first proposal is in the run's checkpoints).
+        assert body.count("against the proposal") == 3 and 'class="add"' in body
     finally:
         await server.stop()
 

@@ -76,6 +76,12 @@ def test_revisions_carry_the_diff_against_the_one_before() -> None:
     assert any("# first try" in line.text for line in revs[1].diff if line.kind == "del")
 
 
+def test_the_first_revision_is_diffed_against_the_original_proposal_when_it_is_known() -> None:
+    p = ranked_deliberation("m-5b").results[0].proposal
+    first = views.revisions(p, original="Approach: nothing yet\n")[0]
+    assert first.diff and any(line.kind == "del" and "nothing yet" in line.text for line in first.diff)
+
+
 def test_usage_per_stage_sums_tokens_and_takes_the_slowest_call() -> None:
     usage = views.stage_usage(ranked_deliberation("m-6", agents=3))
     assert [u.label for u in usage] == ["propose r0", "critique r1", "revise r1", "score r1"]

@@ -146,6 +146,11 @@ class Orchestrator:
     async def get_result(self, task_id: str) -> Deliberation:
         return await deliberations.get_deliberation(GetDeliberation(task_id), supervisor=self.supervisor)
 
+    async def history(self, task_id: str) -> list[Deliberation]:
+        """The stored stage checkpoints of a deliberation, oldest first (what each stage left, e.g. the proposals
+        before their revisions); empty when none is stored."""
+        return await self.supervisor.records.checkpoints(task_id)
+
     async def submit(self, cmd: Deliberate) -> tuple[Deliberation, bool]:
         """Starts a deliberation in the background; (record, created). An existing task_id is returned as is."""
         return await self.start(cmd)

@@ -18,7 +18,7 @@ from orchestrator.adapters.web.rendering import render
 from orchestrator.adapters.web.security import SECURITY
 from orchestrator.application.service import Orchestrator
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.errors import DependencyUnavailableError, InvalidArgumentError
+from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import DeliberationStatus, Role
 
 PAGE_SIZE = 25
@@ -45,19 +45,13 @@ class PageCache:
             self.pages.popitem(last=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Holder:
-    """The application, attached once it is built (the port is bound before, as gRPC's is)."""
+    """What the pages read through (the application), render with, and keep."""
 
     env: jinja2.Environment
-    orchestrator: Orchestrator | None = None
+    app: Orchestrator
     pages: PageCache = field(default_factory=PageCache)
-
-    @property
-    def app(self) -> Orchestrator:
-        if self.orchestrator is None:
-            raise DependencyUnavailableError("orchestrator", "still starting up")
-        return self.orchestrator
 
 
 HOLDER = web.AppKey("holder", Holder)
@@ -129,12 +123,23 @@ async def deliberation(request: web.Request) -> web.Response:
     key = (*_version(d, partial), request.app[SECURITY].tokens is not None)
     cache = holder(request).pages
     if (body := cache.get(key)) is None:
-        body = _deliberation_page(request, d).text or ""
+        originals = _originals(await holder(request).app.history(task_id))
+        body = _deliberation_page(request, d, originals).text or ""
         cache.put(key, body)
     return web.Response(text=body, content_type="text/html")
 
 
-def _deliberation_page(request: web.Request, d: Deliberation) -> web.Response:
+def _originals(checkpoints: list[Deliberation]) -> dict[str, str]:
+    """Each author's first proposal, before any revision, from the oldest checkpoint that has it."""
+    found: dict[str, str] = {}
+    for checkpoint in checkpoints:
+        for author, proposal in checkpoint.progress.proposals.items():
+            if author not in found and not proposal.revisions:
+                found[author] = proposal.content
+    return found
+
+
+def _deliberation_page(request: web.Request, d: Deliberation, originals: dict[str, str]) -> web.Response:
     task_id = d.task_id
     usage = views.stage_usage(d)
     winner = next((r for r in d.results if r.proposal.author_id == d.winner_id), None)
@@ -145,7 +150,7 @@ def _deliberation_page(request: web.Request, d: Deliberation) -> web.Response:
         d=d,
         winner=winner,
         plan_id=plan_id,
-        proposals=views.proposal_views(d),
+        proposals=views.proposal_views(d, originals),
         matrix=views.evidence_matrix(d),
         timeline=views.timeline(d),
         usage=usage,

@@ -130,9 +130,9 @@ async def styles(request: web.Request) -> web.Response:
 PYGMENTS_CSS = web.AppKey("pygments_css", str)
 
 
-def create_app(security: WebSecurity, orchestrator: Orchestrator | None = None) -> web.Application:
+def create_app(security: WebSecurity, orchestrator: Orchestrator, page_cache: int = 128) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
-    app[pages.HOLDER] = pages.Holder(environment(), orchestrator)
+    app[pages.HOLDER] = pages.Holder(environment(), orchestrator, pages.PageCache(page_cache))
     app[SECURITY] = security
     app[live.STREAMS] = live.Streams()
     app[live.LIST_FEED] = live.ListFeed()
@@ -173,11 +173,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 @dataclass
 class WebServer:
-    """Bound by `create_web_server`; `start(orchestrator)` serves, `stop()` ends the streams and closes."""
+    """Bound by `create_web_server`; `start(orchestrator)` builds the pages over the application and serves them,
+    `stop()` ends the streams and closes."""
 
-    app: web.Application
     sock: socket.socket
     security: WebSecurity
+    page_cache: int = 128
+    """Rendered deliberation pages kept (0: none, every request renders)."""
     runner: web.AppRunner | None = None
 
     @property
@@ -188,8 +190,8 @@ class WebServer:
         return f"{self.security.scheme}://{host}:{self.port}/"
 
     async def start(self, orchestrator: Orchestrator) -> None:
-        self.app[pages.HOLDER].orchestrator = orchestrator
-        self.runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        app = create_app(self.security, orchestrator, self.page_cache)
+        self.runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         await self.runner.setup()
         await web.SockSite(self.runner, self.sock, ssl_context=self.security.tls).start()
 
@@ -201,8 +203,8 @@ class WebServer:
         self.sock.close()
 
 
-def create_web_server(host: str, port: int, security: WebSecurity) -> WebServer:
-    return WebServer(create_app(security), bind(host, port), security)
+def create_web_server(host: str, port: int, security: WebSecurity, page_cache: int = 128) -> WebServer:
+    return WebServer(bind(host, port), security, page_cache)
 
 
 def open_web_view(settings: Settings, security: ServerSecurity) -> WebServer | None:

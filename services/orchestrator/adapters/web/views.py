@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from orchestrator.domain.deliberation import Deliberation
@@ -210,12 +210,13 @@ def diff_lines(before: str, after: str) -> tuple[tuple[DiffLine, ...], bool]:
     return tuple(lines[:MAX_DIFF_LINES]), len(lines) > MAX_DIFF_LINES
 
 
-def revisions(p: Proposal) -> list[Revision]:
-    """The stored revisions, each with its diff against the one before. The record keeps every revised text;
-    a proposal revised once has no earlier text to compare with."""
+def revisions(p: Proposal, original: str = "") -> list[Revision]:
+    """The revisions, each with its diff against the text before it: the one before, or for the first the
+    `original` proposal (from the run's checkpoints; "" when unknown: no diff)."""
     out = []
     for i, text in enumerate(p.revisions):
-        diff, cut = diff_lines(p.revisions[i - 1], text) if i else ((), False)
+        before = p.revisions[i - 1] if i else original
+        diff, cut = diff_lines(before, text) if before else ((), False)
         out.append(Revision(i + 1, text, diff, cut))
     return out
 
@@ -230,14 +231,17 @@ class ProposalView:
     ranked: RankedProposal | None = None
 
 
-def proposal_views(d: Deliberation) -> list[ProposalView]:
+def proposal_views(d: Deliberation, originals: Mapping[str, str] | None = None) -> list[ProposalView]:
+    """The ranked proposals (or, while it runs, the current ones), with their revisions diffed; `originals`:
+    each author's first proposal, where known."""
+    originals = originals or {}
     if d.results:
         return [
             ProposalView(
                 r.proposal.author_id,
                 r.rank,
                 r.proposal.content,
-                revisions(r.proposal),
+                revisions(r.proposal, originals.get(r.proposal.author_id, "")),
                 winner=r.proposal.author_id == d.winner_id,
                 ranked=r,
             )
