@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -187,6 +188,15 @@ async def _serve_until_stopped(
         await run_service(settings, stop, companion if on_ready else None)
 
 
+def _check_plan_file(plan_file: Path | None, read: Callable[[Path], object]) -> None:
+    """Before anything starts: a plan file that cannot be read is one line, at once."""
+    if plan_file is not None:
+        try:
+            read(plan_file)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise _fail(f"--plan-file {plan_file}: {exc}", 2) from None
+
+
 @app.command()
 def demo(
     agents: Annotated[int, typer.Option(help="agents per council")] = 2,
@@ -203,13 +213,9 @@ def demo(
     from orchestrator.adapters.grpc.client import OrchestratorError
     from orchestrator.config.logging_setup import configure_logging
     from orchestrator.embedded_stack import EmbeddedOptions
-    from orchestrator.entrypoints.demo import DemoRequest, run_demo, sample_plan
+    from orchestrator.entrypoints.demo import DemoRequest, keep_serving, run_demo, sample_plan, web_url
 
-    if plan_file is not None:  # before anything starts: a plan file that cannot be read is one line, at once
-        try:
-            sample_plan(plan_file)
-        except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise _fail(f"--plan-file {plan_file}: {exc}", 2) from None
+    _check_plan_file(plan_file, sample_plan)
     settings = _settings(None, need_llm=False, web_view=True)
     # The live view owns the terminal: only warnings and errors are logged beside it.
     configure_logging(settings.log_format, "WARNING")
@@ -218,17 +224,8 @@ def demo(
     failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
-        web_url = f"{'https' if running.grpc_tls_cert else 'http'}://127.0.0.1:{running.web_port}/"
-        request = DemoRequest(
-            _connection(address),
-            running.nats_url,
-            agents,
-            rounds,
-            plan_file,
-            report_dir,
-            timeout,
-            web_url=web_url if running.web_port else "",
-        )
+        request = DemoRequest(_connection(address), running.nats_url, agents, rounds, plan_file, report_dir, timeout)
+        request = dataclasses.replace(request, web_url=web_url(running))
         try:
             outcome["report"] = await asyncio.to_thread(run_demo, request, console)
         except OrchestratorError as exc:
@@ -236,9 +233,7 @@ def demo(
         except Exception as exc:  # a plan that never finished, a plan file that does not parse, ...
             failure.append(f"{type(exc).__name__}: {exc}")
         if keep and not failure:
-            where = f"; the web view: {request.web_url}" if request.web_url else ""
-            console.print(f"serving until Ctrl-C (gRPC at {address}{where})", soft_wrap=True)
-            await asyncio.Event().wait()  # ended by the signal: the service stops and cancels this
+            await keep_serving(address, request.web_url, console)
 
     def unfinished() -> str:
         return f"the demo did not finish: {failure[0]}" if failure else "the demo's shutdown did not finish"

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from rich.console import Console, Group
@@ -23,6 +23,9 @@ from orchestrator.adapters.grpc.client import Connection, OrchestratorClient, Pl
 from orchestrator.entrypoints.monitor import snapshot
 from orchestrator.entrypoints.plan_cli import build_payload, envelope_for, publish
 from orchestrator.entrypoints.report import write_report
+
+if TYPE_CHECKING:
+    from orchestrator.config import Settings
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,20 @@ class DemoRequest:
     timeout_s: float
     web_url: str = ""
     """The web view's address, printed for the user to open; "" when it is off."""
+
+
+def web_url(settings: Settings) -> str:
+    """The web view's address for a browser on this machine; "" when it is off."""
+    if not settings.web_port:
+        return ""
+    return f"{'https' if settings.grpc_tls_cert else 'http'}://127.0.0.1:{settings.web_port}/"
+
+
+async def keep_serving(address: str, web: str, console: Console) -> None:
+    """`demo --keep`: after the plan, the service stays up until the signal stops it (which cancels this)."""
+    where = f"; the web view: {web}" if web else ""
+    console.print(f"serving until Ctrl-C (gRPC at {address}{where})", soft_wrap=True)
+    await asyncio.Event().wait()
 
 
 def sample_plan(plan_file: Path | None) -> dict[str, Any]:

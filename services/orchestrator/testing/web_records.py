@@ -4,6 +4,8 @@ code, revisions, critiques, peer scores, calls, and evidence over examples, acce
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from orchestrator.domain.deliberation import Deliberation, Progress
 from orchestrator.domain.evidence import ProposalEvidence, UnitOutcome
 from orchestrator.domain.model import (
@@ -45,6 +47,50 @@ def _tests(agents: int, tests: int) -> list[str]:
     return ids
 
 
+SUITE = CheckSuite(PolicyResult(True), LintResult(True), DryRunResult(True, message="parses"), all_passed=True)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    result: RankedProposal
+    critique: Critique
+    score: PeerScore
+    calls: tuple[CallRecord, ...]
+
+
+def _entry(specs: tuple[AgentSpec, ...], rank: int, ids: list[str], extra: str, created_at_ms: int) -> _Entry:
+    """The proposal ranked `rank`: every test passes for the winner, a third fail for the others."""
+    author, agents = specs[rank - 1].agent_id, len(specs)
+    content = _code(author, rank, extra)
+    outcomes = tuple(
+        UnitOutcome(t, True) if rank == 1 or (j + rank) % 3 else UnitOutcome(t, False, f"expected {j}, got {j + rank}")
+        for j, t in enumerate(ids)
+    )
+    group = tuple(s.agent_id for s in specs[:2]) if rank <= 2 else (author,)
+    evidence = ProposalEvidence(author, 1, outcomes, agreement=len(group) * 3, group=group)
+    critic = specs[rank % agents].agent_id
+    reason = f"passes {sum(o.passed for o in outcomes)}/{len(outcomes)} tests {extra}".strip()
+    if rank < agents:
+        reason += f"; ahead of {specs[rank].agent_id} on specification tests"
+    revisions = (content.replace("# variant", "# first try, variant"), content)
+    result = RankedProposal(
+        proposal=Proposal(author, Role.DEV, content, created_at_ms, revisions),
+        checks=SUITE,
+        peer_score=(9 - rank) / 10,
+        score=1 - rank / 100,
+        rank=rank,
+        usage=Usage(1200, 480),
+        rank_reason=reason,
+        evidence=evidence,
+    )
+    calls = tuple(
+        CallRecord(author, stage, 0 if stage is Stage.PROPOSE else 1, Usage(300, 120), 800.0, "fake-llm", 0.7, 0)
+        for stage in (Stage.PROPOSE, Stage.CRITIQUE, Stage.REVISE, Stage.SCORE)
+    )
+    critique = Critique(critic, author, 1, f"{critic} on {author}: check the bounds. {extra}")
+    return _Entry(result, critique, PeerScore(critic, author, 9 - rank, f"clear {extra}"), calls)
+
+
 def ranked_deliberation(
     task_id: str, *, agents: int = 3, tests: int = 12, hostile: str = "", created_at_ms: int = 1_700_000_000_000
 ) -> Deliberation:
@@ -52,44 +98,10 @@ def ranked_deliberation(
     author's proposal, critique and rank reason."""
     specs = tuple(AgentSpec(f"agent-dev-{i + 1:03d}", Role.DEV, "fake-llm", 0.7, i, 256) for i in range(agents))
     ids = _tests(agents, tests)
-    suite = CheckSuite(PolicyResult(True), LintResult(True), DryRunResult(True, message="parses"), all_passed=True)
-    results, critiques, scores, calls = [], [], [], []
-    for rank, spec in enumerate(specs, start=1):
-        author = spec.agent_id
-        extra = hostile if rank == agents else ""
-        content = _code(author, rank, extra)
-        revisions = (content.replace("# variant", "# first try, variant"), content)
-        outcomes = tuple(
-            UnitOutcome(t, passed=(rank == 1 or (j + rank) % 3 != 0), failure=f"expected {j}, got {j + rank}")
-            for j, t in enumerate(ids)
-        )
-        outcomes = tuple(o if not o.passed else UnitOutcome(o.test_id, True) for o in outcomes)
-        group = tuple(s.agent_id for s in specs[:2]) if rank <= 2 else (author,)
-        evidence = ProposalEvidence(author, 1, outcomes, agreement=len(group) * 3, group=group)
-        critic = specs[rank % agents].agent_id
-        critiques.append(Critique(critic, author, 1, f"{critic} on {author}: check the bounds. {extra}"))
-        scores.append(PeerScore(critic, author, 9 - rank, f"clear {extra}"))
-        for stage in (Stage.PROPOSE, Stage.CRITIQUE, Stage.REVISE, Stage.SCORE):
-            calls.append(
-                CallRecord(
-                    author, stage, 1 if stage is not Stage.PROPOSE else 0, Usage(300, 120), 800.0, "fake-llm", 0.7, 0
-                )
-            )
-        reason = f"passes {sum(o.passed for o in outcomes)}/{len(outcomes)} tests {extra}".strip()
-        if rank < agents:
-            reason += f"; ahead of {specs[rank].agent_id} on specification tests"
-        results.append(
-            RankedProposal(
-                proposal=Proposal(author, Role.DEV, content, created_at_ms, revisions),
-                checks=suite,
-                peer_score=(9 - rank) / 10,
-                score=1 - rank / 100,
-                rank=rank,
-                usage=Usage(1200, 480),
-                rank_reason=reason,
-                evidence=evidence,
-            )
-        )
+    entries = [
+        _entry(specs, rank, ids, hostile if rank == agents else "", created_at_ms) for rank in range(1, agents + 1)
+    ]
+    results = tuple(e.result for e in entries)
     task = TaskSpec(task_id, "Implement `clamp(x, low, high)`.\n>>> clamp(5, 0, 10)\n5\n", Role.DEV, 1, agents)
     return Deliberation(
         task=task,
@@ -98,9 +110,9 @@ def ranked_deliberation(
         created_at_ms=created_at_ms,
         progress=Progress(
             proposals={r.proposal.author_id: r.proposal for r in results},
-            critiques=tuple(critiques),
-            peer_scores=tuple(scores),
-            calls=tuple(calls),
+            critiques=tuple(e.critique for e in entries),
+            peer_scores=tuple(e.score for e in entries),
+            calls=tuple(c for e in entries for c in e.calls),
             stages_done=6,
             evidence={r.proposal.author_id: r.evidence for r in results if r.evidence},
             evidence_log=tuple(r.evidence for r in results if r.evidence),
@@ -109,7 +121,7 @@ def ranked_deliberation(
         ),
         stage="score",
         round=1,
-        results=tuple(results),
+        results=results,
         winner_id=specs[0].agent_id,
         started_at_ms=created_at_ms,
         finished_at_ms=created_at_ms + 4200,
