@@ -150,7 +150,9 @@ class BwrapSandbox:
             return await self._run(paths, files, command, limits, layout, cgroup, memory)
         finally:
             if cgroup is not None:
-                await asyncio.to_thread(cgroup.close)
+                # Synchronous, so a cancelled run removes its cgroup too (a few file operations; a busy one is
+                # left for the next run to remove).
+                self._cgroups.release(cgroup)
 
     async def _ready(self) -> Layout:
         if self._layout is None:

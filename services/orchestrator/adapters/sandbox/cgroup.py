@@ -33,6 +33,7 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT_NAME = "orchestrator-sandbox"
 POLL_S = 0.05
+RMDIR_WAIT_S = 2.0
 PAGE = os.sysconf("SC_PAGE_SIZE")
 _counter = itertools.count()
 
@@ -61,8 +62,10 @@ class RunCgroup:
         control = _read_keyed(self.memory_dir / "memory.oom_control")
         return control.get("oom_kill", 0) > 0
 
-    def close(self) -> None:
-        """Kills what is left in the run's cgroups (nothing, normally: the PID namespace is gone) and removes them."""
+    def close(self, wait_s: float = RMDIR_WAIT_S) -> list[Path]:
+        """Kills what is left in the run's cgroups (nothing, normally: the PID namespace is gone) and removes them;
+        returns those still busy after `wait_s` (processes not yet reaped), for a later sweep."""
+        left = []
         for directory in self.dirs:
             if self.version == 2:
                 with contextlib.suppress(OSError):
@@ -70,16 +73,9 @@ class RunCgroup:
             for pid in _pids(directory):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
-            for _ in range(50):
-                try:
-                    directory.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY:
-                        break
-                    time.sleep(0.01)
+            if not _rmdir(directory, wait_s):
+                left.append(directory)
+        return left
 
 
 class Cgroups:
@@ -89,10 +85,12 @@ class Cgroups:
         self.reason = ""
         self.version = 0
         self._parents: dict[str, Path] = {}
+        self._stale: list[Path] = []
         try:
             self._setup(parent)
             if self.available:
                 self.create(64 * 1024 * 1024, 8).close()  # a trial: the parent may exist but not be ours
+                self.sweep()
         except OSError as exc:
             self.reason = f"cannot set up cgroups ({exc.strerror or exc}: {exc.filename or ''})".replace(": )", ")")
             self.version = 0
@@ -106,6 +104,20 @@ class Cgroups:
             return f"no cgroup ({self.reason}); per-run accounting instead"
         where = ", ".join(str(p) for p in self._parents.values())
         return f"cgroup v{self.version} under {where}"
+
+    def release(self, run: RunCgroup) -> None:
+        """Removes a run's cgroups; any still busy are retried at the next run."""
+        self._stale = [d for d in self._stale if not _rmdir(d, 0)] + run.close(wait_s=0)
+
+    def sweep(self) -> None:
+        """Removes run cgroups left empty by runs of processes that no longer exist (a crash, a kill -9)."""
+        for parent in self._parents.values():
+            with contextlib.suppress(OSError):
+                for child in parent.iterdir():
+                    owner = child.name.split("-")
+                    ours = child.is_dir() and len(owner) > 1 and owner[0] == "run" and owner[1].isdigit()
+                    if ours and not _alive(int(owner[1])) and not _pids(child):
+                        _rmdir(child, 0)
 
     def create(self, memory_bytes: int, max_processes: int) -> RunCgroup:
         name = f"run-{os.getpid()}-{next(_counter)}-{uuid.uuid4().hex[:8]}"
@@ -227,6 +239,31 @@ def _own_cgroups() -> dict[str, str]:
             for controller in controllers.split(",") if controllers else [""]:
                 found[controller] = path
     return found
+
+
+def _rmdir(directory: Path, wait_s: float) -> bool:
+    """Whether `directory` is gone (removed now, or already), retrying while it is busy for up to `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            directory.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _pids(directory: Path) -> list[int]:
