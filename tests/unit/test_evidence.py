@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.adapters.checks.execution import split_proposal
 from orchestrator.adapters.checks.sandbox_supervisor import Unserialisable, encode
-from orchestrator.adapters.checks.unit_values import MalformedValue, decode, job_unit, judge, plan_unit
+from orchestrator.adapters.checks.unit_values import MalformedValue, decode, job_unit, judge, parse_report, plan_unit
 from orchestrator.domain.evidence import (
     ProposalEvidence,
     UnitOutcome,
@@ -286,11 +286,11 @@ def test_a_subclass_of_a_builtin_crosses_as_its_builtin_value_without_its_method
         [1, 2],
         {"t": "list"},
         {"t": "int", "v": 5},
-        {"t": "int", "v": "1" * 5000},
+        {"t": "bytes", "v": "zz"},
         {"t": "dict", "v": [[{"t": "list", "v": []}, 1]]},
         {"t": "object", "v": []},
         {"t": "float", "v": "nope"},
-        3.5,
+        {"t": "tuple", "v": 3},
     ],
 )
 def test_only_the_encoding_of_builtin_values_decodes(data: object) -> None:
@@ -356,3 +356,12 @@ def test_an_agents_test_that_fails_on_every_candidate_counts_for_none() -> None:
     assert void == {"a:test-1"}  # example-1 fails everyone too, but the specification always counts
     assert [o.test_id for o in without_tests(outcomes["a"], void)] == ["b:test-1", "example-1"]
     assert void_agent_tests({}, {"a:test-1"}) == frozenset()
+
+
+def test_a_report_nested_past_the_parser_is_no_report() -> None:
+    assert parse_report("[" * 200_000 + "]" * 200_000) is None
+    assert parse_report("not json") is None and parse_report(None) is None
+    deep: object = "x"
+    for _ in range(60):
+        deep = {"t": "list", "v": [deep]}
+    assert judge(plan_unit("assert f() == 1"), {"ok": True, "values": [deep]})[0] is False

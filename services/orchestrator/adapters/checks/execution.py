@@ -34,7 +34,7 @@ from typing import Any
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
 from orchestrator.adapters.checks.sandbox_supervisor import KEY_BYTES
-from orchestrator.adapters.checks.unit_values import UnitPlan, job_unit, judge, plan_unit
+from orchestrator.adapters.checks.unit_values import UnitPlan, job_unit, judge, parse_report, plan_unit
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.evidence import (
     CheckUnit,
@@ -316,7 +316,7 @@ def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:
         line = chunk.split("\n", 1)[0]
         try:
             frame = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(frame, dict):
             frames.append(frame)
@@ -326,7 +326,7 @@ def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:
 def _outcome(test_id: str, plan: UnitPlan, frame: Mapping[str, Any]) -> UnitOutcome:
     if frame.get("result") != "report":
         return UnitOutcome(test_id, False, trim(str(frame.get("failure", "no result"))))
-    passed, failure = judge(plan, frame.get("report"))
+    passed, failure = judge(plan, parse_report(frame.get("report")))
     return UnitOutcome(test_id, passed, trim(failure))
 
 
