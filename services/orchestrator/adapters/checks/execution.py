@@ -56,8 +56,8 @@ _TESTS_COMMENT = re.compile(r"#\s*(?:unit\s+|the\s+)?tests?\b", re.IGNORECASE)
 RUN_LIMITS = SandboxLimits(cpu_seconds=20, wall_seconds=30, max_processes=32, max_output_bytes=1024 * 1024)
 SUPERVISOR = Path(__file__).with_name("sandbox_supervisor.py").read_text(encoding="utf-8")
 _BLOCK_ENDED = "not run: an earlier test of its block ended the run"
-UNITS_PER_PROCESS = 1
-"""Units one process of the sandbox runs in a row (of one source): 1 = each unit in a fresh process."""
+PARALLEL_UNITS = 4
+"""Units of one source a run has in flight at once, each in a process of its own (fewer hand-offs per run)."""
 MAX_RERUNS = 12
 """Runs after the first for one solution, each caused by a test block that ended its run (one per block)."""
 
@@ -241,15 +241,17 @@ async def run_units(
         if not pending:
             break
         frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep)
-        running, ended, fatal = "", False, ""
+        running: set[str] = set()
+        ended, fatal = False, ""
         for frame in frames:
             if "fatal" in frame:
                 fatal = f"not run: {frame['fatal']}"
             elif "begin" in frame:
-                running = str(frame["begin"])
-            elif "id" in frame and str(frame["id"]) in plans and frame["id"] == running:
-                results[running] = _outcome(running, plans[running], frame)
-                running = ""
+                running.add(str(frame["begin"]))
+            elif "id" in frame and str(frame["id"]) in running and str(frame["id"]) in plans:
+                test_id = str(frame["id"])
+                results[test_id] = _outcome(test_id, plans[test_id], frame)
+                running.discard(test_id)
             elif frame.get("end") is True:
                 ended = True
         pending = [u for u in pending if u.test_id not in results]
@@ -259,7 +261,8 @@ async def run_units(
             pending = []
         if not pending:
             break
-        culprit = next((u for u in pending if u.test_id == running), None)
+        # The units running when the run ended are all of one source (the supervisor runs one source at a time).
+        culprit = next((u for u in pending if u.test_id in running), None)
         if culprit is None or culprit.source is not UnitSource.AGENT:
             # Nothing began (the run did not start), or a specification unit (trusted test code: the solution
             # did it) ended the run: the remaining units fail with the reason.
@@ -295,7 +298,7 @@ async def _one_run(
         "imports": _imported_modules(preamble),
         "unit_timeout": UNIT_TIMEOUT_S,
         "sweep": sweep,
-        "units_per_process": UNITS_PER_PROCESS,
+        "parallel": PARALLEL_UNITS,
         "units": [job_unit(u.test_id, _source(u), plans[u.test_id]) for u in units],
     }
     files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}

@@ -6,19 +6,16 @@ neither read its memory nor open its file descriptors through /proc), and compil
 none of it). Then, source by source (the specification's units, then each agent's test block), it forks a child:
 
 - the child zeroes its copy of the key, points stdin/stdout/stderr at /dev/null, closes every other descriptor but
-  a private report pipe, runs the task's imports and loads the solution as module `solution`; then, for each unit
-  of the source in order and in a fresh copy of the solution's namespace, it runs the unit's steps (code to run,
-  and expressions whose values it serialises as plain builtin values: the asserts on them are decided by the
-  service, never here) and writes one report line on its pipe;
-- the supervisor relays each report as the unit's result on stdout, framed by the key, and a `begin` frame for
-  the unit that runs next, so when code kills the supervisor the service knows which unit (so which source) was
-  running. When the child ends before its last report (exit, crash, kill) or a unit passes its time, the unit it
-  was on fails and a fresh child takes the source's remaining units. After each child, every process of the
-  sandbox but this one and PID 1 is killed (`kill(-1, SIGKILL)`), so nothing of one child lives on into the next.
+  a private report pipe, runs the task's imports, loads the solution as module `solution`, runs its unit's steps
+  (code to run, and expressions whose values it serialises as plain builtin values: the asserts on them are
+  decided by the service, never here) and writes one report line on its pipe;
+- the supervisor relays the report as the unit's result on stdout, framed by the key, after a `begin` frame for
+  each unit it starts, so when code kills the supervisor the service knows which units (so which source) were
+  running. A child that ends before its report (exit, crash, kill) or passes its time fails its unit.
 
-By default each child runs one unit (`units_per_process` 1): every unit in a fresh process. A larger batch lets
-units of one source share a child (they could then only affect each other, never another source's units). A unit
-without a report line fails.
+Up to `parallel` units of one source run at once (they can only affect each other). When a source is done, every
+process of the sandbox but this one and PID 1 is killed (`kill(-1, SIGKILL)`), so nothing of one source lives on
+into the next. A unit without a report line fails.
 """
 
 from __future__ import annotations
@@ -215,7 +212,8 @@ class Supervisor:
         self._key = key
         self._job = job
         self._sweep = bool(job.get("sweep")) and os.getpid() <= 3  # only in a PID namespace of its own
-        self._batch = max(1, int(job.get("units_per_process", 1)))
+        self._parallel = max(1, int(job.get("parallel", 1)))
+        self._timeout = float(job["unit_timeout"])
 
     def frame(self, payload: dict[str, Any]) -> None:
         data = (json.dumps(payload) + "\n").encode()
@@ -245,106 +243,138 @@ class Supervisor:
         self.frame({"end": True})
 
     def run_source(self, prepared: Prepared, queue: list[PreparedUnit]) -> None:
-        """The units of one source (the specification, or one agent's test block), in children of their own, each
-        running the next `units_per_process` units in order (1: every unit in a fresh process); when a child ends
-        early (exit, crash, kill, time-out) the unit it was on fails and a fresh child takes the rest. Every
-        process of a child is gone before the next starts."""
-        timeout = float(self._job["unit_timeout"])
-        while queue:
-            self.frame({"begin": queue[0].test_id})
-            if prepared.solution is None:
-                failure = "the solution does not load: " + prepared.solution_error
-                self.frame(
-                    {"id": queue.pop(0).test_id, "result": "report", "report": {"ok": False, "failure": failure}}
-                )
-                continue
-            batch = queue[: self._batch]
-            read, write = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.close(read)
-                    _child(prepared, prepared.solution, batch, write, self._key)
-                finally:
-                    os._exit(3)
-            os.close(write)
-            try:
-                status, timed_out, reported = self._follow(pid, read, queue, len(batch), timeout)
-            finally:
-                self.sweep()
-                os.close(read)
-            if reported == len(batch):
-                continue
-            if timed_out:
-                ended = {"result": "timeout", "failure": f"timed out after {timeout:g}s"}
-            else:
-                how = _ended(status)
-                ended = {"result": "ended", "failure": f"the test's process ended ({how}) before it finished"}
-            self.frame({"id": queue.pop(0).test_id, **ended})
-
-    def _follow(
-        self, pid: int, read: int, queue: list[PreparedUnit], given: int, timeout: float
-    ) -> tuple[int | None, bool, int]:
-        """Relays the child's report lines, one per unit it was `given` (the first of `queue`, popping each), until
-        the child ends or the unit it is on passes `timeout`; returns (its exit status, whether it timed out, the
-        reports relayed). Waits on the pipe and on a pidfd of the child together: no polling."""
-        buffer = b""
-        reported = 0
-        reading = True
-        deadline = time.monotonic() + timeout
+        """The units of one source (the specification, or one agent's test block), each in a child of its own, up
+        to `parallel` at once. A unit's result is its child's report line; a child that ends without one (exit,
+        crash, kill) or passes its time fails its unit. When the source is done every process of the sandbox but
+        this one and PID 1 is killed, so nothing of one source lives on into the next."""
+        if prepared.solution is None:
+            failure = json.dumps({"ok": False, "failure": "the solution does not load: " + prepared.solution_error})
+            for unit in queue:
+                self.frame({"begin": unit.test_id})
+                self.frame({"id": unit.test_id, "result": "report", "report": failure})
+            return
+        pending = list(queue)
+        running: list[Child] = []
         try:
-            exited: int | None = os.pidfd_open(pid)
-        except (OSError, AttributeError):
-            exited = None  # an old kernel: poll the child instead
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._kill(pid)
-                    return None, True, reported
-                watched = ([read] if reading else []) + ([exited] if exited is not None else [])
-                wait = left if exited is not None else min(left, 0.005)
-                ready = select.select(watched, [], [], wait)[0] if watched else []
-                if not watched:
-                    time.sleep(wait)
-                while reading and read in ready:
-                    chunk = os.read(read, 65536)
-                    if not chunk:
-                        reading = False
-                        break
-                    buffer += chunk
-                    while b"\n" in buffer and reported < given:
-                        line, buffer = buffer.split(b"\n", 1)
-                        self._relay(queue.pop(0), line)
-                        reported += 1
-                        if queue:
-                            self.frame({"begin": queue[0].test_id})
-                        deadline = time.monotonic() + timeout
-                    if len(buffer) > MAX_REPORT_BYTES or (buffer and reported == given):
-                        self._kill(pid)  # a report too large, or more reports than units
-                        return None, False, reported
-                    ready = select.select([read], [], [], 0)[0]
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    return status, False, reported
+            while pending or running:
+                while pending and len(running) < self._parallel:
+                    unit = pending.pop(0)
+                    self.frame({"begin": unit.test_id})
+                    running.append(self._start(prepared, prepared.solution, unit))
+                self._wait(running)
+                for child in [c for c in running if c.over()]:
+                    running.remove(child)
+                    self._finish(child)
         finally:
-            if exited is not None:
-                os.close(exited)
+            for child in running:
+                child.close()
+            self.sweep()
 
-    def _relay(self, unit: PreparedUnit, line: bytes) -> None:
-        """The child's report line, passed on as text: the service parses it (the supervisor never does)."""
-        self.frame({"id": unit.test_id, "result": "report", "report": line.decode("utf-8", "replace")})
+    def _start(self, prepared: Prepared, solution: types.CodeType, unit: PreparedUnit) -> Child:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(read)
+                _child(prepared, solution, [unit], write, self._key)
+            finally:
+                os._exit(3)
+        os.close(write)
+        return Child(unit, pid, read, time.monotonic() + self._timeout)
 
-    def _kill(self, pid: int) -> None:
+    def _wait(self, running: list[Child]) -> None:
+        """Until some child has something to say, ends, or passes its deadline."""
+        now = time.monotonic()
+        left = max(0.0, min(c.deadline for c in running) - now)
+        watched = [fd for c in running for fd in c.watched()]
+        polling = any(c.exited is None for c in running)  # an old kernel without pidfds
+        ready = select.select(watched, [], [], min(left, 0.005) if polling else left)[0]
+        for child in running:
+            if child.read in ready:
+                child.take()
+
+    def _finish(self, child: Child) -> None:
+        if child.report is not None:
+            self.frame({"id": child.unit.test_id, "result": "report", "report": child.report})
+        elif child.timed_out:
+            failure = f"timed out after {self._timeout:g}s"
+            self.frame({"id": child.unit.test_id, "result": "timeout", "failure": failure})
+        else:
+            failure = f"the test's process ended ({_ended(child.status)}) before it finished"
+            self.frame({"id": child.unit.test_id, "result": "ended", "failure": failure})
+
+
+class Child:
+    """One unit's process, as the supervisor follows it."""
+
+    def __init__(self, unit: PreparedUnit, pid: int, read: int, deadline: float) -> None:
+        self.unit = unit
+        self.pid = pid
+        self.read = read
+        self.deadline = deadline
+        self.buffer = b""
+        self.reading = True
+        self.report: str | None = None
+        self.status: int | None = None
+        self.reaped = False
+        self.timed_out = False
+        try:
+            self.exited: int | None = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            self.exited = None
+
+    def watched(self) -> list[int]:
+        return ([self.read] if self.reading else []) + ([self.exited] if self.exited is not None else [])
+
+    def take(self) -> None:
+        """Reads what the pipe holds; the first complete line is the report. A report too large, or anything
+        after it, ends the child."""
+        chunk = os.read(self.read, 65536)
+        if not chunk:
+            self.reading = False
+            return
+        self.buffer += chunk
+        if self.report is None and b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.report = line.decode("utf-8", "replace")
+        if len(self.buffer) > MAX_REPORT_BYTES or (self.report is not None and self.buffer):
+            self._kill()
+
+    def over(self) -> bool:
+        """Whether the child is gone (reaped), killing it first once it has passed its deadline."""
+        if not self.reaped:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status, self.reaped = status, True
+            elif time.monotonic() >= self.deadline:
+                self.timed_out = self.report is None
+                self._kill()
+            else:
+                return False
+        self.close()
+        return True
+
+    def _kill(self) -> None:
         try:  # noqa: SIM105 - contextlib costs a run's start-up time
-            os.kill(pid, signal.SIGKILL)
+            os.kill(self.pid, signal.SIGKILL)
         except OSError:  # already gone
             pass
-        self.sweep()
-        try:  # noqa: SIM105 - contextlib costs a run's start-up time
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        if not self.reaped:
+            try:
+                _, self.status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                self.status = None
+            self.reaped = True
+
+    def close(self) -> None:
+        for fd in (self.read, self.exited):
+            if fd is not None:
+                try:  # noqa: SIM105 - contextlib costs a run's start-up time
+                    os.close(fd)
+                except OSError:  # closed already
+                    pass
+        self.exited = None
+        self.reading = False
 
 
 def _ended(status: int | None) -> str:
