@@ -277,3 +277,13 @@ async def test_a_unit_that_ends_its_process_or_hangs_fails_alone(sandbox: BwrapS
     outcomes = await run_units(sandbox, solution, units)
     assert [o.passed for o in outcomes] == [True, False, False, True], outcomes
     assert "ended" in outcomes[1].failure and "timed out" in outcomes[2].failure
+
+
+async def test_dates_compare_as_dates_and_an_always_equal_object_still_fails(sandbox: BwrapSandbox) -> None:
+    honest = "import datetime\n\ndef f():\n    return datetime.date(2020, 1, 2)\n"
+    liar = "class Anything:\n    def __eq__(self, other):\n        return True\n\ndef f():\n    return Anything()\n"
+    units = [
+        CheckUnit("acceptance-1", UnitSource.ACCEPTANCE, "import datetime\nassert f() == datetime.date(2020, 1, 2)")
+    ]
+    assert (await run_units(sandbox, honest, units))[0].passed
+    assert not (await run_units(sandbox, liar, units))[0].passed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
+import fractions
 import json
 import math
 
@@ -256,6 +259,23 @@ def roundtrip(value: object) -> object:
     ],
 )
 def test_builtin_values_cross_the_boundary_exactly(value: object) -> None:
+    back = roundtrip(value)
+    assert back == value and type(back) is type(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1 + 2j,
+        datetime.date(2020, 1, 2),
+        datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        datetime.time(1, 2),
+        datetime.timedelta(days=1, seconds=3),
+        decimal.Decimal("1.50"),
+        fractions.Fraction(1, 3),
+    ],
+)
+def test_the_standard_librarys_dates_decimals_and_fractions_cross_as_themselves(value: object) -> None:
     back = roundtrip(value)
     assert back == value and type(back) is type(value)
 

@@ -80,7 +80,27 @@ def encode(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
         return {"t": "frozenset", "v": [encode(v, depth + 1, budget) for v in frozenset.__iter__(value)]}
     if issubclass(kind, set):
         return {"t": "set", "v": [encode(v, depth + 1, budget) for v in set.__iter__(value)]}
+    if kind is complex:
+        return {"t": "complex", "v": [value.real, value.imag]}
+    stdlib = _stdlib_value(kind, value)
+    if stdlib is not None:
+        return stdlib
     raise Unserialisable(f"a {_type_name(kind)} is not a builtin value (only those can be compared)")
+
+
+def _stdlib_value(kind: type, value: Any) -> dict[str, Any] | None:
+    """Values of a few standard-library types that tests compare (dates, decimals, fractions), as text the
+    service turns back into the same types; only for those exact classes of modules already loaded."""
+    datetime, decimal, fractions = (sys.modules.get(name) for name in ("datetime", "decimal", "fractions"))
+    if datetime is not None and kind in (datetime.date, datetime.datetime, datetime.time):
+        return {"t": "datetime." + kind.__name__, "v": value.isoformat()}
+    if datetime is not None and kind is datetime.timedelta:
+        return {"t": "datetime.timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if decimal is not None and kind is decimal.Decimal:
+        return {"t": "decimal", "v": str(value)}
+    if fractions is not None and kind is fractions.Fraction:
+        return {"t": "fraction", "v": [int(value.numerator), int(value.denominator)]}
+    return None
 
 
 def _type_name(kind: type) -> str:

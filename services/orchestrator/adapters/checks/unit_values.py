@@ -20,6 +20,9 @@ code under test, so code that forges its own process's report could pass it (doc
 from __future__ import annotations
 
 import ast
+import datetime
+import decimal
+import fractions
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -223,6 +226,36 @@ def _literal_names(body: Sequence[ast.stmt]) -> dict[str, tuple[int, Any]]:
     return found
 
 
+def _pair(raw: Any, kind: type) -> tuple[Any, Any]:
+    if not (isinstance(raw, list) and len(raw) == 2 and all(type(x) is kind for x in raw)):
+        raise ValueError("bad pair")
+    return raw[0], raw[1]
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or len(raw) > 200:
+        raise ValueError("bad text")
+    return raw
+
+
+def _timedelta(raw: Any) -> datetime.timedelta:
+    if not (isinstance(raw, list) and len(raw) == 3 and all(type(x) is int for x in raw)):
+        raise ValueError("bad timedelta")
+    return datetime.timedelta(days=raw[0], seconds=raw[1], microseconds=raw[2])
+
+
+_STDLIB: dict[str, Callable[[Any], Any]] = {
+    "complex": lambda raw: complex(*_pair(raw, float)),
+    "datetime.date": lambda raw: datetime.date.fromisoformat(_text(raw)),
+    "datetime.datetime": lambda raw: datetime.datetime.fromisoformat(_text(raw)),
+    "datetime.time": lambda raw: datetime.time.fromisoformat(_text(raw)),
+    "datetime.timedelta": _timedelta,
+    "decimal": lambda raw: decimal.Decimal(_text(raw)),
+    "fraction": lambda raw: fractions.Fraction(*_pair(raw, int)),
+}
+"""Standard-library values the sandbox may send (as text), turned back into their own types."""
+
+
 def decode(data: Any, depth: int = 0) -> Any:
     """A value from the sandbox's encoding (see `sandbox_supervisor.encode`), as builtin values only."""
     if depth > MAX_DEPTH:
@@ -239,6 +272,11 @@ def decode(data: Any, depth: int = 0) -> Any:
             return bytes.fromhex(raw)
         except ValueError as exc:
             raise MalformedValue("bad bytes") from exc
+    if kind in _STDLIB:
+        try:
+            return _STDLIB[kind](raw)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise MalformedValue(f"bad {kind}") from exc
     if not isinstance(raw, list):
         raise MalformedValue("bad container")
     try:
