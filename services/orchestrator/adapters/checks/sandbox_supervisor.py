@@ -401,7 +401,7 @@ def _ended(status: int | None) -> str:
     if status is None:
         return "no status"
     if os.WIFSIGNALED(status):
-        return f"signal {os.WTERMSIG(status)}"
+        return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit {os.WEXITSTATUS(status)}" if os.WIFEXITED(status) else "unknown"
 
 
