@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -216,6 +217,7 @@ async def main() -> None:
     configure_logging("console", "WARNING")
     if why := browser.missing():
         raise SystemExit(f"the render benchmark needs Chromium: {why}")
+    load_before = os.getloadavg()
     render = await render_bench(args.loads)
     for name in (f"{SMALL[0]}x{SMALL[1]}", f"{BIG[0]}x{BIG[1]}"):
         r = render[name]
@@ -229,7 +231,13 @@ async def main() -> None:
         f"followers: median wall {followed['median_alone_s']} s alone, {followed['median_followed_s']} s with "
         f"{args.followers} followers: ratio {followed['ratio']} (events per trial {followed['events_per_trial']})"
     )
-    result = {"render": render, "followers": followed, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    result = {
+        "render": render,
+        "followers": followed,
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "cpus": os.cpu_count(),
+        "load_average_1m": {"before": round(load_before[0], 1), "after": round(os.getloadavg()[0], 1)},
+    }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
