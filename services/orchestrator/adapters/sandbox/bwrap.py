@@ -181,39 +181,52 @@ class BwrapSandbox:
         args_read, args_write = os.pipe()
         info_read, info_write = os.pipe() if root_mode else (-1, -1)
         block_read, block_write = os.pipe() if root_mode else (-1, -1)
+        ours = (args_write, info_read, block_write)
         inherited = [fd for fd in (*memfds, *etc.values(), status_write, args_read, info_write, block_read) if fd >= 0]
         options = self._options(paths, memfds, etc, status_write, limits, layout, (info_write, block_read))
         inner = self._inner(command, limits, layout, root_mode)
         try:
-            starting = asyncio.ensure_future(
-                asyncio.create_subprocess_exec(
-                    "bwrap",
-                    "--args",
-                    str(args_read),
-                    "--",
-                    *inner,
-                    executable=self._bwrap,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env={"PATH": SANDBOX_PATH},
-                    pass_fds=inherited,
-                    start_new_session=True,
-                )
-            )
-            try:
-                proc = await asyncio.shield(starting)
-            except asyncio.CancelledError:
-                await self._stop_starting(starting, status_read)
-                raise
+            proc = await self._spawn(["bwrap", "--args", str(args_read), "--", *inner], inherited, status_read)
         except OSError as exc:
-            for fd in (status_read, args_write, info_read, block_write):
+            for fd in (status_read, *ours):
                 _close(fd)
             return Execution.skip(f"cannot start bwrap: {exc}")
+        except asyncio.CancelledError:
+            for fd in ours:
+                _close(fd)
+            raise
         finally:
             for fd in inherited:
                 os.close(fd)
-        setup_error = ""
+        setup_error = await self._set_up(proc, cgroup, options, ours if root_mode else (args_write, -1, -1))
+        return await self._supervise(proc, status_read, limits, cgroup, memory, setup_error)
+
+    async def _spawn(self, argv: list[str], inherited: list[int], status_read: int) -> asyncio.subprocess.Process:
+        """Starts bwrap (which then waits for its options on the pipe named in `argv`)."""
+        starting = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
+                *argv,
+                executable=self._bwrap,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={"PATH": SANDBOX_PATH},
+                pass_fds=inherited,
+                start_new_session=True,
+            )
+        )
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            await self._stop_starting(starting, status_read)
+            raise
+
+    async def _set_up(
+        self, proc: asyncio.subprocess.Process, cgroup: RunCgroup | None, options: list[str], fds: tuple[int, int, int]
+    ) -> str:
+        """Puts bwrap in the run's cgroup, hands it its options and (root mode) writes its uid map; "" when all
+        went well, else what failed (bwrap is then killed before anything of the run ran)."""
+        args_write, info_read, block_write = fds
         try:
             # bwrap waits for its options: it is in the run's cgroup before it creates any process.
             if cgroup is not None:
@@ -221,16 +234,16 @@ class BwrapSandbox:
             await asyncio.to_thread(_write_all, args_write, b"\0".join(a.encode() for a in options) + b"\0")
             os.close(args_write)  # bwrap reads its options to the end
             args_write = -1
-            if root_mode:
+            if info_read >= 0:
                 await asyncio.wait_for(asyncio.to_thread(self._map_user, info_read, block_write), SETUP_TIMEOUT_S)
         except (OSError, ValueError, KeyError, TimeoutError) as exc:
             # bwrap failed early (its own error is on its stderr) or could not be set up: nothing of the run ran.
-            setup_error = f"cannot set the sandbox up: {type(exc).__name__}: {exc}"
             _killpg(proc.pid)
+            return f"cannot set the sandbox up: {type(exc).__name__}: {exc}"
         finally:
             for fd in (args_write, info_read, block_write):
                 _close(fd)
-        return await self._supervise(proc, status_read, limits, cgroup, memory, setup_error)
+        return ""
 
     def _map_user(self, info_fd: int, block_fd: int) -> None:
         """Root mode: the sandbox's uid 1000 is `run_as_uid` on the host, its root is root (bwrap's setup)."""
