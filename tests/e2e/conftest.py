@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.testing.fake_llm import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,10 +126,31 @@ def serve_env(fake_llm: FakeLLMServer, work: Path, **extra: str) -> dict[str, st
     }
 
 
+@contextlib.contextmanager
+def serving(
+    llm: FakeLLMServer,
+    work: Path,
+    *,
+    councils: Mapping[str, pb.CouncilConfig | None] | None = None,
+    start_timeout_s: float = 90.0,
+    **extra: str,
+) -> Iterator[ServeProcess]:
+    """`orchestrator serve` on `llm` with `serve_env(llm, work, **extra)`, logging to work/serve.log, with a council
+    of 3 agents for each role in `councils` (with its config, if one is given); SIGTERM at the end."""
+    process = ServeProcess(serve_env(llm, work, **extra), work / "serve.log")
+    process.start(timeout_s=start_timeout_s)
+    try:
+        if councils:  # TLS servers' channel() speaks TLS
+            with process.channel() as channel:
+                stub = pb_grpc.OrchestratorServiceStub(channel)
+                for role, config in councils.items():
+                    stub.CreateCouncil(pb.CreateCouncilRequest(role=role, num_agents=3, config=config), timeout=120)
+        yield process
+    finally:
+        process.stop(signal.SIGTERM)
+
+
 @pytest.fixture(scope="module")
 def serve(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve")
-    process = ServeProcess(serve_env(fake_llm_server, work), work / "serve.log")
-    process.start()
-    yield process
-    process.stop(signal.SIGTERM)
+    with serving(fake_llm_server, tmp_path_factory.mktemp("serve")) as process:
+        yield process

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from orchestrator.domain.execution import Execution, SandboxLimits
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.ray_cluster import LocalRayCluster
-from tests.e2e.conftest import ROOT, ServeProcess, serve_env
+from tests.e2e.conftest import ROOT, ServeProcess, serving
 from tests.e2e.test_serve_nats import enveloped, events, plan_payload, publish, wait_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -58,13 +57,9 @@ def service(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServeProcess]:
     work = tmp_path_factory.mktemp("serve-ray")
-    env = serve_env(
-        fake_llm_server, work, ENABLE_NATS="true", NATS_URL=bus.url, DEFAULT_AGENTS="2", **cluster.client_env()
-    )
-    process = ServeProcess(env, work / "serve.log")
-    process.start(timeout_s=300)
-    yield process
-    process.stop(signal.SIGTERM)
+    env = dict(ENABLE_NATS="true", NATS_URL=bus.url, DEFAULT_AGENTS="2", **cluster.client_env())
+    with serving(fake_llm_server, work, start_timeout_s=300, **env) as process:
+        yield process
 
 
 def ray_status(address: str) -> pb.RayClusterSummary:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
-from tests.e2e.conftest import ROOT, ServeProcess, serve_env
+from tests.e2e.conftest import ROOT, ServeProcess, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -28,18 +27,14 @@ MAX_RUNNING, MAX_QUEUED = 3, 1
 
 @pytest.fixture(scope="module")
 def limited(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-async")
-    env = serve_env(
-        fake_llm_server, work, MAX_CONCURRENT_DELIBERATIONS=str(MAX_RUNNING), DELIBERATION_QUEUE_SIZE=str(MAX_QUEUED)
-    )
-    process = ServeProcess(env, work / "serve.log")
-    process.start()
-    with grpc.insecure_channel(process.address) as ch:
-        stub = pb_grpc.OrchestratorServiceStub(ch)
-        for role in ("DEV", "QA"):
-            stub.CreateCouncil(pb.CreateCouncilRequest(role=role, num_agents=3), timeout=120)
-    yield process
-    process.stop(signal.SIGTERM)
+    with serving(
+        fake_llm_server,
+        tmp_path_factory.mktemp("serve-async"),
+        councils={"DEV": None, "QA": None},
+        MAX_CONCURRENT_DELIBERATIONS=str(MAX_RUNNING),
+        DELIBERATION_QUEUE_SIZE=str(MAX_QUEUED),
+    ) as process:
+        yield process
 
 
 @pytest.fixture
@@ -89,7 +84,7 @@ def test_a_late_watcher_first_gets_the_current_state(
 ) -> None:
     fake_llm.set_latency(0.5)
     task_id = submit(stub, rounds=1)
-    time.sleep(1.2)  # propose done, critique under way
+    assert fake_llm.wait_for_calls(1, stage="critique", timeout=30)  # propose done, critique under way
     live = stub.GetDeliberationResult(pb.GetDeliberationResultRequest(task_id=task_id), timeout=10)
     assert live.status == pb.DELIBERATION_STATUS_IN_PROGRESS and live.current_stage in ("critique", "revise")
     assert {r.proposal.author_id for r in live.results} == {"agent-dev-001", "agent-dev-002", "agent-dev-003"}

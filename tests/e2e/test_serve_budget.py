@@ -4,7 +4,6 @@ boundary with the ranked proposals it has; a council default, an explicit per-ta
 
 from __future__ import annotations
 
-import signal
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.testing.fake_llm import FakeLLMServer
-from tests.e2e.conftest import ServeProcess, serve_env
+from tests.e2e.conftest import ServeProcess, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -26,18 +25,13 @@ COUNCIL_BUDGET = 1
 
 @pytest.fixture(scope="module")
 def budgeted(fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-budget")
-    process = ServeProcess(
-        serve_env(fake_llm_server, work, DELIBERATION_TOKEN_BUDGET=str(SERVICE_BUDGET)), work / "log"
-    )
-    process.start()
-    with grpc.insecure_channel(process.address) as ch:
-        stub = pb_grpc.OrchestratorServiceStub(ch)
-        stub.CreateCouncil(pb.CreateCouncilRequest(role="DEV", num_agents=3), timeout=120)
-        config = pb.CouncilConfig(token_budget=COUNCIL_BUDGET)
-        stub.CreateCouncil(pb.CreateCouncilRequest(role="QA", num_agents=3, config=config), timeout=120)
-    yield process
-    process.stop(signal.SIGTERM)
+    with serving(
+        fake_llm_server,
+        tmp_path_factory.mktemp("serve-budget"),
+        councils={"DEV": None, "QA": pb.CouncilConfig(token_budget=COUNCIL_BUDGET)},
+        DELIBERATION_TOKEN_BUDGET=str(SERVICE_BUDGET),
+    ) as process:
+        yield process
 
 
 @pytest.fixture

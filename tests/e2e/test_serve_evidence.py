@@ -5,7 +5,6 @@ their failing tests' output."""
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 
 import grpc
@@ -15,7 +14,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.testing.evidence_task import CORRECT_AUTHOR, PEERS_PREFER_WRONG, SCRIPTED, TASK
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
-from tests.e2e.conftest import ServeProcess, serve_env
+from tests.e2e.conftest import ServeProcess, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -29,11 +28,8 @@ def scripted_llm() -> Iterator[FakeLLMServer]:
 
 @pytest.fixture(scope="module")
 def evidence_serve(scripted_llm: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-evidence")
-    process = ServeProcess(serve_env(scripted_llm, work, EARLY_STOP="false"), work / "serve.log")
-    process.start()
-    yield process
-    process.stop(signal.SIGTERM)
+    with serving(scripted_llm, tmp_path_factory.mktemp("serve-evidence"), EARLY_STOP="false") as process:
+        yield process
 
 
 def test_the_correct_solution_wins_on_evidence_and_wrong_authors_see_their_failures(

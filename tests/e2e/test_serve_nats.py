@@ -23,7 +23,7 @@ from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.application.events import ALL_SUBJECTS
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
-from tests.e2e.conftest import ServeProcess, free_port, serve_env
+from tests.e2e.conftest import ServeProcess, free_port, serving
 from tests.e2e.test_serve_operations import scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -41,21 +41,17 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 def service(
     bus: NatsServer, fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-nats")
-    env = serve_env(
+    with serving(
         fake_llm_server,
-        work,
+        tmp_path_factory.mktemp("serve-nats"),
         ENABLE_NATS="true",
         NATS_URL=bus.url,
         NATS_MAX_DELIVER=str(MAX_DELIVER),
         NATS_ACK_WAIT="5",
         DEFAULT_AGENTS="2",
         METRICS_PORT=str(free_port()),
-    )
-    process = ServeProcess(env, work / "serve.log")
-    process.start()
-    yield process
-    process.stop(signal.SIGTERM)
+    ) as process:
+        yield process
 
 
 def plan_payload(plan_id: str) -> dict[str, Any]:

@@ -3,7 +3,6 @@ graph after auto-dispatch, and a Bolt server that goes away during a run and com
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.falkordb import FalkorDBServer
-from tests.e2e.conftest import ROOT, ServeProcess, serve_env
+from tests.e2e.conftest import ROOT, ServeProcess, serving
 from tests.e2e.test_serve_nats import enveloped, plan_payload, publish, wait_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -38,19 +37,15 @@ def service(
     fake_llm_server: FakeLLMServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-neo4j")
-    env = serve_env(
+    with serving(
         fake_llm_server,
-        work,
+        tmp_path_factory.mktemp("serve-neo4j"),
         STORE_URL=bolt.bolt_uri,
         ENABLE_NATS="true",
         NATS_URL=nats_server.url,
         DEFAULT_AGENTS="2",
-    )
-    process = ServeProcess(env, work / "serve.log")
-    process.start()
-    yield process
-    process.stop(signal.SIGTERM)
+    ) as process:
+        yield process
 
 
 def health(address: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import sys
 import uuid
@@ -29,7 +28,7 @@ from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
 from orchestrator.testing.otlp_receiver import OtlpReceiver, ReceivedSpan, running_receiver
-from tests.e2e.conftest import ROOT, ServeProcess, serve_env
+from tests.e2e.conftest import ROOT, ServeProcess, serve_env, serving
 from tests.e2e.test_serve_nats import enveloped, wait_plan
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -54,21 +53,17 @@ def bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 def traced_serve(
     receiver: OtlpReceiver, bus: NatsServer, fake_llm_server: FakeLLMServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:
-    work = tmp_path_factory.mktemp("serve-traces")
-    env = serve_env(
+    with serving(
         fake_llm_server,
-        work,
+        tmp_path_factory.mktemp("serve-traces"),
         ENABLE_NATS="true",
         NATS_URL=bus.url,
         DEFAULT_AGENTS="2",
         OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
         OTEL_SERVICE_NAME="fleet-orchestrator-e2e",
         OTEL_BSP_SCHEDULE_DELAY="200",  # export within a fraction of a second (the workers' too: forwarded)
-    )
-    process = ServeProcess(env, work / "serve.log")
-    process.start()
-    yield process
-    process.stop(signal.SIGTERM)
+    ) as process:
+        yield process
 
 
 def new_traceparent() -> tuple[str, str, str]:
