@@ -12,7 +12,7 @@ from orchestrator.adapters.web.rendering import highlight
 from orchestrator.adapters.web.security import request_token, safe_next
 from orchestrator.config import load_settings
 from orchestrator.domain.errors import ConfigError
-from orchestrator.domain.model import Role
+from orchestrator.domain.model import DeliberationStatus, Role
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskRecord, SubtaskState
 from orchestrator.testing.web_records import ranked_deliberation
 
@@ -149,3 +149,12 @@ def test_web_port_is_off_when_unset_empty_or_zero_and_must_be_a_port() -> None:
     assert load_settings(web_port="8081").web_port == 8081
     with pytest.raises(ConfigError, match="WEB_PORT"):
         load_settings(web_port="70000")
+
+
+def test_a_running_deliberation_shows_how_long_it_has_been_running() -> None:
+    done = ranked_deliberation("m-8")
+    assert views.elapsed_s(done, now_ms=done.finished_at_ms + 60_000) == 4.2
+    running = replace(done, status=DeliberationStatus.IN_PROGRESS, finished_at_ms=0)
+    assert views.elapsed_s(running, now_ms=done.started_at_ms + 12_500) == 12.5
+    row = views.list_row(running, now_ms=done.started_at_ms + 1000)
+    assert row.duration_s == 1.0 and row.title == "Implement `clamp(x, low, high)`."

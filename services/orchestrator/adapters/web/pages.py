@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,10 @@ class Holder:
 HOLDER = web.AppKey("holder", Holder)
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def holder(request: web.Request) -> Holder:
     return request.app[HOLDER]
 
@@ -89,7 +94,7 @@ async def index(request: web.Request) -> web.Response:
     return page(
         request,
         "index.html",
-        rows=[views.list_row(d) for d in rows],
+        rows=[views.list_row(d, now_ms()) for d in rows],
         statuses=[s.value for s in DeliberationStatus],
         roles=[r.value for r in Role],
         filters=filters,
@@ -148,6 +153,7 @@ def _deliberation_page(request: web.Request, d: Deliberation, originals: dict[st
         request,
         "deliberation.html",
         d=d,
+        elapsed_s=views.elapsed_s(d, now_ms()),
         winner=winner,
         plan_id=plan_id,
         proposals=views.proposal_views(d, originals),

@@ -32,9 +32,18 @@ class ListRow:
     duration_s: float
     created_at_ms: int
     source: str
+    title: str
 
 
-def list_row(d: Deliberation) -> ListRow:
+def elapsed_s(d: Deliberation, now_ms: int) -> float:
+    """How long it ran, or, while it runs, has been running."""
+    if d.started_at_ms and not d.finished_at_ms and not d.status.finished:
+        return max(0, now_ms - d.started_at_ms) / 1000
+    return d.duration_ms / 1000
+
+
+def list_row(d: Deliberation, now_ms: int) -> ListRow:
+    first_line = next((line.strip() for line in d.task.description.splitlines() if line.strip()), "")
     return ListRow(
         task_id=d.task_id,
         role=d.task.role.value,
@@ -44,9 +53,10 @@ def list_row(d: Deliberation) -> ListRow:
         rounds=d.task.rounds,
         winner=d.winner_id,
         tokens=d.usage.total_tokens,
-        duration_s=d.duration_ms / 1000,
+        duration_s=elapsed_s(d, now_ms),
         created_at_ms=d.created_at_ms,
         source=d.source,
+        title=first_line if len(first_line) <= 90 else first_line[:89] + "…",
     )
 
 
