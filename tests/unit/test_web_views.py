@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.adapters.web import views
+from orchestrator.adapters.web.plan_graph import plan_graph
 from orchestrator.adapters.web.rendering import highlight
 from orchestrator.adapters.web.security import request_token, safe_next
 from orchestrator.config import load_settings
@@ -108,7 +109,7 @@ def _plan() -> PlanDispatch:
 
 
 def test_plan_graph_places_subtasks_by_dependency_depth_with_an_edge_per_dependency() -> None:
-    graph = views.plan_graph(_plan(), ["d-a", "d-b"])
+    graph = plan_graph(_plan(), ["d-a", "d-b"])
     x = {n.subtask_id: n.x for n in graph.nodes}
     assert x["a"] < x["b"] == x["c"] < x["d"]
     assert len(graph.edges) == 4

@@ -15,6 +15,7 @@ import jinja2
 from aiohttp import web
 
 from orchestrator.adapters.web import views
+from orchestrator.adapters.web.plan_graph import plan_graph
 from orchestrator.adapters.web.rendering import render
 from orchestrator.adapters.web.security import SECURITY
 from orchestrator.application.service import Orchestrator
@@ -167,7 +168,7 @@ def _deliberation_page(request: web.Request, d: Deliberation, originals: dict[st
 
 async def plan(request: web.Request) -> web.Response:
     dispatch, runs = await holder(request).app.get_plan(request.match_info["plan_id"])
-    graph = views.plan_graph(dispatch, runs)
+    graph = plan_graph(dispatch, runs)
     poll_ms = 0 if dispatch.finished else PLAN_POLL_MS
     return page(request, "plan.html", dispatch=dispatch, graph=graph, runs=runs, poll_ms=poll_ms)
 
