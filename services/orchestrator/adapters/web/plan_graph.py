@@ -4,7 +4,7 @@ dependant, each node with its state and winner (the SVG of /plans/{plan_id})."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from orchestrator.domain.plans import PlanDispatch, SubtaskState
 
@@ -39,7 +39,6 @@ class PlanGraph:
     height: int
     node_w: int = 220
     node_h: int = 64
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _levels(dispatch: PlanDispatch) -> dict[str, int]:
