@@ -385,3 +385,16 @@ def test_a_report_nested_past_the_parser_is_no_report() -> None:
     for _ in range(60):
         deep = {"t": "list", "v": [deep]}
     assert judge(plan_unit("assert f() == 1"), {"ok": True, "values": [deep]})[0] is False
+
+
+def test_a_unit_nested_too_deeply_to_take_apart_runs_as_it_is() -> None:
+    code = "assert f(" + "-" * 1990 + "1) == 1"
+    plan = plan_unit(code)
+    assert plan.opaque and plan.steps == (code,)
+
+
+@pytest.mark.parametrize("code", ["assert f(" + "-" * 50_000 + "1) == 1", "x = " + "-" * 5000 + "1\nassert f(x) == 1"])
+def test_a_proposal_nested_too_deeply_to_parse_has_no_code_to_run_and_raises_nothing(code: str) -> None:
+    assert split_tests(code) == []
+    assert agent_units({"a": split_proposal(f"```python\n# tests\n{code}\n```").tests}) == []
+    assert split_proposal(f"```python\n{code}\n```").solution.strip() in ("", code)

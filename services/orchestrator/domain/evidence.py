@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 MAX_UNITS_PER_SOURCE = 30
+UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
+"""What parsing hostile text can raise: code nested too deeply makes the parser recurse or run out of memory."""
 MAX_UNIT_CHARS = 2000
 MAX_FAILURE_CHARS = 400
 
@@ -112,7 +114,7 @@ def _literal_call(call: str, defined: set[str]) -> bool:
     any): `is_happy(abc) => True` or a misspelt name would be a test no solution can pass."""
     try:
         node = ast.parse(call, mode="eval").body
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return False
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name) or node.keywords:
         return False
@@ -124,7 +126,7 @@ def _literal_call(call: str, defined: set[str]) -> bool:
 def parses(code: str, mode: str = "exec") -> bool:
     try:
         ast.parse(code, mode=mode)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return False
     return True
 
@@ -215,7 +217,7 @@ def task_imports(*texts: str) -> tuple[str, ...]:
                 continue
             try:
                 body = ast.parse(line).body
-            except (SyntaxError, ValueError):
+            except UNPARSABLE:
                 continue
             if len(body) == 1 and isinstance(body[0], ast.Import | ast.ImportFrom):
                 found.append(line)
@@ -240,10 +242,18 @@ def specification(task_text: str, rubric: str, acceptance_tests: str) -> Specifi
 
 def split_tests(code: str) -> list[str]:
     """Independent test units of a test block: each `def test_*` function (called), and each top-level `assert`;
-    other top-level statements (imports, helpers, fixtures) are a preamble kept in front of every unit."""
+    other top-level statements (imports, helpers, fixtures) are a preamble kept in front of every unit. None for
+    a block nested too deeply to take apart."""
+    try:
+        return _split_tests(code)
+    except (RecursionError, MemoryError):
+        return []
+
+
+def _split_tests(code: str) -> list[str]:
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return []
     preamble: list[str] = []
     units: list[str] = []

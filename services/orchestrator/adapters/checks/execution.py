@@ -37,6 +37,7 @@ from orchestrator.adapters.checks.sandbox_supervisor import KEY_BYTES
 from orchestrator.adapters.checks.unit_values import UnitPlan, job_unit, judge, parse_report, plan_unit
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.evidence import (
+    UNPARSABLE,
     CheckUnit,
     ProposalEvidence,
     Specification,
@@ -71,7 +72,7 @@ class SplitProposal:
 def _only_tests(code: str) -> bool:
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return False
     kinds = [_test_node(node) for node in tree.body if not isinstance(node, ast.Import | ast.ImportFrom)]
     return bool(kinds) and all(kinds)
@@ -93,7 +94,7 @@ def _separate(code: str) -> tuple[str, str]:
     the solution, not run the author's demonstration of it."""
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    except UNPARSABLE:
         return code, ""
     keep: list[str] = []
     tests: list[str] = []
@@ -139,7 +140,15 @@ def _parsable_prefix(code: str) -> str:
 
 
 def split_proposal(content: str) -> SplitProposal:
-    """The Python solution and the Python tests of a proposal (either may be empty)."""
+    """The Python solution and the Python tests of a proposal (either may be empty; both, for a proposal whose
+    code is nested too deeply to take apart)."""
+    try:
+        return _split_proposal(content)
+    except (RecursionError, MemoryError):
+        return SplitProposal("", "")
+
+
+def _split_proposal(content: str) -> SplitProposal:
     solution: list[str] = []
     tests: list[str] = []
     for block in extract_code_blocks(content):
@@ -340,7 +349,7 @@ def _imported_modules(preamble: Sequence[str]) -> list[str]:
     for statement in preamble:
         try:
             tree = ast.parse(statement)
-        except (SyntaxError, ValueError):
+        except UNPARSABLE:
             continue
         for node in tree.body:
             if isinstance(node, ast.Import):
