@@ -159,3 +159,19 @@ def test_a_running_deliberation_shows_how_long_it_has_been_running() -> None:
     assert views.elapsed_s(running, now_ms=done.started_at_ms + 12_500) == 12.5
     row = views.list_row(running, now_ms=done.started_at_ms + 1000)
     assert row.duration_s == 1.0 and row.title == "Implement `clamp(x, low, high)`."
+
+
+def test_embedded_serve_and_demo_turn_the_web_view_on_at_8080_unless_web_port_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.entrypoints import cli
+
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    assert cli._settings(None, need_llm=False, web_view=True).web_port == 8080
+    assert cli._settings(None, need_llm=False).web_port is None  # plain serve: off
+    monkeypatch.setenv("WEB_PORT", "0")
+    assert cli._settings(None, need_llm=False, web_view=True).web_port == 0
+    monkeypatch.setenv("WEB_PORT", "")
+    assert cli._settings(None, need_llm=False, web_view=True).web_port == 0
+    monkeypatch.setenv("WEB_PORT", "9443")
+    assert cli._settings(None, need_llm=False, web_view=True).web_port == 9443
