@@ -241,54 +241,66 @@ async def run_units(
 ) -> list[UnitOutcome]:
     """`solution`, after the task's `preamble` statements, against every unit: the specification's units first,
     each unit in a process of its own, the verdicts decided here. `sweep`: the supervisor kills every other process
-    of its sandbox after each unit (only in a PID namespace of its own; off without a sandbox)."""
+    of its sandbox after each source (only in a PID namespace of its own; off without a sandbox)."""
     ordered = sorted(units, key=lambda u: u.source is UnitSource.AGENT)
     plans = {u.test_id: plan_unit(u.code) for u in ordered}
     results: dict[str, UnitOutcome] = {}
     pending = list(ordered)
     for _ in range(MAX_RERUNS + 1):
-        if not pending:
-            break
         frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep)
-        running: set[str] = set()
-        ended, fatal = False, ""
-        for frame in frames:
-            if "fatal" in frame:
-                fatal = f"not run: {frame['fatal']}"
-            elif "begin" in frame:
-                running.add(str(frame["begin"]))
-            elif "id" in frame and str(frame["id"]) in running and str(frame["id"]) in plans:
-                test_id = str(frame["id"])
-                results[test_id] = _outcome(test_id, plans[test_id], frame)
-                running.discard(test_id)
-            elif frame.get("end") is True:
-                ended = True
+        running, ended, fatal = _read_frames(frames, plans, results)
         pending = [u for u in pending if u.test_id not in results]
         if ended:
-            for unit in pending:
-                results[unit.test_id] = UnitOutcome(unit.test_id, False, "no result for this test")
+            results |= {u.test_id: UnitOutcome(u.test_id, False, "no result for this test") for u in pending}
             pending = []
         if not pending:
             break
-        # The units running when the run ended are all of one source (the supervisor runs one source at a time).
-        culprit = next((u for u in pending if u.test_id in running), None)
-        if culprit is None or culprit.source is not UnitSource.AGENT:
-            # Nothing began (the run did not start), or a specification unit (trusted test code: the solution
-            # did it) ended the run: the remaining units fail with the reason.
-            reason = fatal or (_why_ended(execution) if culprit is None else _ended_by(culprit, execution))
-            for unit in pending:
-                results[unit.test_id] = UnitOutcome(unit.test_id, False, reason)
-            pending = []
+        pending = _blame(pending, running, fatal, execution, results)
+        if not pending:
             break
-        # A test block ended the run: its own remaining units fail; the other blocks' units run again.
-        results[culprit.test_id] = UnitOutcome(culprit.test_id, False, _ended_by(culprit, execution))
-        for unit in pending:
-            if unit.author_id == culprit.author_id and unit.test_id not in results:
-                results[unit.test_id] = UnitOutcome(unit.test_id, False, _BLOCK_ENDED)
-        pending = [u for u in pending if u.test_id not in results]
-    for unit in pending:
-        results[unit.test_id] = UnitOutcome(unit.test_id, False, "not run: the run was ended too many times")
+    results |= {u.test_id: UnitOutcome(u.test_id, False, "not run: the run was ended too many times") for u in pending}
     return [results[u.test_id] for u in units]
+
+
+def _read_frames(
+    frames: Sequence[Mapping[str, Any]], plans: Mapping[str, UnitPlan], results: dict[str, UnitOutcome]
+) -> tuple[set[str], bool, str]:
+    """Records the verdict of every unit with a result in `results`; returns (the units begun without a result,
+    whether the run reached its end, why the supervisor refused to run units)."""
+    running: set[str] = set()
+    ended, fatal = False, ""
+    for frame in frames:
+        if "fatal" in frame:
+            fatal = f"not run: {frame['fatal']}"
+        elif "begin" in frame:
+            running.add(str(frame["begin"]))
+        elif "id" in frame and str(frame["id"]) in running and str(frame["id"]) in plans:
+            test_id = str(frame["id"])
+            results[test_id] = _outcome(test_id, plans[test_id], frame)
+            running.discard(test_id)
+        elif frame.get("end") is True:
+            ended = True
+    return running, ended, fatal
+
+
+def _blame(
+    pending: list[CheckUnit], running: set[str], fatal: str, execution: Execution, results: dict[str, UnitOutcome]
+) -> list[CheckUnit]:
+    """A run that ended early: fails the units its end is blamed on and returns those to run again. The units
+    running when it ended are all of one source (the supervisor runs one source at a time)."""
+    culprit = next((u for u in pending if u.test_id in running), None)
+    if culprit is None or culprit.source is not UnitSource.AGENT:
+        # Nothing began (the run did not start), or a specification unit (trusted test code: the solution did
+        # it) ended the run: the remaining units fail with the reason.
+        reason = fatal or (_why_ended(execution) if culprit is None else _ended_by(culprit, execution))
+        results |= {u.test_id: UnitOutcome(u.test_id, False, reason) for u in pending}
+        return []
+    # A test block ended the run: its own remaining units fail; the other blocks' units run again.
+    results[culprit.test_id] = UnitOutcome(culprit.test_id, False, _ended_by(culprit, execution))
+    for unit in pending:
+        if unit.author_id == culprit.author_id and unit.test_id not in results:
+            results[unit.test_id] = UnitOutcome(unit.test_id, False, _BLOCK_ENDED)
+    return [u for u in pending if u.test_id not in results]
 
 
 async def _one_run(

@@ -166,19 +166,10 @@ def _child(
     """Runs in the forked child: loads the solution once, then runs `units` in order, each in a fresh copy of the
     solution's namespace, writing one report line per unit. Never returns."""
     key[:] = bytes(len(key))
-    try:
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.closerange(3, report)
-        os.closerange(report + 1, 65536)
-        os.chdir("/tmp")
-    except OSError:
-        os._exit(3)
-
+    _isolate(report)
     # Taken before the solution runs, so patching builtins or modules changes none of them.
     dumps, write, exit_ = json.dumps, os.write, os._exit
-    run, evaluate, encode_ = builtins.exec, builtins.eval, encode
+    run, evaluate, encode_, run_unit = builtins.exec, builtins.eval, encode, _run_unit
 
     def send(payload: dict[str, Any]) -> None:
         data = dumps(payload).encode()
@@ -206,25 +197,40 @@ def _child(
         exit_(0)
     loaded = dict(builtins.__dict__)  # as the solution left them: each unit starts from these
     for unit in units:
-        if unit.error:
-            send({"ok": False, "failure": unit.error})
-            continue
         builtins.__dict__.clear()
         builtins.__dict__.update(loaded)
-        scope = dict(namespace)
-        values: list[Any] = []
-        try:
-            for kind, codes in unit.steps:
-                for code in codes:
-                    if kind == "run":
-                        run(code, scope)
-                    else:
-                        values.append(encode_(evaluate(code, scope)))
-        except BaseException as exc:  # a failing unit
-            send({"ok": False, "failure": _describe(exc)})
-        else:
-            send({"ok": True, "values": values})
+        send(run_unit(unit, dict(namespace), run, evaluate, encode_))
     exit_(0)
+
+
+def _isolate(report: int) -> None:
+    """Nothing the unit prints goes anywhere; no descriptor but the report pipe stays open."""
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.closerange(3, report)
+        os.closerange(report + 1, 65536)
+        os.chdir("/tmp")
+    except OSError:
+        os._exit(3)
+
+
+def _run_unit(unit: PreparedUnit, scope: dict[str, Any], run: Any, evaluate: Any, encode_: Any) -> dict[str, Any]:
+    """One unit's report: its steps run in `scope`, the values of its checks' operands serialised."""
+    if unit.error:
+        return {"ok": False, "failure": unit.error}
+    values: list[Any] = []
+    try:
+        for kind, codes in unit.steps:
+            for code in codes:
+                if kind == "run":
+                    run(code, scope)
+                else:
+                    values.append(encode_(evaluate(code, scope)))
+    except BaseException as exc:  # a failing unit
+        return {"ok": False, "failure": _describe(exc)}
+    return {"ok": True, "values": values}
 
 
 class Supervisor:
