@@ -154,7 +154,9 @@ async def test_a_cluster_without_the_agent_resource_refuses_a_council_within_30_
     local_ray: object, fake_llm: FakeLLMServer
 ) -> None:
     assert AGENT_RESOURCE not in ray.cluster_resources()
-    agents = RayAgents(_cluster_config(), LLMEndpoint(fake_llm.base_url, timeout_s=5))
+    assert RayConfig().placement_wait_s < 30  # the service's own wait: the refusal comes within 30 s
+    # The wait is shortened here: what it waits for (a node offering the resource) never comes in this cluster.
+    agents = RayAgents(_cluster_config(placement_wait_s=2.0), LLMEndpoint(fake_llm.base_url, timeout_s=5))
     app = compose(fake_ports(agents, runtime=agents), fake_options()).orchestrator
     bound = create_server(app, "127.0.0.1", 0)
     await bound.server.start()
