@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -15,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.testing.fake_llm import FakeLLMServer, FaultSpec
-from tests.e2e.conftest import ROOT, ServeProcess, free_port, serve_env
+from tests.e2e.conftest import ROOT, free_port, serve_env, serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -47,10 +46,7 @@ def test_councils_file_and_metrics(fake_llm: FakeLLMServer, tmp_path: Path) -> N
     councils_file = tmp_path / "councils.yaml"
     councils_file.write_text(COUNCILS)
     metrics_port = free_port()
-    env = serve_env(fake_llm, tmp_path, COUNCILS_FILE=str(councils_file), METRICS_PORT=str(metrics_port))
-    process = ServeProcess(env, tmp_path / "serve.log")
-    process.start()
-    try:
+    with serving(fake_llm, tmp_path, COUNCILS_FILE=str(councils_file), METRICS_PORT=str(metrics_port)) as process:
         fake_llm.set_fault("agent-qa-003", FaultSpec("500"))
         with grpc.insecure_channel(process.address) as ch:
             stub = pb_grpc.OrchestratorServiceStub(ch)
@@ -88,8 +84,6 @@ def test_councils_file_and_metrics(fake_llm: FakeLLMServer, tmp_path: Path) -> N
             after = stub.ListCouncils(pb.ListCouncilsRequest(include_agents=True), timeout=30)
         assert {c.role: len(c.agents) for c in after.councils} == {"DEV": 2, "QA": 3}
         assert ("orchestrator_queue_depth", ()) in scrape(metrics_port)
-    finally:
-        process.stop(signal.SIGTERM)
 
 
 def test_an_invalid_councils_file_stops_start_up_with_one_line(fake_llm: FakeLLMServer, tmp_path: Path) -> None:
