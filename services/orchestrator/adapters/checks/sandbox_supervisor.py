@@ -239,7 +239,8 @@ class Supervisor:
         self._job = job
         self._sweep = bool(job.get("sweep")) and os.getpid() <= 3  # only in a PID namespace of its own
         self._parallel = max(1, int(job.get("parallel", 1)))
-        self._timeout = float(job["unit_timeout"])
+        # A unit's process gets the unit's time plus as much again for the task's imports and loading the solution.
+        self._timeout = 2 * float(job["unit_timeout"])
 
     def frame(self, payload: dict[str, Any]) -> None:
         data = (json.dumps(payload) + "\n").encode()
@@ -323,7 +324,7 @@ class Supervisor:
         if child.report is not None:
             self.frame({"id": child.unit.test_id, "result": "report", "report": child.report})
         elif child.timed_out:
-            failure = f"timed out after {self._timeout:g}s"
+            failure = f"timed out after {self._timeout:g}s (loading the solution and running the test)"
             self.frame({"id": child.unit.test_id, "result": "timeout", "failure": failure})
         else:
             failure = f"the test's process ended ({_ended(child.status)}) before it finished"
