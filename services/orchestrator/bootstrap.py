@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.checks.cross_checks import SandboxCrossChecker
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.clock import SystemClock
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint, OpenAIChatClient
@@ -27,7 +28,15 @@ from orchestrator.adapters.tracing.setup import TracingRuntime, TracingSettings,
 from orchestrator.adapters.tracing.traced_ports import TracedChecker, TracedGateway, TracedSandbox
 from orchestrator.adapters.tracing.worker import forwarded_env
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil
-from orchestrator.application.ports import AgentGateway, AgentRuntime, Checker, Clock, Sandbox, Verifier
+from orchestrator.application.ports import (
+    AgentGateway,
+    AgentRuntime,
+    Checker,
+    Clock,
+    CrossChecker,
+    Sandbox,
+    Verifier,
+)
 from orchestrator.application.protocol.engine import Listener
 from orchestrator.application.runs.admission import Admission
 from orchestrator.application.runs.relay import OutboxRelay
@@ -221,6 +230,7 @@ class Overrides:
     """Agents' calls and lifecycle: Ray unless both are given."""
     checker: Checker | None = None
     verifier: Verifier | None = None
+    cross_checker: CrossChecker | None = None
     clock: Clock | None = None
     llm_probe: bool = True
     """Probe the LLM endpoint for health (off where there is none)."""
@@ -233,6 +243,14 @@ class _Opened:
     bus: JetStreamBus | None
 
 
+async def _verification(settings: Settings, given: Overrides, traced: _Traced) -> tuple[Verifier, CrossChecker | None]:
+    """The execution checks, and a plan's cross-checks (QA's tests on DEV's code) on the same machinery and sandbox."""
+    if given.verifier is not None:
+        return given.verifier, given.cross_checker
+    sandbox = traced.sandbox(await open_verifier_sandbox(settings))
+    return ExecutionVerifier(sandbox), given.cross_checker or SandboxCrossChecker(sandbox)
+
+
 async def _open(
     stack: contextlib.AsyncExitStack, settings: Settings, given: Overrides, tracing: TracingRuntime
 ) -> _Opened:
@@ -242,7 +260,7 @@ async def _open(
     gateway, runtime = await _agents(stack, settings, given, endpoint, tracing)
     unsafe = settings.unsafe_allow_unsandboxed_execution
     traced = _Traced(tracing)
-    verifier = given.verifier or ExecutionVerifier(traced.sandbox(await open_verifier_sandbox(settings)))
+    verifier, cross_checker = await _verification(settings, given, traced)
     checker = traced.checker(
         given.checker
         or ThreadedChecker(
@@ -262,6 +280,7 @@ async def _open(
         gateway=gateway,
         checker=checker,
         verifier=verifier,
+        cross_checker=cross_checker,
         leases=store.leases,
         publisher=bus,
         clock=clock,

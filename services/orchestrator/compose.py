@@ -24,6 +24,7 @@ from orchestrator.application.ports import (
     Checker,
     Clock,
     CouncilStore,
+    CrossChecker,
     DeliberationStore,
     DispatchStore,
     EventPublisher,
@@ -58,6 +59,8 @@ class Ports:
     gateway: AgentGateway
     checker: Checker
     verifier: Verifier | None = None
+    cross_checker: CrossChecker | None = None
+    """Runs a plan's cross-checks (QA's tests on DEV's code) in the sandbox; None: plans end `unchecked`."""
     leases: Leases | None = None
     """With several replicas on one store; None: this process is the only one."""
     publisher: EventPublisher | None = None
@@ -189,4 +192,5 @@ def _dispatcher(
         retry_s=options.dispatch_retry_s,
         on_events=wake,
         tracing=ports.tracing,
+        cross_checker=ports.cross_checker,
     )

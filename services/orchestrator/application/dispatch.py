@@ -18,8 +18,9 @@ import structlog
 
 from orchestrator.application.commands import CreateCouncil, Deliberate, Limits
 from orchestrator.application.deliberations import Start
-from orchestrator.application.events import plan_dispatched_event
-from orchestrator.application.ports import Clock, CouncilStore, DispatchStore
+from orchestrator.application.events import plan_completed_event, plan_dispatched_event
+from orchestrator.application.plan_checks import PlanChecks
+from orchestrator.application.ports import Clock, CouncilStore, CrossChecker, DispatchStore
 from orchestrator.application.runs.supervisor import RunSupervisor
 from orchestrator.application.tracing import NoTracing, Tracing
 from orchestrator.domain.deliberation import Deliberation
@@ -37,12 +38,12 @@ from orchestrator.domain.plans import (
     SubtaskState,
     deliberation_id,
     derive_subtasks,
+    plan_rubric,
 )
 
 log = structlog.get_logger(__name__)
 
 CONTEXT_CHARS_PER_DEPENDENCY = 4_000
-RUBRIC_CHARS = 8_000
 
 
 @dataclass
@@ -62,7 +63,14 @@ class PlanDispatcher:
     tracing: Tracing = field(default_factory=NoTracing)
     """The plan event's trace (current while `dispatch` runs) goes on with `plan.dispatched`; the driver tasks
     created inside it carry it on to the deliberations they start (a task copies the context it is created in)."""
+    cross_checker: CrossChecker | None = None
+    """Runs the cross-checks once a plan's subtasks have ended (application/plan_checks.py); None: every
+    cross-check says it did not run, and the plan ends `unchecked`."""
     _drivers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _checks: PlanChecks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._checks = PlanChecks(self.cross_checker, self.supervisor, self.start, self.limits)
 
     async def dispatch(self, plan: ApprovedPlan) -> bool:
         """Records the plan and starts driving it; False when it was dispatched before (nothing new happens)."""
@@ -161,14 +169,16 @@ class PlanDispatcher:
         dispatch = await self.dispatches.get_dispatch(plan_id)
         if dispatch is None or dispatch.finished:
             return True
+        if dispatch.subtasks_done:
+            return await self._check(dispatch)
         records = await self._start_ready(dispatch)
         if records != dispatch.subtasks:
             dispatch = replace(dispatch, subtasks=records)
             await self.dispatches.save_dispatch(dispatch)
         running = [r for r in records if r.state is SubtaskState.DISPATCHED]
         if not running:
-            if dispatch.finished:
-                return True
+            if dispatch.subtasks_done:
+                return False  # the next step runs the cross-checks
             # Subtasks wait for a free slot (admission full) and none of this plan is running to wake us.
             await asyncio.sleep(self.retry_s)
             return False
@@ -177,6 +187,23 @@ class PlanDispatcher:
             _outcome(r, finished[r.deliberation_id]) if r.deliberation_id in finished else r for r in records
         )
         await self.dispatches.save_dispatch(replace(dispatch, subtasks=updated))
+        return False
+
+    async def _check(self, dispatch: PlanDispatch) -> bool:
+        """Every subtask ended: one step of the cross-checks. True once the plan's outcome is recorded (with its
+        `plan.completed` event); otherwise DEV's follow-up runs, and this waits for it."""
+        checked = await self._checks.advance(dispatch)
+        events = (
+            [plan_completed_event(checked, self.clock.now_ms(), self.tracing.carrier())] if checked.finished else []
+        )
+        if checked != dispatch:
+            await self.dispatches.save_dispatch(checked, events)
+            if events and self.on_events:
+                self.on_events()
+        if checked.finished:
+            return True
+        if checked.follow_up is not None:
+            await self._wait_any([checked.follow_up.deliberation_id])
         return False
 
     async def _start_ready(self, dispatch: PlanDispatch) -> tuple[SubtaskRecord, ...]:
@@ -204,7 +231,7 @@ class PlanDispatcher:
             task_description=description,
             role=subtask.role.value,
             task_id=record.deliberation_id,
-            rubric=_rubric(plan),
+            rubric=plan_rubric(plan),
             requirements=subtask.requirements or plan.acceptance_criteria,
             metadata={"story_id": plan.story_id, "plan_id": plan.plan_id, "subtask_id": subtask.subtask_id} | winners,
             source=f"plan:{plan.plan_id}/{subtask.subtask_id}",
@@ -250,10 +277,3 @@ def _outcome(record: SubtaskRecord, d: Deliberation) -> SubtaskRecord:
     if d.status is DeliberationStatus.COMPLETED:
         return replace(record, state=SubtaskState.COMPLETED, winner_id=d.winner_id)
     return replace(record, state=SubtaskState.FAILED, error=f"{d.status.value}: {d.error_message}"[:500])
-
-
-def _rubric(plan: ApprovedPlan) -> str:
-    parts = [f"Plan: {plan.title}" if plan.title else "", plan.description]
-    if plan.acceptance_criteria:
-        parts.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in plan.acceptance_criteria))
-    return "\n\n".join(p for p in parts if p)[:RUBRIC_CHARS]

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.application.ports import OutboundEvent
+from orchestrator.domain.cross_checks import CrossCheck
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.events import RunEvent, RunFinished, RunStarted
 from orchestrator.domain.model import DeliberationStatus, RankedProposal
@@ -22,6 +23,7 @@ from orchestrator.domain.plans import PlanDispatch
 PRODUCER = f"fleet-orchestrator/{__version__}"
 SUBJECT_PREFIX = "orchestration"
 PLAN_DISPATCHED = f"{SUBJECT_PREFIX}.plan.dispatched"
+PLAN_COMPLETED = f"{SUBJECT_PREFIX}.plan.completed"
 DLQ_PLANNING = f"{SUBJECT_PREFIX}.dlq.planning"
 TERMINAL_SUBJECTS = {
     DeliberationStatus.COMPLETED: f"{SUBJECT_PREFIX}.deliberation.completed",
@@ -30,7 +32,7 @@ TERMINAL_SUBJECTS = {
     DeliberationStatus.CANCELLED: f"{SUBJECT_PREFIX}.deliberation.cancelled",
 }
 STARTED = f"{SUBJECT_PREFIX}.deliberation.started"
-ALL_SUBJECTS = (STARTED, *dict.fromkeys(TERMINAL_SUBJECTS.values()), PLAN_DISPATCHED, DLQ_PLANNING)
+ALL_SUBJECTS = (STARTED, *dict.fromkeys(TERMINAL_SUBJECTS.values()), PLAN_DISPATCHED, PLAN_COMPLETED, DLQ_PLANNING)
 
 
 TRACE_KEYS = ("traceparent", "tracestate")
@@ -170,9 +172,10 @@ def deliberation_events(event: RunEvent, now_ms: int, trace: Mapping[str, str] |
     return []
 
 
-def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int, trace: Mapping[str, str] | None = None) -> OutboundEvent:
+def _plan_payload(dispatch: PlanDispatch) -> dict[str, Any]:
     plan = dispatch.plan
-    payload = {
+    follow = dispatch.follow_up
+    return {
         "plan_id": plan.plan_id,
         "story_id": plan.story_id,
         "subtasks": [
@@ -182,11 +185,52 @@ def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int, trace: Mapping[st
                 "deliberation_id": s.deliberation_id,
                 "depends_on": list(s.subtask.depends_on),
                 "state": s.state.value,
+                "winner_id": s.winner_id,
                 "error": s.error,
             }
             for s in dispatch.subtasks
         ],
+        # The cross-checks (each attempt: what ran, how many passed) and the outcome; empty until they ran.
+        "outcome": dispatch.outcome.value if dispatch.outcome else "",
+        "cross_checks": [cross_check_payload(c) for c in dispatch.checks],
+        "follow_up": {
+            "subtask_id": follow.subtask_id,
+            "deliberation_id": follow.deliberation_id,
+            "state": follow.state,
+            "winner_id": follow.winner_id,
+            "error": follow.error,
+        }
+        if follow
+        else None,
     }
+
+
+def cross_check_payload(c: CrossCheck) -> dict[str, Any]:
+    return {
+        "kind": c.kind.value,
+        "subtask_id": c.subtask_id,
+        "target_subtask_id": c.target_id,
+        "status": c.status.value,
+        "passed": c.passed,
+        "total": c.total,
+        "summary": c.summary,
+        "details": list(c.details),
+        "chosen": c.chosen,
+        "target_winner": c.target_winner,
+        "attempt": c.attempt,
+    }
+
+
+def plan_dispatched_event(dispatch: PlanDispatch, now_ms: int, trace: Mapping[str, str] | None = None) -> OutboundEvent:
+    plan = dispatch.plan
     key = f"{plan.plan_id}:dispatched"
     correlation = plan.correlation_id or plan.plan_id
-    return _event(PLAN_DISPATCHED, payload, key, correlation, now_ms, plan.idempotency_key, trace)
+    return _event(PLAN_DISPATCHED, _plan_payload(dispatch), key, correlation, now_ms, plan.idempotency_key, trace)
+
+
+def plan_completed_event(dispatch: PlanDispatch, now_ms: int, trace: Mapping[str, str] | None = None) -> OutboundEvent:
+    """Every subtask ended and the cross-checks ran: the plan's outcome, each cross-check, the follow-up."""
+    plan = dispatch.plan
+    key = f"{plan.plan_id}:completed"
+    correlation = plan.correlation_id or plan.plan_id
+    return _event(PLAN_COMPLETED, _plan_payload(dispatch), key, correlation, now_ms, plan.idempotency_key, trace)

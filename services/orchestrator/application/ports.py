@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from orchestrator.domain.cross_checks import Reference, TestRuns
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.evidence import ProposalEvidence, Specification
 from orchestrator.domain.execution import Execution, SandboxAvailability, SandboxLimits
@@ -163,7 +164,9 @@ class DispatchStore(Protocol):
         was dispatched before."""
         ...
 
-    async def save_dispatch(self, dispatch: PlanDispatch) -> None: ...
+    async def save_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> None:
+        """Overwrites the dispatch; `events` go into the outbox in the same transaction."""
+        ...
 
     async def get_dispatch(self, plan_id: str) -> PlanDispatch | None: ...
 
@@ -240,6 +243,21 @@ class Verifier(Protocol):
 
     def availability(self) -> SandboxAvailability:
         """Whether execution checks can run (the sandbox's last probe)."""
+        ...
+
+
+class CrossChecker(Protocol):
+    """Runs what one plan subtask produced against what the subtask it depends on produced: tests in a sandbox,
+    never in the service's process; manifests read, never applied."""
+
+    async def run_tests(self, tests: Mapping[str, str], solutions: Mapping[str, str]) -> TestRuns:
+        """`tests` and `solutions` map author ids to proposal texts; every author's tests run on every solution
+        (skipped, with the reason, when no sandbox works)."""
+        ...
+
+    def references(self, manifests: str, solution: str, module: str) -> tuple[Reference, ...]:
+        """Where the manifests in `manifests` (a proposal's text) name the DEV module `module` whose code is
+        `solution` (entry point, port, image), and whether each matches; () when they name nothing of it."""
         ...
 
 

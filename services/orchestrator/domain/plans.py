@@ -11,10 +11,12 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from orchestrator.domain.cross_checks import CrossCheck, FollowUp, PlanOutcome
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import Role
 
 MAX_SUBTASKS = 50
+RUBRIC_CHARS = 8_000
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,22 @@ class PlanDispatch:
     plan: ApprovedPlan
     subtasks: tuple[SubtaskRecord, ...]
     received_at_ms: int
+    checks: tuple[CrossCheck, ...] = ()
+    """The cross-checks run once every subtask ended (domain/cross_checks.py), each attempt in order."""
+    follow_up: FollowUp | None = None
+    """DEV's one follow-up deliberation, when a cross-check sent one."""
+    outcome: PlanOutcome | None = None
+    """`checked`, `failed_checks` or `unchecked`; None until the cross-checks are done."""
+
+    @property
+    def subtasks_done(self) -> bool:
+        return all(s.state in (SubtaskState.COMPLETED, SubtaskState.FAILED) for s in self.subtasks)
 
     @property
     def finished(self) -> bool:
-        return all(s.state in (SubtaskState.COMPLETED, SubtaskState.FAILED) for s in self.subtasks)
+        """Every subtask ended and the cross-checks are done (a plan stored before they existed is checked when
+        its driver next looks at it)."""
+        return self.subtasks_done and self.outcome is not None
 
 
 def deliberation_id(plan_id: str, subtask_id: str) -> str:
@@ -129,3 +143,20 @@ def check_dependencies(subtasks: tuple[PlanSubtask, ...]) -> None:
             del graph[k]
         for deps in graph.values():
             deps.difference_update(ready)
+
+
+def plan_rubric(plan: ApprovedPlan) -> str:
+    """The rubric every subtask of the plan is deliberated against: its title, description, acceptance criteria."""
+    parts = [f"Plan: {plan.title}" if plan.title else "", plan.description]
+    if plan.acceptance_criteria:
+        parts.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in plan.acceptance_criteria))
+    return "\n\n".join(p for p in parts if p)[:RUBRIC_CHARS]
+
+
+def plan_token_budget(plan: ApprovedPlan) -> int | None:
+    """The plan's token budget: the sum of its subtasks' budgets when every subtask has one (> 0); None (no bound)
+    when any subtask has none or an unlimited one."""
+    budgets = [s.token_budget for s in plan.subtasks]
+    if not budgets or any(not b for b in budgets):
+        return None
+    return sum(b for b in budgets if b)

@@ -196,8 +196,9 @@ class InMemoryDeliberationStore:
         self.outbox.update({e.event_id: e for e in events})
         return True
 
-    async def save_dispatch(self, dispatch: PlanDispatch) -> None:
+    async def save_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> None:
         self.dispatches[dispatch.plan.plan_id] = dispatch
+        self.outbox.update({e.event_id: e for e in events})
 
     async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
         return self.dispatches.get(plan_id)

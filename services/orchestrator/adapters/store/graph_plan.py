@@ -94,6 +94,7 @@ def dispatch_write(
     )
     props = {"story_id": plan.story_id, "finished": dispatch.finished, "received_at_ms": dispatch.received_at_ms}
     props |= {"approved_by": plan.approved_by, "subtasks": len(dispatch.subtasks)}
+    props["outcome"] = dispatch.outcome.value if dispatch.outcome else ""
     rows, texts = _subtask_rows(plan.plan_id, dispatch.subtasks, dialect)
     steps = [
         Statement(cypher.PLAN_STORY, {**key, "story_id": plan.story_id}),

@@ -165,8 +165,8 @@ class Neo4jDeliberationStore:
     async def create_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> bool:
         return await self._runner.write(dispatch_write(dispatch, self._dialect, _stamp(), create=True, events=events))
 
-    async def save_dispatch(self, dispatch: PlanDispatch) -> None:
-        await self._runner.write(dispatch_write(dispatch, self._dialect, _stamp(), create=False))
+    async def save_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> None:
+        await self._runner.write(dispatch_write(dispatch, self._dialect, _stamp(), create=False, events=events))
 
     async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
         rows = await self._runner.read_texts(cypher.PLAN_GET, {"plan_id": plan_id}, cypher.PLAN_SLICE)

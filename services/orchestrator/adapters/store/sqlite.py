@@ -271,12 +271,13 @@ class SqliteDeliberationStore:
             await self._db.commit()
         return created
 
-    async def save_dispatch(self, dispatch: PlanDispatch) -> None:
+    async def save_dispatch(self, dispatch: PlanDispatch, events: Sequence[OutboundEvent] = ()) -> None:
         async with _writing(self._db, self._lock):
             await self._db.execute(
                 "UPDATE dispatches SET finished = ?, body = ? WHERE plan_id = ?",
                 (int(dispatch.finished), dispatch_to_json(dispatch), dispatch.plan.plan_id),
             )
+            await self._enqueue(events)
             await self._db.commit()
 
     async def get_dispatch(self, plan_id: str) -> PlanDispatch | None:
