@@ -127,17 +127,19 @@ class Orchestrator:
         return restored, resumed
 
     async def get_plan(self, plan_id: str) -> tuple[PlanDispatch, dict[str, Deliberation]]:
-        """A dispatched plan and the deliberations of its subtasks (those that exist)."""
+        """A dispatched plan and the deliberations of its subtasks and of DEV's follow-up (those that exist)."""
         if self.dispatcher is None:
             raise NotFoundError("plan", plan_id)
         dispatch = await self.dispatcher.dispatches.get_dispatch(plan_id)
         if dispatch is None:
             raise NotFoundError("plan", plan_id)
         runs = {}
-        for record in dispatch.subtasks:
-            found = await self.supervisor.find(record.deliberation_id)
+        ids = [r.deliberation_id for r in dispatch.subtasks]
+        ids += [dispatch.follow_up.deliberation_id] if dispatch.follow_up else []
+        for task_id in ids:
+            found = await self.supervisor.find(task_id)
             if found is not None:
-                runs[record.deliberation_id] = found
+                runs[task_id] = found
         return dispatch, runs
 
     async def deliberate(self, cmd: Deliberate) -> Deliberation:

@@ -1,0 +1,169 @@
+"""A plan checks itself, in the real bubblewrap sandbox: QA's tests run on DEV's final proposals, a DEV winner that
+fails them is deliberated again once with the failing tests as acceptance tests, the cross-check runs again, and
+the plan ends `checked`. The councils are the fake LLM playing scripted DEV, QA and DEVOPS agents."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from orchestrator.adapters.checks.cross_checks import SandboxCrossChecker
+from orchestrator.adapters.checks.execution import ExecutionVerifier
+from orchestrator.adapters.sandbox import BwrapSandbox
+from orchestrator.application.commands import CreateCouncil
+from orchestrator.application.plan_checks import follow_up_id
+from orchestrator.application.service import Orchestrator
+from orchestrator.compose import compose
+from orchestrator.domain.cross_checks import CheckKind, CheckStatus, PlanOutcome
+from orchestrator.domain.model import Role
+from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask
+from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_options, fake_ports
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MODULE = "Write the Python module `textstats` with `word_count(text: str) -> int`: the number of words in text."
+BUGGY = "```python\n# variant: favourite\ndef word_count(text):\n    return len(text.split(' '))\n```"
+CORRECT = "```python\n# variant: plain\ndef word_count(text):\n    return len(text.split())\n```"
+WRONG = "```python\n# variant: broken\ndef word_count(text):\n    return 0\n```"
+QA_GOOD = """```python
+# tests
+import pytest
+from textstats import word_count
+
+
+def test_two_words():
+    assert word_count("hello world") == 2
+
+
+def test_empty_text_has_no_words():
+    assert word_count("") == 0
+
+
+def test_runs_of_spaces_separate_one_word():
+    assert word_count("  a   b ") == 2
+
+
+def test_none_is_refused():
+    with pytest.raises(AttributeError):
+        word_count(None)
+```"""
+QA_FAILS_EVERYTHING = """```python
+# tests
+from textstats import word_count
+
+
+def test_one_word():
+    assert word_count("hello") == 7
+```"""
+OPS_GOOD = """# ops: good
+```yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: textstats}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: textstats}}
+  template:
+    metadata: {labels: {app: textstats}}
+    spec:
+      containers:
+        - name: textstats
+          image: python:3.11-slim
+          command: ["python", "-m", "textstats"]
+          resources: {limits: {cpu: 100m, memory: 64Mi}}
+```"""
+OPS_OTHER = OPS_GOOD.replace("# ops: good", "# ops: other").replace('"-m", "textstats"', '"app.py"')
+SCRIPTED = {
+    "agent-dev-001": BUGGY,
+    "agent-dev-002": CORRECT,
+    "agent-dev-003": WRONG,
+    "agent-qa-001": QA_GOOD,
+    "agent-qa-002": QA_FAILS_EVERYTHING,
+    "agent-devops-001": OPS_GOOD,
+    "agent-devops-002": OPS_OTHER,
+}
+# The peers like the buggy DEV proposal best, so it wins DEV's own deliberation: DEV's acceptance test cannot tell.
+PEERS = {"variant: favourite": 10, "variant: plain": 2, "variant: broken": 5, "ops: good": 9, "ops: other": 1}
+
+PLAN = ApprovedPlan(
+    plan_id="plan-checks-1",
+    story_id="story-checks",
+    approved_by="po",
+    roles=(),
+    timestamp="t",
+    title="Text statistics",
+    subtasks=(
+        PlanSubtask("dev", Role.DEV, "Implement textstats", MODULE, acceptance_tests="assert word_count('a b') == 2"),
+        PlanSubtask("qa", Role.QA, "Test textstats", "Write pytest tests for textstats.", depends_on=("dev",)),
+        PlanSubtask("ops", Role.DEVOPS, "Deploy textstats", "Write its Deployment.", depends_on=("dev",)),
+    ),
+)
+
+
+@pytest.fixture(scope="module")
+async def sandbox() -> BwrapSandbox:
+    sandbox = BwrapSandbox()
+    availability = await sandbox.probe()
+    if not availability.available:
+        pytest.fail(f"bubblewrap must work here: {availability.reason}")
+    return sandbox
+
+
+async def run_plan(
+    sandbox: BwrapSandbox, plan: ApprovedPlan
+) -> tuple[PlanDispatch, Orchestrator, InMemoryDeliberationStore]:
+    store = InMemoryDeliberationStore()
+    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS))
+    ports = fake_ports(fake, records=store, verifier=ExecutionVerifier(sandbox))
+    ports = replace(ports, cross_checker=SandboxCrossChecker(sandbox))
+    options = fake_options(512, num_agents=2, plans=True, outbound_events=True, dispatch_retry_s=0.05)
+    app = compose(ports, options).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    assert app.dispatcher is not None
+    await app.dispatcher.dispatch(plan)
+    done = await app.dispatcher.wait_finished(plan.plan_id)
+    assert done is not None
+    return done, app, store
+
+
+async def test_qa_tests_catch_the_dev_winner_the_follow_up_fixes_it_and_the_plan_ends_checked(
+    sandbox: BwrapSandbox,
+) -> None:
+    done, app, store = await run_plan(sandbox, PLAN)
+    assert done.finished and done.outcome is PlanOutcome.CHECKED
+    first, follow, again, ops = done.checks
+    assert (first.kind, first.status, first.passed, first.total) == (CheckKind.QA_ON_DEV, CheckStatus.FAILED, 2, 4)
+    assert first.target_winner == "agent-dev-001" and first.chosen == "agent-qa-001"
+    assert first.summary.startswith("QA tests on the DEV winner: 2/4 passed")
+    # The suite that fails on every DEV proposal counts for nothing; the good one also rejects the wrong proposal.
+    assert any(
+        "agent-qa-002: 0/0 tests pass on the DEV winner" in d and "1 failing on every" in d for d in first.details
+    )
+    assert any("agent-qa-001: 2/4" in d and "rejects 1/1 DEV proposals shown wrong" in d for d in first.details)
+    assert follow.kind is CheckKind.DEV_FOLLOW_UP and follow.status is CheckStatus.PASSED
+    assert done.follow_up is not None and done.follow_up.winner_id == "agent-dev-002"
+    assert "test_empty_text_has_no_words" in done.follow_up.acceptance_tests
+    assert "word_count('a b') == 2" in done.follow_up.acceptance_tests
+    assert (again.status, again.passed, again.total, again.attempt) == (CheckStatus.PASSED, 4, 4, 2)
+    assert again.chosen == "agent-qa-001" and again.target_winner == "agent-dev-002"
+    assert (ops.kind, ops.status, ops.passed, ops.total) == (CheckKind.DEVOPS_ON_DEV, CheckStatus.PASSED, 1, 1)
+    rerun = store.records[follow_up_id(PLAN.plan_id, "dev")]
+    assert rerun.task.metadata["follow_up_of"] == done.subtasks[0].deliberation_id
+    assert "test_runs_of_spaces_separate_one_word" in rerun.task.acceptance_tests
+    completed = [json.loads(e.payload) for e in store.outbox.values() if e.subject == "orchestration.plan.completed"]
+    assert len(completed) == 1 and completed[0]["payload"]["outcome"] == "checked"
+    assert [c["status"] for c in completed[0]["payload"]["cross_checks"]] == ["failed", "passed", "passed", "passed"]
+    _, runs = await app.get_plan(PLAN.plan_id)
+    assert follow_up_id(PLAN.plan_id, "dev") in runs
+
+
+async def test_without_a_follow_up_budget_the_plan_ends_failed_checks(sandbox: BwrapSandbox) -> None:
+    tiny = tuple(replace(s, token_budget=1) for s in PLAN.subtasks)
+    plan = replace(PLAN, plan_id="plan-checks-2", subtasks=tiny)
+    done, _, store = await run_plan(sandbox, plan)
+    assert done.outcome is PlanOutcome.FAILED_CHECKS
+    assert done.follow_up is not None and done.follow_up.state == "SKIPPED"
+    assert "token budget" in done.follow_up.error
+    assert follow_up_id(plan.plan_id, "dev") not in store.records
