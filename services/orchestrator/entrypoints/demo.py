@@ -21,7 +21,7 @@ from rich.text import Text
 
 from orchestrator.adapters.grpc.client import Connection, OrchestratorClient, Plan, Result
 from orchestrator.entrypoints.monitor import snapshot
-from orchestrator.entrypoints.plan_cli import build_payload, envelope_for, publish
+from orchestrator.entrypoints.plan_cli import build_payload, cross_check_lines, envelope_for, publish
 from orchestrator.entrypoints.report import write_report
 
 if TYPE_CHECKING:
@@ -67,7 +67,10 @@ def sample_plan(plan_file: Path | None) -> dict[str, Any]:
 
 
 def _plan_progress(plan: Plan) -> Text:
-    lines = [f"plan {plan.plan_id}: {'finished' if plan.finished else 'running'}"]
+    state = (
+        "finished" if plan.finished else "checking" if plan.cross_checks or plan.HasField("follow_up") else "running"
+    )
+    lines = [f"plan {plan.plan_id}: {state}{f' ({plan.outcome})' if plan.outcome else ''}"]
     for s in plan.subtasks:
         winner = f" winner {s.winner_id} ({s.winner_score:.3f})" if s.winner_id else ""
         lines.append(f"  {s.subtask_id:<22} {s.role:<7} {s.state:<10}{winner}")
@@ -116,9 +119,15 @@ def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console
     results: dict[str, Result] = {
         s.subtask_id: client.result(s.deliberation_id) for s in plan.subtasks if s.deliberation_status
     }
+    follow = plan.follow_up.deliberation_id if plan.HasField("follow_up") else ""
+    if follow and plan.follow_up.state in ("COMPLETED", "FAILED"):
+        results[follow] = client.result(follow)
     elapsed = time.monotonic() - started
     console.print()
-    console.print(f"[bold]4/4[/bold] done in {elapsed:.0f}s; winners:")
+    console.print(f"[bold]4/4[/bold] done in {elapsed:.0f}s; cross-checks:")
+    for line in cross_check_lines(plan):
+        console.print(f"    {line}", markup=False, soft_wrap=True)
+    console.print("winners:")
     for s in plan.subtasks:
         winner = f"{s.winner_id} (score {s.winner_score:.3f})" if s.winner_id else f"{s.state}: {s.error}"
         console.print(f"    {s.subtask_id:<22} {s.role:<7} {winner}")

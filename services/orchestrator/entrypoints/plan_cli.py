@@ -96,3 +96,14 @@ def render_plan(console: Console, plan: Plan) -> None:
             console.print(f"    winner [green]{s.winner_id}[/green] score {s.winner_score:.3f}")
         if s.error:
             console.print(f"    [yellow]{s.error}[/yellow]")
+    for line in cross_check_lines(plan):
+        console.print(f"\n  {line}" if line.startswith("outcome") else f"    {line}", markup=False, soft_wrap=True)
+
+
+def cross_check_lines(plan: Plan) -> list[str]:
+    """The plan's outcome and one line per cross-check (each attempt), as `plans show` and the demo print them."""
+    if not plan.outcome and not plan.cross_checks:
+        return []
+    lines = [f"outcome: {plan.outcome or 'cross-checks not run yet'}"]
+    lines += [c.summary for c in plan.cross_checks]
+    return lines

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from orchestrator.adapters.grpc.client import status_name
@@ -119,6 +120,27 @@ def sandbox_lines(sandbox: str) -> list[str]:
     return [f"**Proposals' code was NOT EXECUTED**: {sandbox}", ""]
 
 
+def cross_checks(plan: Any) -> list[str]:
+    """The report's opening section: the plan's outcome, then one line per cross-check, each attempt in order."""
+    outcome = plan.outcome or "not checked (the plan has no cross-checks on record)"
+    lines = ["## Cross-checks", "", f"Outcome: **{outcome}**", ""]
+    lines += [f"- {c.summary}" for c in plan.cross_checks]
+    if not plan.cross_checks:
+        lines.append("- none: no subtask depends on a DEV subtask")
+    for c in plan.cross_checks:
+        if c.details and c.status != "not_run":
+            lines += ["", f"<details><summary>{c.kind}, attempt {c.attempt}</summary>", ""]
+            lines += [*_fenced([one_line(d, 400) for d in c.details]), "", "</details>"]
+    return [*lines, ""]
+
+
+def _why(s: Any, results: dict[str, Any]) -> str:
+    result = results.get(s.subtask_id)
+    if result is None or not result.results:
+        return s.error or "-"
+    return one_line(result.results[0].rank_reason or "-", 300).replace("|", "\\|")
+
+
 def render_report(
     payload: dict[str, Any], plan: Any, results: dict[str, Any], elapsed_s: float, sandbox: str = ""
 ) -> str:
@@ -130,27 +152,37 @@ def render_report(
         f"{len(plan.subtasks)} subtasks, finished in {elapsed_s:.0f}s.",
         "",
         *sandbox_lines(sandbox),
+        *cross_checks(plan),
+        "## Winners",
+        "",
+        "| subtask | role | state | winner | score | time | why it won |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {s.subtask_id} | {s.role} | {s.state} | {s.winner_id or '-'} | "
+            f"{s.winner_score:.3f} | {s.duration_ms / 1000:.1f}s | {_why(s, results)} |"
+            for s in plan.subtasks
+        ],
+        "",
         str(text.get("description", "")).strip(),
         "",
         "Acceptance criteria:",
         *[f"- {c}" for c in text.get("acceptance_criteria", [])],
-        "",
-        "## Winners",
-        "",
-        "| subtask | role | state | winner | score | time |",
-        "|---|---|---|---|---|---|",
-        *[
-            f"| {s.subtask_id} | {s.role} | {s.state} | {s.winner_id or '-'} | "
-            f"{s.winner_score:.3f} | {s.duration_ms / 1000:.1f}s |"
-            for s in plan.subtasks
-        ],
         "",
         "## Subtasks",
         "",
     ]
     for s in plan.subtasks:
         lines += _subtask(s, results.get(s.subtask_id))
+    if plan.HasField("follow_up") and plan.follow_up.deliberation_id in results:
+        lines += [f"## DEV follow-up of {plan.follow_up.subtask_id}", ""]
+        lines += _follow_up(plan.follow_up, results[plan.follow_up.deliberation_id])
     return "\n".join(lines) + "\n"
+
+
+def _follow_up(follow: Any, result: Any) -> list[str]:
+    title = "deliberated again with the QA tests the previous winner failed as acceptance tests"
+    s = SimpleNamespace(subtask_id=follow.subtask_id, role="DEV", title=title, depends_on=[], state=follow.state)
+    return _subtask(s, result)
 
 
 def write_report(

@@ -800,7 +800,7 @@ class PlanSubtaskInfo(_message.Message):
     def __init__(self, subtask_id: _Optional[str] = ..., role: _Optional[str] = ..., title: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., deliberation_id: _Optional[str] = ..., state: _Optional[str] = ..., deliberation_status: _Optional[_Union[DeliberationStatus, str]] = ..., winner_id: _Optional[str] = ..., winner_score: _Optional[float] = ..., error: _Optional[str] = ..., duration_ms: _Optional[int] = ...) -> None: ...
 
 class GetPlanResponse(_message.Message):
-    __slots__ = ("plan_id", "story_id", "title", "approved_by", "received_at_ms", "finished", "subtasks")
+    __slots__ = ("plan_id", "story_id", "title", "approved_by", "received_at_ms", "finished", "subtasks", "outcome", "cross_checks", "follow_up")
     PLAN_ID_FIELD_NUMBER: _ClassVar[int]
     STORY_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -808,6 +808,9 @@ class GetPlanResponse(_message.Message):
     RECEIVED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     SUBTASKS_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CROSS_CHECKS_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_UP_FIELD_NUMBER: _ClassVar[int]
     plan_id: str
     story_id: str
     title: str
@@ -815,4 +818,49 @@ class GetPlanResponse(_message.Message):
     received_at_ms: int
     finished: bool
     subtasks: _containers.RepeatedCompositeFieldContainer[PlanSubtaskInfo]
-    def __init__(self, plan_id: _Optional[str] = ..., story_id: _Optional[str] = ..., title: _Optional[str] = ..., approved_by: _Optional[str] = ..., received_at_ms: _Optional[int] = ..., finished: _Optional[bool] = ..., subtasks: _Optional[_Iterable[_Union[PlanSubtaskInfo, _Mapping]]] = ...) -> None: ...
+    outcome: str
+    cross_checks: _containers.RepeatedCompositeFieldContainer[PlanCrossCheck]
+    follow_up: PlanFollowUp
+    def __init__(self, plan_id: _Optional[str] = ..., story_id: _Optional[str] = ..., title: _Optional[str] = ..., approved_by: _Optional[str] = ..., received_at_ms: _Optional[int] = ..., finished: _Optional[bool] = ..., subtasks: _Optional[_Iterable[_Union[PlanSubtaskInfo, _Mapping]]] = ..., outcome: _Optional[str] = ..., cross_checks: _Optional[_Iterable[_Union[PlanCrossCheck, _Mapping]]] = ..., follow_up: _Optional[_Union[PlanFollowUp, _Mapping]] = ...) -> None: ...
+
+class PlanCrossCheck(_message.Message):
+    __slots__ = ("kind", "subtask_id", "target_subtask_id", "status", "passed", "total", "summary", "details", "chosen", "target_winner", "attempt")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_WINNER_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    subtask_id: str
+    target_subtask_id: str
+    status: str
+    passed: int
+    total: int
+    summary: str
+    details: _containers.RepeatedScalarFieldContainer[str]
+    chosen: str
+    target_winner: str
+    attempt: int
+    def __init__(self, kind: _Optional[str] = ..., subtask_id: _Optional[str] = ..., target_subtask_id: _Optional[str] = ..., status: _Optional[str] = ..., passed: _Optional[int] = ..., total: _Optional[int] = ..., summary: _Optional[str] = ..., details: _Optional[_Iterable[str]] = ..., chosen: _Optional[str] = ..., target_winner: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class PlanFollowUp(_message.Message):
+    __slots__ = ("subtask_id", "deliberation_id", "state", "winner_id", "error", "acceptance_tests")
+    SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIBERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    WINNER_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTANCE_TESTS_FIELD_NUMBER: _ClassVar[int]
+    subtask_id: str
+    deliberation_id: str
+    state: str
+    winner_id: str
+    error: str
+    acceptance_tests: str
+    def __init__(self, subtask_id: _Optional[str] = ..., deliberation_id: _Optional[str] = ..., state: _Optional[str] = ..., winner_id: _Optional[str] = ..., error: _Optional[str] = ..., acceptance_tests: _Optional[str] = ...) -> None: ...

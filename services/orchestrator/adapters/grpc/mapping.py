@@ -23,6 +23,7 @@ from orchestrator.application.ports import RuntimeSummary
 from orchestrator.application.runs.updates import Update
 from orchestrator.application.service import StatusReport
 from orchestrator.domain.budget import StopCode
+from orchestrator.domain.cross_checks import CrossCheck, FollowUp
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.model import (
@@ -242,6 +243,36 @@ def plan_pb(dispatch: PlanDispatch, runs: dict[str, Deliberation]) -> pb.GetPlan
         received_at_ms=dispatch.received_at_ms,
         finished=dispatch.finished,
         subtasks=subtasks,
+        outcome=dispatch.outcome.value if dispatch.outcome else "",
+        cross_checks=[cross_check_pb(c) for c in dispatch.checks],
+        follow_up=follow_up_pb(dispatch.follow_up) if dispatch.follow_up else None,
+    )
+
+
+def cross_check_pb(c: CrossCheck) -> pb.PlanCrossCheck:
+    return pb.PlanCrossCheck(
+        kind=c.kind.value,
+        subtask_id=c.subtask_id,
+        target_subtask_id=c.target_id,
+        status=c.status.value,
+        passed=c.passed,
+        total=c.total,
+        summary=c.summary,
+        details=list(c.details),
+        chosen=c.chosen,
+        target_winner=c.target_winner,
+        attempt=c.attempt,
+    )
+
+
+def follow_up_pb(f: FollowUp) -> pb.PlanFollowUp:
+    return pb.PlanFollowUp(
+        subtask_id=f.subtask_id,
+        deliberation_id=f.deliberation_id,
+        state=f.state,
+        winner_id=f.winner_id,
+        error=f.error,
+        acceptance_tests=f.acceptance_tests,
     )
 
 
