@@ -79,10 +79,12 @@ async def run_service(settings: Settings, stop: asyncio.Event, on_ready: OnReady
     security = ServerSecurity.from_settings(settings)
     tracing = open_tracing()  # off unless OTEL_* asks for it; a bad value stops start-up here
     grpc_server = bind_server(settings.grpc_host, settings.grpc_port, security=security, tracing=tracing)
-    web = open_web_view(settings, security)  # bound now as well; serves once the application is built
+    # Bound now as well, serving once the application is built; the gRPC server's tokens and refusal log
+    web = open_web_view(settings, security, grpc_server.tokens, grpc_server.refusals)
     metrics = DeliberationMetrics()
     if grpc_server.refusals is not None:
-        RefusedCallsCollector(grpc_server.refusals.snapshot, registry=metrics.registry)
+        refusals = grpc_server.refusals
+        RefusedCallsCollector(refusals.snapshot, registry=metrics.registry, web_counts=refusals.web_snapshot)
     metrics_server = (
         MetricsServer(metrics.registry, settings.grpc_host, settings.metrics_port) if settings.metrics_port else None
     )

@@ -12,17 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 import pytest
 from cryptography import x509
 from multidict import CIMultiDictProxy
+from structlog.testing import capture_logs
 
-from orchestrator.adapters.grpc.server import ServerSecurity
+from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
+from orchestrator.adapters.grpc.server import ServerSecurity, bind_server
 from orchestrator.adapters.grpc.tls import TlsConfig
+from orchestrator.adapters.metrics.prometheus import DeliberationMetrics, RefusedCallsCollector
 from orchestrator.adapters.web.security import COOKIE, WebSecurity
-from orchestrator.adapters.web.server import WebServer, create_web_server
+from orchestrator.adapters.web.server import WebServer, create_web_server, open_web_view
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
+from orchestrator.config import load_settings
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskRecord, SubtaskState
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
@@ -349,3 +355,79 @@ def _request_without_client_cert(port: int, ca: Path) -> bytes:
     ):
         tls.sendall(b"GET /static/web.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         return tls.recv(12)
+
+
+async def test_a_flood_of_refused_requests_is_counted_in_full_and_logged_once_per_client(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token read\n")
+    app, _ = await make_app()
+    security = WebSecurity.from_server_security(ServerSecurity(tokens_file=tokens))
+    metrics = DeliberationMetrics()
+    RefusedCallsCollector(
+        security.refusals.snapshot, registry=metrics.registry, web_counts=security.refusals.web_snapshot
+    )
+    server = await serving(app, security)
+    base = server.url().rstrip("/")
+    try:
+        with capture_logs() as logs:
+            async with aiohttp.ClientSession() as session:
+                for batch in range(5):  # 500 requests, 100 at a time, without a token or with a wrong one
+                    headers = {"Authorization": "Bearer wrong"} if batch % 2 else {}
+                    statuses = await asyncio.gather(*(_status(session, f"{base}/", headers) for _ in range(100)))
+                    assert statuses == [401] * 100
+                async with session.post(f"{base}/login", data={"token": "guess", "next": "/"}) as r:
+                    assert r.status == 401
+    finally:
+        await server.stop()
+    lines = [entry for entry in logs if entry["event"] == "web_refused"]
+    assert len(lines) == 1 and lines[0]["client"] == "ipv4:127.0.0.1" and lines[0]["path"] == "/"
+    assert [entry for entry in logs if entry["event"] == "rpc_refused"] == []
+    for reason, count in (("missing_token", 300), ("invalid_token", 201)):
+        sample = metrics.registry.get_sample_value("orchestrator_web_refused_requests_total", {"reason": reason})
+        assert sample == count, reason
+    assert security.refusals.snapshot() == {}  # the gRPC metric counts gRPC calls only
+
+
+async def _status(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
+    async with session.get(url, headers=headers) as response:
+        return response.status
+
+
+async def test_the_service_gives_the_web_view_the_grpc_servers_tokens_and_refusal_log(tmp_path: Path) -> None:
+    """One token state: a tokens-file problem is logged once, and a client refused on the gRPC port gets no
+    second line for the web port within the interval."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text("reader-token read\n")
+    security = ServerSecurity(tokens_file=tokens)
+    grpc_server = bind_server("127.0.0.1", 0, security=security)
+    web_server = open_web_view(load_settings(web_port=free_port()), security, grpc_server.tokens, grpc_server.refusals)
+    assert web_server is not None and grpc_server.tokens is not None and grpc_server.refusals is not None
+    assert web_server.security.tokens is grpc_server.tokens and web_server.security.refusals is grpc_server.refusals
+    app, _ = await make_app()
+    grpc_server.register(app)
+    await grpc_server.start()
+    await web_server.start(app)
+    base = web_server.url().rstrip("/")
+    try:
+        with capture_logs() as logs:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_server.port}") as channel:
+                with pytest.raises(grpc.aio.AioRpcError):
+                    stub = pb_grpc.OrchestratorServiceStub(channel)  # type: ignore[no-untyped-call]
+                    await stub.GetStatus(pb.GetStatusRequest())
+            assert (await get(f"{base}/"))[0] == 401
+            tokens.unlink()
+            await asyncio.sleep(1.1)  # the file is looked at once a second
+            assert (await get(f"{base}/", headers={"Authorization": "Bearer reader-token"}))[0] == 200
+            assert grpc_server.warnings()[0].startswith(f"AUTH_TOKENS_FILE {tokens}: the file is gone")
+    finally:
+        await web_server.stop()
+        await grpc_server.stop(0)
+    assert [e["event"] for e in logs if e["event"].endswith("_refused")] == ["rpc_refused"]
+    assert [e["event"] for e in logs if e["event"] == "auth_tokens_file_problem"] == ["auth_tokens_file_problem"]
+    assert grpc_server.refusals.web_snapshot() == {("UNAUTHENTICATED", "missing_token"): 1}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

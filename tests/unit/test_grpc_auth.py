@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.adapters.grpc.auth import (
     RPC_SCOPES,
+    WEB,
     Refusal,
     RefusalLog,
     Scope,
@@ -20,6 +21,7 @@ from orchestrator.adapters.grpc.auth import (
     decide,
     parse_tokens,
     required_scope,
+    web_client_address,
 )
 from orchestrator.adapters.grpc.tls import EXPIRY_WARNING_DAYS, CertificateFiles, TlsConfig
 from orchestrator.config import load_settings
@@ -272,3 +274,25 @@ def test_a_rotation_to_an_expired_certificate_keeps_the_one_in_use(tmp_path: Pat
         assert files.fetch() is None
     assert files.material is before
     assert any(e["event"] == "tls_reload_failed" and "expired" in e["error"] for e in logs)
+
+
+def test_web_refusals_share_the_clients_log_interval_and_are_counted_apart() -> None:
+    refusals = RefusalLog(interval_s=60.0)
+    with capture_logs() as logs:
+        refusals.refused(_refusal(), "/svc/M", "ipv4:10.0.0.7:40000", now=0.0)
+        for i in range(300):  # the same client on the web port: no line of its own within the interval
+            refusals.refused(_refusal(), "/", web_client_address("10.0.0.7"), now=1.0 + i * 0.01, transport=WEB)
+        refusals.refused(_refusal("invalid_token"), "/councils", web_client_address("::1"), now=5.0, transport=WEB)
+        refusals.refused(_refusal(), "/", web_client_address("10.0.0.7"), now=61.0, transport=WEB)
+    assert refusals.snapshot() == {("UNAUTHENTICATED", "missing_token"): 1}
+    assert refusals.web_snapshot() == {
+        ("UNAUTHENTICATED", "missing_token"): 301,
+        ("UNAUTHENTICATED", "invalid_token"): 1,
+    }
+    lines = [(e["event"], e["client"], e["suppressed"], e.get("path")) for e in logs if e["event"].endswith("_refused")]
+    assert lines == [
+        ("rpc_refused", "ipv4:10.0.0.7", 0, None),
+        ("web_refused", "ipv6:[::1]", 0, "/councils"),
+        ("web_refused", "ipv4:10.0.0.7", 300, "/"),
+    ]
+    assert web_client_address(None) == "unknown" and web_client_address("[2001:db8::1]") == "ipv6:[2001:db8::1]"

@@ -9,7 +9,10 @@ The tokens file is re-read when it changes; one that turns invalid, unreadable o
 read, logs an error once and says so in `TokenFile.problems()` (GetStatus `warnings`) until it is good again.
 Refused calls are all counted (`RefusalLog.counts`, the metric `orchestrator_grpc_refused_calls_total`), but logged
 at most once per client address per REFUSAL_LOG_INTERVAL_S, with the number of refusals not logged since, and at
-most REFUSAL_LOG_LINES lines per interval in all: an unauthenticated client cannot flood the log.
+most REFUSAL_LOG_LINES lines per interval in all: an unauthenticated client cannot flood the log. The web view
+checks the same TokenFile and records its refused requests in the same RefusalLog (transport `web`: the metric
+`orchestrator_web_refused_requests_total`, the log line `web_refused`), so a client is one client to the log
+whichever port it knocks on.
 """
 
 from __future__ import annotations
@@ -222,12 +225,25 @@ else:
     _Interceptor = grpc.aio.ServerInterceptor
 
 
+GRPC = "grpc"
+WEB = "web"
+"""The transports a refusal is counted under."""
 REFUSAL_LOG_INTERVAL_S = 60.0
 """At most one `rpc_refused` line per client address in this many seconds."""
 REFUSAL_LOG_LINES = 100
 """At most this many `rpc_refused` lines per interval in all (a client that changes its address each call)."""
 REFUSAL_LOG_CLIENTS = 10_000
 """Client addresses remembered; the least recently logged is forgotten first."""
+
+
+def web_client_address(remote: str | None) -> str:
+    """A web request's remote address in `client_address`'s form (`ipv4:10.0.0.7`, `ipv6:[2001:db8::1]`), so
+    that a client refused on both ports is one client to the refusal log."""
+    if not remote:
+        return "unknown"
+    if ":" in remote:
+        return f"ipv6:[{remote.strip('[]')[:100]}]"
+    return f"ipv4:{remote[:100]}"
 
 
 def client_address(peer: str) -> str:
@@ -255,8 +271,8 @@ class RefusalLog:
     interval_s: float = REFUSAL_LOG_INTERVAL_S
     max_lines: int = REFUSAL_LOG_LINES
     max_clients: int = REFUSAL_LOG_CLIENTS
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    """(status code, reason) -> refused calls: what the metric reports."""
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(transport, status code, reason) -> refused calls: what the metrics report."""
     _clients: OrderedDict[str, _Client] = field(default_factory=OrderedDict)
     _window: tuple[float, int, int] = (float("-inf"), 0, 0)
     """(start, lines logged) of the current interval, and the refusals not logged because of `max_lines` since
@@ -265,14 +281,21 @@ class RefusalLog:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     """`counts` is read by the metrics' scrape thread."""
 
-    def snapshot(self) -> dict[tuple[str, str], int]:
+    def snapshot(self, transport: str = GRPC) -> dict[tuple[str, str], int]:
+        """(status code, reason) -> refusals of one transport (`grpc` or `web`)."""
         with self._lock:
-            return dict(self.counts)
+            return {(code, reason): n for (on, code, reason), n in self.counts.items() if on == transport}
 
-    def refused(self, refusal: Refusal, method: str, peer: str, now: float) -> None:
+    def web_snapshot(self) -> dict[tuple[str, str], int]:
+        return self.snapshot(WEB)
+
+    def refused(self, refusal: Refusal, method: str, peer: str, now: float, transport: str = GRPC) -> None:
+        """Counts the refusal; logs it (`rpc_refused`, or `web_refused` with the path for the web view) unless
+        its client had a line of either within the interval. `peer` as gRPC gives it (`ipv4:ADDRESS:PORT`), or for
+        the web view the address from `web_client_address`."""
         with self._lock:
-            self.counts[(refusal.code.name, refusal.reason)] += 1
-        address = client_address(peer)
+            self.counts[(transport, refusal.code.name, refusal.reason)] += 1
+        address = client_address(peer) if transport == GRPC else peer
         client = self._clients.get(address)
         if client is not None and now - client.logged_at < self.interval_s:
             client.suppressed += 1
@@ -290,8 +313,8 @@ class RefusalLog:
         while len(self._clients) > self.max_clients:
             self._clients.popitem(last=False)
         log.warning(
-            "rpc_refused",
-            method=method[:200],
+            "rpc_refused" if transport == GRPC else f"{transport}_refused",
+            **{"method" if transport == GRPC else "path": method[:200]},
             code=refusal.code.name,
             reason=refusal.reason,
             client=address,

@@ -112,6 +112,8 @@ class GrpcServer:
     probe_port: int | None = None
     refusals: RefusalLog | None = None
     """Calls the tokens refused, by code and reason (None without AUTH_TOKENS_FILE): the metrics read them."""
+    tokens: TokenFile | None = None
+    """The tokens of AUTH_TOKENS_FILE (None without it): the web view checks the same ones."""
 
     def register(self, app: Orchestrator | None) -> None:
         """Adds the orchestrator service, answered by `app` (None: every call is UNAVAILABLE, "still starting
@@ -284,7 +286,16 @@ def bind_server(
         health_port=probe_port,
     )
     warnings = _warnings(auth, certificates)
-    return GrpcServer(server, bound, health_state, warnings, probe, probe_port, auth.refusals if auth else None)
+    return GrpcServer(
+        server,
+        bound,
+        health_state,
+        warnings,
+        probe,
+        probe_port,
+        auth.refusals if auth else None,
+        auth.tokens if auth else None,
+    )
 
 
 def create_server(

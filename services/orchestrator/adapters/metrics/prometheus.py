@@ -3,9 +3,9 @@
 `DeliberationMetrics.observe` is a run listener: every call-finished event becomes counters and a latency sample,
 stage boundaries a stage duration, a run's end a count by status and by stop code (token_budget: the budget ended
 it), its token spend and, under a budget, the share of the budget it used. Queue depth, running deliberations and
-the NATS consumer's acks/naks/terms and the gRPC calls the tokens refused are read when Prometheus scrapes, from the
-objects that own them. Every
-metric lives in the instance's own registry, so several services (or tests) in one process never collide.
+the NATS consumer's acks/naks/terms and the gRPC calls and web requests the tokens refused are read when
+Prometheus scrapes, from the objects that own them. Every metric lives in the instance's own registry, so
+several services (or tests) in one process never collide.
 """
 
 from __future__ import annotations
@@ -180,24 +180,46 @@ class LiveCollector(Collector):
 
 class RefusedCallsCollector(Collector):
     """gRPC calls the bearer tokens refused, by status code and reason (missing_token, invalid_token,
-    needs_write), read at scrape time from the server's count (every refusal, logged or not). Registers itself in
-    the `registry` it is given."""
+    needs_write), read at scrape time from the server's count (every refusal, logged or not); with `web_counts`,
+    the web view's refused requests as well (`orchestrator_web_refused_requests_total`, by reason). Registers
+    itself in the `registry` it is given."""
 
     def __init__(
-        self, counts: Callable[[], Mapping[tuple[str, str], int]], *, registry: CollectorRegistry | None = None
+        self,
+        counts: Callable[[], Mapping[tuple[str, str], int]],
+        *,
+        registry: CollectorRegistry | None = None,
+        web_counts: Callable[[], Mapping[tuple[str, str], int]] | None = None,
     ) -> None:
         self._counts = counts
+        self._web_counts = web_counts
         if registry is not None:
             registry.register(self)
 
     def describe(self) -> Iterator[Metric]:
-        return iter([self._family()])
+        return iter([self._family(), *([self._web_family()] if self._web_counts is not None else [])])
 
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for (code, reason), count in sorted(self._counts().items()):
             family.add_metric([code, reason], count)
-        return iter([family])
+        if self._web_counts is None:
+            return iter([family])
+        by_reason: dict[str, int] = {}
+        for (_, reason), count in self._web_counts().items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+        web = self._web_family()
+        for reason, count in sorted(by_reason.items()):
+            web.add_metric([reason], count)
+        return iter([family, web])
+
+    @staticmethod
+    def _web_family() -> CounterMetricFamily:
+        return CounterMetricFamily(
+            "orchestrator_web_refused_requests",
+            "Web view requests refused (401) for a missing or invalid bearer token",
+            labels=["reason"],
+        )
 
     @staticmethod
     def _family() -> CounterMetricFamily:

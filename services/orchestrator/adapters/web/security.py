@@ -2,20 +2,24 @@
 
 A browser signs in once with a form that puts the token in an HttpOnly, SameSite=Strict cookie; other clients
 send `Authorization: Bearer <token>`. Every page and stream is refused with 401 and no data without one; only the
-sign-in form and the service's own static assets are open. The token is checked on every request, so a token
-removed from the file stops working for the web view as it does for gRPC.
+sign-in form and the service's own static assets are open. The token is checked on every request against the
+gRPC server's own TokenFile (one token state: a file problem is logged once and shown in GetStatus), so a token
+removed from the file stops working for the web view as it does for gRPC. Refused requests (a sign-in with a bad
+token included) go to the gRPC server's RefusalLog under the transport `web`: all counted, logged at most once
+per client per interval, whichever of the two ports the client tries.
 """
 
 from __future__ import annotations
 
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import grpc
 import structlog
 from aiohttp import web
 
-from orchestrator.adapters.grpc.auth import TokenFile, bearer_token
+from orchestrator.adapters.grpc.auth import WEB, Refusal, RefusalLog, TokenFile, bearer_token, web_client_address
 from orchestrator.adapters.grpc.server import ServerSecurity
 from orchestrator.adapters.grpc.tls import CertificateFiles, TlsConfig
 
@@ -26,15 +30,23 @@ COOKIE = "orchestrator_token"
 
 @dataclass(frozen=True)
 class WebSecurity:
-    """`tokens`: None = open (no AUTH_TOKENS_FILE). `tls`: None = plain HTTP."""
+    """`tokens`: None = open (no AUTH_TOKENS_FILE). `tls`: None = plain HTTP. `refusals`: where refused
+    requests are counted and logged (the gRPC server's, in the service)."""
 
     tokens: TokenFile | None = None
     tls: ssl.SSLContext | None = None
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     @classmethod
-    def from_server_security(cls, security: ServerSecurity) -> WebSecurity:
-        tokens = TokenFile(security.tokens_file) if security.tokens_file is not None else None
-        return cls(tokens, tls_context(security.tls) if security.tls is not None else None)
+    def from_server_security(
+        cls, security: ServerSecurity, tokens: TokenFile | None = None, refusals: RefusalLog | None = None
+    ) -> WebSecurity:
+        """The web view's security from the gRPC settings. `tokens` and `refusals`: the gRPC server's own (the
+        service passes them); without them, and with AUTH_TOKENS_FILE set, the web view reads the file itself."""
+        if tokens is None and security.tokens_file is not None:
+            tokens = TokenFile(security.tokens_file)
+        tls = tls_context(security.tls) if security.tls is not None else None
+        return cls(tokens, tls, refusals if refusals is not None else RefusalLog())
 
     @property
     def scheme(self) -> str:
@@ -45,6 +57,12 @@ class WebSecurity:
         if self.tokens is None:
             return True
         return token is not None and self.tokens.scope_of(token, time.monotonic()) is not None
+
+    def refused(self, token: str | None, path: str, remote: str | None) -> None:
+        """Counts a refused request (and logs it, rate-limited per client) in the shared refusal log."""
+        reason, details = ("invalid_token", "invalid token") if token else ("missing_token", "no token")
+        refusal = Refusal(grpc.StatusCode.UNAUTHENTICATED, details, reason)
+        self.refusals.refused(refusal, path, web_client_address(remote), time.monotonic(), transport=WEB)
 
 
 def request_token(authorization: str | None, cookie: str | None) -> str | None:

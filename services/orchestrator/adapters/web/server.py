@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from orchestrator.adapters.grpc.auth import RefusalLog, TokenFile
 from orchestrator.adapters.grpc.server import ServerSecurity
 from orchestrator.adapters.web import live, pages
 from orchestrator.adapters.web.rendering import environment, pygments_css, render
@@ -63,7 +64,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not is_open(request.path):
         token = request_token(request.headers.get("Authorization"), request.cookies.get(COOKIE))
         if not security.allows(token):
-            log.info("web_refused", path=request.path, token_present=token is not None)
+            security.refused(token, request.path, request.remote)
             response: web.StreamResponse = _refusal(
                 request, "a valid token is required" if token else "sign in with a token"
             )
@@ -108,6 +109,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if security.tokens is None:
         return _see_other(target)
     if not token or not security.allows(token):
+        security.refused(token or None, request.path, request.remote)
         body = render(pages.holder(request).env, "login.html", message="that token is not valid", next=target)
         return web.Response(text=body, status=401, content_type="text/html")
     response = _see_other(target)
@@ -207,13 +209,17 @@ def create_web_server(host: str, port: int, security: WebSecurity, page_cache: i
     return WebServer(bind(host, port), security, page_cache)
 
 
-def open_web_view(settings: Settings, security: ServerSecurity) -> WebServer | None:
-    """The web view's server, bound on GRPC_HOST:WEB_PORT with the gRPC server's tokens and TLS files; None when
-    WEB_PORT is 0 or unset. A port that is taken stops start-up with one line."""
+def open_web_view(
+    settings: Settings, security: ServerSecurity, tokens: TokenFile | None = None, refusals: RefusalLog | None = None
+) -> WebServer | None:
+    """The web view's server, bound on GRPC_HOST:WEB_PORT with the gRPC server's TLS files, and its token file and
+    refusal log when given (one token state, one rate-limited log); None when WEB_PORT is 0 or unset. A port that
+    is taken stops start-up with one line."""
     if not settings.web_port:
         return None
+    web_security = WebSecurity.from_server_security(security, tokens, refusals)
     try:
-        return create_web_server(settings.grpc_host, settings.web_port, WebSecurity.from_server_security(security))
+        return create_web_server(settings.grpc_host, settings.web_port, web_security)
     except OSError as exc:
         raise ConfigError(
             f"WEB_PORT {settings.web_port}: cannot listen on it ({exc.strerror or exc}); "
