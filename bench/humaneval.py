@@ -53,6 +53,18 @@ class Problem:
             f"```python\n{self.prompt.rstrip()}\n```"
         )
 
+    def plain_text(self) -> str:
+        """What a user would send one call: the stub and one plain instruction, no council format."""
+        return (
+            f"```python\n{self.prompt.rstrip()}\n```\n\n"
+            f"Complete the function `{self.entry_point}`. Answer with the function in one ```python block."
+        )
+
+    @property
+    def name(self) -> str:
+        """What the task asks to define (the function's name)."""
+        return self.entry_point
+
     def hidden_test_lines(self) -> list[str]:
         """Lines of the hidden test distinctive enough that finding one in a prompt means the test leaked."""
         lines = [line.strip() for line in self.test.splitlines()]
@@ -110,6 +122,8 @@ def canonical_solution(problem: Problem) -> str:
 class Verdict:
     passed: bool
     detail: str  # "" when passed, else the exit reason and the tail of the output
+    classes_passed: int | None = None  # class-level families (ClassEval): the TestCase classes passed, of `classes`
+    classes: int | None = None
 
 
 def judge(problem: Problem, solution: str, timeout_s: float = JUDGE_TIMEOUT_S) -> Verdict:
@@ -158,19 +172,30 @@ def _bwrap_args(work: str) -> list[str]:
 _BWRAP: str | bool | None = False  # False: not probed yet
 
 
-def _command(work: str) -> list[str]:
+def _command(work: str, script: str = "run_test.py") -> list[str]:
     global _BWRAP
     if _BWRAP is False:
         _BWRAP = _bwrap()
     python = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
     if isinstance(_BWRAP, str):
-        return [_BWRAP, *_bwrap_args(work), python, "-I", "run_test.py"]
-    return [python, "-I", "run_test.py"]
+        return [_BWRAP, *_bwrap_args(work), python, "-I", script]
+    return [python, "-I", script]
 
 
 def _execute(work: str, timeout_s: float) -> Verdict:
+    code, text = run_sandboxed(work, timeout_s)
+    if code is None:
+        return Verdict(False, f"timeout after {timeout_s:.0f}s")
+    if code == 0 and text.rstrip().endswith("PASSED"):
+        return Verdict(True, "")
+    return Verdict(False, f"exit {code}: {text[-_OUTPUT_LIMIT // 8 :].strip()}")
+
+
+def run_sandboxed(work: str, timeout_s: float, script: str = "run_test.py") -> tuple[int | None, str]:
+    """Runs `script` of the directory `work` in the judge's sandbox; (exit code, output), exit code None at the
+    deadline."""
     proc = subprocess.Popen(
-        _command(work),
+        _command(work, script),
         cwd=work,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
         stdin=subprocess.DEVNULL,
@@ -183,13 +208,10 @@ def _execute(work: str, timeout_s: float) -> Verdict:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return Verdict(False, f"timeout after {timeout_s:.0f}s")
+        return None, ""
     finally:
         _kill_group(proc.pid)
-    text = out.decode(errors="replace")
-    if proc.returncode == 0 and text.rstrip().endswith("PASSED"):
-        return Verdict(True, "")
-    return Verdict(False, f"exit {proc.returncode}: {text[-_OUTPUT_LIMIT // 8 :].strip()}")
+    return proc.returncode, out.decode(errors="replace")
 
 
 def _kill_group(pgid: int) -> None:

