@@ -29,6 +29,7 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, De
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Options, compose
 from orchestrator.config import load_settings
+from orchestrator.domain.cross_checks import CheckKind, CheckStatus, CrossCheck, FollowUp, PlanOutcome
 from orchestrator.domain.model import Role
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskRecord, SubtaskState
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_ports
@@ -146,6 +147,53 @@ async def test_a_plan_page_draws_its_subtasks_and_links_each_to_its_deliberation
     assert 'href="/deliberations/d-design"' in body and 'href="/deliberations/d-build"' not in body  # not started
     assert body.count('class="edge"') == 1 and 'data-subtask="build"' in body
     assert "&lt;b&gt;bold&lt;/b&gt; plan" in body and "winner agent-dev-001" in body
+
+
+async def test_a_plan_page_shows_its_outcome_each_cross_check_and_the_follow_up_escaped() -> None:
+    app, records = await make_app()
+    await records.create(ranked_deliberation("d-follow"))
+    plan = ApprovedPlan("plan-web-2", "story-1", "ann", (Role.DEV,), "now")
+    subtasks = (
+        SubtaskRecord(PlanSubtask("dev", Role.DEV, "Dev", "d"), "d-dev", SubtaskState.COMPLETED, "agent-dev-001"),
+        SubtaskRecord(
+            PlanSubtask("qa", Role.QA, "QA", "q", depends_on=("dev",)), "d-qa", SubtaskState.COMPLETED, "agent-qa-001"
+        ),
+    )
+    checks = (
+        CrossCheck(
+            CheckKind.QA_ON_DEV,
+            "qa",
+            "dev",
+            CheckStatus.FAILED,
+            7,
+            8,
+            "QA tests on the DEV winner: 7/8 passed",
+            (f"fails agent-qa-001:test-3: {HOSTILE}",),
+        ),
+        CrossCheck(CheckKind.DEV_FOLLOW_UP, "dev", "qa", CheckStatus.PASSED, summary="DEV follow-up: new winner"),
+        CrossCheck(
+            CheckKind.QA_ON_DEV,
+            "qa",
+            "dev",
+            CheckStatus.PASSED,
+            8,
+            8,
+            "QA tests on the DEV winner: 8/8 passed",
+            attempt=2,
+        ),
+    )
+    follow = FollowUp("dev", "d-follow", "assert True", "COMPLETED", "agent-dev-002")
+    await records.create_dispatch(PlanDispatch(plan, subtasks, 0, checks, follow, PlanOutcome.CHECKED))
+    server = await serving(app)
+    try:
+        status, body, _ = await get(f"{server.url()}plans/plan-web-2")
+    finally:
+        await server.stop()
+    assert status == 200
+    assert 'id="plan-outcome">checked<' in body and body.count("QA tests on the DEV winner") == 2
+    assert "7/8" in body and "8/8" in body and "(attempt 2)" in body
+    assert 'href="/deliberations/d-follow"' in body and "winner agent-dev-002" in body
+    assert "<script>window.__pwned" not in body and "&lt;script&gt;window.__pwned" in body
 
 
 async def test_councils_page_lists_agents_and_models(finished: tuple[WebServer, str]) -> None:
