@@ -116,3 +116,24 @@ def test_watch_explains_a_winner_whose_code_could_not_run() -> None:
     lines = update_lines(final, "t")
     assert lines[1] == "  winner agent-dev-001 (score 0.000; not executed: no sandbox)"
     assert lines[2] == "  why it won: not executed (no sandbox), checks 0.90, peers 0.70"
+
+
+def test_the_services_warnings_are_shown_a_line_each_in_warning_style() -> None:
+    tokens = "AUTH_TOKENS_FILE /etc/orchestrator/tokens: the file is gone; still serving with the 2 tokens last read"
+    certificate = "GRPC_TLS_CERT /etc/orchestrator/tls.crt expires in 6 days (2026-12-13T00:00:00+00:00)"
+    status = pb.GetStatusResponse(status="SERVING", sandbox_status="available", warnings=[tokens, certificate])
+    line = status_line(status)
+    assert line.plain.splitlines()[-2:] == [f"warning: {tokens}", f"warning: {certificate}"]
+    styles = {line.plain[s.start : s.end]: str(s.style) for s in line.spans}
+    assert styles[f"warning: {tokens}"] == styles[f"warning: {certificate}"] == "bold yellow"
+    text = text_of(snapshot(FakeClient(status, pb.ListDeliberationsResponse()), 5), width=200)
+    assert f"warning: {tokens}" in text and f"warning: {certificate}" in text
+
+
+def test_many_or_multi_line_warnings_stay_a_few_single_lines() -> None:
+    status = pb.GetStatusResponse(warnings=[f"problem {i}\nwith a second line\x1b[31m" for i in range(8)])
+    lines = status_line(status).plain.splitlines()
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == 6 and warnings[-1] == "warning: 3 more (GetStatus lists them all)"
+    assert all("\x1b" not in line for line in warnings) and warnings[0].startswith("warning: problem 0")
+    assert status_line(pb.GetStatusResponse()).plain.count("warning") == 0

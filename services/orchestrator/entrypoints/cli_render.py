@@ -22,6 +22,7 @@ from orchestrator.adapters.grpc.client import (
 from orchestrator.domain.text import ellipsize
 
 MAX_FAILURES_SHOWN = 3
+MAX_WARNINGS_SHOWN = 5
 
 
 def token_budget_label(token_budget: int | None) -> str:
@@ -29,6 +30,15 @@ def token_budget_label(token_budget: int | None) -> str:
     if token_budget is None:
         return "service default"
     return "unlimited" if token_budget == 0 else f"{token_budget:,}"
+
+
+def warning_lines(warnings: Sequence[str], limit: int = MAX_WARNINGS_SHOWN) -> list[str]:
+    """GetStatus `warnings` (a tokens-file problem, a certificate about to expire), one terminal line each, at
+    most `limit` of them and a count of the rest."""
+    lines = [f"warning: {one_line(warning, 400)}" for warning in warnings[:limit]]
+    if len(warnings) > limit:
+        lines.append(f"warning: {len(warnings) - limit} more (GetStatus lists them all)")
+    return lines
 
 
 def one_line(text: str, limit: int = 240) -> str:

@@ -12,7 +12,13 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.adapters.grpc.client import OrchestratorClient, status_name
-from orchestrator.entrypoints.cli_render import budget_line, evidence_summary, one_line, tokens_of_budget
+from orchestrator.entrypoints.cli_render import (
+    budget_line,
+    evidence_summary,
+    one_line,
+    tokens_of_budget,
+    warning_lines,
+)
 from orchestrator.entrypoints.monitor_nodes import nodes_table
 
 STATUS_STYLE = {
@@ -77,7 +83,16 @@ def status_line(status: Any) -> Text:
         f"queued {status.queue_depth}  councils {status.stats.active_councils}  deliberations: {by_status}\n",
         f"{cluster}\n",
         *dependencies_line(status),
+        *warnings_part(status),
     )
+
+
+def warnings_part(status: Any) -> list[str | tuple[str, str]]:
+    """The service's own warnings (a tokens-file problem, a certificate about to expire), a line each."""
+    parts: list[str | tuple[str, str]] = []
+    for line in warning_lines(status.warnings):
+        parts += ["\n", (line, "bold yellow")]
+    return parts
 
 
 def _sandbox_style(sandbox: str) -> str:
