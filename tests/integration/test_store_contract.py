@@ -21,6 +21,7 @@ from orchestrator.application.ports import OutboundEvent
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import compose
 from orchestrator.domain.budget import StopCode
+from orchestrator.domain.cross_checks import CheckKind, CheckStatus, CrossCheck, FollowUp, PlanOutcome
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskState, deliberation_id
@@ -282,8 +283,37 @@ async def test_saving_the_same_record_again_adds_nothing(subject: Subject, scena
     assert {d.task_id for d in await deliberations.search()} == set(scenario.records)
 
 
+CHECKS = (
+    CrossCheck(
+        CheckKind.QA_ON_DEV,
+        "qa",
+        "dev",
+        CheckStatus.FAILED,
+        7,
+        8,
+        "QA tests on the DEV winner: 7/8 passed",
+        (AWKWARD[:300], "agent-qa-002: 0/0 tests pass"),
+        "agent-qa-001",
+        "agent-dev-001",
+    ),
+    CrossCheck(
+        CheckKind.DEV_FOLLOW_UP,
+        "dev",
+        "qa",
+        CheckStatus.FAILED,
+        summary="DEV follow-up: it ended FAILED",
+        chosen="plan-follow",
+    ),
+    CrossCheck(CheckKind.DEVOPS_ON_DEV, "ops", "dev", CheckStatus.NOT_RUN, summary="not run (no reference)"),
+)
+FOLLOW = FollowUp(
+    "dev", "plan-follow", "def test_x():\n    assert f('" + AWKWARD[:200] + "')\n", "FAILED", error="quorum"
+)
+
+
 async def test_a_dispatch_is_created_once_updated_and_listed(subject: Subject, scenario: Scenario) -> None:
-    final = scenario.dispatch
+    # Its cross-checks, DEV's follow-up and the outcome round-trip like the rest of the plan.
+    final = replace(scenario.dispatch, checks=CHECKS, follow_up=FOLLOW, outcome=PlanOutcome.FAILED_CHECKS)
     initial = replace(
         final, subtasks=tuple(replace(s, state=SubtaskState.WAITING, winner_id="") for s in final.subtasks)
     )
@@ -296,14 +326,14 @@ async def test_a_dispatch_is_created_once_updated_and_listed(subject: Subject, s
     assert await deliberations.get_dispatch(PLAN.plan_id) == initial
     assert await deliberations.create_dispatch(other)
     assert await deliberations.unfinished_dispatches() == [initial, other]
-    await deliberations.save_dispatch(final)
+    await deliberations.save_dispatch(final, [event("e-completed", 3)])
     assert await deliberations.get_dispatch(PLAN.plan_id) == final
     assert await deliberations.unfinished_dispatches() == [other]
     assert await deliberations.dispatches_for_story(PLAN.story_id) == [final, other]
     assert await deliberations.dispatches_for_story("no-story") == []
     await deliberations.save_dispatch(replace(final, plan=replace(PLAN, plan_id="never-created")))
     assert await deliberations.get_dispatch("never-created") is None
-    assert [e.event_id for e in await deliberations.pending_events()] == ["e-dispatched"]
+    assert [e.event_id for e in await deliberations.pending_events()] == ["e-dispatched", "e-completed"]
 
 
 async def test_the_outbox_keeps_events_in_order_until_they_are_marked_sent(
@@ -333,6 +363,10 @@ async def test_the_application_runs_a_whole_plan_on_the_store(subject: Subject) 
     subjects = [e.subject for e in await subject.store.records.pending_events(limit=1000)]
     assert subjects.count("orchestration.plan.dispatched") == 1
     assert subjects.count("orchestration.deliberation.completed") == 3
+    # Without a sandbox to run QA's tests on DEV's code in, the plan says it is unchecked, and why.
+    assert subjects.count("orchestration.plan.completed") == 1 and done.outcome is PlanOutcome.UNCHECKED
+    assert await subject.store.records.get_dispatch(PLAN.plan_id) == done
+    assert [c.status for c in done.checks] == [CheckStatus.NOT_RUN]
     assert {c.role for c in await subject.store.all_councils()} == {Role.DEV, Role.QA, Role.DEVOPS}
 
 
