@@ -34,6 +34,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     GRPC_PORT=50055
 WORKDIR /app
 USER 10001:10001
-EXPOSE 50055 9090
+# gRPC, metrics and the web view (WEB_PORT: the manifests set 8080, also serve --embedded's default; unset = off).
+# The plaintext health port (GRPC_HEALTH_PORT) is for the kubelet's probes only and not published.
+EXPOSE 50055 9090 8080
 ENTRYPOINT ["orchestrator"]
 CMD ["serve"]

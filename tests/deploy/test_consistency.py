@@ -22,6 +22,7 @@ from orchestrator.adapters.ray.agents import RAY_CLIENT_ENV
 from orchestrator.adapters.tracing.setup import TracingSettings
 from orchestrator.config import Settings, load_settings
 from orchestrator.config.councils_file import load_councils_file
+from orchestrator.config.settings import DEFAULT_WEB_PORT
 from orchestrator.domain.model import Role
 from tests.deploy.manifests import (
     NAMESPACE,
@@ -487,9 +488,12 @@ def test_pods_run_as_the_user_the_image_creates() -> None:
         assert find(MANIFESTS, kind, name)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == uid
 
 
-def test_image_exposes_the_grpc_and_metrics_ports() -> None:
+def test_image_exposes_the_grpc_metrics_and_web_ports() -> None:
     exposed = {int(p) for _, a in _dockerfile("EXPOSE") for p in a.split()}
-    assert exposed == {int(_settings_data()["GRPC_PORT"]), int(_settings_data()["METRICS_PORT"])}
+    settings = _settings_data()
+    assert exposed == {int(settings["GRPC_PORT"]), int(settings["METRICS_PORT"]), int(settings["WEB_PORT"])}
+    assert int(settings["WEB_PORT"]) == DEFAULT_WEB_PORT  # the port `serve --embedded` and `demo` use as well
+    assert int(settings["GRPC_HEALTH_PORT"]) not in exposed  # the probes' plaintext port, not in the Service either
 
 
 # --- Wiring between objects ----------------------------------------------------------------------------------------
