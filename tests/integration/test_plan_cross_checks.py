@@ -17,89 +17,13 @@ from orchestrator.application.plan_checks import follow_up_id
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import compose
 from orchestrator.domain.cross_checks import CheckKind, CheckStatus, PlanOutcome
-from orchestrator.domain.model import Role
-from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask
+from orchestrator.domain.plans import ApprovedPlan, PlanDispatch
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_options, fake_ports
+from orchestrator.testing.plan_task import PEERS, SCRIPTED, approved_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-MODULE = "Write the Python module `textstats` with `word_count(text: str) -> int`: the number of words in text."
-BUGGY = "```python\n# variant: favourite\ndef word_count(text):\n    return len(text.split(' '))\n```"
-CORRECT = "```python\n# variant: plain\ndef word_count(text):\n    return len(text.split())\n```"
-WRONG = "```python\n# variant: broken\ndef word_count(text):\n    return 0\n```"
-QA_GOOD = """```python
-# tests
-import pytest
-from textstats import word_count
-
-
-def test_two_words():
-    assert word_count("hello world") == 2
-
-
-def test_empty_text_has_no_words():
-    assert word_count("") == 0
-
-
-def test_runs_of_spaces_separate_one_word():
-    assert word_count("  a   b ") == 2
-
-
-def test_none_is_refused():
-    with pytest.raises(AttributeError):
-        word_count(None)
-```"""
-QA_FAILS_EVERYTHING = """```python
-# tests
-from textstats import word_count
-
-
-def test_one_word():
-    assert word_count("hello") == 7
-```"""
-OPS_GOOD = """# ops: good
-```yaml
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: textstats}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: textstats}}
-  template:
-    metadata: {labels: {app: textstats}}
-    spec:
-      containers:
-        - name: textstats
-          image: python:3.11-slim
-          command: ["python", "-m", "textstats"]
-          resources: {limits: {cpu: 100m, memory: 64Mi}}
-```"""
-OPS_OTHER = OPS_GOOD.replace("# ops: good", "# ops: other").replace('"-m", "textstats"', '"app.py"')
-SCRIPTED = {
-    "agent-dev-001": BUGGY,
-    "agent-dev-002": CORRECT,
-    "agent-dev-003": WRONG,
-    "agent-qa-001": QA_GOOD,
-    "agent-qa-002": QA_FAILS_EVERYTHING,
-    "agent-devops-001": OPS_GOOD,
-    "agent-devops-002": OPS_OTHER,
-}
-# The peers like the buggy DEV proposal best, so it wins DEV's own deliberation: DEV's acceptance test cannot tell.
-PEERS = {"variant: favourite": 10, "variant: plain": 2, "variant: broken": 5, "ops: good": 9, "ops: other": 1}
-
-PLAN = ApprovedPlan(
-    plan_id="plan-checks-1",
-    story_id="story-checks",
-    approved_by="po",
-    roles=(),
-    timestamp="t",
-    title="Text statistics",
-    subtasks=(
-        PlanSubtask("dev", Role.DEV, "Implement textstats", MODULE, acceptance_tests="assert word_count('a b') == 2"),
-        PlanSubtask("qa", Role.QA, "Test textstats", "Write pytest tests for textstats.", depends_on=("dev",)),
-        PlanSubtask("ops", Role.DEVOPS, "Deploy textstats", "Write its Deployment.", depends_on=("dev",)),
-    ),
-)
+PLAN = approved_plan("plan-checks-1")
 
 
 @pytest.fixture(scope="module")
