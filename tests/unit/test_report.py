@@ -152,3 +152,48 @@ def test_a_task_without_examples_or_tests_says_none_rather_than_zero_of_zero() -
     )
     assert "- agents' tests: none ran" in lines
     assert "- agreement group: none" in lines
+
+
+def test_the_report_opens_with_the_cross_checks_then_the_winners_and_why_they_won() -> None:
+    from orchestrator.entrypoints.report import render_report
+
+    plan = pb.GetPlanResponse(
+        plan_id="plan-1",
+        story_id="story-1",
+        approved_by="po",
+        finished=True,
+        subtasks=[SUBTASK],
+        outcome="checked",
+        cross_checks=[
+            pb.PlanCrossCheck(
+                kind="qa_on_dev",
+                status="failed",
+                passed=7,
+                total=8,
+                attempt=1,
+                summary="QA tests on the DEV winner: 7/8 passed (agent-qa-001's tests on agent-dev-001)",
+                details=["fails agent-qa-001:test-3: expected 0, got 1"],
+            ),
+            pb.PlanCrossCheck(kind="dev_follow_up", status="passed", summary="DEV follow-up: dev-1 deliberated again"),
+            pb.PlanCrossCheck(
+                kind="qa_on_dev",
+                status="passed",
+                passed=8,
+                total=8,
+                attempt=2,
+                summary="QA tests on the DEV winner: 8/8 passed (after the DEV follow-up)",
+            ),
+        ],
+        follow_up=pb.PlanFollowUp(subtask_id="dev-1", deliberation_id="plan-f", state="COMPLETED"),
+    )
+    result = pb.GetDeliberationResultResponse(task_id="d", winner_id="agent-dev-002", results=[WINNER])
+    text = render_report({"plan": {"title": "T"}}, plan, {"dev-1": result, "plan-f": result}, 12.0)
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections[:2] == ["## Cross-checks", "## Winners"]
+    body = text.split("## Cross-checks", 1)[1].split("## Winners", 1)[0]
+    assert "Outcome: **checked**" in body
+    assert "- QA tests on the DEV winner: 7/8 passed" in body and "- DEV follow-up: dev-1" in body
+    assert "- QA tests on the DEV winner: 8/8 passed (after the DEV follow-up)" in body
+    winners = text.split("## Winners", 1)[1].split("## Subtasks", 1)[0]
+    assert "passes 3/3 specification tests" in winners  # why it won
+    assert "## DEV follow-up of dev-1" in text
