@@ -56,7 +56,7 @@ async def test_qa_tests_catch_the_dev_winner_the_follow_up_fixes_it_and_the_plan
     sandbox: BwrapSandbox,
 ) -> None:
     done, app, store = await run_plan(sandbox, PLAN)
-    assert done.finished and done.outcome is PlanOutcome.CHECKED
+    assert done.finished and done.outcome is PlanOutcome.CHECKED, [(c.summary, c.details) for c in done.checks]
     first, follow, again, ops = done.checks
     assert (first.kind, first.status, first.passed, first.total) == (CheckKind.QA_ON_DEV, CheckStatus.FAILED, 2, 4)
     assert first.target_winner == "agent-dev-001" and first.chosen == "agent-qa-001"
@@ -91,3 +91,31 @@ async def test_without_a_follow_up_budget_the_plan_ends_failed_checks(sandbox: B
     assert done.follow_up is not None and done.follow_up.state == "SKIPPED"
     assert "token budget" in done.follow_up.error
     assert follow_up_id(plan.plan_id, "dev") not in store.records
+
+
+async def test_a_plan_interrupted_after_deciding_on_its_follow_up_finishes_it_after_a_restart(
+    sandbox: BwrapSandbox,
+) -> None:
+    done, _, store = await run_plan(sandbox, replace(PLAN, plan_id="plan-checks-3"))
+    follow = done.follow_up
+    assert follow is not None
+    # As stored between the decision and the follow-up's start: the first check, the follow-up not yet created.
+    interrupted = replace(done, checks=done.checks[:1], follow_up=replace(follow, winner_id=""), outcome=None)
+    interrupted = replace(interrupted, follow_up=replace(interrupted.follow_up, state="DISPATCHED"))  # type: ignore[arg-type]
+    restarted = InMemoryDeliberationStore()
+    restarted.records = {k: v for k, v in store.records.items() if k != follow.deliberation_id}
+    restarted.dispatches = {interrupted.plan.plan_id: interrupted}
+    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS))
+    ports = replace(
+        fake_ports(fake, records=restarted, verifier=ExecutionVerifier(sandbox)),
+        cross_checker=SandboxCrossChecker(sandbox),
+    )
+    app = compose(ports, fake_options(512, num_agents=2, plans=True, dispatch_retry_s=0.05)).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    await app.create_council(CreateCouncil(role="QA"))
+    assert app.dispatcher is not None
+    assert await app.dispatcher.resume() == ["plan-checks-3"]
+    again = await app.dispatcher.wait_finished("plan-checks-3")
+    assert again is not None and again.outcome is PlanOutcome.CHECKED
+    assert [c.kind for c in again.checks] == [c.kind for c in done.checks]
+    assert follow.deliberation_id in restarted.records and again.follow_up == follow
