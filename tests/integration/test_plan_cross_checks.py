@@ -100,8 +100,8 @@ async def test_a_plan_interrupted_after_deciding_on_its_follow_up_finishes_it_af
     follow = done.follow_up
     assert follow is not None
     # As stored between the decision and the follow-up's start: the first check, the follow-up not yet created.
-    interrupted = replace(done, checks=done.checks[:1], follow_up=replace(follow, winner_id=""), outcome=None)
-    interrupted = replace(interrupted, follow_up=replace(interrupted.follow_up, state="DISPATCHED"))  # type: ignore[arg-type]
+    decided = replace(follow, state="DISPATCHED", winner_id="")
+    interrupted = replace(done, checks=done.checks[:1], follow_up=decided, outcome=None)
     restarted = InMemoryDeliberationStore()
     restarted.records = {k: v for k, v in store.records.items() if k != follow.deliberation_id}
     restarted.dispatches = {interrupted.plan.plan_id: interrupted}
