@@ -35,9 +35,11 @@ test: install
 test-fast: install
 	$(BIN)/pytest -q -m unit tests/unit
 
+# bench/web.py needs Debian's chromium and chromedriver (as the browser tests do); about 75 s on 2 loaded cores.
 bench: install
 	$(BIN)/python bench/deliberation.py --out bench/results/deliberation.json
 	$(BIN)/python bench/concurrency.py --out bench/results/concurrency.json
+	$(BIN)/python bench/web.py --out bench/results/web.json
 
 # HumanEval through the service's gRPC API: single call, N samples and the council, side by side (README "Quality").
 # Minutes per problem on 2 cores: QUALITY_ARGS="--limit 10" for a short run, "--resume" to carry on.
