@@ -1,6 +1,6 @@
 """`orchestrator demo`: the whole system on one machine, driven the way a user drives it.
 
-Over the service's own gRPC API and NATS: the five councils are created through the same code as
+Over the service's own gRPC API and NATS: the councils of the plan's roles are created through the same code as
 `scripts/setup_all_councils.py`, a sample approved plan is published on `planning.plan.approved`, the live
 monitor runs until every subtask has ended, then the winners are printed and a Markdown report is written.
 """
@@ -66,6 +66,13 @@ def sample_plan(plan_file: Path | None) -> dict[str, Any]:
     return data
 
 
+def plan_roles(payload: dict[str, Any]) -> list[str]:
+    """The roles of the plan's subtasks (or, without subtasks, its listed roles), each once, upper-case."""
+    subtasks = payload.get("subtasks") or []
+    named = [str(s.get("role", "")) for s in subtasks if isinstance(s, dict)] or list(payload.get("roles") or [])
+    return list(dict.fromkeys(r.strip().upper() for r in named if str(r).strip())) or ["DEV"]
+
+
 def _plan_progress(plan: Plan) -> Text:
     state = (
         "finished" if plan.finished else "checking" if plan.cross_checks or plan.HasField("follow_up") else "running"
@@ -105,12 +112,14 @@ def _run_demo(client: OrchestratorClient, request: DemoRequest, console: Console
     sandbox = client.status().sandbox_status or "unknown (the service did not say)"
     executed = sandbox.startswith("available")
     console.print(f"sandbox: {sandbox}", style=None if executed else "bold red", soft_wrap=True)
-    console.print(f"[bold]1/4[/bold] councils for all five roles ({request.agents} agents each) at {address}")
-    for outcome in client.setup_councils(request.agents, request.rounds):
-        console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
     payload = build_payload(
         None, plan_id="", story_id="", roles=[], title="", description="", criteria=[], approved_by="demo"
     ) | sample_plan(request.plan_file)
+    # Only the councils the plan uses: each unused agent is a process the 2-core machine starts for nothing.
+    roles = plan_roles(payload)
+    console.print(f"[bold]1/4[/bold] councils for {', '.join(roles)} ({request.agents} agents each) at {address}")
+    for outcome in client.setup_councils(request.agents, request.rounds, roles):
+        console.print(f"    {outcome.role:<10} {'created' if outcome.created else 'exists'}")
     plan_id = str(payload["plan_id"])
     console.print(f"[bold]2/4[/bold] publishing approved plan {plan_id} on planning.plan.approved")
     asyncio.run(publish(request.nats_url, envelope_for(payload)))
