@@ -197,3 +197,16 @@ def test_the_report_opens_with_the_cross_checks_then_the_winners_and_why_they_wo
     winners = text.split("## Winners", 1)[1].split("## Subtasks", 1)[0]
     assert "passes 3/3 specification tests" in winners  # why it won
     assert "## DEV follow-up of dev-1" in text
+
+
+def test_the_demo_creates_only_the_councils_of_its_plan_and_its_dev_subtask_names_a_module_with_tests() -> None:
+    from orchestrator.domain.cross_checks import module_named
+    from orchestrator.entrypoints.demo import plan_roles, sample_plan
+
+    plan = sample_plan(None)
+    assert plan_roles(plan) == ["DEV", "QA", "DEVOPS"]
+    assert plan_roles({"roles": ["qa", "dev"]}) == ["QA", "DEV"]
+    dev, qa, ops = plan["subtasks"]
+    assert module_named(dev["title"], dev["description"]) == "textstats"
+    assert dev["acceptance_tests"].count("assert ") >= 3
+    assert qa["depends_on"] == ["dev-textstats"] and ops["depends_on"] == ["dev-textstats"]
