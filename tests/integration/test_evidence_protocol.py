@@ -50,7 +50,8 @@ async def test_the_correct_solution_wins_although_its_peers_score_it_lowest(sand
     assert result.status is DeliberationStatus.COMPLETED
     winner = result.results[0]
     assert winner.proposal.author_id == "agent-dev-002"
-    assert winner.peer_score < min(r.peer_score for r in result.results[1:])
+    # The evidence leaves it alone on top, so the peers (who would score it lowest) are not asked.
+    assert not [call for call in fake.calls if call[1] == "score"]
     assert "passes 3/3 specification tests" in winner.rank_reason
     assert "ahead of" in winner.rank_reason and "specification tests" in winner.rank_reason
     assert winner.evidence is not None and winner.evidence.outcomes
@@ -77,11 +78,12 @@ async def test_a_failing_author_sees_its_failing_test_and_output_in_the_revise_p
     assert {e.round for e in result.progress.evidence_log} == {0, 1}
 
 
-async def test_critiques_are_asked_of_the_peers_that_revise_from_them_and_show_their_findings(
+async def test_a_verified_proposal_failing_only_agents_tests_is_neither_critiqued_nor_revised(
     sandbox: BwrapSandbox,
 ) -> None:
-    # No examples in the task: the off-by-one solution fails only the correct author's test, so it revises from its
-    # critiques; the two others pass every test and are kept, so nobody is asked to critique them.
+    # No examples in the task: the off-by-one solution fails only the correct author's test. Such revisions broke
+    # more than they fixed on the quality benchmark (95: 1 fixed, 4 broken), so none is asked: no critique call,
+    # no revise call, every proposal kept as it is.
     fake = gateway()
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
     app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
@@ -89,21 +91,17 @@ async def test_critiques_are_asked_of_the_peers_that_revise_from_them_and_show_t
     task = "Implement `clamp(x, low, high)`: `x` limited to the closed range [low, high]."
     result = await app.deliberate(Deliberate(task, "DEV", rounds=1))
     assert result.status is DeliberationStatus.COMPLETED
-    critiques = {agent: text for agent, stage, _, text in fake.prompts if stage == "critique"}
-    assert set(critiques) == {"agent-dev-002", "agent-dev-003"}  # the only reader, agent-dev-001, critiques nobody
-    for text in critiques.values():
-        assert "return max(low, min(x, high - 1))" in text and "the council's own tests" in text and "3/4 pass" in text
-        assert "return min(x, high)" not in text
-    revise = {agent: text for agent, stage, _, text in fake.prompts if stage == "revise"}
-    assert set(revise) == {"agent-dev-001"} and "Your current proposal" in revise["agent-dev-001"]
-    assert {c.target_id for c in result.progress.critiques} <= {"agent-dev-001"}
+    assert not [call for call in fake.calls if call[1] in ("critique", "revise")]
+    assert not result.progress.critiques and all(not r.proposal.revisions for r in result.results)
+    assert result.progress.stop_reason.startswith("evidence decided: no proposal fails a specification test")
 
 
 async def test_the_rounds_stop_once_a_proposal_passes_every_specification_test(sandbox: BwrapSandbox) -> None:
     fake = gateway()
     result = await deliberate(fake, sandbox, early_stop=True, rounds=3)
     stages = {stage for _, stage, _ in fake.calls}
-    assert stages == {"propose", "score"}
+    # The test designer's call (verify) and no peer review: the evidence leaves agent-dev-002 alone on top.
+    assert stages == {"propose", "verify"}
     assert result.progress.rounds_run == 0
     assert result.progress.stop_reason == "evidence decided: agent-dev-002 passes all 3 specification tests"
     assert result.results[0].proposal.author_id == "agent-dev-002"
@@ -148,7 +146,8 @@ NO_EXAMPLES = "Implement `clamp(x, low, high)`: `x` limited to the closed range 
 
 async def test_a_verified_proposal_with_nothing_to_fix_is_not_rewritten_blind(sandbox: BwrapSandbox) -> None:
     # No test runs (no examples, no agents' tests): the two clean proposals have nothing to fix and are kept; the
-    # one with an undefined name revises from its lint error.
+    # one with an undefined name is kept too (a lint-only revision is off, verification.CRITIQUE_AND_REVISE), and
+    # ranks last on the static checks.
     fake = FakeGateway(scripted=dict(UNTESTED))
     ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
     app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
@@ -156,7 +155,8 @@ async def test_a_verified_proposal_with_nothing_to_fix_is_not_rewritten_blind(sa
     result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
     assert result.status is DeliberationStatus.COMPLETED
     revised = {agent for agent, stage, _ in fake.calls if stage == "revise"}
-    assert revised == {"agent-dev-003"}
+    assert revised == set()
+    assert result.results[-1].proposal.author_id == "agent-dev-003"
     kept = {r.proposal.author_id: r.proposal for r in result.results}
     assert kept["agent-dev-001"].content == UNTESTED["agent-dev-001"] and not kept["agent-dev-001"].revisions
     assert not kept["agent-dev-002"].revisions
@@ -169,6 +169,7 @@ async def test_the_rounds_stop_when_no_proposal_has_anything_to_fix(sandbox: Bwr
     app = compose(ports, fake_options(512, default_timeout_s=120)).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     result = await app.deliberate(Deliberate(NO_EXAMPLES, "DEV", rounds=2))
-    assert {stage for _, stage, _ in fake.calls} == {"propose", "score"}
+    # The test designer's call (verify); the peers break the tie the evidence leaves.
+    assert {stage for _, stage, _ in fake.calls} == {"propose", "verify", "score"}
     assert result.progress.rounds_run == 0
     assert result.progress.stop_reason == "evidence decided: no proposal fails a test or a check"

@@ -59,6 +59,8 @@ class Progress:
     stop_code: StopCode | None = None
     """`stop_reason` as a value; None while the rounds run, and when the run ended otherwise (deadline, cancel,
     quorum lost)."""
+    probes: tuple[str, ...] = ()
+    """The test designer's calls (inputs only) that every solution runs to be grouped by behaviour."""
 
 
 @dataclass(frozen=True)

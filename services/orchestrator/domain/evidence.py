@@ -9,6 +9,11 @@ Three sources of tests, in the order the ranking trusts them:
   and a group's score is (solutions in it) x (agent tests they pass). An agent's test judges only the solution it
   ran against, and one that fails on every candidate counts for none (`void_agent_tests`).
 
+A fourth source is not a test: *probes*, calls a test designer wrote (inputs only, no expected values). Every
+solution runs on them, and solutions that give the same values on every probe and the same verdicts on the
+specification behave alike: they form a *behaviour group* (MBR-exec, AlphaCode's clustering). The ranking prefers
+the specification's verdicts first, then the larger group (`behaviour_groups`).
+
 Everything here is pure: turning text into test units, and results into agreement groups. Running the code is the
 verifier's job (a sandbox adapter), never this module's.
 """
@@ -32,6 +37,7 @@ class UnitSource(StrEnum):
     EXAMPLE = "example"
     ACCEPTANCE = "acceptance"
     AGENT = "agent"
+    PROBE = "probe"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class UnitOutcome:
     test_id: str
     passed: bool
     failure: str = ""  # trimmed: the exception line, or what was expected and what came
+    value: str = ""  # probes only: what the call gave, as a short canonical text ("raises TypeError" when it raised)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class ProposalEvidence:
     agreement: int = 0  # CodeT group score: solutions in the group x agent tests they pass
     group: tuple[str, ...] = ()  # authors whose solutions pass exactly the same agent tests
     lint_errors: tuple[str, ...] = ()
+    behaviour_group: tuple[str, ...] = ()  # authors whose solutions behave identically on the probes and the spec
+    split_by: tuple[str, ...] = ()  # the probe calls on which this solution's group differs from another group
+    defines_task: bool = True  # its solution parses and defines every name the task asks for
 
     def _of(self, ids: Iterable[str]) -> list[UnitOutcome]:
         wanted = set(ids)
@@ -79,13 +89,18 @@ class ProposalEvidence:
     def tally(self) -> tuple[int, int, int, int]:
         """(specification passed, total, agent tests passed, total), from the test ids this module gives."""
         spec = [o for o in self.outcomes if is_spec_test(o.test_id)]
-        agent = [o for o in self.outcomes if not is_spec_test(o.test_id)]
+        agent = [o for o in self.outcomes if not is_spec_test(o.test_id) and not is_probe(o.test_id)]
         return sum(o.passed for o in spec), len(spec), sum(o.passed for o in agent), len(agent)
 
 
 def is_spec_test(test_id: str) -> bool:
     """Specification tests are `example-N` and `acceptance-N`; agent tests are `<author>:test-N`."""
     return test_id.startswith(("example-", "acceptance-"))
+
+
+def is_probe(test_id: str) -> bool:
+    """Probes are `probe-N`: calls whose values group solutions, not tests."""
+    return test_id.startswith("probe-")
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,10 @@ class Specification:
     # The import statements of the task's own code (a stub's `from typing import List`): in scope when a solution
     # runs, as in the file the solution completes. Not a test; it does not make a specification.
     preamble: tuple[str, ...] = ()
+    probes: tuple[CheckUnit, ...] = ()
+    """Calls every solution runs to be grouped by behaviour (`probe_units`); not tests, not the specification."""
+    names: tuple[str, ...] = ()
+    """What the task asks to define (`task_names`): a solution without them does not answer the task."""
 
     def __bool__(self) -> bool:
         return bool(self.units)
@@ -365,6 +384,154 @@ def spec_failures(evidence: ProposalEvidence | None, spec: Specification, limit:
     return "\n".join(lines)
 
 
+# --- what the task asks for, probes, behaviour groups --------------------------------------------------------------
+
+_FENCED = re.compile(r"```[ \t]*(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+MAX_PROBES = 10
+MAX_PROBE_CHARS = 300
+
+
+def _code_of(text: str) -> list[str]:
+    blocks = _FENCED.findall(text)
+    return blocks if blocks else [text]
+
+
+def python_code(text: str) -> str:
+    """The Python blocks of a text, joined; the text itself when it has none."""
+    return "\n\n".join(_code_of(text))
+
+
+def common_names(codes: Sequence[str]) -> tuple[str, ...]:
+    """The public functions and classes that most of the codes define (what a task in prose made them write)."""
+    counts: dict[str, int] = {}
+    for code in codes:
+        for name in defined_names(code):
+            if not name.startswith("_"):
+                counts[name] = counts.get(name, 0) + 1
+    return tuple(sorted(n for n, c in counts.items() if 2 * c > len(codes)))
+
+
+def _stub(body: Sequence[ast.stmt]) -> bool:
+    """A body of only a docstring, `pass` or `...`: what the task leaves to write."""
+    return all(
+        isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        for node in body
+    )
+
+
+def _asks_for(node: ast.stmt) -> bool:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        return _stub(node.body)
+    if isinstance(node, ast.ClassDef):
+        return any(isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and _stub(f.body) for f in node.body)
+    return False
+
+
+def task_names(*texts: str) -> tuple[str, ...]:
+    """The functions and classes the task's code leaves to write: top-level functions whose body is a stub, and
+    classes with a stub method. None for a task in prose (it names nothing a solution must define)."""
+    names: list[str] = []
+    for text in texts:
+        for code in _code_of(text):
+            try:
+                tree = ast.parse(code)
+            except UNPARSABLE:
+                continue
+            names += [getattr(node, "name", "") for node in tree.body if _asks_for(node)]
+    return tuple(dict.fromkeys(names))
+
+
+def defined_names(code: str) -> frozenset[str]:
+    """The top-level functions and classes `code` defines; empty when it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except UNPARSABLE:
+        return frozenset()
+    return frozenset(n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef))
+
+
+def signatures(code: str, limit: int = 8) -> list[str]:
+    """`name(args)` of the top-level functions and the public methods of top-level classes, for a prompt."""
+    try:
+        tree = ast.parse(code)
+    except UNPARSABLE:
+        return []
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            found.append(f"{node.name}({ast.unparse(node.args)})")
+        elif isinstance(node, ast.ClassDef):
+            for f in node.body:
+                if isinstance(f, ast.FunctionDef) and (f.name == "__init__" or not f.name.startswith("_")):
+                    found.append(f"{node.name}.{f.name}({ast.unparse(f.args)})")
+    return found[:limit]
+
+
+def probe_calls(answer: str, names: Iterable[str] = ()) -> list[str]:
+    """The calls a test designer wrote: one expression per line in its Python block(s), each containing a call,
+    no assert, no assignment. With `names`, only calls that use one of them. At most MAX_PROBES, no repeats."""
+    wanted = set(names)
+    found: list[str] = []
+    for code in _code_of(answer):
+        for raw in code.splitlines():
+            line = raw.strip().rstrip(";")
+            if not line or line.startswith("#") or len(line) > MAX_PROBE_CHARS:
+                continue
+            try:
+                node = ast.parse(line, mode="eval").body
+            except UNPARSABLE:
+                continue
+            if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
+                node = node.left  # `f(x) == y`: the designer was told not to guess outputs; keep the call
+            if not any(isinstance(n, ast.Call) for n in ast.walk(node)):
+                continue
+            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+            if wanted and not used & wanted:
+                continue
+            found.append(ast.unparse(node))
+    return list(dict.fromkeys(found))[:MAX_PROBES]
+
+
+def probe_units(calls: Iterable[str]) -> tuple[CheckUnit, ...]:
+    return tuple(CheckUnit(f"probe-{i + 1}", UnitSource.PROBE, call) for i, call in enumerate(calls))
+
+
+def behaviour(outcomes: Sequence[UnitOutcome]) -> tuple[tuple[str, str], ...]:
+    """A solution's behaviour: each probe's value and each specification test's verdict, by test id."""
+    return tuple(
+        sorted(
+            (o.test_id, o.value if is_probe(o.test_id) else str(o.passed))
+            for o in outcomes
+            if is_probe(o.test_id) or is_spec_test(o.test_id)
+        )
+    )
+
+
+def behaviour_groups(
+    outcomes: Mapping[str, Sequence[UnitOutcome]], probes: Sequence[CheckUnit] = ()
+) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Groups the solutions (author -> outcomes) that behave identically. Returns each author's (group members,
+    the probe calls on which its group's values differ from another group's). A solution with no outcome to
+    compare is a group of its own."""
+    by_behaviour: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for author, results in sorted(outcomes.items()):
+        key = behaviour(results) or (("alone", author),)
+        by_behaviour.setdefault(key, []).append(author)
+    call_of = {p.test_id: p.code for p in probes}
+    values = {author: dict(behaviour(results)) for author, results in outcomes.items()}
+    out: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+    for members in by_behaviour.values():
+        mine = values[members[0]]
+        others = [values[m] for group in by_behaviour.values() if group is not members for m in group[:1]]
+        split = sorted(
+            {t for other in others for t in call_of if mine.get(t) != other.get(t)},
+            key=lambda t: int(t.split("-")[1]),
+        )
+        for author in members:
+            out[author] = (tuple(members), tuple(call_of[t] for t in split))
+    return out
+
+
 def findings_text(
     evidence: ProposalEvidence | None, spec: Specification, lint_errors: Sequence[str] = (), policy: Sequence[str] = ()
 ) -> str:
@@ -381,7 +548,7 @@ def findings_text(
             lines.append(f"- specification tests (task examples, acceptance tests): {passed}/{len(spec_results)} pass")
             for o in [o for o in spec_results if not o.passed][:4]:
                 lines.append(f"  - FAILS `{trim(by_id[o.test_id].code, 200)}`: {trim(o.failure, 240)}")
-        agent = [o for o in evidence.outcomes if o.test_id not in by_id]
+        agent = [o for o in evidence.outcomes if o.test_id not in by_id and not is_probe(o.test_id)]
         if agent:
             passed = sum(o.passed for o in agent)
             lines.append(f"- the council's own tests (may themselves be wrong): {passed}/{len(agent)} pass")

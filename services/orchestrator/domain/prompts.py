@@ -93,6 +93,8 @@ class Prompt:
     user: str
     schema_name: str = ""
     schema: Mapping[str, Any] | None = None
+    stop: tuple[str, ...] = ()
+    """Where the model stops writing (the OpenAI `stop` parameter, which llama.cpp and vLLM accept)."""
 
 
 # Fullwidth and small "less-than" signs too: a model may read them as the real thing.
@@ -150,12 +152,27 @@ def _proposal_block(author_id: str, content: str) -> str:
     return f'<proposal author="{_attribute(author_id)}">\n{body}\n</proposal>'
 
 
-CODE_FORMAT = (
-    "If your proposal includes Python code, put the solution in one ```python block, and a few tests of it "
-    "(plain assert statements) in a second ```python block whose first line is `# tests`."
-)
-"""The propose and revise prompts ask for the solution and its tests apart, so each agent's tests can be run against
-every proposal (application/protocol/verification.py); the parser is lenient with models that mix them."""
+CODE_FORMAT = "If your proposal includes Python code, put the complete solution in one ```python block."
+"""The propose, retry and revise prompts ask for the solution alone. Tests come from a stage of their own (the test
+designer's probes, `design_probes`): asked for a second `# tests` block, the small model looped on it until
+`max_tokens` (67 of 100 greedy HumanEval dev answers at commit 7a8b8bf), and its tests failed 35-52 % of correct
+solutions. The parser stays lenient with models that still add tests."""
+
+CODE_STOP = ("\n```\n",)
+"""A DEV proposal ends at the closing fence of its code block: whatever follows (an explanation, a repeated block,
+the repetition loop a small model falls into) would cost tokens and could only be noise. `close_fence` puts the
+fence back."""
+
+
+def code_stop(task: TaskSpec) -> tuple[str, ...]:
+    return CODE_STOP if task.role is Role.DEV else ()
+
+
+def close_fence(content: str) -> str:
+    """A proposal cut at its stop sequence lacks the closing fence of its last block: it is put back."""
+    if content.count("```") % 2 == 1:
+        return content.rstrip() + "\n```"
+    return content
 
 
 def _verification(findings: str) -> str:
@@ -164,7 +181,22 @@ def _verification(findings: str) -> str:
 
 def propose(task: TaskSpec) -> Prompt:
     user = f"Stage: {Stage.PROPOSE}\n\n{_context(task)}\n\nWrite your proposal. {CODE_FORMAT}"
-    return Prompt(_system(task), user)
+    return Prompt(_system(task), user, stop=code_stop(task))
+
+
+def design_probes(task: TaskSpec, signatures: Iterable[str]) -> Prompt:
+    """The test designer: calls (inputs only) that tell correct solutions from wrong ones. It writes no expected
+    values: those come from the task alone (its examples); the calls' values only group the candidates."""
+    listed = "\n".join(f"- `{untrusted_line(s)}`" for s in signatures) or "- (none found: use the task's names)"
+    user = (
+        f"Stage: {Stage.VERIFY}\n\n{_context(task)}\n\n"
+        f"The solutions define:\n{listed}\n\n"
+        "You are the test designer. Write up to 8 calls of these functions (or methods, on an instance built in "
+        "the same expression) with inputs that would tell a correct solution from a wrong one: edge cases, "
+        "empty and single-element inputs, the boundaries the task mentions. One call per line in one ```python "
+        "block; no assert, no expected value, no print."
+    )
+    return Prompt("You are a QA engineer who designs inputs that find bugs. Be brief.", user, stop=CODE_STOP)
 
 
 def critique(
@@ -204,7 +236,7 @@ def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str],
         "tests come first), fix the lint errors, and address the critiques that are right. "
         f"{CODE_FORMAT}"
     )
-    return Prompt(_system(task), user)
+    return Prompt(_system(task), user, stop=code_stop(task))
 
 
 def retry(task: TaskSpec, round_: int, failures: str) -> Prompt:
@@ -221,7 +253,7 @@ def retry(task: TaskSpec, round_: int, failures: str) -> Prompt:
         f"{untrusted_text(failures)}\n\n"
         f"Write your proposal: a correct solution. {CODE_FORMAT}"
     )
-    return Prompt(_system(task), user)
+    return Prompt(_system(task), user, stop=code_stop(task))
 
 
 def blind_labels(reviewer_id: str, task_id: str, authors: Iterable[str]) -> list[tuple[str, str]]:

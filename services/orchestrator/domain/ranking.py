@@ -3,13 +3,16 @@
 Proposals are ordered by these keys, each one deciding only among proposals equal on every key before it:
 
 1. policy: no policy violation (a leaked secret, `rm -rf /`...) before any violation;
-2. specification: passes every test of the specification (the task's examples and the client's acceptance tests)
+2. answers the task: its solution parses and defines every function and class the task names, before one that
+   does not (never a winner that does not parse while one that does exists);
+3. specification: passes every test of the specification (the task's examples and the client's acceptance tests)
    before failing any, then more of them passed;
-3. agreement: the CodeT dual-agreement score on the agents' own tests (solutions in the group x agent tests
-   they pass);
-4. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
-5. peers: the mean peer score (blind review, self-scores excluded);
-6. the author id, so the same inputs always give the same order.
+4. behaviour: the size of its behaviour group (solutions giving the same values on the test designer's probes and
+   the same verdicts on the specification: MBR-exec, AlphaCode's clustering), larger first;
+5. agreement: the CodeT dual-agreement score on the agents' own tests, where proposals still carry tests;
+6. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
+7. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-6 leave a tie at the top;
+8. the author id, so the same inputs always give the same order.
 
 `score` is not the sort key: it stays the documented blend of peer and check scores (domain/scoring.py), a
 summary for humans. Every result carries `rank_reason`: its evidence, and the key on which it is ahead of the
@@ -44,16 +47,33 @@ class _Entry:
     def agreement(self) -> int:
         return self.evidence.agreement if self.evidence else 0
 
-    def key(self) -> tuple[object, ...]:
+    @property
+    def answers(self) -> bool:
+        """Has a solution that parses and defines what the task names. Without execution evidence (no sandbox) it
+        is not known and taken as yes; a proposal without any Python solution is a no."""
+        if self.evidence is None:
+            return True
+        if not self.evidence.solution_found:
+            return False
+        return bool(self.evidence.skipped) or self.evidence.defines_task
+
+    @property
+    def behaviour(self) -> int:
+        return len(self.evidence.behaviour_group) if self.evidence else 0
+
+    def evidence_key(self) -> tuple[object, ...]:
         return (
             not self.suite.policy.passed,
+            not self.answers,
             not self.spec_all,
             -self.spec_passed,
+            -self.behaviour,
             -self.agreement,
             -round(self.suite.score, 6),
-            -self.peer,
-            self.proposal.author_id,
         )
+
+    def key(self) -> tuple[object, ...]:
+        return (*self.evidence_key(), -self.peer, self.proposal.author_id)
 
 
 def _entry(p: Proposal, suite: CheckSuite, ev: ProposalEvidence | None, spec: Specification, peer: float) -> _Entry:
@@ -70,6 +90,10 @@ def _describe(e: _Entry) -> str:
         parts.append(f"not executed ({e.evidence.skipped})")
     elif e.spec_total:
         parts.append(f"passes {e.spec_passed}/{e.spec_total} specification tests")
+    if not e.answers:
+        parts.append("does not parse or define what the task names")
+    if e.evidence is not None and e.evidence.behaviour_group:
+        parts.append(f"behaves like {len(e.evidence.behaviour_group)} ({', '.join(e.evidence.behaviour_group)})")
     if e.evidence is not None and e.evidence.group:
         parts.append(f"agreement {e.agreement} (group of {len(e.evidence.group)})")
     parts.append(f"checks {e.suite.score:.2f}")
@@ -80,8 +104,14 @@ def _describe(e: _Entry) -> str:
 def _ahead_on(a: _Entry, b: _Entry) -> str:
     if a.suite.policy.passed != b.suite.policy.passed:
         return "policy (the next one has a violation)"
+    if a.answers != b.answers:
+        return "answering the task (the next one does not parse or define what the task names)"
     if a.spec_all != b.spec_all or a.spec_passed != b.spec_passed:
         return f"specification tests ({a.spec_passed}/{a.spec_total} vs {b.spec_passed}/{b.spec_total})"
+    if a.behaviour != b.behaviour:
+        split = a.evidence.split_by if a.evidence else ()
+        where = f"; they differ on `{split[0]}`" if split else ""
+        return f"behaviour (a group of {a.behaviour} vs {b.behaviour}{where})"
     if a.agreement != b.agreement:
         return f"agreement on the agents' tests ({a.agreement} vs {b.agreement})"
     if round(a.suite.score, 6) != round(b.suite.score, 6):
@@ -89,6 +119,22 @@ def _ahead_on(a: _Entry, b: _Entry) -> str:
     if a.peer != b.peer:
         return f"peer score ({a.peer:.2f} vs {b.peer:.2f})"
     return "author id (equal on all evidence)"
+
+
+def evidence_decides(
+    proposals: Sequence[Proposal],
+    checks: Mapping[str, CheckSuite],
+    evidence: Mapping[str, ProposalEvidence],
+    spec: Specification,
+) -> bool:
+    """Whether the evidence alone (keys 1-6) leaves one proposal on top: peer scores could not change the winner."""
+    if len(proposals) < 2:
+        return True
+    entries = sorted(
+        (_entry(p, checks[p.author_id], evidence.get(p.author_id), spec, NO_PEER_SCORE) for p in proposals),
+        key=_Entry.key,
+    )
+    return entries[0].evidence_key() != entries[1].evidence_key()
 
 
 def rank_by_evidence(

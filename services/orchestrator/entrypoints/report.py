@@ -49,6 +49,11 @@ def _evidence(r: Any) -> list[str]:
         f"- agents' tests: {agents}",
         f"- agreement group: {group}",
     ]
+    if e.behaviour_group:
+        split = f"; split from the others by `{one_line(e.split_by[0], 200)}`" if e.split_by else ""
+        lines.append(f"- behaves like (same values on the probes): {', '.join(e.behaviour_group)}{split}")
+    if not e.defines_task:
+        lines.append("- does not parse, or does not define what the task names")
     failures = failing_tests(r)
     if failures:
         more = f", {len(e.failures) - len(failures)} more not shown" if len(e.failures) > MAX_FAILURES_SHOWN else ""

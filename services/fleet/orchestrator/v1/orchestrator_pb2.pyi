@@ -200,7 +200,7 @@ class DeliberationResult(_message.Message):
     def __init__(self, proposal: _Optional[_Union[Proposal, _Mapping]] = ..., checks: _Optional[_Union[CheckSuite, _Mapping]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ..., peer_score: _Optional[float] = ..., check_score: _Optional[float] = ..., peer_scores: _Optional[_Iterable[_Union[PeerScore, _Mapping]]] = ..., critiques: _Optional[_Iterable[_Union[Critique, _Mapping]]] = ..., usage: _Optional[_Union[TokenUsage, _Mapping]] = ..., rank_reason: _Optional[str] = ..., evidence: _Optional[_Union[ProposalEvidence, _Mapping]] = ...) -> None: ...
 
 class ProposalEvidence(_message.Message):
-    __slots__ = ("round", "spec_passed", "spec_total", "agent_tests_passed", "agent_tests_total", "agreement", "group", "failures", "skipped")
+    __slots__ = ("round", "spec_passed", "spec_total", "agent_tests_passed", "agent_tests_total", "agreement", "group", "failures", "skipped", "behaviour_group", "split_by", "defines_task")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     SPEC_PASSED_FIELD_NUMBER: _ClassVar[int]
     SPEC_TOTAL_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +210,9 @@ class ProposalEvidence(_message.Message):
     GROUP_FIELD_NUMBER: _ClassVar[int]
     FAILURES_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOUR_GROUP_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_BY_FIELD_NUMBER: _ClassVar[int]
+    DEFINES_TASK_FIELD_NUMBER: _ClassVar[int]
     round: int
     spec_passed: int
     spec_total: int
@@ -219,7 +222,10 @@ class ProposalEvidence(_message.Message):
     group: _containers.RepeatedScalarFieldContainer[str]
     failures: _containers.RepeatedScalarFieldContainer[str]
     skipped: str
-    def __init__(self, round: _Optional[int] = ..., spec_passed: _Optional[int] = ..., spec_total: _Optional[int] = ..., agent_tests_passed: _Optional[int] = ..., agent_tests_total: _Optional[int] = ..., agreement: _Optional[int] = ..., group: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ..., skipped: _Optional[str] = ...) -> None: ...
+    behaviour_group: _containers.RepeatedScalarFieldContainer[str]
+    split_by: _containers.RepeatedScalarFieldContainer[str]
+    defines_task: bool
+    def __init__(self, round: _Optional[int] = ..., spec_passed: _Optional[int] = ..., spec_total: _Optional[int] = ..., agent_tests_passed: _Optional[int] = ..., agent_tests_total: _Optional[int] = ..., agreement: _Optional[int] = ..., group: _Optional[_Iterable[str]] = ..., failures: _Optional[_Iterable[str]] = ..., skipped: _Optional[str] = ..., behaviour_group: _Optional[_Iterable[str]] = ..., split_by: _Optional[_Iterable[str]] = ..., defines_task: _Optional[bool] = ...) -> None: ...
 
 class Proposal(_message.Message):
     __slots__ = ("author_id", "author_role", "content", "created_at_ms", "revisions")

@@ -14,6 +14,11 @@ only the set-up and the computed operands run in the sandbox, their values come 
 comparison runs here (`unit_values.py`): the expected value never enters the sandbox. A unit without a completed
 report (exit at import, `os._exit`, crash, kill, time-out) fails.
 
+Probes (`Specification.probes`, calls a test designer wrote) run the same way, as a source of their own: only the
+call runs in the sandbox, its value comes back as builtin values and is kept here as a canonical text
+(`UnitOutcome.value`); solutions are then grouped by behaviour (domain/evidence.behaviour_groups). Each solution is
+also checked for parsing and for defining what the task names (`ProposalEvidence.defines_task`).
+
 When a unit's code ends the supervisor itself (same uid, so it can), the run stops: the unit that was running
 fails, and so do the rest of its source's units; the units of other sources not yet run go to a new run. So a
 test block can cost only its own units, never a peer's specification units or another block's; a solution that
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import hashlib
 import json
 import re
 import secrets
@@ -34,7 +40,17 @@ from typing import Any
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
 from orchestrator.adapters.checks.sandbox_supervisor import KEY_BYTES
-from orchestrator.adapters.checks.unit_values import UnitPlan, job_unit, judge, parse_report, plan_unit
+from orchestrator.adapters.checks.unit_values import (
+    Check,
+    MalformedValue,
+    Operand,
+    UnitPlan,
+    decode,
+    job_unit,
+    judge,
+    parse_report,
+    plan_unit,
+)
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.evidence import (
     UNPARSABLE,
@@ -45,6 +61,8 @@ from orchestrator.domain.evidence import (
     UnitSource,
     agent_units,
     agreement,
+    behaviour_groups,
+    defined_names,
     parses,
     trim,
     void_agent_tests,
@@ -192,7 +210,7 @@ class ExecutionVerifier:
     ) -> dict[str, ProposalEvidence]:
         """`proposals` maps author ids to proposal texts; returns each author's evidence for this round."""
         split = {author: split_proposal(text) for author, text in proposals.items()}
-        units = [*spec.units, *agent_units({a: s.tests for a, s in split.items() if s.tests})]
+        units = [*spec.units, *spec.probes, *agent_units({a: s.tests for a, s in split.items() if s.tests})]
         if not self._sandbox.availability().available:
             reason = self._sandbox.availability().summary
             return {a: ProposalEvidence(a, round_, skipped=reason) for a in proposals}
@@ -208,6 +226,7 @@ class ExecutionVerifier:
             if split[a].solution
         }
         groups = agreement(passed)
+        alike = behaviour_groups({a: outcomes[a] for a in authors if split[a].solution}, spec.probes)
         return {
             a: ProposalEvidence(
                 a,
@@ -217,6 +236,9 @@ class ExecutionVerifier:
                 solution_found=bool(split[a].solution),
                 agreement=groups.get(a, (0, ()))[0],
                 group=groups.get(a, (0, ()))[1],
+                behaviour_group=alike.get(a, ((), ()))[0],
+                split_by=alike.get(a, ((), ()))[1],
+                defines_task=defines(split[a].solution, spec.names),
             )
             for a in authors
         }
@@ -228,6 +250,21 @@ class ExecutionVerifier:
             return []
         sweep = not self._sandbox.availability().unsafe
         return await run_units(self._sandbox, solution, units, self._limits, preamble, sweep=sweep)
+
+
+def defines(solution: str, names: Sequence[str]) -> bool:
+    """The solution parses and defines every function and class the task names."""
+    return parses(solution) and bool(solution.strip()) and set(names) <= defined_names(solution)
+
+
+_ORDER = {UnitSource.EXAMPLE: 0, UnitSource.ACCEPTANCE: 0, UnitSource.PROBE: 1, UnitSource.AGENT: 2}
+
+
+def _plan_of(unit: CheckUnit) -> UnitPlan:
+    """A probe's plan: its call's value, computed in the sandbox, kept here; any other unit's, as unit_values says."""
+    if unit.source is UnitSource.PROBE:
+        return UnitPlan((Check("value", (Operand(unit.code, None, unit.code),)),), True)
+    return plan_unit(unit.code)
 
 
 async def run_units(
@@ -242,8 +279,8 @@ async def run_units(
     """`solution`, after the task's `preamble` statements, against every unit: the specification's units first,
     each unit in a process of its own, the verdicts decided here. `sweep`: the supervisor kills every other process
     of its sandbox after each source (only in a PID namespace of its own; off without a sandbox)."""
-    ordered = sorted(units, key=lambda u: u.source is UnitSource.AGENT)
-    plans = {u.test_id: plan_unit(u.code) for u in ordered}
+    ordered = sorted(units, key=lambda u: _ORDER[u.source])
+    plans = {u.test_id: _plan_of(u) for u in ordered}
     results: dict[str, UnitOutcome] = {}
     pending = list(ordered)
     for _ in range(MAX_RERUNS + 1):
@@ -289,17 +326,18 @@ def _blame(
     """A run that ended early: fails the units its end is blamed on and returns those to run again. The units
     running when it ended are all of one source (the supervisor runs one source at a time)."""
     culprit = next((u for u in pending if u.test_id in running), None)
-    if culprit is None or culprit.source is not UnitSource.AGENT:
+    if culprit is None or culprit.source not in (UnitSource.AGENT, UnitSource.PROBE):
         # Nothing began (the run did not start), or a specification unit (trusted test code: the solution did
         # it) ended the run: the remaining units fail with the reason.
         reason = fatal or (_why_ended(execution) if culprit is None else _ended_by(culprit, execution))
         results |= {u.test_id: UnitOutcome(u.test_id, False, reason) for u in pending}
         return []
-    # A test block ended the run: its own remaining units fail; the other blocks' units run again.
-    results[culprit.test_id] = UnitOutcome(culprit.test_id, False, _ended_by(culprit, execution))
+    # A test block (or the probes) ended the run: its own remaining units fail; the other sources' units run again.
+    ended = _ended_by(culprit, execution)
+    results[culprit.test_id] = UnitOutcome(culprit.test_id, False, ended, _probe_failure(culprit, ended))
     for unit in pending:
-        if unit.author_id == culprit.author_id and unit.test_id not in results:
-            results[unit.test_id] = UnitOutcome(unit.test_id, False, _BLOCK_ENDED)
+        if _source(unit) == _source(culprit) and unit.test_id not in results:
+            results[unit.test_id] = UnitOutcome(unit.test_id, False, _BLOCK_ENDED, _probe_failure(unit, "not run"))
     return [u for u in pending if u.test_id not in results]
 
 
@@ -328,8 +366,14 @@ async def _one_run(
 
 
 def _source(unit: CheckUnit) -> str:
-    """Units of one source share a process in the sandbox: the specification's, or one agent's test block."""
-    return f"agent:{unit.author_id}" if unit.source is UnitSource.AGENT else "specification"
+    """Units of one source run together in the sandbox: the specification's, the probes, or one agent's block."""
+    if unit.source is UnitSource.AGENT:
+        return f"agent:{unit.author_id}"
+    return "probes" if unit.source is UnitSource.PROBE else "specification"
+
+
+def _probe_failure(unit: CheckUnit, why: str) -> str:
+    return f"no value: {why}"[:80] if unit.source is UnitSource.PROBE else ""
 
 
 def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:
@@ -347,9 +391,54 @@ def frames_of(stdout: str, key: str) -> list[dict[str, Any]]:
     return frames
 
 
+MAX_VALUE_CHARS = 200
+
+
+def canonical(value: Any) -> str:
+    """A value as text that is the same for equal values whatever their order of iteration (sets, dicts) and for
+    floats equal to 9 decimals; long texts are cut and end with their hash."""
+    text = _canonical(value)
+    if len(text) <= MAX_VALUE_CHARS:
+        return text
+    return text[: MAX_VALUE_CHARS - 17] + "…#" + hashlib.sha256(text.encode()).hexdigest()[:15]
+
+
+def _canonical(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(round(value, 9))
+    if isinstance(value, list | tuple):
+        inner = ", ".join(_canonical(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(_canonical(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(sorted(f"{_canonical(k)}: {_canonical(v)}" for k, v in value.items())) + "}"
+    return repr(value)
+
+
+def _probe_outcome(test_id: str, report: Any) -> UnitOutcome:
+    """A probe's value: what the call gave, or which exception it raised."""
+    if not isinstance(report, dict):
+        return UnitOutcome(test_id, False, "no report", "no value")
+    if report.get("ok") is not True:
+        failure = str(report.get("failure", ""))
+        return UnitOutcome(test_id, False, trim(failure), "raises " + failure.split(":", 1)[0].split(" ", 1)[0][:60])
+    raw = report.get("values")
+    try:
+        if not isinstance(raw, list) or len(raw) != 1:
+            raise MalformedValue("one value expected")
+        return UnitOutcome(test_id, True, "", canonical(decode(raw[0])))
+    except (MalformedValue, RecursionError):
+        return UnitOutcome(test_id, False, "a malformed value", "malformed value")
+
+
 def _outcome(test_id: str, plan: UnitPlan, frame: Mapping[str, Any]) -> UnitOutcome:
+    probe = bool(plan.checks) and plan.checks[0].op == "value"
     if frame.get("result") != "report":
-        return UnitOutcome(test_id, False, trim(str(frame.get("failure", "no result"))))
+        failure = trim(str(frame.get("failure", "no result")))
+        return UnitOutcome(test_id, False, failure, f"no value: {failure}"[:80] if probe else "")
+    if probe:
+        return _probe_outcome(test_id, parse_report(frame.get("report")))
     passed, failure = judge(plan, parse_report(frame.get("report")))
     return UnitOutcome(test_id, passed, trim(failure))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.evidence import ProposalEvidence
+from orchestrator.domain.evidence import ProposalEvidence, is_probe
 from orchestrator.domain.model import (
     CallRecord,
     CheckSuite,
@@ -98,8 +98,11 @@ def evidence_pb(e: ProposalEvidence | None) -> pb.ProposalEvidence | None:
         agent_tests_total=agent_total,
         agreement=e.agreement,
         group=list(e.group),
-        failures=[ellipsize(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10)],
+        failures=[ellipsize(f"{o.test_id}: {o.failure}", 500) for o in e.failures(limit=10) if not is_probe(o.test_id)],
         skipped=e.skipped,
+        behaviour_group=list(e.behaviour_group),
+        split_by=[ellipsize(call, 300) for call in e.split_by[:10]],
+        defines_task=e.defines_task,
     )
 
 

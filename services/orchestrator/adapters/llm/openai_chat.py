@@ -136,6 +136,8 @@ class OpenAIChatClient:
     async def _create(self, agent: AgentSpec, call: AgentCall) -> Any:
         response_format = _response_format(call) if self._structured_output else None
         extra: dict[str, Any] = {"response_format": response_format} if response_format else {}
+        if call.prompt.stop:
+            extra["stop"] = list(call.prompt.stop)
         return await self._client.chat.completions.create(
             model=agent.model,
             messages=_messages(call),  # type: ignore[arg-type]

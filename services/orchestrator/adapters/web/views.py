@@ -113,13 +113,16 @@ def _column_groups(evidence: Iterable[ProposalEvidence]) -> tuple[ColumnGroup, .
     ids = {o.test_id for e in evidence for o in e.outcomes}
     examples = sorted((t for t in ids if t.startswith("example-")), key=_test_sort_key)
     acceptance = sorted((t for t in ids if t.startswith("acceptance-")), key=_test_sort_key)
+    probes = sorted((t for t in ids if t.startswith("probe-")), key=_test_sort_key)
     groups = []
     if examples:
         groups.append(ColumnGroup("task examples", "example", tuple(examples)))
     if acceptance:
         groups.append(ColumnGroup("acceptance tests", "acceptance", tuple(acceptance)))
+    if probes:  # a cell's text is the value the call gave: equal texts, equal behaviour
+        groups.append(ColumnGroup("test designer's probes (values)", "probe", tuple(probes)))
     by_author: dict[str, list[str]] = {}
-    for t in ids - set(examples) - set(acceptance):
+    for t in ids - set(examples) - set(acceptance) - set(probes):
         author = t.split(":", 1)[0] if ":" in t else "unknown"
         by_author.setdefault(author, []).append(t)
     for author in sorted(by_author):
@@ -142,7 +145,9 @@ def evidence_matrix(d: Deliberation) -> Matrix:
     rows = []
     for author, rank, e in ranked:
         outcomes = {o.test_id: o for o in e.outcomes} if e else {}
-        cells = tuple(Cell(o.passed, o.failure) if (o := outcomes.get(t)) is not None else None for t in order)
+        cells = tuple(
+            Cell(o.passed, o.value or o.failure) if (o := outcomes.get(t)) is not None else None for t in order
+        )
         group = labels.get(tuple(sorted(e.group)), "") if e and e.group else ""
         rows.append(
             MatrixRow(

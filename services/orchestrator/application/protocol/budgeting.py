@@ -17,6 +17,7 @@ from orchestrator.domain.budget import BudgetDecision, StopCode, stage_boundary
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.events import BudgetStopped
 from orchestrator.domain.model import Stage
+from orchestrator.domain.ranking import evidence_decides
 
 log = structlog.get_logger(__name__)
 
@@ -25,9 +26,17 @@ CHECKED_STAGES = (Stage.CRITIQUE, Stage.REVISE, Stage.SCORE)
 
 
 def peer_review_runs(run: Run) -> bool:
-    """Whether the score stage asks the agents to review each other (an LLM call each)."""
+    """Whether the score stage asks the agents to review each other (an LLM call each): not with rounds = 0, not
+    once the token budget stopped the run, and not when the evidence already leaves one proposal on top (peer
+    scores only break ties of the evidence, domain/ranking.py). Without execution evidence they always run."""
     progress = run.snapshot.progress
-    return run.peer_review and run.snapshot.task.rounds > 0 and progress.stop_code is not StopCode.TOKEN_BUDGET
+    if not run.peer_review or run.snapshot.task.rounds == 0 or progress.stop_code is StopCode.TOKEN_BUDGET:
+        return False
+    proposals = list(progress.proposals.values())
+    if not all(p.author_id in progress.checks for p in proposals) or not verification.executed(progress.evidence):
+        return True  # no code ran (or not since the last revision): the peers are all the ranking has
+    spec = verification.spec_of(run.snapshot.task, progress.probes)
+    return not evidence_decides(proposals, progress.checks, progress.evidence, spec)
 
 
 def callers(run: Run, stage: Stage) -> int:
@@ -36,13 +45,13 @@ def callers(run: Run, stage: Stage) -> int:
     alive = snapshot.alive_agents()
     if stage is Stage.REVISE:
         progress = snapshot.progress
-        kept = [
-            a
+        task = snapshot.task
+        return sum(
+            1
             for a in alive
             if a.agent_id in progress.proposals
-            and verification.nothing_to_fix(progress.evidence.get(a.agent_id), progress.checks.get(a.agent_id))
-        ]
-        return len(alive) - len(kept)
+            and verification.revised(task, progress.evidence.get(a.agent_id), progress.checks.get(a.agent_id))
+        )
     if stage is Stage.CRITIQUE:
         progress, task = snapshot.progress, snapshot.task
         readers = {

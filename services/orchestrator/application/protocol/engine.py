@@ -179,10 +179,12 @@ class DeliberationRun:
         step = stages.AGENT_STEPS[stage]
         await asyncio.gather(*(step(self, agent, round_) for agent in self.snapshot.alive_agents()))
 
-    async def call(self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt) -> Completion | None:
+    async def call(
+        self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt, *, drop: bool = True
+    ) -> Completion | None:
         """One agent call with its accounting (every attempt is recorded). While the endpoint is down for
         everyone the call waits and is tried again; any other final failure drops the agent (its error is never
-        a proposal)."""
+        a proposal), unless `drop` is False (a call besides the agent's own part, such as the test designer's)."""
         while True:
             started = self.clock.monotonic()
             try:
@@ -196,6 +198,8 @@ class DeliberationRun:
                     await self._wait_for_endpoint(failure)
                     continue
                 self._endpoint_answered(agent.agent_id)  # with an error about this call only: it is up
+                if not drop:
+                    return None
                 self.drop(failure, stage)
                 self.emit(AgentDropped(self.snapshot, failure))
                 return None

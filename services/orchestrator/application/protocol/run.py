@@ -31,8 +31,10 @@ class Run(Protocol):
     @property
     def peer_review(self) -> bool: ...
 
-    async def call(self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt) -> Completion | None:
-        """One agent call with its accounting; None when the agent dropped out on it."""
+    async def call(
+        self, agent: AgentSpec, stage: Stage, round_: int, prompt: prompts.Prompt, *, drop: bool = True
+    ) -> Completion | None:
+        """One agent call with its accounting; None when it failed (the agent dropped out on it, if `drop`)."""
         ...
 
     def emit(self, event: RunEvent) -> None: ...

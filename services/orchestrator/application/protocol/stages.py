@@ -14,7 +14,15 @@ from orchestrator.application.protocol.run import Run
 from orchestrator.domain import prompts
 from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
-from orchestrator.domain.evidence import findings_text, spec_failures
+from orchestrator.domain.evidence import (
+    common_names,
+    defined_names,
+    findings_text,
+    probe_calls,
+    python_code,
+    signatures,
+    spec_failures,
+)
 from orchestrator.domain.model import (
     AgentFailure,
     AgentSpec,
@@ -24,6 +32,7 @@ from orchestrator.domain.model import (
     PeerScore,
     Proposal,
     RankedProposal,
+    Role,
     Stage,
 )
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
@@ -34,7 +43,7 @@ async def propose(run: Run, agent: AgentSpec, round_: int) -> None:
     completion = await run.call(agent, Stage.PROPOSE, round_, prompts.propose(run.snapshot.task))
     if completion is None:
         return
-    content = strip_proposal_wrapper(completion.content)
+    content = strip_proposal_wrapper(prompts.close_fence(completion.content))
     if not content:
         failure = AgentFailure(
             agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text", CallErrorKind.EMPTY
@@ -76,8 +85,10 @@ async def revise(run: Run, agent: AgentSpec, round_: int) -> None:
     if own is None:
         return
     progress = run.snapshot.progress
-    if verification.nothing_to_fix(progress.evidence.get(own.author_id), progress.checks.get(own.author_id)):
-        return  # kept as it is: nothing to fix, so its critiques are not taken as substantive
+    if not verification.revised(
+        run.snapshot.task, progress.evidence.get(own.author_id), progress.checks.get(own.author_id)
+    ):
+        return  # kept as it is: nothing to fix, or nothing a revision was seen to fix (verification.py)
     failures = spec_failures(progress.evidence.get(own.author_id), verification.spec_of(run.snapshot.task))
     if failures:  # it fails the task's own tests: a new attempt, told how (see prompts.retry); nobody critiqued it
         prompt = prompts.retry(run.snapshot.task, round_, failures)
@@ -92,7 +103,7 @@ async def revise(run: Run, agent: AgentSpec, round_: int) -> None:
     if completion is None:
         return
     # An empty revision keeps the previous text as this round's revision rather than losing the proposal.
-    text = strip_proposal_wrapper(completion.content) or own.content
+    text = strip_proposal_wrapper(prompts.close_fence(completion.content)) or own.content
     current = run.snapshot.progress.proposals.get(agent.agent_id, own)
     run.set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
     checks = {a: c for a, c in run.snapshot.progress.checks.items() if a != agent.agent_id}
@@ -142,10 +153,35 @@ def findings(run: Run, author_id: str) -> str:
     )
 
 
+async def design(run: Run, round_: int) -> tuple[str, ...]:
+    """The test designer's probes, written once (before the first verify): calls of what the solutions define, by
+    the first agent at temperature 0. No call without a sandbox to run them or without two solutions to tell
+    apart; a failed call leaves no probes and drops nobody."""
+    progress, task = run.snapshot.progress, run.snapshot.task
+    alive = run.snapshot.alive_agents()
+    if progress.probes or round_ != 0 or not alive or len(progress.proposals) < 2 or task.role is not Role.DEV:
+        return progress.probes
+    if run.verifier is None or not run.verifier.availability().available:
+        return ()
+    codes = [python_code(p.content) for _, p in sorted(progress.proposals.items())]
+    wanted = verification.spec_of(task).names or common_names(codes)
+    if not wanted:
+        return ()
+    defining = next((c for c in codes if set(wanted) <= defined_names(c)), codes[0])
+    prompt = prompts.design_probes(task, signatures(defining))
+    completion = await run.call(replace(alive[0], temperature=0.0), Stage.VERIFY, round_, prompt, drop=False)
+    if completion is None:
+        return ()
+    probes = tuple(probe_calls(prompts.close_fence(completion.content), wanted))
+    run.snapshot = run.snapshot.with_progress(probes=probes)
+    return probes
+
+
 async def verify(run: Run, round_: int) -> None:
+    probes = await design(run, round_)
     progress = run.snapshot.progress
     checks, evidence = await verification.verify(
-        run.snapshot.task, progress.proposals, round_, checker=run.checker, verifier=run.verifier
+        run.snapshot.task, progress.proposals, round_, checker=run.checker, verifier=run.verifier, probes=probes
     )
     run.snapshot = run.snapshot.with_progress(
         checks=checks, evidence=evidence, evidence_log=(*progress.evidence_log, *evidence.values())
@@ -159,7 +195,7 @@ def rank(run: Run, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> 
         checks,
         progress.peer_scores,
         evidence=progress.evidence,
-        spec=verification.spec_of(run.snapshot.task),
+        spec=verification.spec_of(run.snapshot.task, progress.probes),
         critiques=progress.critiques,
         usage=run.snapshot.usage_by_agent(),
     )

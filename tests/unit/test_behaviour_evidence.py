@@ -1,0 +1,116 @@
+"""Selection by behaviour (domain/evidence.py, domain/ranking.py): what a task asks to define, the test designer's
+probe calls, behaviour groups, and the ranking keys that use them."""
+
+from __future__ import annotations
+
+from orchestrator.domain import prompts
+from orchestrator.domain.evidence import (
+    CheckUnit,
+    ProposalEvidence,
+    Specification,
+    UnitOutcome,
+    UnitSource,
+    behaviour_groups,
+    common_names,
+    probe_calls,
+    probe_units,
+    task_names,
+)
+from orchestrator.domain.model import (
+    CheckSuite,
+    DryRunResult,
+    LintResult,
+    PolicyResult,
+    Proposal,
+    Role,
+    TaskSpec,
+)
+from orchestrator.domain.ranking import evidence_decides, rank_by_evidence
+
+STUB = (
+    "```python\nfrom typing import List\n\ndef helper(x):\n    return x\n\n"
+    'def total(xs: List[int]) -> int:\n    """Sum."""\n```'
+)
+CLASS_STUB = (
+    "```python\nclass Box:\n    def __init__(self):\n        pass\n\n    def get(self):\n        '''The item.'''\n```"
+)
+
+
+def test_the_task_names_its_stubs_only() -> None:
+    assert task_names(STUB) == ("total",)  # helper has a body: the task gives it, it asks for total
+    assert task_names(CLASS_STUB) == ("Box",)
+    assert task_names("Write a module that issues single-use reset tokens.") == ()
+
+
+def test_probe_calls_keep_calls_of_the_wanted_names_only() -> None:
+    answer = (
+        "```python\ntotal([])\ntotal([1, -1]) == 0\nassert total([2]) == 2\nx = total([3])\nprint('hi')\n"
+        "os.system('x')\ntotal([])\n# a comment\nBox().get()\n```"
+    )
+    assert probe_calls(answer, ["total"]) == ["total([])", "total([1, -1])"]
+    assert probe_calls(answer, ["Box"]) == ["Box().get()"]
+    assert len(probe_calls("\n".join(f"total([{i}])" for i in range(30)), ["total"])) == 10
+
+
+def test_common_names_are_those_most_solutions_define() -> None:
+    codes = ["def issue():\n    pass\ndef _x():\n    pass", "def issue():\n    pass\ndef verify():\n    pass", "oops("]
+    assert common_names(codes) == ("issue",)
+
+
+def _outcomes(*values: str, spec: tuple[bool, ...] = ()) -> list[UnitOutcome]:
+    probes = [UnitOutcome(f"probe-{i + 1}", True, "", v) for i, v in enumerate(values)]
+    return probes + [UnitOutcome(f"example-{i + 1}", ok) for i, ok in enumerate(spec)]
+
+
+def test_solutions_that_give_the_same_values_form_one_group_and_the_split_is_named() -> None:
+    probes = probe_units(["f(0)", "f(1)"])
+    groups = behaviour_groups({"a": _outcomes("0", "1"), "b": _outcomes("0", "1"), "c": _outcomes("0", "2")}, probes)
+    assert groups["a"] == (("a", "b"), ("f(1)",))
+    assert groups["c"] == (("c",), ("f(1)",))
+    # The verdicts on the specification are part of the behaviour.
+    split = behaviour_groups({"a": _outcomes("0", spec=(True,)), "b": _outcomes("0", spec=(False,))}, probes)
+    assert split["a"][0] == ("a",) and split["b"][0] == ("b",)
+
+
+def _suite() -> CheckSuite:
+    return CheckSuite(PolicyResult(True), LintResult(True), DryRunResult(True))
+
+
+def _evidence(author: str, group: tuple[str, ...], spec_pass: bool = True, defines: bool = True) -> ProposalEvidence:
+    return ProposalEvidence(
+        author, 0, (UnitOutcome("example-1", spec_pass),), behaviour_group=group, defines_task=defines
+    )
+
+
+SPEC = Specification((CheckUnit("example-1", UnitSource.EXAMPLE, "assert f(1) == 1"),))
+
+
+def test_the_larger_behaviour_group_wins_among_equals_on_the_specification() -> None:
+    proposals = [Proposal(a, Role.DEV, f"```python\n# {a}\n```", 0) for a in ("a", "b", "c")]
+    evidence = {"a": _evidence("a", ("a",)), "b": _evidence("b", ("b", "c")), "c": _evidence("c", ("b", "c"))}
+    ranked = rank_by_evidence(proposals, {a: _suite() for a in "abc"}, (), evidence=evidence, spec=SPEC)
+    assert [r.proposal.author_id for r in ranked] == ["b", "c", "a"]
+    assert "ahead of a on behaviour (a group of 2 vs 1" in ranked[1].rank_reason
+    # b and c tie on all the evidence: the peers would break it, so they are asked.
+    assert not evidence_decides(proposals, {a: _suite() for a in "abc"}, evidence, SPEC)
+    assert evidence_decides(proposals[:2], {a: _suite() for a in "ab"}, evidence, SPEC)
+
+
+def test_a_solution_that_does_not_define_what_the_task_names_never_wins_over_one_that_does() -> None:
+    proposals = [Proposal(a, Role.DEV, "x", 0) for a in ("a", "b")]
+    # a passes the example (say, through an echoed stub) but does not define the function; b fails it.
+    evidence = {"a": _evidence("a", ("a",), defines=False), "b": _evidence("b", ("b",), spec_pass=False)}
+    ranked = rank_by_evidence(proposals, {a: _suite() for a in "ab"}, (), evidence=evidence, spec=SPEC)
+    assert ranked[0].proposal.author_id == "b" and "answering the task" in ranked[0].rank_reason
+
+
+def test_the_propose_prompt_asks_for_the_solution_alone_and_stops_at_its_fence() -> None:
+    task = TaskSpec("t", "Write f.", Role.DEV, 1, 3)
+    prompt = prompts.propose(task)
+    assert "# tests" not in prompt.user and "second" not in prompt.user
+    assert prompt.stop == ("\n```\n",)
+    assert prompts.propose(TaskSpec("t", "Design it.", Role.ARCHITECT, 1, 3)).stop == ()
+    assert prompts.close_fence("```python\ndef f():\n    pass") == "```python\ndef f():\n    pass\n```"
+    assert prompts.close_fence("```python\nx\n```") == "```python\nx\n```"
+    designer = prompts.design_probes(task, ["f(x)"])
+    assert "`f(x)`" in designer.user and "no expected value" in designer.user
