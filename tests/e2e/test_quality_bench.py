@@ -46,6 +46,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         "1",
         "--max-tokens",
         "256",
+        "--budget-k",
+        "3",
         "--out",
         str(out),
     ]
@@ -69,10 +71,12 @@ def test_quality_json_has_every_arm_and_every_row(run: dict) -> None:
         assert arms[name]["llm_calls"] > 0 and arms[name]["completion_tokens"] > 0
     assert arms["single"]["llm_calls"] == len(PROBLEMS)
     assert arms["sample.random"]["llm_calls"] == 2 * len(PROBLEMS)
-    # Best-of-N with verification (rounds = 0): the proposals only, no critique, revision or peer review.
-    assert arms["sample.selected"]["llm_calls"] == 2 * len(PROBLEMS)
-    # The council: at least propose and peer review, one call per agent each (the evidence may end the rounds).
-    assert arms["council"]["llm_calls"] >= 2 * 2 * len(PROBLEMS)
+    # Best-of-N with verification (rounds = 0): the proposals and the test designer's call, no critique, revision
+    # or peer review.
+    assert arms["sample.selected"]["llm_calls"] == (2 + 1) * len(PROBLEMS)
+    # The council: at least the proposals and the test designer's call (the evidence may end the rounds, and leave
+    # no tie for the peers to break).
+    assert arms["council"]["llm_calls"] >= (2 + 1) * len(PROBLEMS)
     for row in run["rows"]:
         assert len(row["sample"]["candidates"]) == 2
         council = row["council"]
@@ -119,8 +123,8 @@ def test_no_hidden_test_text_reaches_the_model(run: dict) -> None:
         for message in json.loads(line).get("messages", [])
     ]
     # Every arm's calls went through the recording proxy (system + user message each): 1 single, 2 samples,
-    # 2 selected and at least 4 council calls per problem.
-    assert len(messages) >= 2 * (1 + 2 + 2 + 4) * len(PROBLEMS)
+    # 2 selected and at least 3 council calls (2 proposals, the test designer) per problem.
+    assert len(messages) >= 2 * (1 + 2 + 2 + 3) * len(PROBLEMS)
     for index in PROBLEMS:
         problem = problems[index]
         assert any(f"def {problem.entry_point}(" in m for m in messages), "the task itself was not recorded"
@@ -170,7 +174,8 @@ def test_every_arm_with_its_interval(fake_runs: dict[str, dict[str, object]]) ->
     assert isinstance(arms, dict)
     for name in ("single", "single.plain", "single.plain.repeat", "sample.random", "sample.selected"):
         assert arms[name]["problems"] == 1
-    assert arms["sample.budget"]["llm_calls"] == 3 and arms["sample.selected"]["llm_calls"] == 2
+    # k proposals, or N, and the test designer's one call: the same evidence as the council's.
+    assert arms["sample.budget"]["llm_calls"] == 3 + 1 and arms["sample.selected"]["llm_calls"] == 2 + 1
     assert arms["single.plain"]["llm_calls"] == 1 and arms["single.plain.repeat"]["llm_calls"] == 1
     intervals = result["intervals"]
     assert isinstance(intervals, dict)
