@@ -40,6 +40,9 @@ def test_the_task_names_its_stubs_only() -> None:
     assert task_names(STUB) == ("total",)  # helper has a body: the task gives it, it asks for total
     assert task_names(CLASS_STUB) == ("Box",)
     assert task_names("Write a module that issues single-use reset tokens.") == ()
+    prose = "Write the module `textstats` with two functions:\n- word_count(text: str) -> int: words.\n"
+    prose += "- top_words(text: str, n: int) -> list[tuple[str, int]]: the n most frequent.\nCall f(x) twice."
+    assert task_names(prose) == ("word_count", "top_words")
 
 
 def test_probe_calls_keep_calls_of_the_wanted_names_only() -> None:

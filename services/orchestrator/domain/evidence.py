@@ -412,9 +412,10 @@ def common_names(codes: Sequence[str]) -> tuple[str, ...]:
 
 
 def _stub(body: Sequence[ast.stmt]) -> bool:
-    """A body of only a docstring, `pass` or `...`: what the task leaves to write."""
+    """A body of only a docstring, `pass`, `...` or imports: what the task leaves to write."""
     return all(
-        isinstance(node, ast.Pass) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+        isinstance(node, ast.Pass | ast.Import | ast.ImportFrom)
+        or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
         for node in body
     )
 
@@ -427,17 +428,25 @@ def _asks_for(node: ast.stmt) -> bool:
     return False
 
 
+_TOP_LEVEL_DEF = re.compile(r"^(?:class|def)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+_PROSE_SIGNATURE = re.compile(r"^[ \t]*(?:[-*][ \t]+)?`?([A-Za-z_]\w*)\([^()\n]*\)`?[ \t]*->", re.MULTILINE)
+"""A signature with a return annotation at the start of a line of prose (`- word_count(text: str) -> int: ...`)."""
+
+
 def task_names(*texts: str) -> tuple[str, ...]:
-    """The functions and classes the task's code leaves to write: top-level functions whose body is a stub, and
-    classes with a stub method. None for a task in prose (it names nothing a solution must define)."""
+    """The functions and classes the task leaves to write: in its code, top-level functions whose body is a stub
+    and classes with a stub method; in its prose (outside code blocks), signatures with a return annotation that
+    start a line. None for a task that names nothing a solution must define."""
     names: list[str] = []
     for text in texts:
+        names += _PROSE_SIGNATURE.findall(_FENCED.sub("", text))
         for code in _code_of(text):
             try:
-                tree = ast.parse(code)
+                found = [getattr(node, "name", "") for node in ast.parse(code).body if _asks_for(node)]
             except UNPARSABLE:
-                continue
-            names += [getattr(node, "name", "") for node in tree.body if _asks_for(node)]
+                found = []
+            # A stub that does not parse (a stray quote in a docstring): its top-level definitions, as written.
+            names += found or _TOP_LEVEL_DEF.findall(code)
     return tuple(dict.fromkeys(names))
 
 
