@@ -11,7 +11,6 @@ from orchestrator.domain.evidence import (
     UnitOutcome,
     UnitSource,
     behaviour_groups,
-    common_names,
     probe_calls,
     probe_units,
     task_names,
@@ -53,11 +52,6 @@ def test_probe_calls_keep_calls_of_the_wanted_names_only() -> None:
     assert probe_calls(answer, ["total"]) == ["total([])", "total([1, -1])"]
     assert probe_calls(answer, ["Box"]) == ["Box().get()"]
     assert len(probe_calls("\n".join(f"total([{i}])" for i in range(30)), ["total"])) == 10
-
-
-def test_common_names_are_those_most_solutions_define() -> None:
-    codes = ["def issue():\n    pass\ndef _x():\n    pass", "def issue():\n    pass\ndef verify():\n    pass", "oops("]
-    assert common_names(codes) == ("issue",)
 
 
 def _outcomes(*values: str, spec: tuple[bool, ...] = ()) -> list[UnitOutcome]:

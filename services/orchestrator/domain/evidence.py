@@ -401,16 +401,6 @@ def python_code(text: str) -> str:
     return "\n\n".join(_code_of(text))
 
 
-def common_names(codes: Sequence[str]) -> tuple[str, ...]:
-    """The public functions and classes that most of the codes define (what a task in prose made them write)."""
-    counts: dict[str, int] = {}
-    for code in codes:
-        for name in defined_names(code):
-            if not name.startswith("_"):
-                counts[name] = counts.get(name, 0) + 1
-    return tuple(sorted(n for n, c in counts.items() if 2 * c > len(codes)))
-
-
 def _stub(body: Sequence[ast.stmt]) -> bool:
     """A body of only a docstring, `pass`, `...` or imports: what the task leaves to write."""
     return all(

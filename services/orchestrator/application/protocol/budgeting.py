@@ -28,7 +28,8 @@ CHECKED_STAGES = (Stage.CRITIQUE, Stage.REVISE, Stage.SCORE)
 def peer_review_runs(run: Run) -> bool:
     """Whether the score stage asks the agents to review each other (an LLM call each): not with rounds = 0, not
     once the token budget stopped the run, and not when the evidence already leaves one proposal on top (peer
-    scores only break ties of the evidence, domain/ranking.py). Without execution evidence they always run."""
+    scores only break ties of the evidence, domain/ranking.py). Without execution evidence or without a
+    specification they always run."""
     progress = run.snapshot.progress
     if not run.peer_review or run.snapshot.task.rounds == 0 or progress.stop_code is StopCode.TOKEN_BUDGET:
         return False
@@ -36,6 +37,8 @@ def peer_review_runs(run: Run) -> bool:
     if not all(p.author_id in progress.checks for p in proposals) or not verification.executed(progress.evidence):
         return True  # no code ran (or not since the last revision): the peers are all the ranking has
     spec = verification.spec_of(run.snapshot.task, progress.probes)
+    if not spec:
+        return True  # no specification: nothing measured says the evidence alone picks well here
     return not evidence_decides(proposals, progress.checks, progress.evidence, spec)
 
 

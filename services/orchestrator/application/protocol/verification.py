@@ -4,15 +4,17 @@ the protocol does with the findings (early stop, which authors need a revision).
 Verify runs after propose and after every revise. Its findings are the record's evidence (per proposal and round),
 go into the next critique and revise prompts, and decide the ranking (domain/ranking.py).
 
-Before the first verify, a test designer (one call, the first agent at temperature 0) writes probes: calls of what
-the solutions define, inputs only. Every solution runs on them, and solutions are grouped by behaviour (the values
-they give and their verdicts on the specification): the ranking prefers the larger group among those equal on the
-specification. Tasks without examples (a module described in prose) get this evidence too.
+Before the first verify, when the task names what to define (a stub, or a signature in its prose), a test designer
+(one call, the first agent at temperature 0) writes probes: calls of those functions or classes, inputs only.
+Every solution runs on them, and solutions are grouped by behaviour (the values they give and their verdicts on the
+specification): the ranking prefers the larger group among those equal on the specification. Tasks without
+examples get this evidence too when they name what to define (the demo's plan).
 
 Rounds spend tokens only where the evidence says they pay: a proposal failing the task's own tests gets a new
-attempt told what failed (on the dev slice: 93 retries, 6 fixed, 0 broken). Critique and revision of proposals that
-fail only the agents' tests or lint is off (95 such revisions: 1 fixed, 4 broken), so the critique stage makes no
-call for them and they are kept as they are; proposals whose code could not run are still critiqued and revised.
+attempt told what failed (on the dev slice: 93 retries, 6 fixed, 0 broken). For a task with a specification,
+critique and revision of verified proposals that fail only the agents' tests or lint is off (95 such revisions:
+1 fixed, 4 broken), so the critique stage makes no call for them and they are kept as they are; elsewhere (no
+specification, or code that could not run) they are critiqued and revised as before.
 
 Early stop (on by default, `EARLY_STOP=false` turns it off): the critique/revise rounds end before `rounds` when
 the evidence already decides —
@@ -20,7 +22,7 @@ the evidence already decides —
   more rounds could only re-word a passing solution, and the ranking already prefers it; or
 - there is no specification but at least two solutions agree (a CodeT group of 2+ passing the same agent tests)
   and every proposal is in that group: the council is unanimous on its own tests; or
-- no proposal has anything to fix (below), or none fails a specification test: a round would make no call.
+- no proposal has anything to fix (below): a round would make no call.
 Without execution evidence (no sandbox, or no Python in the proposals) it never stops early.
 
 A proposal with nothing to fix (its code was verified: every test it ran passed, possibly none because there was
@@ -101,10 +103,10 @@ def nothing_to_fix(evidence: ProposalEvidence | None, suite: CheckSuite | None) 
 
 
 CRITIQUE_AND_REVISE = False
-"""Whether verified proposals (their code ran) that fail only the agents' tests or lint are critiqued and revised.
-Off: on the quality benchmark's dev slice (commit 7a8b8bf) 95 such revisions fixed 1 problem and broke 4. A
-proposal whose code could not run (no sandbox, no Python: a design, a configuration) has no other feedback than
-the critiques, and keeps them."""
+"""Whether verified proposals (their code ran) of a task with a specification that fail only the agents' tests or
+lint are critiqued and revised. Off: on the quality benchmark's dev slice (commit 7a8b8bf) 95 such revisions fixed 1
+problem and broke 4. Where nothing measured it (a task without examples or acceptance tests), or where the code could
+not run (no sandbox, no Python: a design, a configuration), the critiques are all the feedback there is and stay."""
 
 
 def needs_retry(task: TaskSpec, evidence: ProposalEvidence | None) -> bool:
@@ -119,10 +121,11 @@ def reads_critiques(task: TaskSpec, evidence: ProposalEvidence | None, suite: Ch
     only while CRITIQUE_AND_REVISE is on."""
     if nothing_to_fix(evidence, suite):
         return False
+    spec = spec_of(task)
     verified = evidence is not None and not evidence.skipped
-    if verified and not CRITIQUE_AND_REVISE:
+    if verified and spec and not CRITIQUE_AND_REVISE:
         return False
-    return not spec_failures(evidence, spec_of(task))
+    return not spec_failures(evidence, spec)
 
 
 def revised(task: TaskSpec, evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
@@ -147,6 +150,4 @@ def decided(task: TaskSpec, checks: Mapping[str, CheckSuite], evidence: Mapping[
                 return f"evidence decided: all {len(evidence)} solutions pass the same agents' tests"
     if evidence and all(nothing_to_fix(ev, checks.get(author)) for author, ev in evidence.items()):
         return "evidence decided: no proposal fails a test or a check"
-    if evidence and executed(evidence) and not any(revised(task, ev, checks.get(a)) for a, ev in evidence.items()):
-        return "evidence decided: no proposal fails a specification test, so no round would change one"
     return None
