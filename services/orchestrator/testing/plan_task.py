@@ -69,6 +69,7 @@ SCRIPTED = {
     "agent-qa-002": QA_FAILS_EVERYTHING,
     "agent-devops-001": OPS_GOOD,
     "agent-devops-002": OPS_OTHER,
+    "agent-devops-003": OPS_OTHER,
 }
 # The peers like the buggy DEV proposal best, so it wins DEV's own deliberation: DEV's acceptance test cannot tell.
 PEERS = {"variant: favourite": 10, "variant: plain": 2, "variant: broken": 5, "ops: good": 9, "ops: other": 1}
