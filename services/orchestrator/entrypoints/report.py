@@ -139,11 +139,15 @@ def cross_checks(plan: Any) -> list[str]:
     return [*lines, ""]
 
 
-def _why(s: Any, results: dict[str, Any]) -> str:
+def _why(s: Any, results: dict[str, Any], plan: Any) -> str:
     result = results.get(s.subtask_id)
     if result is None or not result.results:
         return s.error or "-"
-    return one_line(result.results[0].rank_reason or "-", 300).replace("|", "\\|")
+    why = one_line(result.results[0].rank_reason or "-", 300)
+    chosen = next((c.chosen for c in plan.cross_checks if c.kind == "qa_on_dev" and c.subtask_id == s.subtask_id), "")
+    if chosen:  # QA's proposals are ranked for the plan by how their tests fare on DEV's code
+        why += f"; by the cross-check's evidence, {chosen}'s tests are the ones DEV was held to"
+    return why.replace("|", "\\|")
 
 
 def render_report(
@@ -164,7 +168,7 @@ def render_report(
         "|---|---|---|---|---|---|---|",
         *[
             f"| {s.subtask_id} | {s.role} | {s.state} | {s.winner_id or '-'} | "
-            f"{s.winner_score:.3f} | {s.duration_ms / 1000:.1f}s | {_why(s, results)} |"
+            f"{s.winner_score:.3f} | {s.duration_ms / 1000:.1f}s | {_why(s, results, plan)} |"
             for s in plan.subtasks
         ],
         "",
