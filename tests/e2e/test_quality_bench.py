@@ -195,6 +195,9 @@ def test_every_arm_with_its_interval(fake_runs: dict[str, dict[str, object]]) ->
     sent = [json.loads(line) for line in str(result["_prompts"]).splitlines()]
     plain_prompts = [r["messages"][-1]["content"] for r in sent if r.get("user") == "single.plain"]
     assert plain_prompts and all("Stage:" not in p and "# tests" not in p for p in plain_prompts)
+    # Proposals are the solution alone: no `# tests` block asked, and the request stops at the code's closing fence.
+    proposing = [r for r in sent if r["messages"][-1]["content"].startswith("Stage: propose")]
+    assert proposing and all(r.get("stop") == ["\n```\n"] and "# tests" not in str(r) for r in proposing)
     assert "95 % CI" in str(result["_stdout"])
 
 

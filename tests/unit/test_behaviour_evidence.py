@@ -50,6 +50,7 @@ def test_probe_calls_keep_calls_of_the_wanted_names_only() -> None:
         "os.system('x')\ntotal([])\n# a comment\nBox().get()\n```"
     )
     assert probe_calls(answer, ["total"]) == ["total([])", "total([1, -1])"]
+    assert probe_calls("```python\nprint(total([5]))\n```", ["total"]) == ["total([5])"]
     assert probe_calls(answer, ["Box"]) == ["Box().get()"]
     assert len(probe_calls("\n".join(f"total([{i}])" for i in range(30)), ["total"])) == 10
 
@@ -88,9 +89,11 @@ def test_the_larger_behaviour_group_wins_among_equals_on_the_specification() -> 
     ranked = rank_by_evidence(proposals, {a: _suite() for a in "abc"}, (), evidence=evidence, spec=SPEC)
     assert [r.proposal.author_id for r in ranked] == ["b", "c", "a"]
     assert "ahead of a on behaviour (a group of 2 vs 1" in ranked[1].rank_reason
-    # b and c tie on all the evidence: the peers would break it, so they are asked.
-    assert not evidence_decides(proposals, {a: _suite() for a in "abc"}, evidence, SPEC)
-    assert evidence_decides(proposals[:2], {a: _suite() for a in "ab"}, evidence, SPEC)
+    # b and c tie on all the evidence but behave the same: one group is on top, the peers are not needed.
+    assert evidence_decides(proposals, {a: _suite() for a in "abc"}, evidence, SPEC)
+    # Two groups of one tie: the peers break it.
+    apart = {"a": _evidence("a", ("a",)), "b": _evidence("b", ("b",))}
+    assert not evidence_decides(proposals[:2], {a: _suite() for a in "ab"}, apart, SPEC)
 
 
 def test_a_solution_that_does_not_define_what_the_task_names_never_wins_over_one_that_does() -> None:

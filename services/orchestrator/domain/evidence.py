@@ -482,6 +482,8 @@ def probe_calls(answer: str, names: Iterable[str] = ()) -> list[str]:
                 continue
             if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
                 node = node.left  # `f(x) == y`: the designer was told not to guess outputs; keep the call
+            if _print_of_one(node):
+                node = node.args[0]  # type: ignore[attr-defined]  # `print(f(x))`: the value is f(x)'s
             if not any(isinstance(n, ast.Call) for n in ast.walk(node)):
                 continue
             used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
@@ -489,6 +491,16 @@ def probe_calls(answer: str, names: Iterable[str] = ()) -> list[str]:
                 continue
             found.append(ast.unparse(node))
     return list(dict.fromkeys(found))[:MAX_PROBES]
+
+
+def _print_of_one(node: ast.expr) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "print"
+        and len(node.args) == 1
+        and not node.keywords
+    )
 
 
 def probe_units(calls: Iterable[str]) -> tuple[CheckUnit, ...]:

@@ -11,7 +11,8 @@ Proposals are ordered by these keys, each one deciding only among proposals equa
    the same verdicts on the specification: MBR-exec, AlphaCode's clustering), larger first;
 5. agreement: the CodeT dual-agreement score on the agents' own tests, where proposals still carry tests;
 6. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
-7. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-6 leave a tie at the top;
+7. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-6 leave a tie at the top
+   between proposals that behave differently;
 8. the author id, so the same inputs always give the same order.
 
 `score` is not the sort key: it stays the documented blend of peer and check scores (domain/scoring.py), a
@@ -94,7 +95,7 @@ def _describe(e: _Entry) -> str:
         parts.append("does not parse or define what the task names")
     if e.evidence is not None and e.evidence.behaviour_group:
         parts.append(f"behaves like {len(e.evidence.behaviour_group)} ({', '.join(e.evidence.behaviour_group)})")
-    if e.evidence is not None and e.evidence.group:
+    if e.evidence is not None and e.evidence.group and e.agreement:
         parts.append(f"agreement {e.agreement} (group of {len(e.evidence.group)})")
     parts.append(f"checks {e.suite.score:.2f}")
     parts.append(f"peers {e.peer:.2f}" if e.peer != NO_PEER_SCORE else "no peer score")
@@ -127,14 +128,19 @@ def evidence_decides(
     evidence: Mapping[str, ProposalEvidence],
     spec: Specification,
 ) -> bool:
-    """Whether the evidence alone (keys 1-6) leaves one proposal on top: peer scores could not change the winner."""
+    """Whether the evidence alone (keys 1-6) leaves one proposal, or one behaviour group, on top: peer scores could
+    not change the winner, or only for one that behaves the same."""
     if len(proposals) < 2:
         return True
     entries = sorted(
         (_entry(p, checks[p.author_id], evidence.get(p.author_id), spec, NO_PEER_SCORE) for p in proposals),
         key=_Entry.key,
     )
-    return entries[0].evidence_key() != entries[1].evidence_key()
+    top = [e for e in entries if e.evidence_key() == entries[0].evidence_key()]
+    if len(top) == 1:
+        return True
+    groups = {e.evidence.behaviour_group if e.evidence else () for e in top}
+    return len(groups) == 1 and bool(next(iter(groups)))
 
 
 def rank_by_evidence(
