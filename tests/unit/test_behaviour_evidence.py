@@ -68,6 +68,9 @@ def test_solutions_that_give_the_same_values_form_one_group_and_the_split_is_nam
     # The verdicts on the specification are part of the behaviour.
     split = behaviour_groups({"a": _outcomes("0", spec=(True,)), "b": _outcomes("0", spec=(False,))}, probes)
     assert split["a"][0] == ("a",) and split["b"][0] == ("b",)
+    # Without probes nobody is grouped: the verdicts alone are the specification key's, not a behaviour.
+    alone = behaviour_groups({"a": _outcomes(spec=(True,)), "b": _outcomes(spec=(True,))}, ())
+    assert alone["a"][0] == ("a",) and alone["b"][0] == ("b",)
 
 
 def _suite() -> CheckSuite:

@@ -508,7 +508,10 @@ def probe_units(calls: Iterable[str]) -> tuple[CheckUnit, ...]:
 
 
 def behaviour(outcomes: Sequence[UnitOutcome]) -> tuple[tuple[str, str], ...]:
-    """A solution's behaviour: each probe's value and each specification test's verdict, by test id."""
+    """A solution's behaviour: each probe's value and each specification test's verdict, by test id; none without
+    probes (the specification's verdicts alone are already the ranking's own key, and too few to call alike)."""
+    if not any(is_probe(o.test_id) for o in outcomes):
+        return ()
     return tuple(
         sorted(
             (o.test_id, o.value if is_probe(o.test_id) else str(o.passed))
