@@ -373,6 +373,7 @@ class Child:
             done, status = os.waitpid(self.pid, os.WNOHANG)
             if done:
                 self.status, self.reaped = status, True
+                self._drain()
             elif time.monotonic() >= self.deadline:
                 self.timed_out = self.report is None
                 self._kill()
@@ -380,6 +381,13 @@ class Child:
                 return False
         self.close()
         return True
+
+    def _drain(self) -> None:
+        """Takes what the pipe still holds: a child can write its report and exit between the wait for its pipe
+        and the check that it exited (on a busy host it does). Never blocks: a process the unit left behind may
+        hold the pipe open with nothing to say."""
+        while self.reading and select.select([self.read], [], [], 0)[0]:
+            self.take()
 
     def _kill(self) -> None:
         try:  # noqa: SIM105 - contextlib costs a run's start-up time
