@@ -209,7 +209,7 @@ def demo(
         bool, typer.Option("--keep", help="keep serving (the web view too) after the plan finishes, until Ctrl-C")
     ] = False,
 ) -> None:
-    """The whole system with a real local model: embedded stack, the councils the plan needs, a sample plan, a report."""
+    """The whole system with a real local model: the embedded stack, the plan's councils, a sample plan, a report."""
     from orchestrator.adapters.grpc.client import OrchestratorError
     from orchestrator.config.logging_setup import configure_logging
     from orchestrator.embedded_stack import EmbeddedOptions
