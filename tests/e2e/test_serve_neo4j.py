@@ -80,7 +80,9 @@ def test_history_shows_the_decisions_of_an_auto_dispatched_plan(
     for s in plan.subtasks:
         assert f"subtask {s.subtask_id} ({s.role})" in shown.stdout
         assert f"#1 {s.winner_id} score {s.winner_score:.3f}" in shown.stdout
-    assert "after dev" in shown.stdout and shown.stdout.count("winner") == 3
+    decisions = shown.stdout.split("cross-checks:", 1)[0]
+    assert "after dev" in decisions and decisions.count("winner") == 3
+    assert plan.outcome and f"cross-checks: {plan.outcome}" in shown.stdout  # the plan checked itself
     by_story = subprocess.run(
         [sys.executable, "-m", "orchestrator", "history", "--story", f"story-{plan_id}"],
         env={**service.env, "STORE_URL": bolt.bolt_uri},

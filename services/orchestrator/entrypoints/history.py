@@ -6,6 +6,7 @@ story -> plan -> subtask -> deliberation -> ranked proposals: who proposed what,
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from orchestrator.bootstrap import open_store
@@ -44,6 +45,10 @@ async def _plan(root: Tree, dispatch: PlanDispatch, runs: dict[str, Deliberation
         run = runs.get(record.deliberation_id)
         if run is not None:
             _deliberation(sub, run)
+    if dispatch.outcome is not None:
+        checks = node.add(f"cross-checks: {dispatch.outcome.value}")
+        for check in dispatch.checks:
+            checks.add(escape(check.summary))
 
 
 async def print_history(settings: Settings, console: Console, *, story: str, plan: str) -> None:
