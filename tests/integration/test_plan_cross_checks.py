@@ -93,19 +93,19 @@ async def test_without_a_follow_up_budget_the_plan_ends_failed_checks(sandbox: B
     assert follow_up_id(plan.plan_id, "dev") not in store.records
 
 
-async def test_a_plan_interrupted_after_deciding_on_its_follow_up_finishes_it_after_a_restart(
-    sandbox: BwrapSandbox,
-) -> None:
-    done, _, store = await run_plan(sandbox, replace(PLAN, plan_id="plan-checks-3"))
+async def restart_after_the_decision(
+    sandbox: BwrapSandbox, plan_id: str, fake: FakeGateway
+) -> tuple[PlanDispatch, PlanDispatch, InMemoryDeliberationStore]:
+    """Runs the plan, then a new application resumes it from the record as stored between the decision on the
+    follow-up and its start (the first check, the follow-up not yet created). Returns (first run, resumed, store)."""
+    done, _, store = await run_plan(sandbox, replace(PLAN, plan_id=plan_id))
     follow = done.follow_up
     assert follow is not None
-    # As stored between the decision and the follow-up's start: the first check, the follow-up not yet created.
     decided = replace(follow, state="DISPATCHED", winner_id="")
     interrupted = replace(done, checks=done.checks[:1], follow_up=decided, outcome=None)
     restarted = InMemoryDeliberationStore()
     restarted.records = {k: v for k, v in store.records.items() if k != follow.deliberation_id}
-    restarted.dispatches = {interrupted.plan.plan_id: interrupted}
-    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS))
+    restarted.dispatches = {plan_id: interrupted}
     ports = replace(
         fake_ports(fake, records=restarted, verifier=ExecutionVerifier(sandbox)),
         cross_checker=SandboxCrossChecker(sandbox),
@@ -114,8 +114,32 @@ async def test_a_plan_interrupted_after_deciding_on_its_follow_up_finishes_it_af
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
     await app.create_council(CreateCouncil(role="QA"))
     assert app.dispatcher is not None
-    assert await app.dispatcher.resume() == ["plan-checks-3"]
-    again = await app.dispatcher.wait_finished("plan-checks-3")
-    assert again is not None and again.outcome is PlanOutcome.CHECKED
+    assert await app.dispatcher.resume() == [plan_id]
+    again = await app.dispatcher.wait_finished(plan_id)
+    assert again is not None
+    return done, again, restarted
+
+
+async def test_a_plan_interrupted_after_deciding_on_its_follow_up_finishes_it_after_a_restart(
+    sandbox: BwrapSandbox,
+) -> None:
+    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS))
+    done, again, restarted = await restart_after_the_decision(sandbox, "plan-checks-3", fake)
+    assert again.outcome is PlanOutcome.CHECKED
     assert [c.kind for c in again.checks] == [c.kind for c in done.checks]
-    assert follow.deliberation_id in restarted.records and again.follow_up == follow
+    assert done.follow_up is not None and done.follow_up.deliberation_id in restarted.records
+    assert again.follow_up == done.follow_up
+
+
+async def test_a_follow_up_that_fails_leaves_the_plan_failed_checks_and_says_why(sandbox: BwrapSandbox) -> None:
+    every_dev = {"agent-dev-001", "agent-dev-002", "agent-dev-003"}
+    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS), failing=every_dev)
+    _, again, _ = await restart_after_the_decision(sandbox, "plan-checks-4", fake)
+    assert again.outcome is PlanOutcome.FAILED_CHECKS
+    assert again.follow_up is not None and again.follow_up.state == "FAILED" and "FAILED" in again.follow_up.error
+    kinds = [(c.kind, c.status) for c in again.checks]
+    assert kinds == [
+        (CheckKind.QA_ON_DEV, CheckStatus.FAILED),
+        (CheckKind.DEV_FOLLOW_UP, CheckStatus.FAILED),
+        (CheckKind.DEVOPS_ON_DEV, CheckStatus.PASSED),
+    ]
