@@ -12,6 +12,7 @@ from orchestrator.adapters.web.plan_graph import plan_graph
 from orchestrator.adapters.web.rendering import highlight
 from orchestrator.adapters.web.security import request_token, safe_next
 from orchestrator.config import load_settings
+from orchestrator.domain.cross_checks import CheckKind, CheckStatus, CrossCheck, FollowUp
 from orchestrator.domain.errors import ConfigError
 from orchestrator.domain.model import DeliberationStatus, Role
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskRecord, SubtaskState
@@ -114,6 +115,19 @@ def test_plan_graph_places_subtasks_by_dependency_depth_with_an_edge_per_depende
     assert x["a"] < x["b"] == x["c"] < x["d"]
     assert len(graph.edges) == 4
     assert {n.subtask_id for n in graph.nodes if n.linked} == {"a", "b"}
+
+
+def test_plan_graph_draws_devs_follow_up_after_the_qa_subtask_that_sent_it() -> None:
+    plan = _plan()
+    check = CrossCheck(CheckKind.QA_ON_DEV, "b", "a", CheckStatus.FAILED, 1, 2)
+    follow = FollowUp("a", "d-follow", "assert True", "COMPLETED", "agent-dev-002")
+    graph = plan_graph(replace(plan, checks=(check,), follow_up=follow), ["d-a", "d-b", "d-follow"])
+    nodes = {n.subtask_id: n for n in graph.nodes}
+    extra = nodes["a follow-up"]
+    assert extra.x > max(n.x for n in graph.nodes if n is not extra) and extra.linked
+    assert (extra.state, extra.winner, extra.deliberation_id) == ("COMPLETED", "agent-dev-002", "d-follow")
+    assert len(graph.edges) == 5 and graph.edges[-1].x1 == nodes["b"].x + 220 and graph.edges[-1].x2 == extra.x
+    assert graph.width == 40 + 280 * 4
 
 
 def test_highlighting_escapes_the_code() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from orchestrator.domain.cross_checks import CheckKind
 from orchestrator.domain.plans import PlanDispatch, SubtaskState
 
 
@@ -79,13 +80,41 @@ def plan_graph(dispatch: PlanDispatch, existing: Iterable[str]) -> PlanGraph:
             20 + row * 96,
             record.error if record.state is SubtaskState.FAILED else "",
         )
-    edges = tuple(
+    edges = [
         Edge(nodes[d].x + 220, nodes[d].y + 32, n.x, n.y + 32)
         for record in dispatch.subtasks
         for n in [nodes[record.subtask.subtask_id]]
         for d in record.subtask.depends_on
         if d in nodes
-    )
-    width = 40 + 280 * (max(levels.values(), default=0) + 1)
+    ]
+    columns = max(levels.values(), default=0) + 1
+    if dispatch.follow_up is not None:
+        columns += 1
+        edges += _follow_up(dispatch, nodes, have, columns - 1)
+    width = 40 + 280 * columns
     height = 40 + 96 * max(slots.values(), default=1)
-    return PlanGraph(tuple(nodes.values()), edges, width, height)
+    return PlanGraph(tuple(nodes.values()), tuple(edges), width, height)
+
+
+def _follow_up(dispatch: PlanDispatch, nodes: dict[str, Node], have: set[str], col: int) -> list[Edge]:
+    """DEV's follow-up deliberation as a node of its own, in a last column, with an edge from each subtask whose
+    cross-check sent it (QA's tests that failed on DEV's winner)."""
+    follow = dispatch.follow_up
+    assert follow is not None
+    node = Node(
+        f"{follow.subtask_id} follow-up",
+        "DEV",
+        "follow-up: failing QA tests as acceptance tests",
+        follow.state,
+        follow.winner_id,
+        follow.deliberation_id,
+        follow.deliberation_id in have,
+        20 + col * 280,
+        20,
+        follow.error if follow.state == "FAILED" else "",
+    )
+    nodes[node.subtask_id] = node
+    senders = {
+        c.subtask_id for c in dispatch.checks if c.kind is CheckKind.QA_ON_DEV and c.target_id == follow.subtask_id
+    }
+    return [Edge(nodes[s].x + 220, nodes[s].y + 32, node.x, node.y + 32) for s in sorted(senders) if s in nodes]
