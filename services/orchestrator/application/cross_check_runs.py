@@ -82,6 +82,8 @@ async def qa_on_dev(
     if not chosen or not ran.tests.get(chosen):
         return _not_run(CheckKind.QA_ON_DEV, qa, dev, "no QA proposal holds Python tests", attempt)
     on_winner = ran.outcomes.get(chosen, {}).get(dev_run.winner_id, ())
+    if not on_winner:
+        return _not_run(CheckKind.QA_ON_DEV, qa, dev, "no QA test ran on the DEV winner", attempt)
     code = {u.test_id: u.code for u in ran.tests[chosen]}
     failing = [o for o in on_winner if not o.passed]
     passed, total = len(on_winner) - len(failing), len(on_winner)
@@ -95,7 +97,7 @@ async def qa_on_dev(
         CheckKind.QA_ON_DEV,
         qa.subtask.subtask_id,
         dev.subtask.subtask_id,
-        CheckStatus.PASSED if total and not failing else CheckStatus.FAILED,
+        CheckStatus.FAILED if failing else CheckStatus.PASSED,
         passed,
         total,
         summary,
