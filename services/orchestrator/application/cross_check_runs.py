@@ -7,7 +7,7 @@ reads the DEVOPS winner's manifests for references to the DEV module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from orchestrator.application.ports import CrossChecker
 from orchestrator.domain.cross_checks import (
@@ -86,27 +86,32 @@ async def qa_on_dev(
         return _not_run(CheckKind.QA_ON_DEV, qa, dev, "no QA test ran on the DEV winner", attempt)
     code = {u.test_id: u.code for u in ran.tests[chosen]}
     failing = [o for o in on_winner if not o.passed]
-    passed, total = len(on_winner) - len(failing), len(on_winner)
     details = [f"QA ranking by these tests: {s.line()}" for s in standings]
     details += [f"fails {o.test_id}: {trim(o.failure, 200)}" for o in failing]
-    summary = (
-        f"QA tests on the DEV winner: {passed}/{total} passed ({chosen}'s tests on {dev_run.winner_id}"
-        f"{', after the DEV follow-up' if attempt > 1 else ''})"
-    )
-    check = CrossCheck(
+    check = _qa_check(records, (len(on_winner) - len(failing), len(on_winner)), chosen, dev_run.winner_id, attempt)
+    check = replace(check, details=tuple(details[:MAX_DETAILS]))
+    return QaCheck(check, tuple(code[o.test_id] for o in failing if o.test_id in code))
+
+
+def _qa_check(
+    records: tuple[SubtaskRecord, SubtaskRecord], counts: tuple[int, int], chosen: str, winner: str, attempt: int
+) -> CrossCheck:
+    (qa, dev), (passed, total) = records, counts
+    after = ", after the DEV follow-up" if attempt > 1 else ""
+    summary = f"QA tests on the DEV winner: {passed}/{total} passed ({chosen}'s tests on {winner}{after})"
+    status = CheckStatus.PASSED if passed == total else CheckStatus.FAILED
+    return CrossCheck(
         CheckKind.QA_ON_DEV,
         qa.subtask.subtask_id,
         dev.subtask.subtask_id,
-        CheckStatus.FAILED if failing else CheckStatus.PASSED,
+        status,
         passed,
         total,
         summary,
-        tuple(details[:MAX_DETAILS]),
-        chosen,
-        dev_run.winner_id,
-        attempt,
+        chosen=chosen,
+        target_winner=winner,
+        attempt=attempt,
     )
-    return QaCheck(check, tuple(code[o.test_id] for o in failing if o.test_id in code))
 
 
 def devops_on_dev(
