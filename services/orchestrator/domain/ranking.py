@@ -60,7 +60,10 @@ class _Entry:
 
     @property
     def behaviour(self) -> int:
-        return len(self.evidence.behaviour_group) if self.evidence else 0
+        """A solution that does not answer the task has no behaviour worth a vote: its group never lifts it."""
+        if self.evidence is None or not self.answers:
+            return 0
+        return len(self.evidence.behaviour_group)
 
     def evidence_key(self) -> tuple[object, ...]:
         return (
