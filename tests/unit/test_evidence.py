@@ -398,3 +398,34 @@ def test_a_proposal_nested_too_deeply_to_parse_has_no_code_to_run_and_raises_not
     assert split_tests(code) == []
     assert agent_units({"a": split_proposal(f"```python\n# tests\n{code}\n```").tests}) == []
     assert split_proposal(f"```python\n{code}\n```").solution.strip() in ("", code)
+
+
+def test_doctest_statements_are_the_set_up_of_the_examples_after_them_in_the_same_docstring() -> None:
+    text = '''class Sieve:
+    def primes(self):
+        """
+        >>> cs = Sieve(20)
+        >>> cs.primes()
+        [2, 3, 5]
+        >>> cs.count()
+        3
+        """
+
+    def reset(self):
+        """
+        >>> cs = Sieve(5)
+        >>> cs.reset()
+        """
+'''
+    found = examples_in(text)
+    assert len(found) == 3
+    assert found[0].startswith("cs = Sieve(20)\n") and "cs.primes()" in found[0] and "_want = [2, 3, 5]" in found[0]
+    assert found[1].startswith("cs = Sieve(20)\n") and "cs.count()" in found[1]
+    assert found[2] == "cs = Sieve(5)\ncs.reset()"  # set-up no example follows runs as a unit of its own
+    assert not any("Sieve(20)" in code for code in found[2:])  # a new docstring starts a fresh namespace
+
+
+def test_a_doctest_expression_with_no_output_and_no_set_up_is_a_unit_of_its_own() -> None:
+    found = examples_in(">>> longest([])\n\n>>> longest(['a'])\n'a'\n")
+    assert found[0] == "longest([])"
+    assert found[1].startswith("_got = longest(['a'])")  # not prefixed: an expression is not set-up

@@ -166,10 +166,20 @@ def _expectation(expr: str, want: str) -> str:
 
 
 def _doctests(lines: list[str]) -> Iterable[str]:
+    """One unit per expected output. A statement with no output (`>>> s = Stack()`, and once there is such set-up,
+    `>>> s.push(1)`) is the set-up of the examples after it in the same docstring, as doctest runs them: each unit
+    repeats that set-up, since every unit runs in a process of its own. Set-up that no example follows is a unit of
+    its own, and so is an expression with no output and no set-up before it (`>>> longest([])`): they must run."""
+    setup: list[str] = []
+    trailing = False
     i = 0
     while i < len(lines):
         line = lines[i].strip()
         if not line.startswith(">>>"):
+            if line.startswith(('"""', "'''", "def ", "class ", "async def ")):  # a new docstring: a fresh namespace
+                if trailing:
+                    yield "\n".join(setup)
+                setup, trailing = [], False
             i += 1
             continue
         expr = line[3:].strip()
@@ -180,10 +190,16 @@ def _doctests(lines: list[str]) -> Iterable[str]:
         want, i = _expected_output(lines, i)
         if not parses(expr):
             continue
-        if not want:
-            yield expr  # a statement (an assignment, an import) the next examples need
+        if not want and not setup and parses(expr, "eval"):
+            yield expr  # an expression on its own (`longest([])`): it must run
+        elif not want:
+            setup.append(expr)
+            trailing = True
         elif parses(expr, "eval"):
-            yield _expectation(expr, want)
+            yield "\n".join([*setup, _expectation(expr, want)])
+            trailing = False
+    if trailing:
+        yield "\n".join(setup)
 
 
 def _expected_output(lines: list[str], i: int) -> tuple[str, int]:
