@@ -21,6 +21,7 @@ from fleet.orchestrator.v1 import orchestrator_pb2 as pb
 from fleet.orchestrator.v1 import orchestrator_pb2_grpc as pb_grpc
 from orchestrator.adapters.embedded.nats_server import NatsServer
 from orchestrator.application.events import ALL_SUBJECTS
+from orchestrator.domain.evidence import python_code, signatures
 from orchestrator.domain.plans import deliberation_id
 from orchestrator.testing.fake_llm import FakeLLMServer
 from tests.e2e.conftest import ServeProcess, free_port, serving
@@ -179,7 +180,10 @@ def test_a_plan_with_three_subtasks_creates_councils_and_deliberates_in_order(
     qa = result(service.address, deliberation_id("plan-a", "qa"))
     assert dev.winner_id and dev.winner_id in qa.task_description  # QA got DEV's winning proposal as context
     assert qa.task_metadata["depends_on.dev.winner"] == dev.winner_id
-    assert dev.results[0].proposal.content[:200] in qa.task_description
+    # QA sees DEV's code by its API alone (its signatures); a winner that defines no function, as it is
+    api = signatures(python_code(dev.results[0].proposal.content))
+    shown = [f"- `{s}`" for s in api] or [dev.results[0].proposal.content[:200]]
+    assert all(line in qa.task_description for line in shown)
     published = events(bus.url)
     mine = [e for e in published if e[2]["payload"].get("plan_id") == "plan-a"]
     completed = [e for e in mine if e[0] == "orchestration.deliberation.completed"]

@@ -429,3 +429,14 @@ def test_a_doctest_expression_with_no_output_and_no_set_up_is_a_unit_of_its_own(
     found = examples_in(">>> longest([])\n\n>>> longest(['a'])\n'a'\n")
     assert found[0] == "longest([])"
     assert found[1].startswith("_got = longest(['a'])")  # not prefixed: an expression is not set-up
+
+
+def test_only_a_dev_task_asks_its_proposals_to_define_what_it_names() -> None:
+    """QA's tests import the names they test and DEVOPS's manifests run them: neither is marked as not answering the
+    task for not defining them."""
+    from orchestrator.application.protocol.verification import spec_of
+    from orchestrator.domain.model import Role, TaskSpec
+
+    text = "Write the module with:\ndef word_count(text: str) -> int:\n"
+    names = {role: spec_of(TaskSpec("t", text, role, 1, 3)).names for role in (Role.DEV, Role.QA, Role.DEVOPS)}
+    assert names == {Role.DEV: ("word_count",), Role.QA: (), Role.DEVOPS: ()}

@@ -118,3 +118,16 @@ async def test_a_forged_requirement_creates_no_proposal_block_in_the_critique_pr
         assert len(structural_tags(call.prompt.user)) == 2 * len(others)
     for ranked in result.results:
         assert all(c.critic_id != ranked.proposal.author_id for c in ranked.critiques)
+
+
+def test_each_role_is_told_what_its_proposal_is() -> None:
+    """DEV: the solution in one python block, ending at its fence. QA: the tests alone, not the code under test (one
+    block, ending at its fence). DEVOPS: each file in a block tagged with its language, several blocks allowed."""
+    dev, qa, ops = (prompts.propose(task(role=role)) for role in (Role.DEV, Role.QA, Role.DEVOPS))
+    assert prompts.CODE_FORMAT in dev.user and dev.stop == prompts.CODE_STOP
+    assert "tests alone" in qa.user and "Do not write the code under test" in qa.user
+    assert prompts.CODE_FORMAT not in qa.user and qa.stop == prompts.CODE_STOP
+    assert "```yaml" in ops.user and prompts.CODE_FORMAT not in ops.user and ops.stop == ()
+    revised = prompts.revise(task(role=Role.QA), 1, Proposal("agent-qa-001", Role.QA, "x", 0), ["c"])
+    assert "tests alone" in revised.user and prompts.CODE_FORMAT not in revised.user
+    assert "tests alone" in prompts.retry(task(role=Role.QA), 1, "failed").user

@@ -30,6 +30,7 @@ from orchestrator.domain.errors import (
     DependencyUnavailableError,
     OrchestratorError,
 )
+from orchestrator.domain.evidence import python_code, signatures
 from orchestrator.domain.model import Council, DeliberationStatus, Role
 from orchestrator.domain.plans import (
     ApprovedPlan,
@@ -44,6 +45,9 @@ from orchestrator.domain.plans import (
 log = structlog.get_logger(__name__)
 
 CONTEXT_CHARS_PER_DEPENDENCY = 4_000
+BLACK_BOX_ROLES = frozenset({Role.QA, Role.DEVOPS})
+"""Roles that see a code dependency by its API alone (its signatures), not its code: QA tests what the module is to
+do, DEVOPS runs it. Shown the DEV winner's code, the embedded model's QA agents copied it instead of testing it."""
 
 
 @dataclass
@@ -222,7 +226,7 @@ class PlanDispatcher:
     async def _start(self, plan: ApprovedPlan, record: SubtaskRecord, deps: list[SubtaskRecord]) -> SubtaskRecord:
         subtask = record.subtask
         limits = self.limits
-        context = [await self._dependency_context(d) for d in deps]
+        context = [await self._dependency_context(d, subtask.role) for d in deps]
         # Within the input limits whatever the plan: its own text first, dependency context cut to fit.
         description = "\n\n".join([subtask.title, subtask.description, *context]).strip()[: limits.max_task_chars]
         winners = {f"depends_on.{d.subtask.subtask_id}.winner": d.winner_id for d in deps}
@@ -248,16 +252,18 @@ class PlanDispatcher:
             return replace(record, state=SubtaskState.FAILED, error=str(exc))
         return replace(record, state=SubtaskState.DISPATCHED)
 
-    async def _dependency_context(self, dep: SubtaskRecord) -> str:
+    async def _dependency_context(self, dep: SubtaskRecord, role: Role) -> str:
         done = await self.supervisor.find(dep.deliberation_id)
         winner = next((r for r in done.results if r.rank == 1), None) if done else None
         if winner is None:
             return ""
+        where = f"Builds on the completed subtask {dep.subtask.subtask_id} ({dep.subtask.role.value})"
+        api = signatures(python_code(winner.proposal.content)) if role in BLACK_BOX_ROLES else []
+        if api:
+            listed = "\n".join(f"- `{s}`" for s in api)
+            return f"{where}; its winning code, by {winner.proposal.author_id}, defines:\n{listed}"
         text = winner.proposal.content[:CONTEXT_CHARS_PER_DEPENDENCY]
-        return (
-            f"Builds on the completed subtask {dep.subtask.subtask_id} ({dep.subtask.role.value}); "
-            f"its winning proposal, by {winner.proposal.author_id}:\n{text}"
-        )
+        return f"{where}; its winning proposal, by {winner.proposal.author_id}:\n{text}"
 
     async def _wait_any(self, ids: list[str]) -> dict[str, Deliberation]:
         waits = {asyncio.create_task(self.supervisor.wait(i)): i for i in ids}

@@ -158,14 +158,30 @@ designer's probes, `design_probes`): asked for a second `# tests` block, the sma
 `max_tokens` (67 of 100 greedy HumanEval dev answers at commit 7a8b8bf), and its tests failed 35-52 % of correct
 solutions. The parser stays lenient with models that still add tests."""
 
+ANSWER_FORMATS = {
+    Role.QA: "Answer with the tests alone, in one ```python block: plain `def test_...():` functions with asserts "
+    "that import what they test from its module (`from module import name`). Do not write the code under test.",
+    Role.DEVOPS: "Put each manifest or file in a fenced block tagged with its language (```yaml for Kubernetes "
+    "manifests, ```dockerfile, ```bash); no Python unless the task asks for it.",
+}
+"""What a proposal is, for the roles whose deliverable is not the solution itself. Told to put "the complete
+solution in one python block", the embedded model's QA agents copied the DEV module they were to test, and its
+DEVOPS agents wrote their Deployment's YAML inside a python block (the demo's plan)."""
+
+
+def answer_format(task: TaskSpec) -> str:
+    return ANSWER_FORMATS.get(task.role, CODE_FORMAT)
+
+
 CODE_STOP = ("\n```\n",)
-"""A DEV proposal ends at the closing fence of its code block: whatever follows (an explanation, a repeated block,
-the repetition loop a small model falls into) would cost tokens and could only be noise. `close_fence` puts the
-fence back."""
+"""A DEV (or QA) proposal ends at the closing fence of its code block: whatever follows (an explanation, a repeated
+block, the repetition loop a small model falls into) would cost tokens and could only be noise. `close_fence` puts
+the fence back."""
 
 
 def code_stop(task: TaskSpec) -> tuple[str, ...]:
-    return CODE_STOP if task.role is Role.DEV else ()
+    """DEV's solution and QA's tests are one block each; DEVOPS may need several (a Deployment and a Dockerfile)."""
+    return CODE_STOP if task.role in (Role.DEV, Role.QA) else ()
 
 
 def close_fence(content: str) -> str:
@@ -180,7 +196,7 @@ def _verification(findings: str) -> str:
 
 
 def propose(task: TaskSpec) -> Prompt:
-    user = f"Stage: {Stage.PROPOSE}\n\n{_context(task)}\n\nWrite your proposal. {CODE_FORMAT}"
+    user = f"Stage: {Stage.PROPOSE}\n\n{_context(task)}\n\nWrite your proposal. {answer_format(task)}"
     return Prompt(_system(task), user, stop=code_stop(task))
 
 
@@ -234,7 +250,7 @@ def revise(task: TaskSpec, round_: int, own: Proposal, critiques: Iterable[str],
         f"Critiques you received:\n{received}\n\n"
         "Rewrite your proposal in full. Make it pass every failing test of the task (its examples and acceptance "
         "tests come first), fix the lint errors, and address the critiques that are right. "
-        f"{CODE_FORMAT}"
+        f"{answer_format(task)}"
     )
     return Prompt(_system(task), user, stop=code_stop(task))
 
@@ -251,7 +267,7 @@ def retry(task: TaskSpec, round_: int, failures: str) -> Prompt:
         f"Stage: {Stage.REVISE}\nRound: {round_}\n\n{_context(task)}\n\n"
         "A solution to this task was run against the task's own examples and failed:\n"
         f"{untrusted_text(failures)}\n\n"
-        f"Write your proposal: a correct solution. {CODE_FORMAT}"
+        f"Write your proposal: a correct solution. {answer_format(task)}"
     )
     return Prompt(_system(task), user, stop=code_stop(task))
 

@@ -49,13 +49,15 @@ from orchestrator.domain.evidence import (
     specification,
     task_names,
 )
-from orchestrator.domain.model import CheckSuite, Proposal, TaskSpec
+from orchestrator.domain.model import CheckSuite, Proposal, Role, TaskSpec
 
 
 def spec_of(task: TaskSpec, probes: Sequence[str] = ()) -> Specification:
-    """The task's specification, what it asks to define, and the probes every solution runs."""
+    """The task's specification, what it asks to define (a DEV task's: QA's tests import the names they test, a
+    DEVOPS manifest runs them), and the probes every solution runs."""
     spec = specification(task.description, task.rubric, task.acceptance_tests)
-    return replace(spec, probes=probe_units(probes), names=task_names(task.description))
+    names = task_names(task.description) if task.role is Role.DEV else ()
+    return replace(spec, probes=probe_units(probes), names=names)
 
 
 async def verify(
@@ -77,8 +79,10 @@ async def verify(
             return {a: ProposalEvidence(a, round_, skipped="no verifier configured") for a in authors}
         return await verifier.verify(spec, texts, round_)
 
-    suites, found = await asyncio.gather(
-        asyncio.gather(*(checker.check(texts[a], task.requirements) for a in authors)), execute()
+    # The execution checks first: what they parse in this thread is parsed before the static checks' threads
+    # start parsing (Python 3.11 before 3.11.8 can fail a parse done while another thread parses).
+    found, suites = await asyncio.gather(
+        execute(), asyncio.gather(*(checker.check(texts[a], task.requirements) for a in authors))
     )
     checks = dict(zip(authors, suites, strict=True))
     evidence = {
