@@ -19,7 +19,7 @@ from orchestrator.compose import compose
 from orchestrator.domain.cross_checks import CheckKind, CheckStatus, PlanOutcome
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_options, fake_ports
-from orchestrator.testing.plan_task import PEERS, SCRIPTED, approved_plan
+from orchestrator.testing.plan_task import PEERS, QA_FAILS_EVERYTHING, SCRIPTED, approved_plan
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -36,10 +36,10 @@ async def sandbox() -> BwrapSandbox:
 
 
 async def run_plan(
-    sandbox: BwrapSandbox, plan: ApprovedPlan
+    sandbox: BwrapSandbox, plan: ApprovedPlan, scripted: dict[str, str] | None = None
 ) -> tuple[PlanDispatch, Orchestrator, InMemoryDeliberationStore]:
     store = InMemoryDeliberationStore()
-    fake = FakeGateway(scripted=dict(SCRIPTED), score_markers=dict(PEERS))
+    fake = FakeGateway(scripted=scripted or dict(SCRIPTED), score_markers=dict(PEERS))
     ports = fake_ports(fake, records=store, verifier=ExecutionVerifier(sandbox))
     ports = replace(ports, cross_checker=SandboxCrossChecker(sandbox))
     options = fake_options(512, num_agents=2, plans=True, outbound_events=True, dispatch_retry_s=0.05)
@@ -143,3 +143,16 @@ async def test_a_follow_up_that_fails_leaves_the_plan_failed_checks_and_says_why
         (CheckKind.DEV_FOLLOW_UP, CheckStatus.FAILED),
         (CheckKind.DEVOPS_ON_DEV, CheckStatus.PASSED),
     ]
+
+
+async def test_qa_tests_that_fail_on_every_dev_proposal_send_no_follow_up_and_leave_the_plan_unchecked(
+    sandbox: BwrapSandbox,
+) -> None:
+    """Tests that fail on every DEV proposal say nothing about any of them (the embedded model's QA agents wrote
+    `word_count(text, 3)` for a one-argument function): no follow-up is deliberated against them."""
+    wrong_qa = dict(SCRIPTED) | {"agent-qa-001": QA_FAILS_EVERYTHING, "agent-qa-002": QA_FAILS_EVERYTHING}
+    done, _, store = await run_plan(sandbox, replace(PLAN, plan_id="plan-checks-void"), wrong_qa)
+    qa_check = next(c for c in done.checks if c.kind is CheckKind.QA_ON_DEV)
+    assert qa_check.status is CheckStatus.NOT_RUN
+    assert "failed on every DEV proposal: they say nothing" in qa_check.summary
+    assert done.follow_up is None and follow_up_id("plan-checks-void", "dev") not in store.records

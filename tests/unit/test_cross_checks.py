@@ -19,6 +19,7 @@ from orchestrator.domain.cross_checks import (
     module_named,
     plan_outcome,
     qa_standings,
+    void_tests,
 )
 from orchestrator.domain.evidence import CheckUnit, UnitOutcome, UnitSource, split_tests
 from orchestrator.domain.model import Role
@@ -153,3 +154,10 @@ def test_a_plans_token_budget_is_the_sum_of_its_subtasks_when_each_has_one() -> 
 
     assert plan_token_budget(plan(1000, 2000)) == 3000
     assert plan_token_budget(plan(1000, None)) is None and plan_token_budget(plan(1000, 0)) is None
+
+
+def test_only_tests_failing_on_every_one_of_two_or_more_dev_proposals_are_void() -> None:
+    tests = units("qa-1", 2)
+    two = {"dev-1": results("qa-1", [False, False]), "dev-2": results("qa-1", [True, False])}
+    assert void_tests(tests, two) == {"qa-1:test-2"}
+    assert void_tests(tests, {"dev-1": results("qa-1", [False, False])}) == set()  # one proposal tells nothing apart

@@ -16,6 +16,7 @@ from orchestrator.domain.cross_checks import (
     CrossCheck,
     module_named,
     qa_standings,
+    void_tests,
 )
 from orchestrator.domain.deliberation import Deliberation
 from orchestrator.domain.evidence import is_spec_test, trim
@@ -81,9 +82,12 @@ async def qa_on_dev(
     chosen = keep or next((s.author_id for s in standings if s.tests), "")
     if not chosen or not ran.tests.get(chosen):
         return _not_run(CheckKind.QA_ON_DEV, qa, dev, "no QA proposal holds Python tests", attempt)
-    on_winner = ran.outcomes.get(chosen, {}).get(dev_run.winner_id, ())
+    runs_of_chosen = ran.outcomes.get(chosen, {})
+    void = void_tests(ran.tests[chosen], runs_of_chosen)
+    on_winner = [o for o in runs_of_chosen.get(dev_run.winner_id, ()) if o.test_id not in void]
     if not on_winner:
-        return _not_run(CheckKind.QA_ON_DEV, qa, dev, "no QA test ran on the DEV winner", attempt)
+        why = f"every test of {chosen} failed on every DEV proposal: they say nothing" if void else ""
+        return _not_run(CheckKind.QA_ON_DEV, qa, dev, why or "no QA test ran on the DEV winner", attempt)
     code = {u.test_id: u.code for u in ran.tests[chosen]}
     failing = [o for o in on_winner if not o.passed]
     details = [f"QA ranking by these tests: {s.line()}" for s in standings]

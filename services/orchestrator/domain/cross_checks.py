@@ -139,6 +139,15 @@ class QaStanding:
         return f"{self.author_id}: {self.passed_on_winner}/{self.counted} tests pass on the DEV winner, {kills}{void}"
 
 
+def void_tests(units: Sequence[CheckUnit], runs: Mapping[str, Sequence[UnitOutcome]]) -> frozenset[str]:
+    """The tests that failed on every DEV proposal they ran on: they say nothing about any of them (a wrong test, as
+    likely as a defect every proposal shares). With fewer than two DEV proposals nothing tells the two apart."""
+    if len(runs) < 2:
+        return frozenset()
+    passing = {o.test_id for results in runs.values() for o in results if o.passed}
+    return frozenset(u.test_id for u in units) - passing
+
+
 def qa_standings(
     tests: Mapping[str, Sequence[CheckUnit]],
     outcomes: Mapping[str, Mapping[str, Sequence[UnitOutcome]]],
@@ -150,8 +159,7 @@ def qa_standings(
     standings = []
     for qa, units in tests.items():
         runs = outcomes.get(qa, {})
-        passing = {o.test_id for results in runs.values() for o in results if o.passed}
-        void = {u.test_id for u in units} - passing if runs else set()
+        void = void_tests(units, runs)
         on_winner = {o.test_id for o in runs.get(dev_winner, ()) if o.passed and o.test_id not in void}
         killed = sum(1 for dev in wrong if any(not o.passed and o.test_id not in void for o in runs.get(dev, ())))
         standings.append(
