@@ -247,8 +247,8 @@ async def test_a_subtask_s_token_budget_reaches_its_deliberation_and_stops_it() 
 
 
 async def test_qa_sees_a_code_dependency_by_its_api_alone() -> None:
-    """Shown the DEV winner's code, the embedded model's QA agents copied it instead of testing it: QA and DEVOPS get
-    the signatures the winning code defines (and who wrote it), not its body."""
+    """Shown the DEV winner's code, the embedded model's QA agents copied it instead of testing it: QA gets what DEV
+    was asked to do and the signatures the winning code defines (and who wrote it), not its body."""
     dev_code = "```python\ndef word_count(text: str) -> int:\n    return len(text.split())  # BODY-MARKER\n```"
     gateway = FakeGateway(scripted={f"agent-dev-00{i}": dev_code for i in range(1, 4)})
     app, store = make(gateway)
@@ -257,5 +257,6 @@ async def test_qa_sees_a_code_dependency_by_its_api_alone() -> None:
     await app.dispatcher.wait_finished("plan-7")
     dev = store.records[deliberation_id("plan-7", "dev")]
     described = store.records[deliberation_id("plan-7", "qa")].task.description
-    assert f"its winning code, by {dev.winner_id}, defines:\n- `word_count(text: str)`" in described
+    assert f"Its winning code, by {dev.winner_id}, defines:\n- `word_count(text: str)`" in described
     assert "BODY-MARKER" not in described
+    assert "Token service:\nWrite the token service" in described  # what DEV was asked to do

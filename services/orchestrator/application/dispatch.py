@@ -46,8 +46,9 @@ log = structlog.get_logger(__name__)
 
 CONTEXT_CHARS_PER_DEPENDENCY = 4_000
 BLACK_BOX_ROLES = frozenset({Role.QA, Role.DEVOPS})
-"""Roles that see a code dependency by its API alone (its signatures), not its code: QA tests what the module is to
-do, DEVOPS runs it. Shown the DEV winner's code, the embedded model's QA agents copied it instead of testing it."""
+"""Roles that see a code dependency by what it was asked to do (its subtask's description and acceptance tests) and
+its API (the winner's signatures), not its code: QA tests what the module is to do, DEVOPS runs it. Shown the DEV
+winner's code, the embedded model's QA agents copied it instead of testing it."""
 
 
 @dataclass
@@ -259,11 +260,15 @@ class PlanDispatcher:
             return ""
         where = f"Builds on the completed subtask {dep.subtask.subtask_id} ({dep.subtask.role.value})"
         api = signatures(python_code(winner.proposal.content)) if role in BLACK_BOX_ROLES else []
-        if api:
-            listed = "\n".join(f"- `{s}`" for s in api)
-            return f"{where}; its winning code, by {winner.proposal.author_id}, defines:\n{listed}"
-        text = winner.proposal.content[:CONTEXT_CHARS_PER_DEPENDENCY]
-        return f"{where}; its winning proposal, by {winner.proposal.author_id}:\n{text}"
+        if not api:
+            text = winner.proposal.content[:CONTEXT_CHARS_PER_DEPENDENCY]
+            return f"{where}; its winning proposal, by {winner.proposal.author_id}:\n{text}"
+        listed = "\n".join(f"- `{s}`" for s in api)
+        spec = f"{dep.subtask.title}:\n{dep.subtask.description.strip()}"
+        if dep.subtask.acceptance_tests.strip():
+            spec += f"\nIts acceptance tests:\n{dep.subtask.acceptance_tests.strip()}"
+        spec = spec[:CONTEXT_CHARS_PER_DEPENDENCY]
+        return f"{where}, {spec}\nIts winning code, by {winner.proposal.author_id}, defines:\n{listed}"
 
     async def _wait_any(self, ids: list[str]) -> dict[str, Deliberation]:
         waits = {asyncio.create_task(self.supervisor.wait(i)): i for i in ids}
