@@ -5,6 +5,7 @@ again), then the winners and why they won."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -43,6 +44,9 @@ def test_the_demo_report_opens_with_the_cross_checks_then_the_winners(
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "QA tests on the DEV winner: 2/4 passed" in done.stdout  # printed at the end as well
+    # DEV deliberates with its rounds; QA and DEVOPS are best of N by their checks (--review-rounds 0).
+    assert re.search(r"DEV\s+created, 1 critique/revise round\b", done.stdout)
+    assert re.search(r"QA\s+created, 0 critique/revise rounds", done.stdout)
     (report,) = (tmp_path / "reports").glob("report-plan-demo-checks-*.md")
     text = report.read_text()
     sections = [line for line in text.splitlines() if line.startswith("## ")]

@@ -200,7 +200,8 @@ def _check_plan_file(plan_file: Path | None, read: Callable[[Path], object]) -> 
 @app.command()
 def demo(
     agents: Annotated[int, typer.Option(help="agents per council")] = 2,
-    rounds: Annotated[int, typer.Option(help="critique/revise rounds")] = 1,
+    rounds: Annotated[int, typer.Option(help="critique/revise rounds of the DEV council")] = 1,
+    review_rounds: Annotated[int, typer.Option(help="rounds of the other councils (0: best of N by checks)")] = 0,
     max_tokens: Annotated[int, typer.Option(help="max tokens per LLM call")] = 320,
     plan_file: Annotated[Path | None, typer.Option(help="approved plan (YAML/JSON) instead of the sample")] = None,
     report_dir: Annotated[Path, typer.Option(help="where the Markdown report goes")] = Path("reports"),
@@ -217,15 +218,15 @@ def demo(
 
     _check_plan_file(plan_file, sample_plan)
     settings = _settings(None, need_llm=False, web_view=True)
-    # The live view owns the terminal: only warnings and errors are logged beside it.
-    configure_logging(settings.log_format, "WARNING")
-    options = EmbeddedOptions(agents=agents, rounds=rounds, max_tokens=max_tokens)
+    configure_logging(settings.log_format, "WARNING")  # the live view owns the terminal: warnings and errors only
+    # The service's default is 0 rounds: each council gets its own (DEV `rounds`, the others `review_rounds`).
+    options = EmbeddedOptions(agents=agents, rounds=0, max_tokens=max_tokens)
     outcome: dict[str, Path] = {}
     failure: list[str] = []
 
     async def drive(address: str, running: Settings) -> None:
         request = DemoRequest(_connection(address), running.nats_url, agents, rounds, plan_file, report_dir, timeout)
-        request = dataclasses.replace(request, web_url=web_url(running))
+        request = dataclasses.replace(request, web_url=web_url(running), review_rounds=review_rounds)
         try:
             outcome["report"] = await asyncio.to_thread(run_demo, request, console)
         except OrchestratorError as exc:
