@@ -11,7 +11,12 @@ verify stages). The task has doctest examples and every agent answers a scripted
 correct, two subtly wrong ones, in turn), so every verify stage runs real code in the bubblewrap sandbox of this
 host (early stop off, so every round runs).
 
-    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--out bench/results/deliberation.json]
+The sandbox runs in this process (bubblewrap), and the verifier starts each verify stage's sandbox runs ahead
+(`ExecutionVerifier(warm=True)`): at the end of a verify stage, for the next one, which then finds them waiting
+(the first stage of a deliberation finds those the previous deliberation's last stage started). `--no-warm`:
+every run is started when its job is ready, as the service does with its runs as Ray tasks.
+
+    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--no-warm] [--out bench/results/deliberation.json]
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.sandbox import BwrapSandbox
+from orchestrator.adapters.sandbox.bwrap import StartedRun
 from orchestrator.adapters.store.sqlite import SqliteStore
 from orchestrator.application.commands import CreateCouncil, Deliberate
-from orchestrator.application.ports import AgentCall, AgentGateway, Completion, Sandbox
+from orchestrator.application.ports import AgentCall, AgentGateway, Completion
 from orchestrator.application.service import Orchestrator
 from orchestrator.compose import Ports, compose
 from orchestrator.config.logging_setup import configure_logging
@@ -56,9 +62,9 @@ SCRIPTED = {
 
 
 class CountingSandbox:
-    """The sandbox, counting its runs."""
+    """The sandbox, counting its runs (a run started ahead counts once it is given its job)."""
 
-    def __init__(self, inner: Sandbox) -> None:
+    def __init__(self, inner: BwrapSandbox) -> None:
         self._inner = inner
         self.runs = 0
 
@@ -66,11 +72,33 @@ class CountingSandbox:
         self.runs += 1
         return await self._inner.run(files, command, limits)
 
+    async def start(
+        self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits
+    ) -> CountedRun:
+        return CountedRun(self, await self._inner.start(files, command, limits))
+
     async def probe(self) -> SandboxAvailability:
         return await self._inner.probe()
 
     def availability(self) -> SandboxAvailability:
         return self._inner.availability()
+
+
+class CountedRun:
+    def __init__(self, sandbox: CountingSandbox, inner: StartedRun) -> None:
+        self._sandbox = sandbox
+        self._inner = inner
+
+    @property
+    def alive(self) -> bool:
+        return self._inner.alive
+
+    async def run(self, stdin: bytes = b"") -> Execution:
+        self._sandbox.runs += 1
+        return await self._inner.run(stdin)
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 class TimedVerifier:
@@ -144,13 +172,14 @@ async def timed(service: Orchestrator, role: str, rounds: int, repeats: int, cos
     return statistics.median(walls)
 
 
-async def run(latency: float, repeats: int, round_counts: Sequence[int]) -> list[Row]:
+async def run(latency: float, repeats: int, round_counts: Sequence[int], warm: bool = True) -> list[Row]:
     rows = []
     sandbox = CountingSandbox(BwrapSandbox())
     availability = await sandbox.probe()
     if not availability.available:
         raise RuntimeError(f"the benchmark needs the sandbox: {availability.summary}")
-    verifier = TimedVerifier(ExecutionVerifier(sandbox))
+    execution = ExecutionVerifier(sandbox, warm=warm)
+    verifier = TimedVerifier(execution)
     config = FakeLLMConfig(latency_s=latency, scripted_proposals=SCRIPTED)
     with FakeLLMServer(config) as llm, tempfile.TemporaryDirectory() as tmp:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
@@ -171,6 +200,7 @@ async def run(latency: float, repeats: int, round_counts: Sequence[int]) -> list
                 runs, verify_s = statistics.median(cost.runs), statistics.median(cost.verify)
                 rows.append(Row(size, rounds, wall, bound, wall / bound, seq, seq / wall, runs, verify_s))
                 print_row(rows[-1])
+        await execution.aclose()
         await store.close()
         await agents.close()
     return rows
@@ -191,12 +221,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="parallel runs per case (median reported)")
     parser.add_argument("--rounds", default="1,2", help="round counts to run, comma-separated")
     parser.add_argument("--out", type=Path, default=Path("bench/results/deliberation.json"))
+    parser.add_argument(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start each verify stage's sandbox runs ahead, during the stages before it",
+    )
     args = parser.parse_args()
     round_counts = [int(r) for r in args.rounds.split(",") if r.strip()]
     configure_logging(level="WARNING")
-    rows = asyncio.run(run(args.latency, args.repeats, round_counts))
+    rows = asyncio.run(run(args.latency, args.repeats, round_counts, args.warm))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"latency_s": args.latency, "ray": ray.__version__, "rows": [asdict(r) for r in rows]}
+    payload = {"latency_s": args.latency, "ray": ray.__version__, "warm": args.warm, "rows": [asdict(r) for r in rows]}
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -156,14 +156,27 @@ async def sandbox() -> AsyncIterator[BwrapSandbox]:
     yield sandbox
 
 
-async def deliberate(sandbox: BwrapSandbox, scripted: dict[str, str]):  # type: ignore[no-untyped-def]
+async def deliberate(sandbox: BwrapSandbox, scripted: dict[str, str], warm: bool = False):  # type: ignore[no-untyped-def]
+    """`warm`: the verify stage takes runs started ahead of their job (the sandboxes up, the supervisors waiting
+    on stdin); else every run is started for its job."""
     # The peers score the attacker's proposal highest: only the evidence can put the correct one first.
     fake = FakeGateway(scripted=scripted, score_markers={"return x": 10, "Anything": 10, "Sneaky": 10})
-    ports = fake_ports(fake, verifier=ExecutionVerifier(sandbox))
+    verifier = ExecutionVerifier(sandbox, warm=warm)
+    ports = fake_ports(fake, verifier=verifier)
     options = Options(CouncilDefaults("fake-llm", 0.7, 512), default_timeout_s=120, early_stop=True)
     app = compose(ports, options).orchestrator
     await app.create_council(CreateCouncil(role="DEV", num_agents=3))
-    return await app.deliberate(Deliberate(TASK, "DEV", rounds=0))
+    if verifier.warm is not None:
+        verifier.warm.fill(3)
+        await verifier.warm.settled()
+    try:
+        result = await app.deliberate(Deliberate(TASK, "DEV", rounds=0))
+    finally:
+        await verifier.aclose()
+    assert result.status is DeliberationStatus.COMPLETED, result.error_message
+    if verifier.warm is not None:
+        assert verifier.warm.taken == 3  # the solutions ran in the runs started ahead
+    return result
 
 
 def spec_counts(result, author: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -172,27 +185,29 @@ def spec_counts(result, author: str) -> tuple[int, int]:  # type: ignore[no-unty
     return sum(o.passed for o in spec), len(spec)
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["started-for-the-job", "started-ahead"])
 @pytest.mark.parametrize("attack", sorted(SOLUTIONS))
 async def test_a_forging_solution_passes_nothing_it_fails_and_does_not_outrank_the_correct_one(
-    sandbox: BwrapSandbox, attack: str
+    sandbox: BwrapSandbox, attack: str, warm: bool
 ) -> None:
     scripted = {ATTACKER: proposal(SOLUTIONS[attack]), CORRECT_AUTHOR: CORRECT, "agent-dev-003": NO_LOWER}
-    result = await deliberate(sandbox, scripted)
-    assert result.status is DeliberationStatus.COMPLETED
+    result = await deliberate(sandbox, scripted, warm)
+    assert result.status is DeliberationStatus.COMPLETED, result.error_message
     assert result.results[0].proposal.author_id == CORRECT_AUTHOR, result.results[0].rank_reason
     assert spec_counts(result, CORRECT_AUTHOR) == (3, 3)
     passed, total = spec_counts(result, ATTACKER)
     assert total == 3 and passed <= 1  # at most clamp(5, 0, 10) == 5, which `return x` does get right
 
 
+@pytest.mark.parametrize("warm", [False, True], ids=["started-for-the-job", "started-ahead"])
 @pytest.mark.parametrize("attack", sorted(HOSTILE_TESTS))
 async def test_a_peers_test_block_cannot_fail_the_correct_solutions_specification(
-    sandbox: BwrapSandbox, attack: str
+    sandbox: BwrapSandbox, attack: str, warm: bool
 ) -> None:
     hostile = proposal(WRONG, HOSTILE_TESTS[attack])
     scripted = {ATTACKER: hostile, CORRECT_AUTHOR: CORRECT, "agent-dev-003": NO_LOWER}
-    result = await deliberate(sandbox, scripted)
-    assert result.status is DeliberationStatus.COMPLETED
+    result = await deliberate(sandbox, scripted, warm)
+    assert result.status is DeliberationStatus.COMPLETED, result.error_message
     assert result.results[0].proposal.author_id == CORRECT_AUTHOR, result.results[0].rank_reason
     assert spec_counts(result, CORRECT_AUTHOR) == (3, 3)
     correct = next(r.evidence for r in result.results if r.proposal.author_id == CORRECT_AUTHOR)

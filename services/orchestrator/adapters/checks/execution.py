@@ -36,7 +36,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from orchestrator.adapters.checks.code_blocks import PYTHON, extract_code_blocks
 from orchestrator.adapters.checks.sandbox_supervisor import KEY_BYTES
@@ -79,6 +79,112 @@ PARALLEL_UNITS = 4
 """Units of one source a run has in flight at once, each in a process of its own (fewer hand-offs per run)."""
 MAX_RERUNS = 12
 """Runs after the first for one solution, each caused by a test block that ended its run (one per block)."""
+SUPERVISOR_COMMAND = ("python3", "-I", "-S", "supervisor.py")
+MAX_WARM = 16
+"""Runs at most kept started ahead of their job (each a sandbox and an idle interpreter, about 10 MiB)."""
+WARM_TTL_S = 120.0
+"""How long a run started ahead waits for a job before it is closed."""
+
+
+class StartedRun(Protocol):
+    """A sandbox run started up to its command, which waits for its stdin (`BwrapSandbox.start`)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def run(self, stdin: bytes = b"") -> Execution: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class StartingSandbox(Protocol):
+    """A sandbox that can start a run ahead of its input."""
+
+    async def start(
+        self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits
+    ) -> StartedRun: ...
+
+
+class WarmRuns:
+    """Supervisor runs started ahead of their job: the sandbox set up, the interpreter started and the
+    supervisor's imports done, waiting for the key and the job on stdin. Nothing of the job, and no code under
+    test, has been in one before it is taken; each is taken once, and its units then run exactly as in a run
+    started for them (the supervisor forks a fresh process per unit). The verify stage takes them and `fill`s the
+    pool again for the next stage while the agents' model calls are in flight; one left unused for
+    `ttl_s` is closed (its processes killed, its cgroup removed)."""
+
+    def __init__(
+        self, sandbox: StartingSandbox, limits: SandboxLimits, *, cap: int = MAX_WARM, ttl_s: float = WARM_TTL_S
+    ) -> None:
+        self._sandbox = sandbox
+        self._limits = limits
+        self._cap = cap
+        self._ttl_s = ttl_s
+        self._ready: dict[StartedRun, asyncio.TimerHandle] = {}
+        self._starting: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()
+        self.started = 0
+        """Runs started ahead so far (a measure for tests and the benchmark)."""
+        self.taken = 0
+        """Runs started ahead that were given a job."""
+
+    @property
+    def ready(self) -> int:
+        return len(self._ready)
+
+    def take(self) -> StartedRun | None:
+        """A run waiting for its job, or None (none ready)."""
+        while self._ready:
+            started, timer = next(iter(self._ready.items()))
+            del self._ready[started]
+            timer.cancel()
+            if started.alive:
+                self.taken += 1
+                return started
+            self._close_later(started)
+        return None
+
+    def fill(self, count: int) -> None:
+        """Starts runs in the background until `count` (at most the cap) are ready or starting."""
+        wanted = min(count, self._cap) - len(self._ready) - len(self._starting)
+        for _ in range(max(0, wanted)):
+            task = asyncio.create_task(self._start_one())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def settled(self) -> None:
+        """Until the runs being started are ready (or could not start)."""
+        while self._starting:
+            await asyncio.gather(*self._starting, return_exceptions=True)
+
+    async def _start_one(self) -> None:
+        started = await self._sandbox.start({"supervisor.py": SUPERVISOR}, SUPERVISOR_COMMAND, self._limits)
+        self.started += 1
+        if not started.alive:  # it could not start: the next stage starts its runs as they are needed
+            await started.close()
+            return
+        timer = asyncio.get_running_loop().call_later(self._ttl_s, self._expire, started)
+        self._ready[started] = timer
+
+    def _expire(self, started: StartedRun) -> None:
+        if self._ready.pop(started, None) is not None:
+            self._close_later(started)
+
+    def _close_later(self, started: StartedRun) -> None:
+        task = asyncio.create_task(started.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Closes every run waiting for a job and stops those still starting."""
+        for task in list(self._starting):
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        ready, self._ready = self._ready, {}
+        for timer in ready.values():
+            timer.cancel()
+        await asyncio.gather(*(started.close() for started in ready), *self._closing, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -196,11 +302,22 @@ def _looks_python(code: str) -> bool:
 
 
 class ExecutionVerifier:
-    """Runs the execution checks of one round on the given sandbox; one sandbox run per solution, concurrently."""
+    """Runs the execution checks of one round on the given sandbox; one sandbox run per solution, concurrently.
 
-    def __init__(self, sandbox: Sandbox, limits: SandboxLimits = RUN_LIMITS) -> None:
+    With `warm`, where the sandbox can start runs ahead of their input (`StartingSandbox`: bubblewrap in this
+    process, not Ray's tasks), each verify stage ends by starting as many runs as it used (`WarmRuns`), so the next
+    stage finds its sandboxes up and its supervisors' imports done while its model calls were in flight. Whoever
+    turns it on closes the verifier (`aclose()`) before its event loop ends: a run still starting when the loop is
+    torn down can hold the loop's shutdown."""
+
+    def __init__(self, sandbox: Sandbox, limits: SandboxLimits = RUN_LIMITS, *, warm: bool = False) -> None:
         self._sandbox = sandbox
         self._limits = limits
+        self.warm = WarmRuns(sandbox, limits) if warm and isinstance(sandbox, StartingSandbox) else None
+
+    async def aclose(self) -> None:
+        if self.warm is not None:
+            await self.warm.aclose()
 
     def availability(self) -> SandboxAvailability:
         return self._sandbox.availability()
@@ -215,7 +332,15 @@ class ExecutionVerifier:
             reason = self._sandbox.availability().summary
             return {a: ProposalEvidence(a, round_, skipped=reason) for a in proposals}
         authors = sorted(split)
-        runs = await asyncio.gather(*(self._run(split[a].solution, units, spec.preamble) for a in authors))
+        # Everything parsed here is parsed before the first await (see verification.verify: Python 3.11 before
+        # 3.11.8 can fail ast.parse with "AST constructor recursion depth mismatch" when threads parse at once).
+        plans = {u.test_id: _plan_of(u) for u in units}  # once for all solutions
+        defining = {a: defines(split[a].solution, spec.names) for a in authors}
+        try:
+            runs = await asyncio.gather(*(self._run(split[a].solution, units, spec.preamble, plans) for a in authors))
+        finally:
+            if self.warm is not None:  # for the next stage, while its model calls are in flight
+                self.warm.fill(sum(1 for a in authors if split[a].solution))
         agent_ids = {u.test_id for u in units if u.source is UnitSource.AGENT}
         ran = dict(zip(authors, runs, strict=True))
         void = void_agent_tests({a: ran[a] for a in authors if split[a].solution}, agent_ids)
@@ -238,18 +363,22 @@ class ExecutionVerifier:
                 group=groups.get(a, (0, ()))[1],
                 behaviour_group=alike.get(a, ((), ()))[0],
                 split_by=alike.get(a, ((), ()))[1],
-                defines_task=defines(split[a].solution, spec.names),
+                defines_task=defining[a],
             )
             for a in authors
         }
 
-    async def _run(self, solution: str, units: Sequence[CheckUnit], preamble: Sequence[str]) -> list[UnitOutcome]:
+    async def _run(
+        self, solution: str, units: Sequence[CheckUnit], preamble: Sequence[str], plans: Mapping[str, UnitPlan]
+    ) -> list[UnitOutcome]:
         if not solution:
             return [UnitOutcome(u.test_id, False, "no Python solution") for u in units]
         if not units:
             return []
         sweep = not self._sandbox.availability().unsafe
-        return await run_units(self._sandbox, solution, units, self._limits, preamble, sweep=sweep)
+        return await run_units(
+            self._sandbox, solution, units, self._limits, preamble, sweep=sweep, warm=self.warm, plans=plans
+        )
 
 
 def defines(solution: str, names: Sequence[str]) -> bool:
@@ -275,16 +404,20 @@ async def run_units(
     preamble: Sequence[str] = (),
     *,
     sweep: bool = True,
+    warm: WarmRuns | None = None,
+    plans: Mapping[str, UnitPlan] | None = None,
 ) -> list[UnitOutcome]:
     """`solution`, after the task's `preamble` statements, against every unit: the specification's units first,
     each unit in a process of its own, the verdicts decided here. `sweep`: the supervisor kills every other process
-    of its sandbox after each source (only in a PID namespace of its own; off without a sandbox)."""
+    of its sandbox after each source (only in a PID namespace of its own; off without a sandbox). `warm`: runs
+    started ahead, taken while there are any. `plans`: the units' plans, when already made."""
     ordered = sorted(units, key=lambda u: _ORDER[u.source])
-    plans = {u.test_id: _plan_of(u) for u in ordered}
+    if plans is None:
+        plans = {u.test_id: _plan_of(u) for u in ordered}
     results: dict[str, UnitOutcome] = {}
     pending = list(ordered)
     for _ in range(MAX_RERUNS + 1):
-        frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep)
+        frames, execution = await _one_run(sandbox, solution, pending, plans, limits, preamble, sweep, warm)
         running, ended, fatal = _read_frames(frames, plans, results)
         pending = [u for u in pending if u.test_id not in results]
         if ended:
@@ -349,6 +482,7 @@ async def _one_run(
     limits: SandboxLimits,
     preamble: Sequence[str],
     sweep: bool,
+    warm: WarmRuns | None = None,
 ) -> tuple[list[dict[str, Any]], Execution]:
     key = secrets.token_hex(KEY_BYTES // 2)
     job = {
@@ -360,8 +494,12 @@ async def _one_run(
         "parallel": PARALLEL_UNITS,
         "units": [job_unit(u.test_id, _source(u), plans[u.test_id]) for u in units],
     }
-    files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}
-    execution = await sandbox.run(files, ["python3", "-I", "-S", "supervisor.py"], limits)
+    started = warm.take() if warm is not None else None
+    if started is not None:  # the same supervisor, given the key and the job on stdin instead of in files
+        execution = await started.run(key.encode() + json.dumps(job).encode())
+    else:
+        files = {"supervisor.py": SUPERVISOR, "job.json": json.dumps(job), "key": key}
+        execution = await sandbox.run(files, SUPERVISOR_COMMAND, limits)
     return frames_of(execution.stdout, key), execution
 
 

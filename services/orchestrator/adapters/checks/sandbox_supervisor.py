@@ -1,9 +1,11 @@
 """The trusted supervisor of one execution run, inside the sandbox (`python3 -I -S sandbox_supervisor.py`).
 
-It never loads the code under test. It reads the job (the solution, the task's import lines, the units) and a
-per-run key from the work dir, deletes both files, makes itself non-dumpable (so processes of the same uid can
-neither read its memory nor open its file descriptors through /proc), and compiles the job's code (compiling runs
-none of it). Then, source by source (the specification's units, then each agent's test block), it forks a child:
+It never loads the code under test. It makes itself non-dumpable (so processes of the same uid can neither read
+its memory nor open its file descriptors through /proc), reads a per-run key and the job (the solution, the task's
+import lines, the units) from the work dir's `key` and `job.json`, deleting both, or, when there are none (a run
+started ahead of its job, waiting with its imports done), from stdin up to its end, and compiles the job's code
+(compiling runs none of it). Then, source by source (the specification's units, then each agent's test block), it
+forks a child:
 
 - the child zeroes its copy of the key, points stdin/stdout/stderr at /dev/null, closes every other descriptor but
   a private report pipe, runs the task's imports, loads the solution as module `solution`, runs its unit's steps
@@ -433,18 +435,51 @@ def _non_dumpable() -> bool:
         return False
 
 
-def main() -> None:
+def _read_key(fd: int) -> bytearray:
+    """The key, read straight into the buffer each child zeroes (no other copy of it in memory)."""
     key = bytearray(KEY_BYTES)
+    view, got = memoryview(key), 0
+    while got < KEY_BYTES:
+        n = os.readv(fd, [view[got:]])
+        if not n:
+            break
+        got += n
+    view.release()
+    return key
+
+
+def _job_from_stdin() -> tuple[bytearray, dict[str, Any]]:
+    """A run started ahead of its job (the sandbox's `start`): the key, then the job, on stdin up to its end;
+    stdin then points at /dev/null."""
+    key = _read_key(0)
+    data = b""
+    while chunk := os.read(0, 1 << 16):
+        data += chunk
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return key, json.loads(data)
+
+
+def _job_from_files() -> tuple[bytearray, dict[str, Any]]:
+    """The key and the job from the work dir's `key` and `job.json`, both deleted once read."""
     fd = os.open("key", os.O_RDONLY)
-    os.readv(fd, [key])
+    key = _read_key(fd)
     os.close(fd)
     os.unlink("key")
     with open("job.json", encoding="utf-8") as handle:
         job = json.load(handle)
     os.unlink("job.json")
+    return key, job
+
+
+def main() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # Before the job is read: a run started ahead waits here with its imports done and its memory closed.
+    private = _non_dumpable()
+    key, job = _job_from_files() if os.path.exists("key") else _job_from_stdin()
     supervisor = Supervisor(key, job)
-    if not _non_dumpable():
+    if not private:
         supervisor.frame({"fatal": "the supervisor cannot make itself non-dumpable: no unit was run"})
         return
     supervisor.run()

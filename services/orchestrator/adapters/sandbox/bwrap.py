@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -136,31 +137,46 @@ class BwrapSandbox:
         return f"bwrap at {self._bwrap}; {layout}; {bound}"
 
     async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
+        started = await self.start(files, command, limits)
+        return await started.run()
+
+    async def start(
+        self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits
+    ) -> StartedRun:
+        """Starts a run up to its command, which then waits for its stdin: `StartedRun.run(stdin)` hands it over
+        and supervises the run to its end (its wall limit counts from there), `close()` ends a run never used.
+        `run()` is `start()` then `run(b"")` (an empty stdin), so a run started ahead runs exactly like one that
+        was not."""
         if not command:
             raise InvalidArgumentError("command", "must not be empty")
         paths = _checked_paths(files)
         missing = self._missing_binary()
         if missing:
-            return Execution.skip(missing)
+            return StartedRun.skipped(missing)
         try:
             layout = await self._ready()
         except LayoutError as exc:
-            return Execution.skip(f"the sandbox's file list cannot be made: {exc}")
+            return StartedRun.skipped(f"the sandbox's file list cannot be made: {exc}")
         assert self._cgroups is not None
         memory = limits.total_memory_bytes or self._config.run_memory_bytes
         cgroup: RunCgroup | None = None
         if self._cgroups.available:
             try:
-                cgroup = await asyncio.to_thread(self._cgroups.create, memory, limits.max_processes)
+                cgroup = self._cgroups.create(memory, limits.max_processes)  # a few file writes: not worth a thread
             except OSError as exc:
-                return Execution.skip(f"cannot create the run's cgroup: {exc}")
+                return StartedRun.skipped(f"cannot create the run's cgroup: {exc}")
+        release = functools.partial(self._release, cgroup)
         try:
-            return await self._run(paths, files, command, limits, layout, cgroup, memory)
-        finally:
-            if cgroup is not None:
-                # Synchronous, so a cancelled run removes its cgroup too (a few file operations; a busy one is
-                # left for the next run to remove).
-                self._cgroups.release(cgroup)
+            return await self._start(paths, files, command, limits, layout, cgroup, memory, release)
+        except BaseException:
+            release()
+            raise
+
+    def _release(self, cgroup: RunCgroup | None) -> None:
+        if cgroup is not None and self._cgroups is not None:
+            # Synchronous, so a cancelled run removes its cgroup too (a few file operations; a busy one is left
+            # for the next run to remove).
+            self._cgroups.release(cgroup)
 
     async def _ready(self) -> Layout:
         if self._layout is None:
@@ -172,7 +188,7 @@ class BwrapSandbox:
             )
         return self._layout
 
-    async def _run(
+    async def _start(
         self,
         paths: list[PurePosixPath],
         files: Mapping[str, str | bytes],
@@ -181,7 +197,8 @@ class BwrapSandbox:
         layout: Layout,
         cgroup: RunCgroup | None,
         memory: int,
-    ) -> Execution:
+        release: Callable[[], None],
+    ) -> StartedRun:
         root_mode = os.geteuid() == 0 and self._config.run_as_uid is not None
         memfds = [_memfd(name, content) for name, content in files.items()]
         etc = {path: _memfd(path, text) for path, text in etc_files().items()}
@@ -199,7 +216,8 @@ class BwrapSandbox:
         except OSError as exc:
             for fd in (status_read, *ours):
                 _close(fd)
-            return Execution.skip(f"cannot start bwrap: {exc}")
+            release()
+            return StartedRun.skipped(f"cannot start bwrap: {exc}")
         except asyncio.CancelledError:
             for fd in ours:
                 _close(fd)
@@ -207,8 +225,16 @@ class BwrapSandbox:
         finally:
             for fd in inherited:
                 os.close(fd)
-        setup_error = await self._set_up(proc, cgroup, options, ours if root_mode else (args_write, -1, -1))
-        return await self._supervise(proc, status_read, limits, cgroup, memory, setup_error)
+        status = _StatusReader(status_read)
+        try:
+            setup_error = await self._set_up(proc, cgroup, options, ours if root_mode else (args_write, -1, -1))
+            await status.start()
+        except BaseException:
+            _killpg(proc.pid)
+            status.close()
+            close_pipes(proc)
+            raise
+        return StartedRun(_Launched(proc, status, limits, cgroup, memory, setup_error, release))
 
     async def _spawn(self, argv: list[str], inherited: list[int], status_read: int) -> asyncio.subprocess.Process:
         """Starts bwrap (which then waits for its options on the pipe named in `argv`)."""
@@ -216,7 +242,7 @@ class BwrapSandbox:
             asyncio.create_subprocess_exec(
                 *argv,
                 executable=self._bwrap,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env={"PATH": SANDBOX_PATH},
@@ -239,12 +265,13 @@ class BwrapSandbox:
         try:
             # bwrap waits for its options: it is in the run's cgroup before it creates any process.
             if cgroup is not None:
-                await asyncio.to_thread(cgroup.attach, proc.pid)
-            await asyncio.to_thread(_write_all, args_write, b"\0".join(a.encode() for a in options) + b"\0")
+                cgroup.attach(proc.pid)  # one small write
+            await _write_async(args_write, b"\0".join(a.encode() for a in options) + b"\0")
             os.close(args_write)  # bwrap reads its options to the end
             args_write = -1
             if info_read >= 0:
-                await asyncio.wait_for(asyncio.to_thread(self._map_user, info_read, block_write), SETUP_TIMEOUT_S)
+                info = await asyncio.wait_for(_read_to_end(info_read), SETUP_TIMEOUT_S)
+                self._map_user(info, block_write)
         except (OSError, ValueError, KeyError, TimeoutError) as exc:
             # bwrap failed early (its own error is on its stderr) or could not be set up: nothing of the run ran.
             _killpg(proc.pid)
@@ -254,11 +281,8 @@ class BwrapSandbox:
                 _close(fd)
         return ""
 
-    def _map_user(self, info_fd: int, block_fd: int) -> None:
+    def _map_user(self, info: bytes, block_fd: int) -> None:
         """Root mode: the sandbox's uid 1000 is `run_as_uid` on the host, its root is root (bwrap's setup)."""
-        info = b""
-        while chunk := os.read(info_fd, 4096):
-            info += chunk
         if not info:
             raise ValueError("bwrap ended before it created the sandbox")
         pid = json.loads(info)["child-pid"]
@@ -287,53 +311,6 @@ class BwrapSandbox:
         finally:
             close_pipes(proc)
             status.close()
-
-    async def _supervise(
-        self,
-        proc: asyncio.subprocess.Process,
-        status_fd: int,
-        limits: SandboxLimits,
-        cgroup: RunCgroup | None,
-        memory: int,
-        setup_error: str = "",
-    ) -> Execution:
-        status = _StatusReader(status_fd)
-        await status.start()
-        accounting = Accounting(memory)
-        watcher = asyncio.create_task(
-            _watch_cgroup(cgroup, status.kill_sandbox)
-            if cgroup is not None
-            else accounting.watch(lambda: status.child_pid, status.kill_sandbox)
-        )
-        try:
-            result = await supervise(proc, limits, lambda: _kill(proc, status))
-            await status.finished()
-        finally:
-            watcher.cancel()
-            if proc.returncode is None:  # cancelled: leave nothing running behind us
-                status.kill_sandbox()
-                _killpg(proc.pid)
-            status.close()
-        if not status.started or setup_error:
-            stderr = result.stderr.data.decode("utf-8", "replace").strip()
-            detail = "; ".join(part for part in (stderr, setup_error) if part) or "no error text"
-            return Execution.skip(f"bwrap could not create the sandbox (exit {result.returncode}): {detail}")
-        execution = to_execution(result, limits)
-        if cgroup is not None:
-            peak, exceeded = await asyncio.to_thread(lambda: (cgroup.peak_bytes(), cgroup.oom_killed()))
-        else:
-            peak, exceeded = accounting.peak_bytes, accounting.exceeded
-        execution = dataclasses.replace(execution, peak_memory_bytes=peak)
-        if exceeded and not execution.passed:
-            mib = memory / (1024 * 1024)
-            return dataclasses.replace(
-                execution,
-                outcome=ExecutionOutcome.KILLED,
-                exit_code=None,
-                killed_by_signal=execution.killed_by_signal or signal.SIGKILL,
-                detail=f"memory bound of the run ({mib:g} MiB, all its processes together)",
-            )
-        return execution
 
     def _options(
         self,
@@ -392,6 +369,144 @@ class BwrapSandbox:
         return SandboxAvailability(True, "bubblewrap", self.describe())
 
 
+class StartedRun:
+    """A run started up to its command, which waits for its stdin (`BwrapSandbox.start`). `run(stdin)` hands the
+    stdin over, closes it and supervises the run to its end; `close()` ends a run that is not to be used. Either
+    removes every process of the run and its cgroup; each may be called once (`close()` after `run()` is a no-op)."""
+
+    def __init__(self, launched: _Launched | None, skipped: str = "") -> None:
+        self._launched = launched
+        self._skipped = skipped
+        self._used = False
+
+    @classmethod
+    def skipped(cls, reason: str) -> StartedRun:
+        """A run that cannot start: `run()` reports it as skipped, with the reason."""
+        return cls(None, reason)
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still waits for its stdin: started, not used or closed, its sandbox not ended meanwhile."""
+        launched = self._launched
+        return not self._used and launched is not None and not launched.setup_error and launched.proc.returncode is None
+
+    async def run(self, stdin: bytes = b"") -> Execution:
+        if self._used:
+            raise RuntimeError("a started run runs once")
+        self._used = True
+        if self._launched is None:
+            return Execution.skip(self._skipped)
+        return await self._launched.run(stdin)
+
+    async def close(self) -> None:
+        if self._used:
+            return
+        self._used = True
+        if self._launched is not None:
+            await self._launched.close()
+
+
+class _Launched:
+    """bwrap started and set up: the sandbox's command waits for its stdin."""
+
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        status: _StatusReader,
+        limits: SandboxLimits,
+        cgroup: RunCgroup | None,
+        memory: int,
+        setup_error: str,
+        release: Callable[[], None],
+    ) -> None:
+        self.proc = proc
+        self.status = status
+        self.limits = limits
+        self.cgroup = cgroup
+        self.memory = memory
+        self.setup_error = setup_error
+        self.release = release
+
+    async def close(self) -> None:
+        """Kills the sandbox (its PID 1, so its whole PID namespace) and waits for bwrap, then removes the cgroup."""
+        proc, status = self.proc, self.status
+        try:
+            await status.child_known()
+            await _kill(proc, status)
+        finally:
+            close_pipes(proc)
+            status.close()
+            self.release()
+
+    async def run(self, stdin: bytes) -> Execution:
+        try:
+            try:
+                await _hand_over(self.proc, stdin)
+            except BaseException:  # cancelled: nothing of the run may stay behind
+                self.status.kill_sandbox()
+                _killpg(self.proc.pid)
+                close_pipes(self.proc)
+                self.status.close()
+                raise
+            return await self._supervise()
+        finally:
+            self.release()
+
+    async def _supervise(self) -> Execution:
+        proc, status, limits, cgroup, memory = self.proc, self.status, self.limits, self.cgroup, self.memory
+        setup_error = self.setup_error
+        accounting = Accounting(memory)
+        watcher = asyncio.create_task(
+            _watch_cgroup(cgroup, status.kill_sandbox)
+            if cgroup is not None
+            else accounting.watch(lambda: status.child_pid, status.kill_sandbox)
+        )
+        try:
+            result = await supervise(proc, limits, lambda: _kill(proc, status))
+            await status.finished()
+        finally:
+            watcher.cancel()
+            if proc.returncode is None:  # cancelled: leave nothing running behind us
+                status.kill_sandbox()
+                _killpg(proc.pid)
+            status.close()
+        if not status.started or setup_error:
+            stderr = result.stderr.data.decode("utf-8", "replace").strip()
+            detail = "; ".join(part for part in (stderr, setup_error) if part) or "no error text"
+            return Execution.skip(f"bwrap could not create the sandbox (exit {result.returncode}): {detail}")
+        execution = to_execution(result, limits)
+        if cgroup is not None:
+            peak, exceeded = await asyncio.to_thread(lambda: (cgroup.peak_bytes(), cgroup.oom_killed()))
+        else:
+            peak, exceeded = accounting.peak_bytes, accounting.exceeded
+        execution = dataclasses.replace(execution, peak_memory_bytes=peak)
+        if exceeded and not execution.passed:
+            mib = memory / (1024 * 1024)
+            return dataclasses.replace(
+                execution,
+                outcome=ExecutionOutcome.KILLED,
+                exit_code=None,
+                killed_by_signal=execution.killed_by_signal or signal.SIGKILL,
+                detail=f"memory bound of the run ({mib:g} MiB, all its processes together)",
+            )
+        return execution
+
+
+async def _hand_over(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    """Writes the run's stdin and closes it. A run that ended meanwhile (or does not read it) loses it."""
+    pipe = proc.stdin
+    if pipe is None:
+        return
+    try:
+        if data:
+            pipe.write(data)
+            await pipe.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        pipe.close()
+
+
 def _launcher(command: Sequence[str], layout: Layout) -> list[str]:
     """What bwrap starts: a shell that runs the start-up chain held in START_VARIABLE ((root mode) hand the
     work dirs to the sandbox user and switch to it for good, then prlimit, then the command). Only this
@@ -422,7 +537,7 @@ async def _watch_cgroup(cgroup: RunCgroup, kill: Callable[[], object]) -> None:
     """Once the kernel's OOM killer has struck in the run's cgroup, the whole run is stopped (cgroup v1 kills
     only one process; v2's memory.oom.group all of them)."""
     while True:
-        if await asyncio.to_thread(cgroup.oom_killed):
+        if cgroup.oom_killed():  # one small read of the cgroup's own file: not worth a thread
             kill()
             return
         await asyncio.sleep(0.05)
@@ -444,6 +559,49 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+async def _write_async(fd: int, data: bytes) -> None:
+    """Writes `data` to the pipe `fd` (left open) without blocking the loop while the reader is slow."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    loop = asyncio.get_running_loop()
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            ready = loop.create_future()
+            loop.add_writer(fd, _settle, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_writer(fd)
+
+
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
+
+
+async def _read_to_end(fd: int) -> bytes:
+    """What the pipe `fd` holds up to its end, without blocking the loop (`fd` stays open)."""
+    os.set_blocking(fd, False)
+    data = b""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            ready = loop.create_future()
+            loop.add_reader(fd, _settle, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            continue
+        if not chunk:
+            return data
+        data += chunk
 
 
 def _close(fd: int) -> None:

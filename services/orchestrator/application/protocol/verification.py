@@ -79,10 +79,11 @@ async def verify(
             return {a: ProposalEvidence(a, round_, skipped="no verifier configured") for a in authors}
         return await verifier.verify(spec, texts, round_)
 
-    # The execution checks first: what they parse in this thread is parsed before the static checks' threads
+    # The execution checks start first: what they parse in this thread is parsed before the static checks' threads
     # start parsing (Python 3.11 before 3.11.8 can fail a parse done while another thread parses).
-    found, suites = await asyncio.gather(
-        execute(), asyncio.gather(*(checker.check(texts[a], task.requirements) for a in authors))
+    executing = asyncio.ensure_future(execute())
+    suites, found = await asyncio.gather(
+        asyncio.gather(*(checker.check(texts[a], task.requirements) for a in authors)), executing
     )
     checks = dict(zip(authors, suites, strict=True))
     evidence = {
