@@ -35,14 +35,15 @@ async def sandbox() -> AsyncIterator[BwrapSandbox]:
     yield sandbox
 
 
-def _held(started: StartedRun) -> tuple[asyncio.subprocess.Process, list[Path]]:
+def _held(started: object) -> tuple[asyncio.subprocess.Process, list[Path]]:
     """bwrap's process and the run's cgroup directories."""
+    assert isinstance(started, StartedRun)
     launched = started._launched
     assert launched is not None
     return launched.proc, list(launched.cgroup.dirs) if launched.cgroup is not None else []
 
 
-def _gone(started: StartedRun) -> bool:
+def _gone(started: object) -> bool:
     proc, dirs = _held(started)
     return proc.returncode is not None and not any(d.exists() for d in dirs)
 
