@@ -3,6 +3,8 @@ probe calls, behaviour groups, and the ranking keys that use them."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator.domain import prompts
 from orchestrator.domain.evidence import (
     CheckUnit,
@@ -105,6 +107,22 @@ def test_a_solution_that_does_not_define_what_the_task_names_never_wins_over_one
     evidence = {"a": _evidence("a", ("a",), defines=False), "b": _evidence("b", ("b",), spec_pass=False)}
     ranked = rank_by_evidence(proposals, {a: _suite() for a in "ab"}, (), evidence=evidence, spec=SPEC)
     assert ranked[0].proposal.author_id == "b" and "answering the task" in ranked[0].rank_reason
+
+
+def test_where_proposals_are_not_the_solution_a_python_solution_does_not_outrank_tests() -> None:
+    """A QA proposal that copies the module under test has "a Python solution"; one that is tests alone has none.
+    For a QA task the "answers the task" key does not apply: the copy gets no head start, and no one is said not
+    to answer the task."""
+    qa_spec = Specification(asks_for_solution=False)
+    proposals = [Proposal(a, Role.QA, "x", 0) for a in ("a", "b")]
+    copy = ProposalEvidence("a", 0, (), defines_task=True)
+    tests = ProposalEvidence("b", 0, (), skipped="no Python solution in the proposal", solution_found=False)
+    checks = {"a": _suite(), "b": replace(_suite(), score=0.9)}
+    ranked = rank_by_evidence(proposals, checks, (), evidence={"a": copy, "b": tests}, spec=qa_spec)
+    assert ranked[0].proposal.author_id == "b"
+    assert not any("does not parse or define" in r.rank_reason for r in ranked)
+    as_dev = rank_by_evidence(proposals, checks, (), evidence={"a": copy, "b": tests}, spec=Specification())
+    assert as_dev[0].proposal.author_id == "a"  # a DEV task asks for the solution
 
 
 def test_the_propose_prompt_asks_for_the_solution_alone_and_stops_at_its_fence() -> None:

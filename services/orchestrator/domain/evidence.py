@@ -115,6 +115,9 @@ class Specification:
     """Calls every solution runs to be grouped by behaviour (`probe_units`); not tests, not the specification."""
     names: tuple[str, ...] = ()
     """What the task asks to define (`task_names`): a solution without them does not answer the task."""
+    asks_for_solution: bool = True
+    """A proposal is the solution itself (DEV): one without a Python solution that parses and defines `names` does
+    not answer the task. False where proposals are tests (QA) or manifests (DEVOPS): the key does not apply."""
 
     def __bool__(self) -> bool:
         return bool(self.units)

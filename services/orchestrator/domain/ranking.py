@@ -39,6 +39,7 @@ class _Entry:
     spec_passed: int
     spec_total: int
     peer: float
+    asks_for_solution: bool = True
 
     @property
     def spec_all(self) -> bool:
@@ -51,8 +52,9 @@ class _Entry:
     @property
     def answers(self) -> bool:
         """Has a solution that parses and defines what the task names. Without execution evidence (no sandbox) it
-        is not known and taken as yes; a proposal without any Python solution is a no."""
-        if self.evidence is None:
+        is not known and taken as yes; a proposal without any Python solution is a no. A task whose proposals are
+        not the solution (QA's tests, DEVOPS's manifests) does not ask it."""
+        if self.evidence is None or not self.asks_for_solution:
             return True
         if not self.evidence.solution_found:
             return False
@@ -83,7 +85,7 @@ class _Entry:
 def _entry(p: Proposal, suite: CheckSuite, ev: ProposalEvidence | None, spec: Specification, peer: float) -> _Entry:
     passed, total = ev.counts(spec.units, UnitSource.EXAMPLE) if ev else (0, 0)
     a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE) if ev else (0, 0)
-    return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer)
+    return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer, spec.asks_for_solution)
 
 
 def _describe(e: _Entry) -> str:
@@ -157,7 +159,8 @@ def rank_by_evidence(
     usage: Mapping[str, Usage] | None = None,
 ) -> tuple[RankedProposal, ...]:
     """Ranks proposals 1..n by the keys above; every proposal needs a CheckSuite, evidence is optional."""
-    evidence, spec, usage = evidence or {}, spec or Specification(), usage or {}
+    evidence, usage = evidence or {}, usage or {}
+    spec = spec if spec is not None else Specification()  # an empty one is falsy, yet says what the task asks
     entries = sorted(
         (
             _entry(p, checks[p.author_id], evidence.get(p.author_id), spec, peer_score(scores, p.author_id))

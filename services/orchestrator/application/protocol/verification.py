@@ -56,8 +56,9 @@ def spec_of(task: TaskSpec, probes: Sequence[str] = ()) -> Specification:
     """The task's specification, what it asks to define (a DEV task's: QA's tests import the names they test, a
     DEVOPS manifest runs them), and the probes every solution runs."""
     spec = specification(task.description, task.rubric, task.acceptance_tests)
-    names = task_names(task.description) if task.role is Role.DEV else ()
-    return replace(spec, probes=probe_units(probes), names=names)
+    dev = task.role is Role.DEV
+    names = task_names(task.description) if dev else ()
+    return replace(spec, probes=probe_units(probes), names=names, asks_for_solution=dev)
 
 
 async def verify(
