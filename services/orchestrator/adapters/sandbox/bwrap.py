@@ -476,7 +476,7 @@ class _Launched:
             return Execution.skip(f"bwrap could not create the sandbox (exit {result.returncode}): {detail}")
         execution = to_execution(result, limits)
         if cgroup is not None:
-            peak, exceeded = await asyncio.to_thread(lambda: (cgroup.peak_bytes(), cgroup.oom_killed()))
+            peak, exceeded = cgroup.peak_bytes(), cgroup.oom_killed()  # two small reads: no thread
         else:
             peak, exceeded = accounting.peak_bytes, accounting.exceeded
         execution = dataclasses.replace(execution, peak_memory_bytes=peak)

@@ -4,6 +4,7 @@ wall deadline enforced, the result mapped to an `Execution`. Shared by the bubbl
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,7 @@ from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxLi
 
 READ_CHUNK = 65536
 EXIT_POLL_S = 0.01
+REAP_POLL_S = 0.001
 DRAIN_GRACE_S = 1.0
 """After the process has ended, how long to wait for its pipes to close (a child that escaped the kill may
 hold them open; we stop reading rather than wait for it)."""
@@ -79,10 +81,45 @@ async def exit_code(proc: asyncio.subprocess.Process) -> int:
     """The return code once `proc` has exited.
 
     Not proc.wait(): it also waits for the output pipes to close, which a process that outlived the run (possible
-    only without a sandbox) keeps open. The return code itself is set as soon as the process has exited."""
-    while proc.returncode is None:  # noqa: ASYNC110 - no event to wait on that ignores the pipes
-        await asyncio.sleep(EXIT_POLL_S)
+    only without a sandbox) keeps open. The return code is set by asyncio's child watcher once the process has
+    exited: a pidfd says when that is (then it is looked for every REAP_POLL_S), else it is looked for every
+    EXIT_POLL_S. The pidfd only wakes the wait early; the return code alone ends it."""
+    if proc.returncode is not None:
+        return proc.returncode
+    try:
+        pidfd: int | None = os.pidfd_open(proc.pid)
+    except OSError:  # already reaped (the code is on its way), or no pidfds: poll
+        pidfd = None
+    try:
+        exited = False
+        while proc.returncode is None:  # the pidfd wakes it early; the code is set by the watcher
+            if pidfd is not None and not exited:
+                exited = await _readable(pidfd, EXIT_POLL_S)
+            else:
+                await asyncio.sleep(REAP_POLL_S if exited else EXIT_POLL_S)
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     return proc.returncode
+
+
+async def _readable(fd: int, wait_s: float) -> bool:
+    """Whether `fd` became readable within `wait_s` seconds."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _settle, ready)
+    try:
+        await asyncio.wait_for(ready, wait_s)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+def _settle(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def close_pipes(proc: asyncio.subprocess.Process) -> None:
