@@ -12,7 +12,8 @@ tools' paths and the root-mode set-up, travel through a pipe, so neither a host 
 New user, PID, network, IPC, UTS (hostname `sandbox`) and cgroup namespaces: no network at all (only a loopback
 of its own), no view of host processes, no capabilities. The environment is cleared: only PATH, HOME=/work and
 LANG=C.UTF-8 (and PWD, which the launcher's shell sets), also for bwrap itself, since its environment is visible
-inside as /proc/1/environ. No stdin.
+inside as /proc/1/environ. Stdin is a pipe from the service: empty (closed at once) for a run, the job
+for a run started ahead of it (`start`, below).
 
 A uid of its own. Inside, the code runs as `sandbox` (uid/gid 1000, the only entry of its /etc/passwd), which
 its user namespace maps to a host uid: when the service is not root, bwrap maps it to the service's uid (an
@@ -34,6 +35,10 @@ its resident memory passes the bound. Output is read as it arrives and the run i
 passes `max_output_bytes`. At the wall deadline the sandbox's PID 1 is killed (through a pidfd, so never a reused
 PID), which makes the kernel kill every process of its PID namespace; `run()` returns after bwrap has reaped it,
 so nothing of a run outlives `run()`, daemonized or not. `--die-with-parent` covers the service dying.
+
+Started ahead. `start()` does all of the above up to the command, which then waits for its stdin;
+`StartedRun.run(stdin)` writes and closes it and supervises the run from there (the wall limit, the memory watch
+and the output caps count from then), `close()` ends one never used. `run()` is `start()` then `run(b"")`.
 
 What a worker (Kubernetes pod) needs: unprivileged user namespaces enabled on the node (the default on current
 kernels: `user.max_user_namespaces` > 0; not blocked by an AppArmor `userns` restriction; seccomp profile
