@@ -11,12 +11,12 @@ verify stages). The task has doctest examples and every agent answers a scripted
 correct, two subtly wrong ones, in turn), so every verify stage runs real code in the bubblewrap sandbox of this
 host (early stop off, so every round runs).
 
-The sandbox runs in this process (bubblewrap), and the verifier starts each verify stage's sandbox runs ahead
-(`ExecutionVerifier(warm=True)`): at the end of a verify stage, for the next one, which then finds them waiting
-(the first stage of a deliberation finds those the previous deliberation's last stage started). `--no-warm`:
-every run is started when its job is ready, as the service does with its runs as Ray tasks.
+The sandbox runs in this process (bubblewrap), every run started when its job is ready, as the service's runs (Ray
+tasks) are. `--warm`: the verifier starts each verify stage's sandbox runs ahead (`ExecutionVerifier(warm=True)`),
+at the end of a verify stage, for the next one, which then finds them waiting (the first stage of a deliberation
+finds those the previous deliberation's last stage started) — a configuration the service does not use yet.
 
-    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--no-warm] [--out bench/results/deliberation.json]
+    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--warm] [--out bench/results/deliberation.json]
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ async def timed(service: Orchestrator, role: str, rounds: int, repeats: int, cos
     return statistics.median(walls)
 
 
-async def run(latency: float, repeats: int, round_counts: Sequence[int], warm: bool = True) -> list[Row]:
+async def run(latency: float, repeats: int, round_counts: Sequence[int], warm: bool = False) -> list[Row]:
     rows = []
     sandbox = CountingSandbox(BwrapSandbox())
     availability = await sandbox.probe()
@@ -224,8 +224,8 @@ def main() -> None:
     parser.add_argument(
         "--warm",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="start each verify stage's sandbox runs ahead, during the stages before it",
+        default=False,
+        help="start each verify stage's sandbox runs ahead, during the stages before it (the service does not)",
     )
     args = parser.parse_args()
     round_counts = [int(r) for r in args.rounds.split(",") if r.strip()]
