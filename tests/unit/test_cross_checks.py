@@ -17,6 +17,7 @@ from orchestrator.domain.cross_checks import (
     as_solution_tests,
     defined_names,
     module_named,
+    one_assert_each,
     plan_outcome,
     qa_standings,
     void_tests,
@@ -161,3 +162,17 @@ def test_only_tests_failing_on_every_one_of_two_or_more_dev_proposals_are_void()
     two = {"dev-1": results("qa-1", [False, False]), "dev-2": results("qa-1", [True, False])}
     assert void_tests(tests, two) == {"qa-1:test-2"}
     assert void_tests(tests, {"dev-1": results("qa-1", [False, False])}) == set()  # one proposal tells nothing apart
+
+
+def test_a_straight_line_test_function_becomes_one_test_per_assert() -> None:
+    """One wrong assert among right ones (`word_count("one two") == 3` next to three right ones) costs only itself."""
+    code = (
+        "def test_word_count():\n    text = 'a b'\n    assert word_count(text) == 2\n"
+        "    assert word_count('one two') == 3\n"
+        "\ndef test_loop():\n    for t in ['a']:\n        assert word_count(t) == 1\n    assert True\n"
+    )
+    units = split_tests(one_assert_each(code))
+    assert len(units) == 3  # test_loop has a loop: it stays whole
+    assert "text = 'a b'" in units[1] and "== 2" not in units[1] and "word_count('one two') == 3" in units[1]
+    assert units[2].rstrip().endswith("test_loop()")
+    assert one_assert_each("def broken(:") == "def broken(:"

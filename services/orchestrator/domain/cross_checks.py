@@ -18,6 +18,7 @@ sandbox adapter's job.
 from __future__ import annotations
 
 import ast
+import copy
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -237,6 +238,45 @@ def as_solution_tests(code: str, shadowing: frozenset[str] = frozenset()) -> str
     except (*UNPARSABLE, TypeError):
         return ""
     return f"{PYTEST_SHIM}\n{text}" if imports.pytest else text
+
+
+_STRAIGHT = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Expr, ast.Assert, ast.Import, ast.ImportFrom, ast.Pass)
+
+
+def one_assert_each(code: str) -> str:
+    """Each straight-line test function with several asserts (`def test_x(): a = f(); assert p; assert q`) as one
+    function per assert, each keeping the statements before it but not the other asserts: one wrong assert among
+    right ones (a small model's usual test) then costs only itself, and a test's verdict says which claim held.
+    Functions with loops, branches or `with` blocks stay whole; code that does not parse is returned as it is."""
+    try:
+        tree = ast.parse(code)
+    except UNPARSABLE:
+        return code
+    body: list[ast.stmt] = []
+    for node in tree.body:
+        if not _splittable(node):
+            body.append(node)
+            continue
+        assert isinstance(node, ast.FunctionDef)
+        asserts = [s for s in node.body if isinstance(s, ast.Assert)]
+        for i, kept in enumerate(asserts, 1):
+            stmts = [s for s in node.body if not isinstance(s, ast.Assert) or s is kept]
+            stmts = stmts[: stmts.index(kept) + 1]
+            clone = copy.copy(node)
+            clone.name, clone.body, clone.decorator_list = f"{node.name}_{i}", stmts, []
+            body.append(clone)
+    try:
+        return ast.unparse(ast.fix_missing_locations(ast.Module(body, [])))
+    except (RecursionError, ValueError, TypeError):
+        return code
+
+
+def _splittable(node: ast.stmt) -> bool:
+    """A `test*` function without parameters whose body is straight-line statements, with more than one assert."""
+    if not isinstance(node, ast.FunctionDef) or not node.name.startswith("test") or node.args.args:
+        return False
+    straight = all(isinstance(s, _STRAIGHT) for s in node.body)
+    return straight and sum(isinstance(s, ast.Assert) for s in node.body) > 1
 
 
 def _shadows(node: ast.stmt, names: frozenset[str]) -> bool:

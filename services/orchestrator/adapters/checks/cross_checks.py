@@ -20,7 +20,7 @@ import yaml
 from orchestrator.adapters.checks.code_blocks import YAML, extract_code_blocks
 from orchestrator.adapters.checks.execution import RUN_LIMITS, run_units, split_proposal
 from orchestrator.application.ports import Sandbox
-from orchestrator.domain.cross_checks import Reference, TestRuns, as_solution_tests, defined_names
+from orchestrator.domain.cross_checks import Reference, TestRuns, as_solution_tests, defined_names, one_assert_each
 from orchestrator.domain.evidence import CheckUnit, UnitOutcome, UnitSource, split_tests
 from orchestrator.domain.execution import SandboxLimits
 
@@ -91,7 +91,7 @@ def _units(author: str, proposal: str, shadowing: frozenset[str]) -> tuple[Check
     would shadow the solution's."""
     split = split_proposal(proposal)
     code = "\n\n".join(part for part in (split.solution, split.tests) if part.strip())
-    ready = as_solution_tests(code, shadowing)
+    ready = one_assert_each(as_solution_tests(code, shadowing))
     return tuple(
         CheckUnit(f"{author}:test-{i + 1}", UnitSource.AGENT, unit, author) for i, unit in enumerate(split_tests(ready))
     )
