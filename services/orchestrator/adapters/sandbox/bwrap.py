@@ -76,7 +76,7 @@ from orchestrator.adapters.sandbox.layout import (
     etc_files,
     layout_for,
 )
-from orchestrator.adapters.sandbox.process import close_pipes, exit_code, supervise, to_execution
+from orchestrator.adapters.sandbox.process import close_pipes, exit_code, settle, supervise, to_execution
 from orchestrator.domain.errors import InvalidArgumentError
 from orchestrator.domain.execution import Execution, ExecutionOutcome, SandboxAvailability, SandboxLimits
 
@@ -570,39 +570,33 @@ async def _write_async(fd: int, data: bytes) -> None:
     """Writes `data` to the pipe `fd` (left open) without blocking the loop while the reader is slow."""
     os.set_blocking(fd, False)
     view = memoryview(data)
-    loop = asyncio.get_running_loop()
     while view:
         try:
             view = view[os.write(fd, view) :]
         except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_writer(fd, _settle, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
+            await _fd_ready(fd, write=True)
 
 
-def _settle(ready: asyncio.Future[None]) -> None:
-    if not ready.done():
-        ready.set_result(None)
+async def _fd_ready(fd: int, *, write: bool) -> None:
+    """Until the pipe `fd` can be written (or read) without blocking."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    (loop.add_writer if write else loop.add_reader)(fd, settle, ready)
+    try:
+        await ready
+    finally:
+        (loop.remove_writer if write else loop.remove_reader)(fd)
 
 
 async def _read_to_end(fd: int) -> bytes:
     """What the pipe `fd` holds up to its end, without blocking the loop (`fd` stays open)."""
     os.set_blocking(fd, False)
     data = b""
-    loop = asyncio.get_running_loop()
     while True:
         try:
             chunk = os.read(fd, 4096)
         except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_reader(fd, _settle, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
+            await _fd_ready(fd, write=False)
             continue
         if not chunk:
             return data

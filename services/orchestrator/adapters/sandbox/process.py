@@ -107,7 +107,7 @@ async def _readable(fd: int, wait_s: float) -> bool:
     """Whether `fd` became readable within `wait_s` seconds."""
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[None] = loop.create_future()
-    loop.add_reader(fd, _settle, ready)
+    loop.add_reader(fd, settle, ready)
     try:
         await asyncio.wait_for(ready, wait_s)
         return True
@@ -117,7 +117,7 @@ async def _readable(fd: int, wait_s: float) -> bool:
         loop.remove_reader(fd)
 
 
-def _settle(ready: asyncio.Future[None]) -> None:
+def settle(ready: asyncio.Future[None]) -> None:
     if not ready.done():
         ready.set_result(None)
 
