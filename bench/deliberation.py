@@ -8,15 +8,19 @@ store, the real checks) runs each (N agents, R rounds) case twice in the same pr
 Printed per case: wall time, the bound (2 + 2R) x latency, wall / bound, and sequential / parallel; and what the
 execution checks cost: sandbox runs per deliberation and the verify stages' time (summed over the deliberation's
 verify stages). The task has doctest examples and every agent answers a scripted solution with its own tests (one
-correct, two subtly wrong ones, in turn), so every verify stage runs real code in the bubblewrap sandbox of this
-host (early stop off, so every round runs).
+correct, two subtly wrong ones, in turn, the same text in every stage), so verify stages run real code in the
+bubblewrap sandbox of this host (early stop off, so every round runs): as the service runs, the proposals of one
+text share a run and the revision stage, having changed nothing, runs none (adapters/checks/verdicts.py; every
+deliberation starts with no verdicts kept). `--no-shared`: every agent's solution a text of its own and no verdicts
+kept, so every proposal and every revision runs — the cost where no two proposals are the same code and every
+revision changes its code.
 
 The sandbox runs in this process (bubblewrap), every run started when its job is ready, as the service's runs (Ray
 tasks) are. `--warm`: the verifier starts each verify stage's sandbox runs ahead (`ExecutionVerifier(warm=True)`),
 at the end of a verify stage, for the next one, which then finds them waiting (the first stage of a deliberation
 finds those the previous deliberation's last stage started) — a configuration the service does not use yet.
 
-    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--warm] [--out bench/results/deliberation.json]
+    python bench/deliberation.py [--latency 0.2] [--rounds 1,2] [--warm] [--no-shared] [--out …]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import ray
 
 from orchestrator.adapters.checks.checker import ThreadedChecker
 from orchestrator.adapters.checks.execution import ExecutionVerifier
+from orchestrator.adapters.checks.verdicts import MAX_RUNS_KEPT, Verdicts
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.sandbox import BwrapSandbox
@@ -59,6 +64,11 @@ SCRIPTED = {
     for size, role in ROLE_FOR_SIZE.items()
     for i in range(size)
 }
+
+
+def distinct(scripted: Mapping[str, str]) -> dict[str, str]:
+    """Every agent's solution a text of its own (a comment naming the agent), so no two proposals share a run."""
+    return {agent: text.replace("```python\n", f"```python\n# by {agent}\n", 1) for agent, text in scripted.items()}
 
 
 class CountingSandbox:
@@ -156,9 +166,13 @@ class Cost:
     verify: list[float]
 
 
-async def timed(service: Orchestrator, role: str, rounds: int, repeats: int, cost: Cost | None = None) -> float:
+async def timed(
+    service: Orchestrator, role: str, rounds: int, repeats: int, fresh: Verdicts, cost: Cost | None = None
+) -> float:
+    """The median wall time of `repeats` deliberations, each starting with no verdicts kept (`fresh` cleared)."""
     walls = []
     for _ in range(repeats):
+        fresh.clear()
         if cost is not None:
             cost.sandbox.runs, cost.verifier.seconds = 0, 0.0
         started = time.perf_counter()
@@ -172,15 +186,17 @@ async def timed(service: Orchestrator, role: str, rounds: int, repeats: int, cos
     return statistics.median(walls)
 
 
-async def run(latency: float, repeats: int, round_counts: Sequence[int], warm: bool = False) -> list[Row]:
+async def run(
+    latency: float, repeats: int, round_counts: Sequence[int], warm: bool = False, shared: bool = True
+) -> list[Row]:
     rows = []
     sandbox = CountingSandbox(BwrapSandbox())
     availability = await sandbox.probe()
     if not availability.available:
         raise RuntimeError(f"the benchmark needs the sandbox: {availability.summary}")
-    execution = ExecutionVerifier(sandbox, warm=warm)
+    execution = ExecutionVerifier(sandbox, warm=warm, verdicts=MAX_RUNS_KEPT if shared else 0)
     verifier = TimedVerifier(execution)
-    config = FakeLLMConfig(latency_s=latency, scripted_proposals=SCRIPTED)
+    config = FakeLLMConfig(latency_s=latency, scripted_proposals=SCRIPTED if shared else distinct(SCRIPTED))
     with FakeLLMServer(config) as llm, tempfile.TemporaryDirectory() as tmp:
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
@@ -191,11 +207,11 @@ async def run(latency: float, repeats: int, round_counts: Sequence[int], warm: b
         sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator
         for size, role in ROLE_FOR_SIZE.items():
             await app.create_council(CreateCouncil(role=role, num_agents=size))
-            await timed(parallel, role, 0, 1)  # warm-up: actors started, connections open
+            await timed(parallel, role, 0, 1, execution.verdicts)  # warm-up: actors started, connections open
             for rounds in round_counts:
                 cost = Cost(sandbox, verifier, [], [])
-                wall = await timed(parallel, role, rounds, repeats, cost)
-                seq = await timed(sequential, role, rounds, 1)
+                wall = await timed(parallel, role, rounds, repeats, execution.verdicts, cost)
+                seq = await timed(sequential, role, rounds, 1, execution.verdicts)
                 bound = (2 + 2 * rounds) * latency
                 runs, verify_s = statistics.median(cost.runs), statistics.median(cost.verify)
                 rows.append(Row(size, rounds, wall, bound, wall / bound, seq, seq / wall, runs, verify_s))
@@ -227,12 +243,26 @@ def main() -> None:
         default=False,
         help="start each verify stage's sandbox runs ahead, during the stages before it (the service does not)",
     )
+    parser.add_argument(
+        "--shared",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="as the service runs: proposals of the same code share a run, and a revision that changed nothing is "
+        "not run again; --no-shared: every agent's code a text of its own and no verdicts kept, so every proposal "
+        "and revision runs (the cost where no two proposals agree and every revision changes its code)",
+    )
     args = parser.parse_args()
     round_counts = [int(r) for r in args.rounds.split(",") if r.strip()]
     configure_logging(level="WARNING")
-    rows = asyncio.run(run(args.latency, args.repeats, round_counts, args.warm))
+    rows = asyncio.run(run(args.latency, args.repeats, round_counts, args.warm, args.shared))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"latency_s": args.latency, "ray": ray.__version__, "warm": args.warm, "rows": [asdict(r) for r in rows]}
+    payload = {
+        "latency_s": args.latency,
+        "ray": ray.__version__,
+        "warm": args.warm,
+        "shared": args.shared,
+        "rows": [asdict(r) for r in rows],
+    }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}")
 

@@ -13,6 +13,7 @@ import pytest_asyncio
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapSandbox
 from orchestrator.domain.evidence import probe_units, specification, task_names
+from orchestrator.testing.sandbox_required import working_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -33,11 +34,7 @@ ECHO = "```python\ndef dedupe(xs)\n    return xs\n```"  # does not parse
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox() -> AsyncIterator[BwrapSandbox]:
-    sandbox = BwrapSandbox()
-    availability = await sandbox.probe()
-    if not availability.available:
-        pytest.fail(f"bubblewrap must work here: {availability.reason}")
-    yield sandbox
+    yield await working_sandbox()
 
 
 def spec_with(*calls: str):  # type: ignore[no-untyped-def]

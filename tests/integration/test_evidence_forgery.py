@@ -18,6 +18,7 @@ from orchestrator.domain.evidence import CheckUnit, UnitSource, specification
 from orchestrator.domain.model import DeliberationStatus
 from orchestrator.testing.evidence_task import CORRECT, CORRECT_AUTHOR, NO_LOWER, TASK
 from orchestrator.testing.fakes import FakeGateway, fake_ports
+from orchestrator.testing.sandbox_required import CountingSandbox, working_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -149,11 +150,7 @@ HOSTILE_TESTS = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox() -> AsyncIterator[BwrapSandbox]:
-    sandbox = BwrapSandbox()
-    availability = await sandbox.probe()
-    if not availability.available:
-        pytest.fail(f"bubblewrap must work here: {availability.reason}")
-    yield sandbox
+    yield await working_sandbox()
 
 
 async def deliberate(sandbox: BwrapSandbox, scripted: dict[str, str], warm: bool = False):  # type: ignore[no-untyped-def]
@@ -263,22 +260,6 @@ async def test_a_test_failing_every_solution_counts_for_none(sandbox: BwrapSandb
         assert "agent-dev-001:test-1" not in ids and "agent-dev-002:test-1" in ids
         assert all(o.passed for o in evidence.outcomes)
     assert found["agent-dev-001"].group == ("agent-dev-001", "agent-dev-002")
-
-
-class CountingSandbox:
-    def __init__(self, inner: BwrapSandbox) -> None:
-        self._inner = inner
-        self.runs = 0
-
-    async def run(self, files, command, limits):  # type: ignore[no-untyped-def]
-        self.runs += 1
-        return await self._inner.run(files, command, limits)
-
-    async def probe(self):  # type: ignore[no-untyped-def]
-        return await self._inner.probe()
-
-    def availability(self):  # type: ignore[no-untyped-def]
-        return self._inner.availability()
 
 
 async def test_a_unit_that_ends_its_process_or_hangs_fails_alone(sandbox: BwrapSandbox) -> None:

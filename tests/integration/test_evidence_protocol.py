@@ -18,17 +18,14 @@ from orchestrator.testing.fakes import (
     fake_options,
     fake_ports,
 )
+from orchestrator.testing.sandbox_required import working_sandbox
 
 pytestmark = [pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 async def sandbox() -> BwrapSandbox:
-    sandbox = BwrapSandbox()
-    availability = await sandbox.probe()
-    if not availability.available:
-        pytest.fail(f"bubblewrap must work here: {availability.reason}")
-    return sandbox
+    return await working_sandbox()
 
 
 def gateway() -> FakeGateway:

@@ -20,6 +20,7 @@ from orchestrator.domain.cross_checks import CheckKind, CheckStatus, PlanOutcome
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch
 from orchestrator.testing.fakes import FakeGateway, InMemoryDeliberationStore, fake_options, fake_ports
 from orchestrator.testing.plan_task import PEERS, QA_FAILS_EVERYTHING, SCRIPTED, approved_plan
+from orchestrator.testing.sandbox_required import working_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -28,11 +29,7 @@ PLAN = approved_plan("plan-checks-1")
 
 @pytest.fixture(scope="module")
 async def sandbox() -> BwrapSandbox:
-    sandbox = BwrapSandbox()
-    availability = await sandbox.probe()
-    if not availability.available:
-        pytest.fail(f"bubblewrap must work here: {availability.reason}")
-    return sandbox
+    return await working_sandbox()
 
 
 async def run_plan(

@@ -19,6 +19,7 @@ from orchestrator.adapters.sandbox.bwrap import StartedRun
 from orchestrator.domain.evidence import CheckUnit, UnitSource, specification
 from orchestrator.domain.execution import SandboxLimits
 from orchestrator.testing.evidence_task import CORRECT, NO_LOWER, OFF_BY_ONE, TASK
+from orchestrator.testing.sandbox_required import CountingSandbox, working_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope="module")]
 
@@ -29,11 +30,7 @@ LIMITS = SandboxLimits(cpu_seconds=5, wall_seconds=10, max_processes=16)
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sandbox() -> AsyncIterator[BwrapSandbox]:
-    sandbox = BwrapSandbox()
-    availability = await sandbox.probe()
-    if not availability.available:
-        pytest.fail(f"bubblewrap must work here: {availability.reason}")
-    yield sandbox
+    yield await working_sandbox()
 
 
 def _held(started: object) -> tuple[asyncio.subprocess.Process, list[Path]]:
@@ -179,7 +176,7 @@ def _children_named(name: bytes) -> list[int]:
 
 
 async def test_the_verifier_starts_the_next_stages_runs_and_takes_them(sandbox: BwrapSandbox) -> None:
-    verifier = ExecutionVerifier(sandbox, warm=True)
+    verifier = ExecutionVerifier(sandbox, warm=True, verdicts=0)  # the same proposals twice: run them again
     assert verifier.warm is not None
     spec = specification(TASK, "", "")
     proposals = {"agent-1": OFF_BY_ONE, "agent-2": CORRECT, "agent-3": NO_LOWER}
@@ -200,24 +197,8 @@ async def test_the_verifier_starts_the_next_stages_runs_and_takes_them(sandbox: 
     assert first["agent-2"].outcomes and all(o.passed for o in first["agent-2"].outcomes)
 
 
-class _RunsOnly:
-    """A sandbox that cannot start runs ahead (as on Ray): the verifier runs everything as before."""
-
-    def __init__(self, inner: BwrapSandbox) -> None:
-        self._inner = inner
-
-    async def run(self, files, command, limits):  # type: ignore[no-untyped-def]
-        return await self._inner.run(files, command, limits)
-
-    async def probe(self):  # type: ignore[no-untyped-def]
-        return await self._inner.probe()
-
-    def availability(self):  # type: ignore[no-untyped-def]
-        return self._inner.availability()
-
-
 async def test_a_sandbox_that_cannot_start_ahead_runs_each_job_as_before(sandbox: BwrapSandbox) -> None:
-    verifier = ExecutionVerifier(_RunsOnly(sandbox), warm=True)
+    verifier = ExecutionVerifier(CountingSandbox(sandbox), warm=True)
     assert verifier.warm is None
     found = await verifier.verify(specification(TASK, "", ""), {"agent-2": CORRECT}, 0)
     assert found["agent-2"].outcomes and all(o.passed for o in found["agent-2"].outcomes)

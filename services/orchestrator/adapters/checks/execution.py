@@ -5,14 +5,15 @@ A proposal is split leniently into its solution and its tests (small models mix 
 string says `test`, or whose top-level code is only tests (asserts, `def test_*`, imports), is tests; top-level
 asserts and `test_*` functions inside the solution block are moved to the tests; the rest is the solution.
 
-Verdicts are decided outside the code under test (docs/evidence.md). One sandbox run per solution runs a trusted
+Verdicts are decided outside the code under test (docs/evidence.md). One sandbox run per distinct solution (the same
+code against the same units runs once, and is not run again while its verdicts are kept: verdicts.py) runs a trusted
 supervisor (`sandbox_supervisor.py`) that never loads the solution: it runs each unit in a fresh child process of
-its own (the task's imports, the solution, the unit), the specification's units first, then each agent's test
-block. A child's output goes nowhere; it reports on a private pipe; the supervisor relays each unit's result on
-stdout framed by a per-run key that no code under test can read. For a value unit (`f(x) == 10`, `assert A op B`)
-only the set-up and the computed operands run in the sandbox, their values come back as builtin values, and the
-comparison runs here (`unit_values.py`): the expected value never enters the sandbox. A unit without a completed
-report (exit at import, `os._exit`, crash, kill, time-out) fails.
+its own (the task's imports, the solution, the unit), the specification's units first, then each agent's test block.
+A child's output goes nowhere; it reports on a private pipe; the supervisor relays each unit's result on stdout
+framed by a per-run key that no code under test can read. For a value unit (`f(x) == 10`, `assert A op B`) only the
+set-up and the computed operands run in the sandbox, their values come back as builtin values, and the comparison
+runs here (`unit_values.py`): the expected value never enters the sandbox. A unit without a completed report (exit
+at import, `os._exit`, crash, kill, time-out) fails.
 
 Probes (`Specification.probes`, calls a test designer wrote) run the same way, as a source of their own: only the
 call runs in the sandbox, its value comes back as builtin values and is kept here as a canonical text
@@ -51,6 +52,7 @@ from orchestrator.adapters.checks.unit_values import (
     parse_report,
     plan_unit,
 )
+from orchestrator.adapters.checks.verdicts import MAX_RUNS_KEPT, Verdicts, run_key
 from orchestrator.application.ports import Sandbox
 from orchestrator.domain.evidence import (
     UNPARSABLE,
@@ -302,7 +304,8 @@ def _looks_python(code: str) -> bool:
 
 
 class ExecutionVerifier:
-    """Runs the execution checks of one round on the given sandbox; one sandbox run per solution, concurrently.
+    """Runs the execution checks of one round on the given sandbox; one sandbox run per distinct solution not run
+    against the same units before (`verdicts`: at most that many runs' outcomes kept; 0 keeps none), concurrently.
 
     With `warm`, where the sandbox can start runs ahead of their input (`StartingSandbox`: bubblewrap in this
     process, not Ray's tasks), each verify stage ends by starting as many runs as it used (`WarmRuns`), so the next
@@ -310,10 +313,13 @@ class ExecutionVerifier:
     turns it on closes the verifier (`aclose()`) before its event loop ends: a run still starting when the loop is
     torn down can hold the loop's shutdown."""
 
-    def __init__(self, sandbox: Sandbox, limits: SandboxLimits = RUN_LIMITS, *, warm: bool = False) -> None:
+    def __init__(
+        self, sandbox: Sandbox, limits: SandboxLimits = RUN_LIMITS, *, warm: bool = False, verdicts: int = MAX_RUNS_KEPT
+    ) -> None:
         self._sandbox = sandbox
         self._limits = limits
         self.warm = WarmRuns(sandbox, limits) if warm and isinstance(sandbox, StartingSandbox) else None
+        self.verdicts = Verdicts(verdicts)
 
     async def aclose(self) -> None:
         if self.warm is not None:
@@ -336,13 +342,8 @@ class ExecutionVerifier:
         # 3.11.8 can fail ast.parse with "AST constructor recursion depth mismatch" when threads parse at once).
         plans = {u.test_id: _plan_of(u) for u in units}  # once for all solutions
         defining = {a: defines(split[a].solution, spec.names) for a in authors}
-        try:
-            runs = await asyncio.gather(*(self._run(split[a].solution, units, spec.preamble, plans) for a in authors))
-        finally:
-            if self.warm is not None:  # for the next stage, while its model calls are in flight
-                self.warm.fill(sum(1 for a in authors if split[a].solution))
+        ran = await self._runs({a: split[a].solution for a in authors}, units, spec.preamble, plans)
         agent_ids = {u.test_id for u in units if u.source is UnitSource.AGENT}
-        ran = dict(zip(authors, runs, strict=True))
         void = void_agent_tests({a: ran[a] for a in authors if split[a].solution}, agent_ids)
         outcomes = {a: without_tests(ran[a], void) for a in authors}
         passed = {
@@ -367,6 +368,28 @@ class ExecutionVerifier:
             )
             for a in authors
         }
+
+    async def _runs(
+        self,
+        solutions: Mapping[str, str],
+        units: Sequence[CheckUnit],
+        preamble: Sequence[str],
+        plans: Mapping[str, UnitPlan],
+    ) -> dict[str, list[UnitOutcome]]:
+        """Each author's outcomes: one run per distinct solution not already run against these units (verdicts.py)."""
+        keys = {a: run_key(s, preamble, units, self._limits) for a, s in solutions.items() if s}
+        known = {k: outcomes for k in set(keys.values()) if (outcomes := self.verdicts.get(k)) is not None}
+        to_run = {k: solutions[a] for a, k in keys.items() if k not in known}
+        try:
+            runs = await asyncio.gather(*(self._run(s, units, preamble, plans) for s in to_run.values()))
+        finally:
+            if self.warm is not None:  # for the next stage, while its model calls are in flight
+                self.warm.fill(len(to_run))
+        for key, outcomes in zip(to_run, runs, strict=True):
+            self.verdicts.keep(key, outcomes)
+            known[key] = outcomes
+        empty = await self._run("", units, preamble, plans)
+        return {a: list(known[keys[a]]) if a in keys else empty for a in solutions}
 
     async def _run(
         self, solution: str, units: Sequence[CheckUnit], preamble: Sequence[str], plans: Mapping[str, UnitPlan]
