@@ -10,10 +10,10 @@ execution checks cost: sandbox runs per deliberation and the verify stages' time
 verify stages). The task has doctest examples and every agent answers a scripted solution with its own tests (one
 correct, two subtly wrong ones, in turn, the same text in every stage), so verify stages run real code in the
 bubblewrap sandbox of this host (early stop off, so every round runs): as the service runs, the proposals of one
-text share a run and the revision stage, having changed nothing, runs none (adapters/checks/verdicts.py; every
-deliberation starts with no verdicts kept). `--no-shared`: every agent's solution a text of its own and no verdicts
-kept, so every proposal and every revision runs — the cost where no two proposals are the same code and every
-revision changes its code.
+text share a run and one static check, and the revision stage, having changed nothing, runs none
+(adapters/checks/verdicts.py, checker.py; every deliberation starts with nothing kept). `--no-shared`: every
+agent's solution a text of its own and nothing kept, so every proposal and every revision runs and is checked:
+the cost where no two proposals are the same code and every revision changes its code.
 
 The sandbox runs in this process (bubblewrap), every run started when its job is ready, as the service's runs (Ray
 tasks) are. `--warm`: the verifier starts each verify stage's sandbox runs ahead (`ExecutionVerifier(warm=True)`),
@@ -32,15 +32,15 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import ray
 
-from orchestrator.adapters.checks.checker import ThreadedChecker
+from orchestrator.adapters.checks.checker import MAX_SUITES_KEPT, ThreadedChecker
 from orchestrator.adapters.checks.execution import ExecutionVerifier
-from orchestrator.adapters.checks.verdicts import MAX_RUNS_KEPT, Verdicts
+from orchestrator.adapters.checks.verdicts import MAX_RUNS_KEPT
 from orchestrator.adapters.llm.openai_chat import LLMEndpoint
 from orchestrator.adapters.ray.agents import RayAgents, RayConfig
 from orchestrator.adapters.sandbox import BwrapSandbox
@@ -167,12 +167,12 @@ class Cost:
 
 
 async def timed(
-    service: Orchestrator, role: str, rounds: int, repeats: int, fresh: Verdicts, cost: Cost | None = None
+    service: Orchestrator, role: str, rounds: int, repeats: int, fresh: Callable[[], None], cost: Cost | None = None
 ) -> float:
-    """The median wall time of `repeats` deliberations, each starting with no verdicts kept (`fresh` cleared)."""
+    """The median wall time of `repeats` deliberations, each starting with nothing kept (`fresh()` before each)."""
     walls = []
     for _ in range(repeats):
-        fresh.clear()
+        fresh()
         if cost is not None:
             cost.sandbox.runs, cost.verifier.seconds = 0, 0.0
         started = time.perf_counter()
@@ -201,17 +201,23 @@ async def run(
         agents = RayAgents(RayConfig(namespace=f"bench-{uuid.uuid4().hex[:6]}"), LLMEndpoint(llm.base_url))
         await agents.connect()
         store = await SqliteStore.open(f"sqlite:///{tmp}/bench.db")
-        ports = Ports(store, store.records, agents, agents, ThreadedChecker(), verifier=verifier)
+        checker = ThreadedChecker(kept=MAX_SUITES_KEPT if shared else 0)
+
+        def fresh() -> None:  # no verdicts or check suites kept from an earlier deliberation
+            execution.verdicts.clear()
+            checker.clear()
+
+        ports = Ports(store, store.records, agents, agents, checker, verifier=verifier)
         options = fake_options(512, early_stop=False)
         app = parallel = compose(ports, options).orchestrator
         sequential = compose(replace(ports, gateway=SequentialGateway(agents)), options).orchestrator
         for size, role in ROLE_FOR_SIZE.items():
             await app.create_council(CreateCouncil(role=role, num_agents=size))
-            await timed(parallel, role, 0, 1, execution.verdicts)  # warm-up: actors started, connections open
+            await timed(parallel, role, 0, 1, fresh)  # warm-up: actors started, connections open
             for rounds in round_counts:
                 cost = Cost(sandbox, verifier, [], [])
-                wall = await timed(parallel, role, rounds, repeats, execution.verdicts, cost)
-                seq = await timed(sequential, role, rounds, 1, execution.verdicts)
+                wall = await timed(parallel, role, rounds, repeats, fresh, cost)
+                seq = await timed(sequential, role, rounds, 1, fresh)
                 bound = (2 + 2 * rounds) * latency
                 runs, verify_s = statistics.median(cost.runs), statistics.median(cost.verify)
                 rows.append(Row(size, rounds, wall, bound, wall / bound, seq, seq / wall, runs, verify_s))
@@ -248,7 +254,7 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="as the service runs: proposals of the same code share a run, and a revision that changed nothing is "
-        "not run again; --no-shared: every agent's code a text of its own and no verdicts kept, so every proposal "
+        "not run again; --no-shared: every agent's code a text of its own and nothing kept, so every proposal "
         "and revision runs (the cost where no two proposals agree and every revision changes its code)",
     )
     args = parser.parse_args()

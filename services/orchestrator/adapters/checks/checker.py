@@ -27,6 +27,10 @@ class ThreadedChecker:
         self._max = kept
         self._kept: OrderedDict[tuple[str, tuple[str, ...]], CheckSuite] = OrderedDict()
 
+    def clear(self) -> None:
+        """Forgets the kept suites."""
+        self._kept.clear()
+
     async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite:
         key = (content, tuple(requirements))
         if (suite := self._kept.get(key)) is not None:
