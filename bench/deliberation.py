@@ -67,8 +67,12 @@ SCRIPTED = {
 
 
 def distinct(scripted: Mapping[str, str]) -> dict[str, str]:
-    """Every agent's solution a text of its own (a comment naming the agent), so no two proposals share a run."""
-    return {agent: text.replace("```python\n", f"```python\n# by {agent}\n", 1) for agent, text in scripted.items()}
+    """Every agent's solution code of its own (a constant naming the agent: comments do not count, the solution is
+    taken without them), so no two proposals share a run."""
+    return {
+        agent: text.replace("```python\ndef ", f'```python\nAUTHOR = "{agent}"\n\n\ndef ', 1)
+        for agent, text in scripted.items()
+    }
 
 
 class CountingSandbox:
