@@ -57,6 +57,7 @@ from orchestrator.domain.model import AgentSpec, DeliberationStatus
 from orchestrator.testing.evidence_task import CORRECT, NO_LOWER, OFF_BY_ONE, TASK
 from orchestrator.testing.fake_llm import FakeLLMConfig, FakeLLMServer
 from orchestrator.testing.fakes import fake_options
+from orchestrator.testing.sandbox_required import CountingSandbox as SandboxCounting
 
 ROLE_FOR_SIZE = {3: "DEV", 5: "QA", 10: "ARCHITECT"}
 SCRIPTED = {
@@ -75,27 +76,17 @@ def distinct(scripted: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-class CountingSandbox:
+class CountingSandbox(SandboxCounting):
     """The sandbox, counting its runs (a run started ahead counts once it is given its job)."""
 
     def __init__(self, inner: BwrapSandbox) -> None:
-        self._inner = inner
-        self.runs = 0
-
-    async def run(self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits) -> Execution:
-        self.runs += 1
-        return await self._inner.run(files, command, limits)
+        super().__init__(inner)
+        self._bwrap = inner
 
     async def start(
         self, files: Mapping[str, str | bytes], command: Sequence[str], limits: SandboxLimits
     ) -> CountedRun:
-        return CountedRun(self, await self._inner.start(files, command, limits))
-
-    async def probe(self) -> SandboxAvailability:
-        return await self._inner.probe()
-
-    def availability(self) -> SandboxAvailability:
-        return self._inner.availability()
+        return CountedRun(self, await self._bwrap.start(files, command, limits))
 
 
 class CountedRun:
