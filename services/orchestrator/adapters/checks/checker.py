@@ -6,9 +6,9 @@ are deterministic in the proposal's text and the requirements, so a text checked
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Sequence
 
+from orchestrator.adapters.checks.kept import Kept
 from orchestrator.adapters.checks.linters import SandboxedLinters
 from orchestrator.adapters.checks.proposal_checks import assemble, inspect_proposal
 from orchestrator.application.ports import Sandbox
@@ -24,8 +24,7 @@ class ThreadedChecker:
 
     def __init__(self, sandbox: Sandbox | None = None, kept: int = MAX_SUITES_KEPT) -> None:
         self._linters = SandboxedLinters(sandbox)
-        self._max = kept
-        self._kept: OrderedDict[tuple[str, tuple[str, ...]], CheckSuite] = OrderedDict()
+        self._kept: Kept[tuple[str, tuple[str, ...]], CheckSuite] = Kept(kept)
 
     def clear(self) -> None:
         """Forgets the kept suites."""
@@ -34,13 +33,10 @@ class ThreadedChecker:
     async def check(self, content: str, requirements: Sequence[str]) -> CheckSuite:
         key = (content, tuple(requirements))
         if (suite := self._kept.get(key)) is not None:
-            self._kept.move_to_end(key)
             return suite
         inspection = await asyncio.to_thread(inspect_proposal, content, key[1])
         reports = await self._linters.lint(inspection.lint_inputs)
         suite = assemble(inspection, reports)
-        if self._max and all(not r.skipped and not r.failed for r in reports):
-            self._kept[key] = suite
-            while len(self._kept) > self._max:
-                self._kept.popitem(last=False)
+        if all(not r.skipped and not r.failed for r in reports):
+            self._kept.put(key, suite)
         return suite

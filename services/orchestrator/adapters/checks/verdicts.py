@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from orchestrator.adapters.checks.kept import Kept
 from orchestrator.domain.evidence import CheckUnit, UnitOutcome
 from orchestrator.domain.execution import SandboxLimits
 
@@ -42,10 +42,7 @@ class Verdicts:
     """Finished runs' outcomes by `run_key`, at most `max_runs` of them (least recently used first out)."""
 
     def __init__(self, max_runs: int = MAX_RUNS_KEPT) -> None:
-        if max_runs < 0:
-            raise ValueError(f"max_runs must be 0 or more, got {max_runs}")
-        self._max = max_runs
-        self._runs: OrderedDict[str, tuple[UnitOutcome, ...]] = OrderedDict()
+        self._runs: Kept[str, tuple[UnitOutcome, ...]] = Kept(max_runs)
         self.hits = 0
 
     def __len__(self) -> int:
@@ -58,15 +55,10 @@ class Verdicts:
         outcomes = self._runs.get(key)
         if outcomes is None:
             return None
-        self._runs.move_to_end(key)
         self.hits += 1
         return list(outcomes)
 
     def keep(self, key: str, outcomes: Sequence[UnitOutcome]) -> None:
         """Keeps a finished run's outcomes, unless the host may have decided one of them."""
-        if self._max == 0 or not reusable(outcomes):
-            return
-        self._runs[key] = tuple(outcomes)
-        self._runs.move_to_end(key)
-        while len(self._runs) > self._max:
-            self._runs.popitem(last=False)
+        if reusable(outcomes):
+            self._runs.put(key, tuple(outcomes))
