@@ -506,6 +506,18 @@ class Arms:
         }
 
 
+def outcome_line(row: dict[str, Any]) -> str:
+    """One problem's outcomes for the progress log: each arm the row has."""
+    keys = ("single", "single_plain", "selected", "budget")
+    parts = [f"{key}={int(row[key]['passed'])}" for key in keys if key in row]
+    if "sample" in row:
+        parts.append(f"sample={row['sample']['random']:.2f}")
+    if "council" in row:
+        council = row["council"]
+        parts.append(f"council={int(council['passed'])} (oracle {int(council['oracle'])}, {council['status']})")
+    return " ".join(parts)
+
+
 async def run_problem(arms: Arms, problem: Problem) -> dict[str, Any]:
     row: dict[str, Any] = {"index": problem.index, "task_id": problem.task_id}
     # The judge itself is checked on every problem: the reference solution passes, a wrong one fails.
@@ -516,17 +528,21 @@ async def run_problem(arms: Arms, problem: Problem) -> dict[str, Any]:
     )
     row["judge_check"] = {"canonical_passed": reference.passed, "wrong_passed": wrong.passed}
     wanted = arms.args.arms
-    row["single"] = await arms.single(problem)
+    if "single" in wanted:
+        row["single"] = await arms.single(problem)
     if "single_plain" in wanted:
         row["single_plain"] = await arms.single_plain(problem)
         row["single_plain_repeat"] = await arms.single_plain_repeat(problem)
-    row["sample"] = await arms.sample(problem)
+    if "sample" in wanted:
+        row["sample"] = await arms.sample(problem)
     if "selected" in wanted:
         row["selected"] = await arms.selected(problem)
-        row["sample"]["selected"] = row["selected"]["passed"]
+        if "sample" in row:
+            row["sample"]["selected"] = row["selected"]["passed"]
     if "budget" in wanted:
         row["budget"] = await arms.budget(problem)
-    row["council"] = await arms.council(problem)
+    if "council" in wanted:
+        row["council"] = await arms.council(problem)
     if "big" in wanted:
         row["big"] = await arms.single_big(problem)
     return row
@@ -652,6 +668,8 @@ def intervals(rows: list[dict[str, Any]], metric: str = "pass") -> dict[str, Any
 def comparisons(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Council against each other arm on the same problems. Binary arms get wins, losses and the exact McNemar
     p-value; `sample.random` is an expectation, so it gets expected wins and losses only."""
+    if not rows or not all("council" in r for r in rows):
+        return {}
     council = [bool(r["council"]["passed"]) for r in rows]
     out: dict[str, Any] = {}
     binary = {
@@ -659,15 +677,20 @@ def comparisons(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for name, key, _ in ARMS
         if key not in ("council", "sample", "selected") and rows and all(key in r for r in rows)
     }
-    seats = len(rows[0]["sample"]["candidates"]) if rows else 0
+    sampled = bool(rows) and all("sample" in r for r in rows)
+    seats = len(rows[0]["sample"]["candidates"]) if sampled else 0
     for seat in range(seats):
         binary[f"sample[{seat}]"] = [bool(r["sample"]["candidates"][seat]["passed"]) for r in rows]
-    if rows and all(r["sample"].get("selected") is not None for r in rows):
+    if sampled and all(r["sample"].get("selected") is not None for r in rows):
         binary["sample.selected"] = [bool(r["sample"]["selected"]) for r in rows]
+    elif rows and all("selected" in r for r in rows):
+        binary["sample.selected"] = [bool(r["selected"]["passed"]) for r in rows]
     for name, other in binary.items():
         wins = sum(c and not o for c, o in zip(council, other, strict=True))
         losses = sum(o and not c for c, o in zip(council, other, strict=True))
         out[name] = {"wins": wins, "losses": losses, "mcnemar_p": round(mcnemar_exact(wins, losses), 4)}
+    if not sampled:
+        return out
     randoms = [r["sample"]["random"] for r in rows]
     out["sample.random"] = {
         "expected_wins": round(sum(c * (1 - p) for c, p in zip(council, randoms, strict=True)), 2),
@@ -942,6 +965,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="send every arm's calls to the model, also identical seeded ones (by default the arms share those "
         "answers: the selected arm and the council start from the sample arm's very proposals)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated arms to run, nothing else (a pilot of a protocol change: --only council,selected); "
+        "row keys: single, single_plain, sample, selected, budget, council, big",
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     arms = ["single", "single_plain", "sample", "selected", "budget", "council", "big"]
@@ -952,6 +981,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "big": not args.big,
     }
     args.arms = tuple(a for a in arms if not skipped.get(a, False))
+    if args.only:
+        only = tuple(a.strip() for a in args.only.split(",") if a.strip())
+        if unknown := sorted(set(only) - set(arms)):
+            parser.error(f"--only: unknown arm(s) {', '.join(unknown)} (arms: {', '.join(arms)})")
+        args.arms = tuple(a for a in arms if a in only)
     if not 1 <= args.budget_k <= 10:
         parser.error("--budget-k must be 1..10 (a council has at most 10 agents)")
     if args.out is None:
@@ -1031,12 +1065,7 @@ async def run_all(
             with rows_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             progress.advance(bar)
-            plain = f"plain={int(row['single_plain']['passed'])} " if "single_plain" in row else ""
-            console.print(
-                f"{problem.task_id}: single={int(row['single']['passed'])} {plain}"
-                f"sample={row['sample']['random']:.2f} council={int(row['council']['passed'])} "
-                f"(oracle {int(row['council']['oracle'])}, {row['council']['status']})"
-            )
+            console.print(f"{problem.task_id}: {outcome_line(row)}")
 
         await asyncio.gather(*(one(p) for p in todo))
 

@@ -108,3 +108,19 @@ def test_the_bigger_model_is_described_like_the_embedded_one(tmp_path: Path) -> 
     with pytest.raises(model.ModelIntegrityError, match="expected 1117320768"):
         model.assemble_model(tmp_path, spec)
     assert not bad.exists()
+
+
+def test_only_runs_the_named_arms_and_the_report_copes_with_the_others_missing() -> None:
+    args = quality.parse_args(["--only", "council,selected"])
+    assert args.arms == ("selected", "council")
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--only", "council,debate"])
+    arm = {"calls": 3, "prompt_tokens": 10, "completion_tokens": 5, "wall_s": 1.0}
+    rows = [
+        {"council": {**arm, "passed": p, "oracle": p, "status": "S"}, "selected": {**arm, "passed": s, "oracle": s}}
+        for p, s in ((True, False), (True, True), (False, False))
+    ]
+    assert set(quality.totals(rows)) == {"sample.selected", "council"}
+    assert quality.comparisons(rows)["sample.selected"] == {"wins": 1, "losses": 0, "mcnemar_p": 1.0}
+    assert quality.outcome_line(rows[0]) == "selected=0 council=1 (oracle 1, S)"
+    assert quality.comparisons([{"selected": r["selected"]} for r in rows]) == {}
