@@ -13,6 +13,7 @@ from orchestrator.application.ports import AgentCall, Completion
 from orchestrator.compose import Options, compose
 from orchestrator.domain import prompts
 from orchestrator.domain.model import AgentSpec, Role, Stage, TaskSpec
+from orchestrator.testing.fake_content import parse_prompt
 from orchestrator.testing.fakes import FakeGateway, fake_ports
 
 DEFAULTS = CouncilDefaults(model="fake-llm", temperature=0.7, max_tokens=512)
@@ -73,3 +74,10 @@ def test_the_plain_prompt_keeps_the_tasks_context_its_answer_format_and_stop() -
     assert plain.stop == council.stop == prompts.CODE_STOP
     assert "Requirements:\n- pure" in plain.user and "Acceptance tests" in plain.user
     assert plain.user.endswith(prompts.CODE_FORMAT) and prompts.PERSONAS[Role.DEV] not in plain.system
+
+
+@pytest.mark.parametrize("role", [Role.DEV, Role.QA, Role.DEVOPS])
+def test_the_fake_llm_reads_the_plain_prompt_as_the_same_proposal_request(role: Role) -> None:
+    task = TaskSpec(task_id="t", description="Write `f`", role=role, rounds=0, num_agents=3, requirements=("fast",))
+    plain = parse_prompt(prompts.propose_plain(task).user)
+    assert plain == parse_prompt(prompts.propose(task).user) and plain.stage == Stage.PROPOSE
