@@ -4,7 +4,7 @@ temperature. Other roles, and a council of one, propose as configured."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -12,7 +12,20 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, De
 from orchestrator.application.ports import AgentCall, Completion
 from orchestrator.compose import Options, compose
 from orchestrator.domain import prompts
-from orchestrator.domain.model import AgentSpec, Role, Stage, TaskSpec
+from orchestrator.domain.evidence import CheckUnit, ProposalEvidence, Specification, UnitOutcome, UnitSource
+from orchestrator.domain.model import (
+    AgentSpec,
+    CheckSuite,
+    DryRunResult,
+    LintResult,
+    PeerScore,
+    PolicyResult,
+    Proposal,
+    Role,
+    Stage,
+    TaskSpec,
+)
+from orchestrator.domain.ranking import evidence_decides, rank_by_evidence
 from orchestrator.testing.fake_content import parse_prompt
 from orchestrator.testing.fakes import FakeGateway, fake_ports
 
@@ -81,3 +94,56 @@ def test_the_fake_llm_reads_the_plain_prompt_as_the_same_proposal_request(role: 
     task = TaskSpec(task_id="t", description="Write `f`", role=role, rounds=0, num_agents=3, requirements=("fast",))
     plain = parse_prompt(prompts.propose_plain(task).user)
     assert plain == parse_prompt(prompts.propose(task).user) and plain.stage == Stage.PROPOSE
+
+
+def _suite(score: float) -> CheckSuite:
+    return replace(CheckSuite(PolicyResult(True), LintResult(True), DryRunResult(True)), score=score)
+
+
+def _evidence(author: str, group: tuple[str, ...], spec_pass: bool = True) -> ProposalEvidence:
+    return ProposalEvidence(author, 0, (UnitOutcome("example-1", spec_pass),), behaviour_group=group, defines_task=True)
+
+
+SPEC = Specification((CheckUnit("example-1", UnitSource.EXAMPLE, "assert f(1) == 1"),))
+
+
+def test_among_proposals_the_evidence_cannot_tell_apart_the_greedy_answer_goes_first() -> None:
+    proposals = [Proposal(a, Role.DEV, f"```python\n# {a}\n```", 0) for a in ("a", "b", "c")]
+    checks = {"a": _suite(0.97), "b": _suite(1.0), "c": _suite(1.0)}
+    apart = {a: _evidence(a, (a,)) for a in "abc"}
+    scores = [PeerScore("b", "c", 9.0, ""), PeerScore("c", "b", 9.0, "")]
+    plain = rank_by_evidence(proposals, checks, scores, evidence=apart, spec=SPEC)
+    assert plain[0].proposal.author_id != "a"  # behind on static checks and unscored
+    ranked = rank_by_evidence(proposals, checks, scores, evidence=apart, spec=SPEC, greedy="a")
+    assert ranked[0].proposal.author_id == "a"
+    assert "the greedy answer" in ranked[0].rank_reason and "on being the greedy answer" in ranked[0].rank_reason
+    # Three behaviours tie on the evidence: with the greedy answer among them the peers are not asked.
+    assert not evidence_decides(proposals, checks, apart, SPEC)
+    assert evidence_decides(proposals, checks, apart, SPEC, "a")
+
+
+def test_the_greedy_answer_never_outranks_stronger_evidence() -> None:
+    proposals = [Proposal(a, Role.DEV, "x", 0) for a in ("a", "b", "c")]
+    checks = {a: _suite(1.0) for a in "abc"}
+    evidence = {"a": _evidence("a", ("a",)), "b": _evidence("b", ("b", "c")), "c": _evidence("c", ("b", "c"))}
+    assert (
+        rank_by_evidence(proposals, checks, (), evidence=evidence, spec=SPEC, greedy="a")[0].proposal.author_id == "b"
+    )
+    failing = {**evidence, "a": _evidence("a", ("a",), spec_pass=False), "b": _evidence("b", ("b",))}
+    ranked = rank_by_evidence(proposals[:2], checks, (), evidence=failing, spec=SPEC, greedy="a")
+    assert ranked[0].proposal.author_id == "b"
+
+
+async def test_the_greedy_author_is_the_first_dev_agent_while_its_proposal_is_unrevised() -> None:
+    gateway = SeenGateway()
+    app = compose(fake_ports(gateway), Options(DEFAULTS, default_timeout_s=30.0)).orchestrator  # type: ignore[arg-type]
+    await app.create_council(CreateCouncil(role="DEV", num_agents=3))
+    done = await app.deliberate(Deliberate(TASK, "DEV", rounds=0))
+    assert done.greedy_agent_id == "agent-dev-001" and done.greedy_author == "agent-dev-001"
+    first = done.progress.proposals["agent-dev-001"]
+    revised = done.with_progress(
+        proposals={**done.progress.proposals, "agent-dev-001": replace(first, revisions=("new",))}
+    )
+    assert revised.greedy_agent_id == "agent-dev-001" and revised.greedy_author == ""
+    one = replace(done, agents=done.agents[:1])
+    assert one.greedy_agent_id == "" and one.greedy_author == ""

@@ -45,8 +45,7 @@ def proposal_call(run: Run, agent: AgentSpec) -> tuple[AgentSpec, prompts.Prompt
     prompt. Measured on HumanEval dev (bench/quality.py): that greedy plain call passed 4 problems on which none of
     three sampled proposals did (README, Quality)."""
     task = run.snapshot.task
-    agents = run.snapshot.agents
-    if task.role is Role.DEV and len(agents) > 1 and agent.agent_id == agents[0].agent_id:
+    if agent.agent_id == run.snapshot.greedy_agent_id:
         return replace(agent, temperature=0.0), prompts.propose_plain(task)
     return agent, prompts.propose(task)
 
@@ -211,6 +210,7 @@ def rank(run: Run, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> 
         spec=verification.spec_of(run.snapshot.task, progress.probes),
         critiques=progress.critiques,
         usage=run.snapshot.usage_by_agent(),
+        greedy=run.snapshot.greedy_author,
     )
 
 
