@@ -13,7 +13,8 @@ Proposals are ordered by these keys, each one deciding only among proposals equa
 6. the greedy answer: the model's most likely answer (a DEV council's first proposal, decoded at temperature 0 and
    not revised since; `Deliberation.greedy_author`) before a sampled one. Among proposals the executed evidence
    cannot tell apart, the mode of the model's distribution is the better bet: in the HumanEval dev pilot at commit
-   9dffcb4 it decided 2 of 18 such ties the other way than keys 7-8 and was right both times, wrong in none;
+   9dffcb4 it decided 2 of 18 such ties the other way than keys 7-8 and was right both times, wrong in none. Only
+   where the proposal's code ran: without execution evidence the ranking stays with checks, then peers;
 7. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
 8. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-7 leave a tie at the top
    between proposals that behave differently;
@@ -93,7 +94,7 @@ def _entry(
 ) -> _Entry:
     passed, total = ev.counts(spec.units, UnitSource.EXAMPLE) if ev else (0, 0)
     a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE) if ev else (0, 0)
-    chosen = bool(greedy) and p.author_id == greedy
+    chosen = bool(greedy) and p.author_id == greedy and ev is not None and not ev.skipped  # key 6 needs a run
     return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer, spec.asks_for_solution, chosen)
 
 
