@@ -174,12 +174,10 @@ async def test_the_rounds_stop_when_no_proposal_has_anything_to_fix(sandbox: Bwr
 
 
 LINT_ONLY = {  # every solution passes the task's examples; one has an unused import (a lint error only)
-    "agent-dev-001": UNTESTED["agent-dev-002"],
-    "agent-dev-002": "```python\nimport os\n\n\ndef clamp(x, low, high):\n    return max(low, min(x, high))\n```",
+    "agent-dev-001": "```python\nimport os\n\n\ndef clamp(x, low, high):\n    return max(low, min(x, high))\n```",
+    "agent-dev-002": UNTESTED["agent-dev-002"],
     "agent-dev-003": UNTESTED["agent-dev-001"],
 }
-"""agent-dev-001 proposes the greedy answer, which goes first among equals on the evidence (ranking key 6): the lint
-error is another agent's."""
 
 
 async def test_with_a_specification_a_proposal_failing_only_lint_is_neither_critiqued_nor_revised(
@@ -192,4 +190,4 @@ async def test_with_a_specification_a_proposal_failing_only_lint_is_neither_crit
     assert not [call for call in fake.calls if call[1] in ("critique", "revise")]
     assert not result.progress.critiques and all(not r.proposal.revisions for r in result.results)
     # Equal on the specification, its lint error ranks it last.
-    assert result.results[-1].proposal.author_id == "agent-dev-002"
+    assert result.results[-1].proposal.author_id == "agent-dev-001"

@@ -124,33 +124,3 @@ def test_only_runs_the_named_arms_and_the_report_copes_with_the_others_missing()
     assert quality.comparisons(rows)["sample.selected"] == {"wins": 1, "losses": 0, "mcnemar_p": 1.0}
     assert quality.outcome_line(rows[0]) == "selected=0 council=1 (oracle 1, S)"
     assert quality.comparisons([{"selected": r["selected"]} for r in rows]) == {}
-
-
-def test_the_greedy_tiebreak_replay_counts_winners_it_would_change() -> None:
-    import replay_greedy_tiebreak as replay
-
-    def cand(agent: str, passed: bool, group: int, spec: tuple[int, int] = (2, 2), revisions: int = 0) -> dict:
-        execution = {"spec": list(spec), "behaviour_group": [f"g{i}" for i in range(group)], "defines_task": True}
-        return {"agent": agent, "passed": passed, "revisions": revisions, "execution": execution, "evidence": {}}
-
-    rows = [
-        {
-            "task_id": "tie",
-            "council": {"candidates": [cand("agent-dev-002", False, 1), cand("agent-dev-001", True, 1)]},
-        },
-        {
-            "task_id": "evidence",
-            "council": {"candidates": [cand("agent-dev-002", True, 2), cand("agent-dev-001", False, 1)]},
-        },
-        {
-            "task_id": "revised",
-            "council": {"candidates": [cand("agent-dev-002", True, 1), cand("agent-dev-001", False, 1, revisions=1)]},
-        },
-        {
-            "task_id": "spec",
-            "council": {"candidates": [cand("agent-dev-003", True, 1), cand("agent-dev-001", False, 1, (1, 2))]},
-        },
-    ]
-    result = replay.replay(rows)
-    assert result["changed"] == [("tie", False, True)] and (result["gained"], result["lost"]) == (1, 0)
-    assert result["ties_with_greedy"] == 1

@@ -17,7 +17,6 @@ from orchestrator.domain.model import (
     PeerScore,
     Proposal,
     RankedProposal,
-    Role,
     Stage,
     TaskSpec,
     Usage,
@@ -124,20 +123,6 @@ class Deliberation:
             and bool(failures)
             and all(f.kind.endpoint_unreachable for f in failures)
         )
-
-    @property
-    def greedy_agent_id(self) -> str:
-        """The agent whose proposal is the model's greedy answer to the task asked plainly
-        (`protocol.stages.proposal_call`): the first agent of a DEV council of two or more; "" otherwise."""
-        if self.task.role is Role.DEV and len(self.agents) > 1:
-            return self.agents[0].agent_id
-        return ""
-
-    @property
-    def greedy_author(self) -> str:
-        """`greedy_agent_id` while its proposal is still that greedy answer (not revised, not attempted anew)."""
-        proposal = self.progress.proposals.get(self.greedy_agent_id)
-        return proposal.author_id if proposal is not None and not proposal.revisions else ""
 
     @property
     def failed_agent_ids(self) -> tuple[str, ...]:

@@ -10,15 +10,10 @@ Proposals are ordered by these keys, each one deciding only among proposals equa
 4. behaviour: the size of its behaviour group (solutions giving the same values on the test designer's probes and
    the same verdicts on the specification: MBR-exec, AlphaCode's clustering), larger first;
 5. agreement: the CodeT dual-agreement score on the agents' own tests, where proposals still carry tests;
-6. the greedy answer: the model's most likely answer (a DEV council's first proposal, decoded at temperature 0 and
-   not revised since; `Deliberation.greedy_author`) before a sampled one. Among proposals the executed evidence
-   cannot tell apart, the mode of the model's distribution is the better bet: in the HumanEval dev pilot at commit
-   9dffcb4 it decided 2 of 18 such ties the other way than keys 7-8 and was right both times, wrong in none. Only
-   where the proposal's code ran: without execution evidence the ranking stays with checks, then peers;
-7. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
-8. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-7 leave a tie at the top
+6. static checks: `CheckSuite.score` (lint, parse/dry-run, policy, requirements, manifests);
+7. peers: the mean peer score (blind review, self-scores excluded), asked only when keys 1-6 leave a tie at the top
    between proposals that behave differently;
-9. the author id, so the same inputs always give the same order.
+8. the author id, so the same inputs always give the same order.
 
 `score` is not the sort key: it stays the documented blend of peer and check scores (domain/scoring.py), a
 summary for humans. Every result carries `rank_reason`: its evidence, and the key on which it is ahead of the
@@ -45,7 +40,6 @@ class _Entry:
     spec_total: int
     peer: float
     asks_for_solution: bool = True
-    greedy: bool = False
 
     @property
     def spec_all(self) -> bool:
@@ -81,7 +75,6 @@ class _Entry:
             -self.spec_passed,
             -self.behaviour,
             -self.agreement,
-            not self.greedy,
             -round(self.suite.score, 6),
         )
 
@@ -89,13 +82,10 @@ class _Entry:
         return (*self.evidence_key(), -self.peer, self.proposal.author_id)
 
 
-def _entry(
-    p: Proposal, suite: CheckSuite, ev: ProposalEvidence | None, spec: Specification, peer: float, greedy: str
-) -> _Entry:
+def _entry(p: Proposal, suite: CheckSuite, ev: ProposalEvidence | None, spec: Specification, peer: float) -> _Entry:
     passed, total = ev.counts(spec.units, UnitSource.EXAMPLE) if ev else (0, 0)
     a_passed, a_total = ev.counts(spec.units, UnitSource.ACCEPTANCE) if ev else (0, 0)
-    chosen = bool(greedy) and p.author_id == greedy and ev is not None and not ev.skipped  # key 6 needs a run
-    return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer, spec.asks_for_solution, chosen)
+    return _Entry(p, suite, ev, passed + a_passed, total + a_total, peer, spec.asks_for_solution)
 
 
 def _describe(e: _Entry) -> str:
@@ -112,8 +102,6 @@ def _describe(e: _Entry) -> str:
         parts.append(f"behaves like {len(e.evidence.behaviour_group)} ({', '.join(e.evidence.behaviour_group)})")
     if e.evidence is not None and e.evidence.group and e.agreement:
         parts.append(f"agreement {e.agreement} (group of {len(e.evidence.group)})")
-    if e.greedy:
-        parts.append("the greedy answer")
     parts.append(f"checks {e.suite.score:.2f}")
     parts.append(f"peers {e.peer:.2f}" if e.peer != NO_PEER_SCORE else "no peer score")
     return ", ".join(parts)
@@ -132,8 +120,6 @@ def _ahead_on(a: _Entry, b: _Entry) -> str:
         return f"behaviour (a group of {a.behaviour} vs {b.behaviour}{where})"
     if a.agreement != b.agreement:
         return f"agreement on the agents' tests ({a.agreement} vs {b.agreement})"
-    if a.greedy != b.greedy:
-        return "being the greedy answer (the next one was sampled)"
     if round(a.suite.score, 6) != round(b.suite.score, 6):
         return f"static checks ({a.suite.score:.2f} vs {b.suite.score:.2f})"
     if a.peer != b.peer:
@@ -146,14 +132,13 @@ def evidence_decides(
     checks: Mapping[str, CheckSuite],
     evidence: Mapping[str, ProposalEvidence],
     spec: Specification,
-    greedy: str = "",
 ) -> bool:
-    """Whether the evidence alone (keys 1-7) leaves one proposal, or one behaviour group, on top: peer scores could
+    """Whether the evidence alone (keys 1-6) leaves one proposal, or one behaviour group, on top: peer scores could
     not change the winner, or only for one that behaves the same."""
     if len(proposals) < 2:
         return True
     entries = sorted(
-        (_entry(p, checks[p.author_id], evidence.get(p.author_id), spec, NO_PEER_SCORE, greedy) for p in proposals),
+        (_entry(p, checks[p.author_id], evidence.get(p.author_id), spec, NO_PEER_SCORE) for p in proposals),
         key=_Entry.key,
     )
     top = [e for e in entries if e.evidence_key() == entries[0].evidence_key()]
@@ -172,15 +157,13 @@ def rank_by_evidence(
     spec: Specification | None = None,
     critiques: Sequence[Critique] = (),
     usage: Mapping[str, Usage] | None = None,
-    greedy: str = "",
 ) -> tuple[RankedProposal, ...]:
-    """Ranks proposals 1..n by the keys above; every proposal needs a CheckSuite, evidence is optional. `greedy`:
-    the author whose proposal is the model's greedy answer (key 6), "" for none."""
+    """Ranks proposals 1..n by the keys above; every proposal needs a CheckSuite, evidence is optional."""
     evidence, usage = evidence or {}, usage or {}
     spec = spec if spec is not None else Specification()  # an empty one is falsy, yet says what the task asks
     entries = sorted(
         (
-            _entry(p, checks[p.author_id], evidence.get(p.author_id), spec, peer_score(scores, p.author_id), greedy)
+            _entry(p, checks[p.author_id], evidence.get(p.author_id), spec, peer_score(scores, p.author_id))
             for p in proposals
         ),
         key=_Entry.key,

@@ -39,7 +39,7 @@ def peer_review_runs(run: Run) -> bool:
     spec = verification.spec_of(run.snapshot.task, progress.probes)
     if not spec:
         return True  # no specification: nothing measured says the evidence alone picks well here
-    return not evidence_decides(proposals, progress.checks, progress.evidence, spec, run.snapshot.greedy_author)
+    return not evidence_decides(proposals, progress.checks, progress.evidence, spec)
 
 
 def callers(run: Run, stage: Stage) -> int:

@@ -38,21 +38,8 @@ from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_pro
 from orchestrator.domain.ranking import rank_by_evidence
 
 
-def proposal_call(run: Run, agent: AgentSpec) -> tuple[AgentSpec, prompts.Prompt]:
-    """Who asks what in the propose stage. In a DEV council of two or more, the first agent's proposal is the
-    model's greedy answer to the task asked plainly (temperature 0, `prompts.propose_plain`): the answer one plain
-    call would give, so the council's candidates include it, and the others sample around it with the council's
-    prompt. Measured on HumanEval dev (bench/quality.py): that greedy plain call passed 4 problems on which none of
-    three sampled proposals did (README, Quality)."""
-    task = run.snapshot.task
-    if agent.agent_id == run.snapshot.greedy_agent_id:
-        return replace(agent, temperature=0.0), prompts.propose_plain(task)
-    return agent, prompts.propose(task)
-
-
 async def propose(run: Run, agent: AgentSpec, round_: int) -> None:
-    caller, prompt = proposal_call(run, agent)
-    completion = await run.call(caller, Stage.PROPOSE, round_, prompt)
+    completion = await run.call(agent, Stage.PROPOSE, round_, prompts.propose(run.snapshot.task))
     if completion is None:
         return
     content = strip_proposal_wrapper(prompts.close_fence(completion.content))
@@ -210,7 +197,6 @@ def rank(run: Run, proposals: list[Proposal], checks: dict[str, CheckSuite]) -> 
         spec=verification.spec_of(run.snapshot.task, progress.probes),
         critiques=progress.critiques,
         usage=run.snapshot.usage_by_agent(),
-        greedy=run.snapshot.greedy_author,
     )
 
 
