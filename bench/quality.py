@@ -985,7 +985,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         only = tuple(a.strip() for a in args.only.split(",") if a.strip())
         if unknown := sorted(set(only) - set(arms)):
             parser.error(f"--only: unknown arm(s) {', '.join(unknown)} (arms: {', '.join(arms)})")
-        args.arms = tuple(a for a in arms if a in only)
+        args.arms = tuple(a for a in args.arms if a in only)  # the --no-*/--big flags still apply
+        if not args.arms:
+            parser.error(f"--only {args.only}: no arm left to run (single.big needs --big)")
     if not 1 <= args.budget_k <= 10:
         parser.error("--budget-k must be 1..10 (a council has at most 10 agents)")
     if args.out is None:

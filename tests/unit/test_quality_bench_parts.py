@@ -115,6 +115,9 @@ def test_only_runs_the_named_arms_and_the_report_copes_with_the_others_missing()
     assert args.arms == ("selected", "council")
     with pytest.raises(SystemExit):
         quality.parse_args(["--only", "council,debate"])
+    with pytest.raises(SystemExit):
+        quality.parse_args(["--only", "big"])  # the bigger model's server starts with --big only
+    assert quality.parse_args(["--only", "big,council", "--big"]).arms == ("council", "big")
     arm = {"calls": 3, "prompt_tokens": 10, "completion_tokens": 5, "wall_s": 1.0}
     rows = [
         {"council": {**arm, "passed": p, "oracle": p, "status": "S"}, "selected": {**arm, "passed": s, "oracle": s}}
