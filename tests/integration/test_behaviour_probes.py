@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapSandbox
-from orchestrator.domain.evidence import probe_units, specification, task_names
+from orchestrator.domain.evidence import example_mutants, probe_units, specification, task_names
 from orchestrator.testing.sandbox_required import working_sandbox
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -66,3 +66,18 @@ async def test_a_probe_that_ends_the_run_costs_only_the_probes(sandbox: BwrapSan
         outcomes = {o.test_id: o for o in found[author].outcomes}
         assert outcomes["example-1"].passed  # the specification ran first and is untouched
         assert not outcomes["probe-2"].passed and outcomes["probe-2"].value.startswith("no value")
+
+
+async def test_the_examples_mutants_alone_split_a_solution_that_passes_the_example_from_the_right_ones(
+    sandbox: BwrapSandbox,
+) -> None:
+    """No designer call: `dedupe([1, 2, 1])` mutated (its first item changed: `[2, 2, 1]`) is enough to tell the
+    sorted one from the two that keep the first order, which the example alone cannot."""
+    spec = specification(TASK, "", "")
+    mutants = example_mutants(spec.units, task_names(TASK))
+    assert "dedupe([2, 2, 1])" in mutants
+    found = await ExecutionVerifier(sandbox).verify(
+        spec_with(*mutants), {"a": ORDERED, "b": ORDERED_TOO, "c": SORTED}, 0
+    )
+    assert found["a"].behaviour_group == ("a", "b") and found["c"].behaviour_group == ("c",)
+    assert all(o.passed for o in found["c"].outcomes if o.test_id.startswith("example-"))

@@ -56,6 +56,18 @@ async def test_the_correct_solution_wins_although_its_peers_score_it_lowest(sand
     assert all(e is not None and not all(o.passed for o in e.outcomes) for e in losers.values())
 
 
+async def test_the_probes_include_the_examples_mutants_besides_the_designers_calls(sandbox: BwrapSandbox) -> None:
+    result = await deliberate(gateway(), sandbox, early_stop=False)
+    probes = result.progress.probes
+    # clamp(5, 0, 10) with one argument moved: no model call made these.
+    assert {"clamp(6, 0, 10)", "clamp(5, 1, 10)", "clamp(5, 0, 11)"} <= set(probes)
+    assert not {"clamp(5, 0, 10)", "clamp(-3, 0, 10)", "clamp(12, 0, 10)"} & set(probes)
+    # The off-by-one solution gives another value than the correct one on some of them: their groups differ.
+    by_author = {r.proposal.author_id: r.evidence for r in result.results}
+    correct, off = by_author["agent-dev-002"], by_author["agent-dev-001"]
+    assert correct is not None and off is not None and correct.behaviour_group != off.behaviour_group
+
+
 async def test_a_failing_author_sees_its_failing_test_and_output_in_the_revise_prompt(sandbox: BwrapSandbox) -> None:
     fake = gateway()
     result = await deliberate(fake, sandbox, early_stop=False)

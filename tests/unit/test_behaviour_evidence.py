@@ -3,6 +3,7 @@ probe calls, behaviour groups, and the ranking keys that use them."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 
 from orchestrator.domain import prompts
@@ -13,8 +14,10 @@ from orchestrator.domain.evidence import (
     UnitOutcome,
     UnitSource,
     behaviour_groups,
+    example_mutants,
     probe_calls,
     probe_units,
+    specification,
     task_names,
 )
 from orchestrator.domain.model import (
@@ -135,3 +138,44 @@ def test_the_propose_prompt_asks_for_the_solution_alone_and_stops_at_its_fence()
     assert prompts.close_fence("```python\nx\n```") == "```python\nx\n```"
     designer = prompts.design_probes(task, ["f(x)"])
     assert "`f(x)`" in designer.user and "no expected value" in designer.user
+
+
+DOCTESTS = (
+    "```python\ndef window(xs: list, k: int) -> list:\n"
+    '    """\n    >>> window([1, 2, 3], 2)\n    [3, 5]\n    >>> window([4], 1)\n    [4]\n    """\n```'
+)
+
+
+def test_example_mutants_change_one_literal_argument_of_the_examples_breadth_first() -> None:
+    spec = specification(DOCTESTS, "", "")
+    found = example_mutants(spec.units, ["window"])
+    # Each argument's first mutant (the empty list, k + 1), for both examples, before any second mutant.
+    assert found[:4] == ["window([], 2)", "window([1, 2, 3], 3)", "window([], 1)", "window([4], 2)"]
+    assert "window([3, 2, 1], 2)" in found and "window([1, 2, 3], 1)" in found
+    assert not {"window([1, 2, 3], 2)", "window([4], 1)"} & set(found)  # the examples themselves are not probes
+    assert len(found) == len(set(found)) <= 12
+    assert example_mutants(spec.units, ["window"], limit=3) == found[:3]
+
+
+def test_example_mutants_keep_to_the_names_the_task_asks_for_and_to_literal_arguments() -> None:
+    units = [
+        CheckUnit("example-1", UnitSource.EXAMPLE, "assert helper(2) == 2"),
+        CheckUnit("example-2", UnitSource.EXAMPLE, "assert total(xs) == 3"),  # not a literal: not mutated
+        CheckUnit("example-3", UnitSource.EXAMPLE, "assert total([1, 2], key=abs) == 3"),  # keywords: left alone
+        CheckUnit("example-4", UnitSource.EXAMPLE, "assert total('ab') == 0 and total(True) == 1"),
+        CheckUnit("example-5", UnitSource.EXAMPLE, "def broken(:"),
+    ]
+    found = example_mutants(units, ["total"])
+    assert found and all(call.startswith("total(") for call in found)
+    assert "total('')" in found and "total('ba')" in found and "total(False)" in found
+    assert example_mutants(units, ["missing"]) == []
+    assert "helper(3)" in example_mutants(units)  # a task that names nothing: any call of the examples
+
+
+def test_example_mutants_stay_small() -> None:
+    big = "x" * 250
+    units = [CheckUnit("example-1", UnitSource.EXAMPLE, f"assert f({big!r}, 999999) == 1")]
+    found = example_mutants(units, ["f"])
+    assert found and all(len(call) <= 300 for call in found)  # `value + value[:1]`... stays under the cap
+    ints = [ast.literal_eval(ast.parse(call, mode="eval").body.args[1]) for call in found]  # type: ignore[attr-defined]
+    assert 10**6 in ints and all(abs(i) <= 10**6 for i in ints)

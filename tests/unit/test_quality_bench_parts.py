@@ -16,6 +16,7 @@ pytest.importorskip("aiohttp")
 
 import classeval  # noqa: E402
 import quality  # noqa: E402
+import replay_selection  # noqa: E402
 
 from orchestrator.adapters.embedded import model  # noqa: E402
 
@@ -127,3 +128,20 @@ def test_only_runs_the_named_arms_and_the_report_copes_with_the_others_missing()
     assert quality.comparisons(rows)["sample.selected"] == {"wins": 1, "losses": 0, "mcnemar_p": 1.0}
     assert quality.outcome_line(rows[0]) == "selected=0 council=1 (oracle 1, S)"
     assert quality.comparisons([{"selected": r["selected"]} for r in rows]) == {}
+
+
+def test_the_selection_replay_pools_arms_and_refuses_rows_outside_the_dev_slice(tmp_path: Path) -> None:
+    row = {
+        "index": 3,
+        "single_plain": {"candidates": [{"content": "g", "passed": True}]},
+        "budget": {"candidates": [{"content": "b0", "passed": False}, {"content": "b1", "passed": True}]},
+    }
+    pool = replay_selection.pool_of(row, "plain+budget")
+    assert pool == {"a0-greedy": ("g", True), "budget-0": ("b0", False), "budget-1": ("b1", True)}
+    assert replay_selection.pool_of(row, "selected") == {}
+    holdout = tmp_path / "rows.jsonl"
+    holdout.write_text(json.dumps({**row, "index": 120}) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        replay_selection.main(["--rows", str(holdout)])
+    with pytest.raises(SystemExit):
+        replay_selection.main(["--rows", str(holdout), "--pool", "plain+nothing"])

@@ -21,6 +21,7 @@ verifier's job (a sandbox adapter), never this module's.
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -510,6 +511,88 @@ def probe_calls(answer: str, names: Iterable[str] = ()) -> list[str]:
                 continue
             found.append(ast.unparse(node))
     return list(dict.fromkeys(found))[:MAX_PROBES]
+
+
+MAX_MUTANTS = 12
+_MAX_MUTANT_INT = 10**6
+
+
+def _mutants(value: object) -> list[object]:
+    """Values of the same type near `value`, in the order they are tried: the edge (empty, zero), then small
+    changes (off by one, reversed, one element fewer or more, a different case). Bounded in size: a mutant is never
+    much larger than its original, so no probe can make a correct solution slow."""
+    if isinstance(value, bool):
+        return [not value]
+    if isinstance(value, int):
+        near = [value + 1, value - 1, 0, -value, value + 3]
+        return [v for v in near if abs(v) <= _MAX_MUTANT_INT]
+    if isinstance(value, float):
+        return [value + 1.5, -value, 0.0, value / 2]
+    if isinstance(value, str):
+        return [
+            "",
+            value[::-1],
+            value[: len(value) // 2],
+            value.swapcase(),
+            value + value[:1],
+            " " + value,
+        ]
+    if isinstance(value, list | tuple):
+        kind = type(value)
+        items = list(value)
+        found: list[object] = [kind(), kind(items[::-1]), kind(items[:-1]), kind(items + items[:1])]
+        if items:
+            found += [kind([m, *items[1:]]) for m in _mutants(items[0])[:2]]
+        with contextlib.suppress(TypeError):  # items of mixed types
+            found.append(kind(sorted(items)))
+        return found
+    if isinstance(value, dict) and value:
+        first = next(iter(value))
+        return [{}, {k: v for k, v in value.items() if k != first}]
+    return []
+
+
+def example_mutants(units: Iterable[CheckUnit], names: Iterable[str] = (), limit: int = MAX_MUTANTS) -> list[str]:
+    """Probes that cost no model call: the calls in the task's examples with one literal argument changed to a
+    nearby value of its type (`_mutants`). Different solutions that agree on the examples often disagree on these
+    (an empty list, an off-by-one bound), which splits behaviour groups the designer's probes left whole. Only
+    calls of a name the task defines (any name where it names none) whose arguments are all literals; taken
+    breadth first (each argument's first mutant, then each one's second...), without repeats, at most `limit`."""
+    wanted = set(names)
+    sites: list[tuple[str, list[object], int]] = []
+    originals: set[str] = set()
+    for unit in units:
+        try:
+            tree = ast.parse(unit.code)
+        except UNPARSABLE:
+            continue
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)) or node.keywords:
+                continue
+            if (wanted and node.func.id not in wanted) or not node.args:
+                continue
+            try:
+                args = [ast.literal_eval(a) for a in node.args]
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+            originals.add(_call_text(node.func.id, args))
+            sites += [(node.func.id, args, i) for i in range(len(args))]
+    options = [(name, args, i, _mutants(args[i])) for name, args, i in sites]
+    found: list[str] = []
+    for depth in range(max((len(o[3]) for o in options), default=0)):
+        for name, args, i, mutants in options:
+            if depth >= len(mutants):
+                continue
+            call = _call_text(name, [*args[:i], mutants[depth], *args[i + 1 :]])
+            if call not in originals and call not in found and len(call) <= MAX_PROBE_CHARS:
+                found.append(call)
+            if len(found) >= limit:
+                return found
+    return found
+
+
+def _call_text(name: str, args: Sequence[object]) -> str:
+    return f"{name}({', '.join(repr(a) for a in args)})"
 
 
 def _print_of_one(node: ast.expr) -> bool:

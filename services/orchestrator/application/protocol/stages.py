@@ -16,6 +16,7 @@ from orchestrator.domain.errors import CallErrorKind
 from orchestrator.domain.events import AgentFinished
 from orchestrator.domain.evidence import (
     defined_names,
+    example_mutants,
     findings_text,
     probe_calls,
     python_code,
@@ -153,25 +154,26 @@ def findings(run: Run, author_id: str) -> str:
 
 
 async def design(run: Run, round_: int) -> tuple[str, ...]:
-    """The test designer's probes, written once (before the first verify): calls of what the task names (its stubs,
-    its prose signatures), by the first agent at temperature 0. No call without such names, without a sandbox to
-    run them or without two solutions to tell apart; a failed call leaves no probes and drops nobody."""
+    """The probes, made once (before the first verify): the test designer's calls of what the task names (its
+    stubs, its prose signatures), by the first agent at temperature 0, then the task's examples with one argument
+    changed (`example_mutants`, no model call). No probe without such names, without a sandbox to run them or
+    without two solutions to tell apart; a failed designer call leaves the mutants and drops nobody."""
     progress, task = run.snapshot.progress, run.snapshot.task
     alive = run.snapshot.alive_agents()
     if progress.probes or round_ != 0 or not alive or len(progress.proposals) < 2 or task.role is not Role.DEV:
         return progress.probes
     if run.verifier is None or not run.verifier.availability().available:
         return ()
-    wanted = verification.spec_of(task).names
+    spec = verification.spec_of(task)
+    wanted = spec.names
     if not wanted:
         return ()
     codes = [python_code(p.content) for _, p in sorted(progress.proposals.items())]
     defining = next((c for c in codes if set(wanted) <= defined_names(c)), codes[0])
     prompt = prompts.design_probes(task, signatures(defining))
     completion = await run.call(replace(alive[0], temperature=0.0), Stage.VERIFY, round_, prompt, drop=False)
-    if completion is None:
-        return ()
-    probes = tuple(probe_calls(prompts.close_fence(completion.content), wanted))
+    designed = probe_calls(prompts.close_fence(completion.content), wanted) if completion is not None else []
+    probes = tuple(dict.fromkeys([*designed, *example_mutants(spec.units, wanted)]))
     run.snapshot = run.snapshot.with_progress(probes=probes)
     return probes
 
