@@ -17,7 +17,8 @@ a subprocess. Then, on the same problems, the same model and the same `max_token
   k = `--budget-k`, a fixed number recorded in the settings; the report gives the resulting ratio of its tokens
   per problem to the council's, so k for a full run is set from a pilot's ratio (k = council tokens per problem /
   tokens per sample call, rounded);
-- `council`: the full protocol through the service's gRPC API (`Deliberate`), N agents x R rounds;
+- `council`: the full protocol through the service's gRPC API (`Deliberate`), N agents x R rounds, each agent
+  proposing `--samples` times (`samples_per_agent`; the other arms always 1);
 - `single.big` (`--big`): one greedy plain call of the bigger model of the same family (Qwen2.5-Coder-1.5B-Instruct
   Q4_K_M, `adapters/embedded/model.QWEN_CODER_1_5B`), on a model server of its own.
 
@@ -31,7 +32,7 @@ the git commit it ran at; `--resume` carries on an interrupted run and refuses r
 `--allow-other-commits`.
 
     python bench/quality.py [--family humaneval|classeval] --slice dev [--limit K | --problems 3,17,42]
-        [--agents 3] [--rounds 1] [--budget-k 8] [--big] [--max-tokens 512] [--concurrency 2] [--resume]
+        [--agents 3] [--rounds 1] [--samples 1] [--budget-k 8] [--big] [--max-tokens 512] [--concurrency 2] [--resume]
         [--out bench/results/quality-dev.json]
 """
 
@@ -427,7 +428,7 @@ class Arms:
         }
 
     async def council(self, problem: Problem) -> dict[str, Any]:
-        return await self._deliberate(problem, self.args.rounds, "council")
+        return await self._deliberate(problem, self.args.rounds, "council", samples=self.args.samples)
 
     async def selected(self, problem: Problem) -> dict[str, Any]:
         """The service's own choice among N proposals without deliberating: rounds = 0 (propose -> verify ->
@@ -438,7 +439,9 @@ class Arms:
         """Best-of-k at the council's budget: k proposals ranked by the same evidence, no rounds."""
         return await self._deliberate(problem, 0, "budget", agents=self.args.budget_k)
 
-    async def _deliberate(self, problem: Problem, rounds: int, arm: str, agents: int = 0) -> dict[str, Any]:
+    async def _deliberate(
+        self, problem: Problem, rounds: int, arm: str, agents: int = 0, samples: int = 1
+    ) -> dict[str, Any]:
         started = time.perf_counter()
         task_id = f"{self.family.prefix}-{problem.index}-{arm}-{self.run_id}"
         spec = DeliberationSpec(
@@ -448,6 +451,7 @@ class Arms:
             agents=agents or self.args.agents,
             task_id=task_id,
             timeout_s=int(RPC_TIMEOUT_S),
+            samples=samples,
         )
         response = await asyncio.to_thread(self.client.deliberate, spec, RPC_TIMEOUT_S)
         wall = time.perf_counter() - started
@@ -869,6 +873,8 @@ def settings_of(args: argparse.Namespace, model: str) -> dict[str, Any]:
         settings["family"] = args.family
     if "budget" in args.arms:
         settings["budget_k"] = args.budget_k
+    if args.samples != 1:  # rows of runs before the option stay comparable
+        settings["samples"] = args.samples
     return settings
 
 
@@ -915,6 +921,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--problems", default="", help="comma-separated problem indices (overrides --slice)")
     parser.add_argument("--agents", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--samples", type=int, default=1, help="the council arm's proposals per agent (samples_per_agent), 1..4"
+    )
     parser.add_argument(
         "--budget-k",
         type=int,
@@ -988,6 +997,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.arms = tuple(a for a in args.arms if a in only)  # the --no-*/--big flags still apply
         if not args.arms:
             parser.error(f"--only {args.only}: no arm left to run (single.big needs --big)")
+    if not 1 <= args.samples <= 4:
+        parser.error("--samples must be 1..4 (the service's samples_per_agent)")
     if not 1 <= args.budget_k <= 10:
         parser.error("--budget-k must be 1..10 (a council has at most 10 agents)")
     if args.out is None:

@@ -52,6 +52,8 @@ class Deliberate:
     token_budget: int | None = None
     """Most tokens the deliberation may spend: None = not set (the council's, else the service's default),
     0 = unlimited whatever the defaults."""
+    samples: int | None = None
+    """Proposals per agent in the propose stage: None = the council's `samples_per_agent`, else 1."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Limits:
     max_timeout_s: int = 3_600
     max_agents: int = 10
     max_rounds: int = 5
+    max_samples: int = 4
+    """Proposals per agent in the propose stage (DeliberateRequest.samples_per_agent, custom_params)."""
     max_model_chars: int = 256
     """CouncilConfig.model_profile (a model name); every agent of the council repeats it in ListCouncils."""
     max_custom_params: int = 50

@@ -33,6 +33,14 @@ def _agents(
     )
 
 
+def council_samples(params: dict[str, str], limits: Limits) -> int:
+    """A council's default proposals per agent (`custom_params.samples_per_agent`), 1 when not set."""
+    samples = parse_int_param(params, "samples_per_agent", 1)
+    if not 1 <= samples <= limits.max_samples:
+        raise InvalidArgumentError("custom_params.samples_per_agent", f"must be 1..{limits.max_samples}, got {samples}")
+    return samples
+
+
 def check_config_size(cmd: CreateCouncil, limits: Limits) -> None:
     """A council's configuration is stored and listed with every agent, so it is bounded like any request."""
     params = cmd.custom_params
@@ -79,6 +87,7 @@ def build_council(cmd: CreateCouncil, defaults: CouncilDefaults, limits: Limits,
         raise InvalidArgumentError("max_tokens", f"must be 16..32768, got {max_tokens}")
     if cmd.token_budget is not None and cmd.token_budget < 0:
         raise InvalidArgumentError("config.token_budget", f"must be 0 (unlimited) or positive, got {cmd.token_budget}")
+    council_samples(params, limits)
     agents = _agents(role, count, model, temperature, defaults.temperature_spread, max_tokens)
     return Council(
         council_id=f"council-{role.value.lower()}-{uuid.uuid4().hex[:8]}",

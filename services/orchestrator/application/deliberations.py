@@ -16,6 +16,7 @@ from orchestrator.application.commands import (
     RunDefaults,
     WatchDeliberation,
 )
+from orchestrator.application.councils import council_samples
 from orchestrator.application.ports import Clock, CouncilStore, DeliberationStore
 from orchestrator.application.requests import same_request, validate
 from orchestrator.application.runs.admission import AdmissionControl
@@ -96,6 +97,7 @@ def new_record(
         timeout_s=float(cmd.timeout_s) or defaults.timeout_s,
         acceptance_tests=cmd.acceptance_tests,
         token_budget=resolve_budget(cmd.token_budget, council.token_budget, defaults.token_budget),
+        samples=cmd.samples if cmd.samples is not None else council_samples(council.custom_params, defaults.limits),
     )
     return Deliberation(
         task=task,

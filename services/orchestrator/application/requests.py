@@ -39,6 +39,8 @@ def validate(cmd: Deliberate, limits: Limits) -> None:
         raise InvalidArgumentError(
             "constraints.token_budget", f"must be 0 (unlimited) or a positive number of tokens, got {cmd.token_budget}"
         )
+    if cmd.samples is not None and not 1 <= cmd.samples <= limits.max_samples:
+        raise InvalidArgumentError("samples_per_agent", f"must be 1..{limits.max_samples}, got {cmd.samples}")
 
 
 def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
@@ -64,6 +66,8 @@ def differences(task: TaskSpec, cmd: Deliberate, role: Role) -> list[str]:
         found.append("constraints.metadata")
     if cmd.timeout_s and float(cmd.timeout_s) != task.timeout_s:
         found.append(f"constraints.timeout_seconds {cmd.timeout_s} (existing: {task.timeout_s:g})")
+    if cmd.samples is not None and cmd.samples != task.samples:
+        found.append(f"samples_per_agent {cmd.samples} (existing: {task.samples})")
     if cmd.token_budget is not None and (cmd.token_budget or None) != task.token_budget:
         found.append(f"constraints.token_budget {cmd.token_budget} (existing: {task.token_budget or 0})")
     return found

@@ -91,6 +91,24 @@ class TaskSpec:
     token_budget: int | None = None
     """The effective token budget (task, else council, else service default), resolved when the deliberation is
     created; None = unlimited."""
+    samples: int = 1
+    """Proposals each agent makes in the propose stage (request, else the council's `samples_per_agent`, else 1).
+    The agent's own is revised in the rounds; the others (`sample_author`) are candidates of their own, ranked by
+    the same evidence and never revised."""
+
+
+SAMPLE_MARK = ".s"
+
+
+def sample_author(agent_id: str, n: int) -> str:
+    """The author id of an agent's n-th proposal (n >= 2) in the propose stage: `agent-dev-001.s2`."""
+    return f"{agent_id}{SAMPLE_MARK}{n}"
+
+
+def agent_of(author_id: str) -> str:
+    """The agent that made a proposal: the author id itself, or the agent of an extra sample."""
+    base, mark, n = author_id.rpartition(SAMPLE_MARK)
+    return base if mark and base and n.isdigit() else author_id
 
 
 @dataclass(frozen=True)

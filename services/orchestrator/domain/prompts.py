@@ -200,6 +200,17 @@ def propose(task: TaskSpec) -> Prompt:
     return Prompt(_system(task), user, stop=code_stop(task))
 
 
+PLAIN_SYSTEM = "You are a helpful assistant."
+"""The system message of the plain proposal: the chat template's usual default, no persona."""
+
+
+def propose_plain(task: TaskSpec) -> Prompt:
+    """The task as a user would send it in one call: no persona, no council or stage framing, the same answer
+    format. A DEV council asked for several samples per agent decodes it greedily as its first agent's own proposal
+    (`protocol.stages.proposal_calls`)."""
+    return Prompt(PLAIN_SYSTEM, f"{_context(task)}\n\n{answer_format(task)}", stop=code_stop(task))
+
+
 def design_probes(task: TaskSpec, signatures: Iterable[str]) -> Prompt:
     """The test designer: calls (inputs only) that tell correct solutions from wrong ones. It writes no expected
     values: those come from the task alone (its examples); the calls' values only group the candidates."""

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.domain.model import Stage
+from orchestrator.domain.prompts import ANSWER_FORMATS, CODE_FORMAT
 
 
 class Variant(enum.StrEnum):
@@ -94,7 +95,11 @@ _TIPS: tuple[str, ...] = (
     "bound the resources it may use",
 )
 
-_SECTION_END = r"\n\n(?:Rubric:|Requirements:|Context:|Your |Final proposals|Write your proposal)"
+_SECTION_END = (
+    r"\n\n(?:Rubric:|Requirements:|Context:|Your |Final proposals|Write your proposal|"
+    + "|".join(re.escape(f[:24]) for f in (CODE_FORMAT, *ANSWER_FORMATS.values()))
+    + ")"
+)
 _TASK_RE = re.compile(r"^Task:\n(.*?)(?=" + _SECTION_END + r"|\Z)", re.DOTALL | re.MULTILINE)
 _PROPOSAL_RE = re.compile(r'<proposal author="([^"]*)">\n?(.*?)\n?</proposal>', re.DOTALL)
 _FENCE_RE = re.compile(r"```([\w+-]*)[ \t]*\n(.*?)```", re.DOTALL)
@@ -154,10 +159,11 @@ def _dash_list(text: str, header: str) -> tuple[str, ...]:
 
 
 def parse_prompt(user: str) -> ParsedPrompt:
-    """Parse the user message of an orchestrator prompt; unknown formats give stage None."""
-    stage = _header(user, "Stage")
-    round_text = _header(user, "Round")
+    """Parse the user message of an orchestrator prompt; unknown formats give stage None. A prompt that starts with
+    its `Task:` section and has no stage header is the plain proposal (`prompts.propose_plain`)."""
     task_match = _TASK_RE.search(user)
+    stage = _header(user, "Stage") or (str(Stage.PROPOSE) if user.startswith("Task:") and task_match else None)
+    round_text = _header(user, "Round")
     task = task_match.group(1).strip() if task_match else user.strip()
     critiques = tuple(c for c in _dash_list(user, "Critiques you received:") if c != "(no critiques received)")
     return ParsedPrompt(

@@ -36,20 +36,22 @@ STOP_REASON_EVIDENCE_DECIDED: StopReason
 STOP_REASON_TOKEN_BUDGET: StopReason
 
 class DeliberateRequest(_message.Message):
-    __slots__ = ("task_id", "task_description", "role", "constraints", "rounds", "num_agents")
+    __slots__ = ("task_id", "task_description", "role", "constraints", "rounds", "num_agents", "samples_per_agent")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     NUM_AGENTS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_AGENT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     task_description: str
     role: str
     constraints: TaskConstraints
     rounds: int
     num_agents: int
-    def __init__(self, task_id: _Optional[str] = ..., task_description: _Optional[str] = ..., role: _Optional[str] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., rounds: _Optional[int] = ..., num_agents: _Optional[int] = ...) -> None: ...
+    samples_per_agent: int
+    def __init__(self, task_id: _Optional[str] = ..., task_description: _Optional[str] = ..., role: _Optional[str] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., rounds: _Optional[int] = ..., num_agents: _Optional[int] = ..., samples_per_agent: _Optional[int] = ...) -> None: ...
 
 class DeliberateResponse(_message.Message):
     __slots__ = ("task_id", "results", "winner_id", "duration_ms", "metadata", "status", "failed_agents", "usage", "error_message", "rounds_run", "stop_reason", "token_budget", "tokens_spent", "stop_code")

@@ -152,6 +152,7 @@ class DeliberationSpec:
     task_id: str = ""
     token_budget: int | None = None  # None: the council's or the service's default; 0: unlimited
     timeout_s: int = 0  # 0: the service's DELIBERATION_TIMEOUT
+    samples: int | None = None  # proposals per agent; None: the council's default
 
     def request(self) -> pb.DeliberateRequest:
         constraints = pb.TaskConstraints(
@@ -171,6 +172,8 @@ class DeliberationSpec:
         )
         if self.rounds is not None:
             request.rounds = self.rounds
+        if self.samples is not None:
+            request.samples_per_agent = self.samples
         return request
 
 

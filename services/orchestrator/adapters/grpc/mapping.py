@@ -106,6 +106,8 @@ def deliberate_command(req: pb.DeliberateRequest) -> Deliberate:
         acceptance_tests=c.acceptance_tests,
         # Unset: the council's (else the service's) default; 0: unlimited; negative: refused by the use case.
         token_budget=c.token_budget if c.HasField("token_budget") else None,
+        # Unset: the council's custom_params.samples_per_agent, else 1; out of 1..4: refused by the use case.
+        samples=req.samples_per_agent if req.HasField("samples_per_agent") else None,
     )
 
 

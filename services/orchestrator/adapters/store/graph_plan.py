@@ -17,7 +17,7 @@ from orchestrator.adapters.store.codec import council_to_json, deliberation_to_j
 from orchestrator.adapters.store.dialect import Dialect, Statement
 from orchestrator.application.ports import OutboundEvent
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.model import Council, Critique, Proposal, RankedProposal
+from orchestrator.domain.model import Council, Critique, Proposal, RankedProposal, agent_of
 from orchestrator.domain.plans import PlanDispatch, SubtaskRecord
 
 
@@ -168,7 +168,9 @@ def _proposal_steps(d: Deliberation, dialect: Dialect, write_id: str) -> list[St
         if not dialect.inline(proposal.content):
             props["content"] = ""
             texts += _text(dialect, cypher.PROPOSAL_CONTENT, {"proposal_id": pid}, proposal.content)
-        rows.append({"id": pid, "author_id": proposal.author_id, "role": proposal.author_role.value, "props": props})
+        # The Agent node is the agent's, whichever of its samples this is (`agent-dev-001.s2`: agent-dev-001).
+        author = agent_of(proposal.author_id)
+        rows.append({"id": pid, "author_id": author, "role": proposal.author_role.value, "props": props})
     critiques, critique_texts = _critique_rows(d, dialect)
     winner = (
         [Statement(cypher.WINNER_SET, {**key, "proposal_id": proposal_id(d.task_id, d.winner_id)})]

@@ -50,6 +50,7 @@ from orchestrator.domain.model import (
     Proposal,
     Stage,
     Usage,
+    agent_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -161,7 +162,8 @@ class DeliberationRun:
         return self.snapshot
 
     def _quorum_failure(self) -> str | None:
-        alive = len(self.snapshot.progress.proposals)
+        proposals = self.snapshot.progress.proposals
+        alive = sum(a.agent_id in proposals for a in self.snapshot.agents)  # agents, not their extra samples
         if alive >= self.snapshot.quorum:
             return None
         return (
@@ -265,6 +267,8 @@ class DeliberationRun:
         # A scorer's own proposal is already final and still ranks; any other stage takes it out of the run.
         if stage is not Stage.SCORE and (last := proposals.pop(failure.agent_id, None)) is not None:
             self._dropped[failure.agent_id] = last
+        if stage is not Stage.SCORE:  # its extra samples leave with it
+            proposals = {a: p for a, p in proposals.items() if agent_of(a) != failure.agent_id}
         self.snapshot = self.snapshot.with_progress(
             proposals=proposals, failures=(*self.snapshot.progress.failures, failure)
         )

@@ -34,28 +34,70 @@ from orchestrator.domain.model import (
     RankedProposal,
     Role,
     Stage,
+    agent_of,
+    sample_author,
 )
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
 from orchestrator.domain.ranking import rank_by_evidence
 
+SAMPLE_SEED_STEP = 100
+"""An agent's n-th sample uses its seed + (n - 1) x this: distinct from every other agent's seed (1000 + i)."""
+
+
+def proposal_calls(run: Run, agent: AgentSpec) -> list[tuple[str, AgentSpec, prompts.Prompt]]:
+    """(author id, caller, prompt) of every proposal an agent makes in the propose stage: its own, then its extra
+    samples (`TaskSpec.samples`), each with a seed of its own. Where a DEV task asks for more than one sample per
+    agent, the first agent's own proposal is the model's greedy answer to the task asked plainly (temperature 0,
+    `prompts.propose_plain`): the answer one plain call would give is among the candidates. On HumanEval dev
+    (bench/replay_selection.py over the rows of 52f5973), that greedy answer and five samples held a passing
+    candidate for 90 problems, five samples alone for 85."""
+    task = run.snapshot.task
+    task_prompt = prompts.propose(task)
+    own: tuple[AgentSpec, prompts.Prompt] = (agent, task_prompt)
+    if task.samples > 1 and task.role is Role.DEV and agent.agent_id == run.snapshot.agents[0].agent_id:
+        own = (replace(agent, temperature=0.0), prompts.propose_plain(task))
+    extra = [
+        (sample_author(agent.agent_id, n), replace(agent, seed=agent.seed + SAMPLE_SEED_STEP * (n - 1)), task_prompt)
+        for n in range(2, task.samples + 1)
+    ]
+    return [(agent.agent_id, *own), *extra]
+
 
 async def propose(run: Run, agent: AgentSpec, round_: int) -> None:
-    completion = await run.call(agent, Stage.PROPOSE, round_, prompts.propose(run.snapshot.task))
+    """The agent's proposals, concurrently. Its own failing drops the agent (and its samples); a sample failing
+    is only a candidate fewer."""
+    await asyncio.gather(
+        *(
+            _propose_one(run, agent, author, caller, prompt, round_)
+            for author, caller, prompt in proposal_calls(run, agent)
+        )
+    )
+
+
+async def _propose_one(
+    run: Run, agent: AgentSpec, author: str, caller: AgentSpec, prompt: prompts.Prompt, round_: int
+) -> None:
+    own = author == agent.agent_id
+    completion = await run.call(caller, Stage.PROPOSE, round_, prompt, drop=own)
     if completion is None:
         return
     content = strip_proposal_wrapper(prompts.close_fence(completion.content))
     if not content:
-        failure = AgentFailure(
-            agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text", CallErrorKind.EMPTY
-        )
-        run.drop(failure, Stage.PROPOSE)
+        if own:
+            failure = AgentFailure(
+                agent.agent_id, Stage.PROPOSE, round_, "empty: the model returned no text", CallErrorKind.EMPTY
+            )
+            run.drop(failure, Stage.PROPOSE)
         return
-    run.set_proposal(Proposal(agent.agent_id, agent.role, content, run.clock.now_ms()))
+    if not own and agent.agent_id in run.snapshot.failed_agent_ids:
+        return  # the agent dropped out while this sample was in flight: its samples went with it
+    run.set_proposal(Proposal(author, agent.role, content, run.clock.now_ms()))
     run.emit(AgentFinished(run.snapshot, agent.agent_id))
 
 
 def peers_of(run: Run, agent_id: str) -> list[Proposal]:
-    return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if aid != agent_id]
+    """The proposals of the other agents (not the agent's own, nor its extra samples)."""
+    return [p for aid, p in sorted(run.snapshot.progress.proposals.items()) if agent_of(aid) != agent_id]
 
 
 async def critique(run: Run, agent: AgentSpec, round_: int) -> None:
