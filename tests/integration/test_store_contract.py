@@ -23,7 +23,7 @@ from orchestrator.compose import compose
 from orchestrator.domain.budget import StopCode
 from orchestrator.domain.cross_checks import CheckKind, CheckStatus, CrossCheck, FollowUp, PlanOutcome
 from orchestrator.domain.deliberation import Deliberation
-from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec
+from orchestrator.domain.model import AgentSpec, Council, DeliberationStatus, Role, TaskSpec, sample_author
 from orchestrator.domain.plans import ApprovedPlan, PlanDispatch, PlanSubtask, SubtaskState, deliberation_id
 from orchestrator.testing.fakes import (
     FakeGateway,
@@ -439,6 +439,31 @@ async def test_changed_proposals_replace_the_sub_graph(subject: Subject, scenari
         "MATCH (:Deliberation {id: $id})-[:WINNER]->(p:Proposal) RETURN p.author_id AS a", {"id": final.task_id}
     )
     assert winners == [{"a": final.winner_id}]
+
+
+async def test_an_agents_extra_sample_round_trips_and_is_authored_by_the_agent(
+    subject: Subject, scenario: Scenario
+) -> None:
+    final = winner_record(scenario)
+    first = final.results[0]
+    sample_id = sample_author(first.proposal.author_id, 2)
+    sample = replace(first.proposal, author_id=sample_id, content=first.proposal.content + "\n# another sample")
+    extra = replace(final.results[-1], proposal=sample, rank=len(final.results) + 1, critiques=(), peer_scores=())
+    with_sample = replace(
+        final,
+        results=(*final.results, extra),
+        progress=replace(final.progress, proposals={**final.progress.proposals, sample_id: sample}),
+    )
+    await subject.store.records.save(with_sample)
+    assert await subject.store.records.get(final.task_id) == with_sample
+    if subject.cypher is None:
+        return
+    rows = await subject.cypher(
+        "MATCH (:Deliberation {id: $id})-[:HAS_PROPOSAL]->(p:Proposal {author_id: $sample})<-[:AUTHORED]-(a:Agent) "
+        "RETURN a.id AS agent, p.rank AS rank",
+        {"id": final.task_id, "sample": sample_id},
+    )
+    assert rows == [{"agent": first.proposal.author_id, "rank": len(final.results) + 1}]
 
 
 async def test_records_and_events_larger_than_one_bolt_message_round_trip(subject: Subject) -> None:
