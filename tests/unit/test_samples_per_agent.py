@@ -111,6 +111,8 @@ async def test_only_the_agents_own_proposal_is_revised_and_peers_never_review_th
     for author, scorers in scored.items():
         assert agent_of(author) not in scorers
     assert any(scorers for scorers in scored.values())  # the peers were asked (no execution evidence here)
+    critiqued = {c.target_id for c in result.progress.critiques}
+    assert critiqued and all(t == agent_of(t) for t in critiqued)  # nobody would read a critique of a sample
     revised = {r.proposal.author_id: len(r.proposal.revisions) for r in result.results}
     assert all(revised[a] == 0 for a in revised if a != agent_of(a))
 

@@ -102,12 +102,14 @@ def peers_of(run: Run, agent_id: str) -> list[Proposal]:
 
 async def critique(run: Run, agent: AgentSpec, round_: int) -> None:
     """Critiques of the peers whose revision will read them; no call when there are none (every peer passes
-    everything or gets a new attempt), since a critique nobody reads is a call spent for nothing."""
+    everything or gets a new attempt; an extra sample is never revised), since a critique nobody reads is a call
+    spent for nothing."""
     progress, task = run.snapshot.progress, run.snapshot.task
     peers = [
         p
         for p in peers_of(run, agent.agent_id)
-        if verification.reads_critiques(task, progress.evidence.get(p.author_id), progress.checks.get(p.author_id))
+        if p.author_id == agent_of(p.author_id)  # an extra sample is never revised: nobody would read it
+        and verification.reads_critiques(task, progress.evidence.get(p.author_id), progress.checks.get(p.author_id))
     ]
     if not peers:
         return
