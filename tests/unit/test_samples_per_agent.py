@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from fleet.orchestrator.v1 import orchestrator_pb2 as pb
+from orchestrator.adapters.grpc.client import DeliberationSpec
 from orchestrator.adapters.grpc.mapping import deliberate_command
 from orchestrator.application.commands import CouncilDefaults, CreateCouncil, Deliberate
 from orchestrator.application.ports import AgentCall, Completion
@@ -136,6 +137,9 @@ async def test_a_failing_sample_is_a_candidate_fewer_and_a_failing_agent_takes_i
 def test_the_grpc_field_is_unset_by_default_and_mapped_when_set() -> None:
     assert deliberate_command(pb.DeliberateRequest(task_description="t", role="DEV")).samples is None
     assert deliberate_command(pb.DeliberateRequest(task_description="t", role="DEV", samples_per_agent=2)).samples == 2
+    # The client (and so the CLI's --samples) sends the field only when asked.
+    assert not DeliberationSpec("t").request().HasField("samples_per_agent")
+    assert DeliberationSpec("t", samples=3).request().samples_per_agent == 3
 
 
 def test_the_plain_prompt_keeps_the_tasks_context_its_answer_format_and_stop() -> None:

@@ -308,6 +308,12 @@ TokenBudget = Annotated[
         help="most tokens (prompt + completion) the run may spend (unset: council/service default; 0: unlimited)",
     ),
 ]
+Samples = Annotated[
+    int | None,
+    typer.Option(
+        "--samples", help="proposals per agent, 1..4 (unset: the council's custom_params samples_per_agent, else 1)"
+    ),
+]
 TestsFile = Annotated[
     Path | None,
     typer.Option(
@@ -331,6 +337,7 @@ def deliberate(
     rubric: Annotated[str, typer.Option(help="rubric text for peer scoring")] = "",
     tests_file: TestsFile = None,
     token_budget: TokenBudget = None,
+    samples: Samples = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 900.0,
     full: Annotated[bool, typer.Option("--full", help="print every proposal in full")] = False,
@@ -341,7 +348,9 @@ def deliberate(
     from orchestrator.entrypoints.cli_render import render_result
 
     tests = tests_file.read_text(encoding="utf-8") if tests_file else ""
-    spec = DeliberationSpec(task, role, rounds, agents, tuple(requirement or ()), rubric, tests, task_id, token_budget)
+    spec = DeliberationSpec(
+        task, role, rounds, agents, tuple(requirement or ()), rubric, tests, task_id, token_budget, samples=samples
+    )
     with _client(address) as client:
         response = client.deliberate(spec, timeout)
     render_result(console, response, full=full)
@@ -380,6 +389,7 @@ def submit(
     ] = None,
     agents: Annotated[int, typer.Option(help="agents (0 = whole council)")] = 0,
     token_budget: TokenBudget = None,
+    samples: Samples = None,
     task_id: Annotated[str, typer.Option(help="idempotency key (default: generated)")] = "",
     address: Address = DEFAULT_ADDRESS,
 ) -> None:
@@ -387,7 +397,7 @@ def submit(
     from orchestrator.adapters.grpc.client import DeliberationSpec
 
     with _client(address) as client:
-        spec = DeliberationSpec(task, role, rounds, agents, task_id=task_id, token_budget=token_budget)
+        spec = DeliberationSpec(task, role, rounds, agents, task_id=task_id, token_budget=token_budget, samples=samples)
         submitted = client.submit(spec)
     console.print(submitted.task_id)
 
