@@ -50,7 +50,8 @@ def proposal_calls(run: Run, agent: AgentSpec) -> list[tuple[str, AgentSpec, pro
     agent, the first agent's own proposal is the model's greedy answer to the task asked plainly (temperature 0,
     `prompts.propose_plain`): the answer one plain call would give is among the candidates. On HumanEval dev
     (bench/replay_selection.py over the rows of 52f5973), that greedy answer and five samples held a passing
-    candidate for 90 problems, five samples alone for 85."""
+    candidate for 90 problems, five samples alone for 85; but a pilot of the council with 2 per agent picked worse
+    among its six than the council among three (README, Quality), so the default stays 1."""
     task = run.snapshot.task
     task_prompt = prompts.propose(task)
     own: tuple[AgentSpec, prompts.Prompt] = (agent, task_prompt)
