@@ -17,7 +17,7 @@ from orchestrator.application.commands import CouncilDefaults, CreateCouncil, De
 from orchestrator.application.ports import AgentCall, Completion
 from orchestrator.compose import Options, compose
 from orchestrator.domain import prompts
-from orchestrator.domain.errors import InvalidArgumentError, LLMCallError
+from orchestrator.domain.errors import InvalidArgumentError, LLMCallError, TaskIdConflictError
 from orchestrator.domain.model import AgentSpec, CallErrorKind, DeliberationStatus, Role, Stage, TaskSpec, agent_of
 from orchestrator.testing.fakes import FakeGateway, fake_ports
 
@@ -154,3 +154,14 @@ def test_an_author_id_names_its_agent() -> None:
     assert agent_of("agent-dev-001") == "agent-dev-001"
     assert agent_of("agent-dev-001.s2") == "agent-dev-001"
     assert agent_of("agent.sx") == "agent.sx" and agent_of(".s2") == ".s2"
+
+
+async def test_a_task_id_repeated_with_other_samples_is_a_conflict_and_with_the_same_an_idempotent_retry() -> None:
+    app = compose(fake_ports(FakeGateway()), Options(DEFAULTS, default_timeout_s=30.0)).orchestrator
+    await app.create_council(CreateCouncil(role="DEV", num_agents=2))
+    first = await app.deliberate(Deliberate(TASK, "DEV", task_id="t-1", rounds=0, samples=2))
+    again = await app.deliberate(Deliberate(TASK, "DEV", task_id="t-1", rounds=0, samples=2))
+    assert again.task_id == first.task_id and len(again.results) == 4
+    assert (await app.deliberate(Deliberate(TASK, "DEV", task_id="t-1", rounds=0))).task_id == "t-1"  # unset: any
+    with pytest.raises(TaskIdConflictError, match="samples_per_agent 1"):
+        await app.deliberate(Deliberate(TASK, "DEV", task_id="t-1", rounds=0, samples=1))
