@@ -66,6 +66,8 @@ def list_row(d: Deliberation, now_ms: int) -> ListRow:
 class Cell:
     passed: bool
     failure: str = ""
+    probe: bool = False
+    """A probe's cell: `failure` holds the value the call gave; it is not a test and counts in no pass rate."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,10 @@ def evidence_matrix(d: Deliberation) -> Matrix:
     for author, rank, e in ranked:
         outcomes = {o.test_id: o for o in e.outcomes} if e else {}
         cells = tuple(
-            Cell(o.passed, o.value or o.failure) if (o := outcomes.get(t)) is not None else None for t in order
+            Cell(o.passed, o.value or o.failure, t.startswith("probe-")) if (o := outcomes.get(t)) is not None else None
+            for t in order
         )
+        tests = [c for c in cells if c is not None and not c.probe]
         group = labels.get(tuple(sorted(e.group)), "") if e and e.group else ""
         rows.append(
             MatrixRow(
@@ -158,8 +162,8 @@ def evidence_matrix(d: Deliberation) -> Matrix:
                 group_index=index.get(group, 0),
                 agreement=e.agreement if e else 0,
                 skipped=e.skipped if e else "no evidence recorded",
-                passed=sum(c.passed for c in cells if c is not None),
-                total=sum(c is not None for c in cells),
+                passed=sum(c.passed for c in tests),
+                total=len(tests),
             )
         )
     return Matrix(groups, tuple(rows), tuple((label, members) for members, label in labels.items()))
