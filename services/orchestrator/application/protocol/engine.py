@@ -265,10 +265,10 @@ class DeliberationRun:
     def drop(self, failure: AgentFailure, stage: Stage) -> None:
         proposals = dict(self.snapshot.progress.proposals)
         # A scorer's own proposal is already final and still ranks; any other stage takes it out of the run.
-        if stage is not Stage.SCORE and (last := proposals.pop(failure.agent_id, None)) is not None:
-            self._dropped[failure.agent_id] = last
-        if stage is not Stage.SCORE:  # its extra samples leave with it
-            proposals = {a: p for a, p in proposals.items() if agent_of(a) != failure.agent_id}
+        if stage is not Stage.SCORE:
+            if (last := proposals.pop(failure.agent_id, None)) is not None:
+                self._dropped[failure.agent_id] = last
+            proposals = {a: p for a, p in proposals.items() if agent_of(a) != failure.agent_id}  # and its samples
         self.snapshot = self.snapshot.with_progress(
             proposals=proposals, failures=(*self.snapshot.progress.failures, failure)
         )
