@@ -440,3 +440,79 @@ def test_only_a_dev_task_asks_its_proposals_to_define_what_it_names() -> None:
     text = "Write the module with:\ndef word_count(text: str) -> int:\n"
     names = {role: spec_of(TaskSpec("t", text, role, 1, 3)).names for role in (Role.DEV, Role.QA, Role.DEVOPS)}
     assert names == {Role.DEV: ("word_count",), Role.QA: (), Role.DEVOPS: ()}
+
+
+PROSE_TASK = '''
+def decode(code: str, shift: int) -> str:
+    """
+    decode('bc', 1) returns 'ab'
+    decode('cd', 2) should return 'ab'.
+    decode('a', 0)   # returns "a"
+    * decode('', 3) => ''
+    decode('b', 1) returns the letter before b
+    """
+
+def is_power(x, n):
+    """
+    is_power(8, 2) => true
+    is_power(3, 2) => False
+    """
+
+def digits(N):
+    """
+    For N = 1000, the sum of digits will be 1 the output should be "1".
+    For M = 150 the output should be "110".
+    For each number the output should be sorted.
+    """
+
+def pick(arr):
+    """
+    Example 1:
+        Input: [4,2,3]
+        Output: [2, 1]
+        Explanation: 2 is the smallest even value.
+    Example 2:
+        Input: a list of numbers
+
+        Output: [2, 1]
+    """
+'''
+
+
+def test_prose_examples_say_returns_should_return_or_give_a_value_in_a_comment() -> None:
+    found = examples_in(PROSE_TASK)
+    for call, want in [("decode('bc', 1)", "'ab'"), ("decode('cd', 2)", "'ab'"), ("decode('a', 0)", '"a"')]:
+        assert any(f"_got = {call}\n_want = {want}\n" in code for code in found), call
+    assert any("_got = decode('', 3)\n_want = ''" in code for code in found)  # a bullet before the call
+    assert not any("decode('b', 1)" in code for code in found)  # `returns the letter...` is not a value
+
+
+def test_prose_true_and_false_are_python_booleans() -> None:
+    found = examples_in(PROSE_TASK)
+    assert any("_got = is_power(8, 2)\n_want = True\n" in code for code in found)
+    assert any("_got = is_power(3, 2)\n_want = False\n" in code for code in found)
+
+
+def test_for_name_equals_value_binds_the_arguments_of_the_function_with_those_parameters() -> None:
+    found = examples_in(PROSE_TASK)
+    assert any('_got = digits(1000)\n_want = "1"\n' in code for code in found)  # prose after the binding ignored
+    assert not any("150" in code for code in found)  # no function has a parameter M
+    assert not any("number" in code for code in found)
+
+
+def test_for_form_needs_every_parameter_bound_and_one_function_to_match() -> None:
+    text = "def area(w, h):\n    pass\n\nFor w = 2, h = 3 the result is 6\nFor w = 2 the result is 4\n"
+    found = examples_in(text)
+    assert found == [examples_in("area(2, 3) == 6")[0]]
+
+
+def test_input_and_output_lines_are_an_example_of_the_one_parameter_function() -> None:
+    pick = PROSE_TASK[PROSE_TASK.index("def pick") :]
+    found = examples_in(pick)
+    assert found == [examples_in("pick([4,2,3]) => [2, 1]")[0]]  # `a list of numbers` is not a value
+    assert not any("pick(" in code for code in examples_in(PROSE_TASK))  # two functions of one parameter: whose?
+
+
+def test_input_output_with_named_arguments_calls_in_signature_order() -> None:
+    text = "def add_k(arr, k):\n    pass\n\nInput: k = 2, arr = [1, 2]\nOutput: [3, 4]\n"
+    assert examples_in(text) == [examples_in("add_k([1, 2], 2) => [3, 4]")[0]]

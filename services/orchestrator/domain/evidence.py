@@ -126,7 +126,30 @@ class Specification:
 
 # --- examples in the task -----------------------------------------------------------------------------------------
 
-_ARROW = re.compile(r"^(?P<call>[A-Za-z_][\w.]*\(.*\))\s*(?:==>|=>|➞|->|==|→)\s*(?P<want>.+?)\s*$")
+_ARROW = re.compile(
+    r"^(?P<call>[A-Za-z_][\w.]*\(.*\))\s*(?:#\s*)?"
+    r"(?:==>|=>|➞|->|==|→|returns|should\s+return|should\s+be|gives)\s*:?\s*(?P<want>.+?)\s*$"
+)
+"""`f(2) ==> 4`, `f(2) returns 4`, `f(2) should return 4.`, `f(2)   # returns 4`: a call of the task's function and
+the value it gives, as prose writes it."""
+
+_FOR = re.compile(
+    r"^for\s+(?P<binds>.+?)\s*,?\s+(?:the\s+)?(?:output|result|return\s+value|answer)\s+"
+    r"(?:should\s+be|will\s+be|is)\s*:?\s*(?P<want>.+?)\s*$",
+    re.IGNORECASE,
+)
+"""`For lst = [1, 2] the output should be 3`: the arguments by parameter name, then the value."""
+
+_INPUT = re.compile(r"^input\s*:\s*(?P<binds>.+?)\s*$", re.IGNORECASE)
+_OUTPUT = re.compile(r"^output\s*:\s*(?P<want>.+?)\s*$", re.IGNORECASE)
+"""`Input: [4, 2, 3]` (or `Input: arr = [4, 2, 3], k = 2`) and, on the next line, `Output: [2, 1]`."""
+
+_BULLET = re.compile(r"^(?:[*•-]|\d{1,2}[.)])\s+")
+_BIND = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*=(?!=)\s*")
+_SIGNATURE = re.compile(r"^\s*def\s+(?P<name>\w+)\s*\((?P<params>[^)]*)\)", re.MULTILINE)
+MAX_LITERAL_TRIES = 64
+"""A bound on the parses one prose binding costs (a value ends at one of the last commas of a bounded line)."""
+_PROSE_LITERALS = {"true": "True", "false": "False", "none": "None", "null": "None"}
 
 
 _DEFINED = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
@@ -228,18 +251,115 @@ def examples_in(*texts: str) -> list[str]:
     """Test code for every example found in the texts (the task description and the rubric)."""
     found: list[str] = []
     defined = {name for text in texts for name in _DEFINED.findall(text)}
+    signatures = _signatures(*texts)
     for text in texts:
         lines = text.splitlines()
         found.extend(_doctests(lines))
-        for raw in lines:
-            line = raw.strip()
+        for n, raw in enumerate(lines):
+            line = _BULLET.sub("", raw.strip(), count=1)
             if line.startswith("assert ") and parses(line):
                 found.append(line)
-            elif (match := _ARROW.match(line)) and not line.startswith(("def ", ">>>")):
-                call, want = match["call"], match["want"].rstrip(".,;")
-                if _literal(want) and _literal_call(call, defined):
-                    found.append(_expectation(call, want))
+            elif (
+                len(line) <= MAX_UNIT_CHARS
+                and not line.startswith(("def ", ">>>"))
+                and (example := _prose_example(line, lines[n + 1 : n + 3], defined, signatures))
+            ):
+                found.append(_expectation(*example))
     return list(dict.fromkeys(found))[:MAX_UNITS_PER_SOURCE]
+
+
+def _prose_example(
+    line: str, after: list[str], defined: set[str], signatures: Mapping[str, tuple[str, ...]]
+) -> tuple[str, str] | None:
+    """(call, value) of an example written as prose on this line (and, for `Input:`, the lines after), or None."""
+    if match := _ARROW.match(line):
+        want = _prose_value(match["want"])
+        return (match["call"], want) if want is not None and _literal_call(match["call"], defined) else None
+    if match := _FOR.match(line):
+        want, call = _prose_value(match["want"]), _bound_call(match["binds"], signatures, positional=False)
+    elif match := _INPUT.match(line):
+        want, call = _next_output(after), _bound_call(match["binds"], signatures, positional=True)
+    else:
+        return None
+    return (call, want) if call and want is not None else None
+
+
+def _prose_value(text: str) -> str | None:
+    """The literal a prose example gives, or None: a sentence's closing `.`, a trailing `# comment`, and prose's
+    `true`/`false`/`none` taken off. `returns 'x' if ...` or `is the sum of` is not a value."""
+    text = text.strip().rstrip(".,;").strip()
+    if not _literal(text) and "#" in text:
+        text = text.split("#", 1)[0].strip().rstrip(".,;").strip()
+    text = _PROSE_LITERALS.get(text.lower(), text)
+    return text if text and _literal(text) else None
+
+
+def _next_output(lines: list[str]) -> str | None:
+    """The value of an `Output:` line right after an `Input:` line (a blank line between allowed)."""
+    for raw in lines:
+        line = _BULLET.sub("", raw.strip(), count=1)
+        if match := _OUTPUT.match(line):
+            return _prose_value(match["want"])
+        if line:
+            return None
+    return None
+
+
+def _signatures(*texts: str) -> dict[str, tuple[str, ...]]:
+    """The parameters of each function the texts define, by name (functions, not methods: a first parameter
+    `self` or `cls` is left out, since a call by name cannot reach it)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        for match in _SIGNATURE.finditer(text):
+            try:
+                tree = ast.parse(f"def f({match['params']}): pass")
+            except UNPARSABLE:
+                continue
+            node = tree.body[0]
+            assert isinstance(node, ast.FunctionDef)
+            params = tuple(a.arg for a in (*node.args.posonlyargs, *node.args.args))
+            if params[:1] in (("self",), ("cls",)) or node.args.kwonlyargs:
+                continue
+            found.setdefault(match["name"], params)
+    return found
+
+
+def _bound_call(binds: str, signatures: Mapping[str, tuple[str, ...]], *, positional: bool) -> str | None:
+    """`f(v1, v2)` for `a = v1, b = v2` where exactly one function of the task has the parameters (a, b), each
+    bound to a literal; prose after the bindings is ignored (`N = 1000, the sum of digits will be 1`). With
+    `positional`, a bare literal is the argument of the task's one function with one parameter."""
+    values: dict[str, str] = {}
+    rest = binds.strip()
+    while (match := _BIND.match(rest)) and match["name"] not in values:
+        value, rest = _leading_literal(rest[match.end() :])
+        if value is None:
+            return None
+        values[match["name"]] = value
+        rest = rest.lstrip().removeprefix(",").lstrip()
+    if not values:
+        single = [name for name, params in signatures.items() if len(params) == 1]
+        value = _prose_value(binds)
+        if not positional or len(single) != 1 or value is None:
+            return None
+        return f"{single[0]}({value})"
+    if positional and rest:
+        return None  # `Input:` holds the arguments alone
+    matching = [(name, params) for name, params in signatures.items() if set(params) == set(values)]
+    if len(matching) != 1:
+        return None
+    name, params = matching[0]
+    return f"{name}({', '.join(values[p] for p in params)})"
+
+
+def _leading_literal(text: str) -> tuple[str | None, str]:
+    """The longest literal that `text` starts with, ending at a comma or the end (a value holding commas, like a
+    list, is tried whole before its parts), and what follows it."""
+    ends = [i for i, ch in enumerate(text) if ch == ","] + [len(text)]
+    for end in reversed(ends[-MAX_LITERAL_TRIES:]):
+        head = text[:end].strip().rstrip(".")
+        if head and _literal(head):
+            return head, text[end:]
+    return None, text
 
 
 MAX_PREAMBLE_IMPORTS = 20
