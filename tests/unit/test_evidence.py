@@ -516,3 +516,18 @@ def test_input_and_output_lines_are_an_example_of_the_one_parameter_function() -
 def test_input_output_with_named_arguments_calls_in_signature_order() -> None:
     text = "def add_k(arr, k):\n    pass\n\nInput: k = 2, arr = [1, 2]\nOutput: [3, 4]\n"
     assert examples_in(text) == [examples_in("add_k([1, 2], 2) => [3, 4]")[0]]
+
+
+@pytest.mark.timeout(20)
+def test_long_prose_lines_cost_bounded_work() -> None:
+    """Task text comes from clients: lines built to make a pattern backtrack or a binding parse every prefix end
+    quickly (the marker costs one scan; a value is tried at no more than the last commas of a bounded line)."""
+    lines = [
+        "for " + " " * 1900 + "x the output is 1",
+        "For x = 1, y = 2 the" + " " * 1900 + "output is 3",
+        "For x = " + "[1," * 600 + " the output should be 1",
+        "Input: x = " + "(1," * 600,
+        "f(" + "(" * 900 + ") returns 1",
+    ]
+    found = examples_in("def f(x, y):\n    pass\n" + "\n".join(lines * 40))
+    assert found == [examples_in("f(1, 2) == 3")[0]]

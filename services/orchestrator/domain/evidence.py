@@ -133,11 +133,7 @@ _ARROW = re.compile(
 """`f(2) ==> 4`, `f(2) returns 4`, `f(2) should return 4.`, `f(2)   # returns 4`: a call of the task's function and
 the value it gives, as prose writes it."""
 
-_FOR = re.compile(
-    r"^for\s+(?P<binds>.+?)\s*,?\s+(?:the\s+)?(?:output|result|return\s+value|answer)\s+"
-    r"(?:should\s+be|will\s+be|is)\s*:?\s*(?P<want>.+?)\s*$",
-    re.IGNORECASE,
-)
+_FOR = re.compile(r"\b(?:output|result|return\svalue|answer)\s+(?:should\s+be|will\s+be|is)\b\s*:?", re.IGNORECASE)
 """`For lst = [1, 2] the output should be 3`: the arguments by parameter name, then the value."""
 
 _INPUT = re.compile(r"^input\s*:\s*(?P<binds>.+?)\s*$", re.IGNORECASE)
@@ -275,8 +271,9 @@ def _prose_example(
     if match := _ARROW.match(line):
         want = _prose_value(match["want"])
         return (match["call"], want) if want is not None and _literal_call(match["call"], defined) else None
-    if match := _FOR.match(line):
-        want, call = _prose_value(match["want"]), _bound_call(match["binds"], signatures, positional=False)
+    if line[:4].lower() == "for " and (match := _FOR.search(line, 4)):
+        binds = re.sub(r"(?i)\bthe\s*$", "", line[4 : match.start()].rstrip()).strip().rstrip(",")
+        want, call = _prose_value(line[match.end() :]), _bound_call(binds, signatures, positional=False)
     elif match := _INPUT.match(line):
         want, call = _next_output(after), _bound_call(match["binds"], signatures, positional=True)
     else:
