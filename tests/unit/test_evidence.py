@@ -531,3 +531,45 @@ def test_long_prose_lines_cost_bounded_work() -> None:
     ]
     found = examples_in("def f(x, y):\n    pass\n" + "\n".join(lines * 40))
     assert found == [examples_in("f(1, 2) == 3")[0]]
+
+
+def test_a_return_annotation_rules_out_prose_values_the_function_cannot_give() -> None:
+    in_place = (
+        "def move_zeroes(nums: list[int]) -> None:\n    pass\n\nInput: nums = [0, 1, 0, 3]\nOutput: [1, 3, 0, 0]\n"
+    )
+    text = "def to_binary(n: int) -> str:\n    pass\n\nFor n = 5 the output is 101\n- to_binary(0) returns null\n"
+    assert examples_in(in_place) == []  # `-> None` works in place: `Output:` shows its argument, not its value
+    assert examples_in(text) == []
+    assert len(examples_in(text + "to_binary(5) returns '101'\n")) == 1
+
+
+def test_without_a_def_prose_calls_count_only_for_the_functions_the_task_names() -> None:
+    text = "Write a function\n\n- is_even(n: int) -> bool: like JavaScript's isEven\n\n- isEven(4) returns true\n"
+    assert examples_in(text) == []
+    assert examples_in(text + "- is_even(4) returns true\n") == [examples_in("is_even(4) == True")[0]]
+
+
+def test_bindings_go_to_top_level_functions_only_and_a_bare_input_is_one_value_of_the_only_function() -> None:
+    method = (
+        "class Solution:\n    @staticmethod\n    def best(prices):\n        pass\n\nInput: prices = [7, 1]\nOutput: 0\n"
+    )
+    helper = "def is_vowel(ch):\n    pass\n\ndef count(words, k):\n    pass\n\nInput: ['a', 'b'], 2\nOutput: 1\n"
+    alone = "def total(xs):\n    pass\n\nInput: [1, 2], 3\nOutput: 6\n"
+    assert examples_in(method) == examples_in(helper) == examples_in(alone) == []
+
+
+def test_for_form_with_prose_that_binds_more_is_not_read() -> None:
+    text = "def fib(n):\n    pass\n\ndef fib_mod(n, m):\n    pass\n\nFor n = 10, with m = 7, the result is 6.\n"
+    assert examples_in(text) == []
+
+
+def test_a_comment_after_a_prose_value_is_not_part_of_it_and_deep_arguments_are_not_an_error() -> None:
+    found = examples_in("def fib(n):\n    pass\n\n- fib(0) returns 1  # as the spec says\n")
+    assert found == [examples_in("fib(0) == 1")[0]]
+    assert examples_in("- f(" + "1+" * 400 + "1) returns 4") == []  # unparsing it would recurse too deeply
+
+
+@pytest.mark.timeout(20)
+def test_long_output_lines_unclosed_defs_and_blank_runs_cost_bounded_work() -> None:
+    text = "def f(x):\n    pass\n" + "Input: 1\nOutput: 1" + " " * 20_000 + "x\n" + "def a(\n" * 8000 + "\n" * 40_000
+    assert examples_in(text) == []

@@ -142,13 +142,16 @@ _OUTPUT = re.compile(r"^output\s*:\s*(?P<want>.+?)\s*$", re.IGNORECASE)
 
 _BULLET = re.compile(r"^(?:[*•-]|\d{1,2}[.)])\s+")
 _BIND = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*=(?!=)\s*")
-_SIGNATURE = re.compile(r"^\s*def\s+(?P<name>\w+)\s*\((?P<params>[^)]*)\)", re.MULTILINE)
+_SIGNATURE = re.compile(
+    r"^def[ \t]+(?P<name>\w+)[ \t]*\((?P<params>[^)\n]*)\)(?:[ \t]*->[ \t]*(?P<returns>[^:\n]+))?", re.MULTILINE
+)
+"""A top-level function's signature on one line (a method or a nested helper is not callable by its name alone)."""
 MAX_LITERAL_TRIES = 64
 """A bound on the parses one prose binding costs (a value ends at one of the last commas of a bounded line)."""
 _PROSE_LITERALS = {"true": "True", "false": "False", "none": "None", "null": "None"}
 
 
-_DEFINED = re.compile(r"^\s*def\s+(\w+)\s*\(", re.MULTILINE)
+_DEFINED = re.compile(r"^[ \t]*def[ \t]+(\w+)[ \t]*\(", re.MULTILINE)
 
 
 def _literal_call(call: str, defined: set[str]) -> bool:
@@ -162,7 +165,10 @@ def _literal_call(call: str, defined: set[str]) -> bool:
         return False
     if defined and node.func.id not in defined:
         return False
-    return all(_literal(ast.unparse(arg)) for arg in node.args)
+    try:
+        return all(_literal(ast.unparse(arg)) for arg in node.args)
+    except UNPARSABLE:
+        return False
 
 
 def parses(code: str, mode: str = "exec") -> bool:
@@ -246,7 +252,8 @@ def _expected_output(lines: list[str], i: int) -> tuple[str, int]:
 def examples_in(*texts: str) -> list[str]:
     """Test code for every example found in the texts (the task description and the rubric)."""
     found: list[str] = []
-    defined = {name for text in texts for name in _DEFINED.findall(text)}
+    # Without a `def`, prose calls count only of the functions the task names (`is_even(n: int) -> bool`), if any.
+    defined = {name for text in texts for name in _DEFINED.findall(text)} or set(task_names(*texts))
     signatures = _signatures(*texts)
     for text in texts:
         lines = text.splitlines()
@@ -265,28 +272,55 @@ def examples_in(*texts: str) -> list[str]:
 
 
 def _prose_example(
-    line: str, after: list[str], defined: set[str], signatures: Mapping[str, tuple[str, ...]]
+    line: str, after: list[str], defined: set[str], signatures: Mapping[str, _Signature]
 ) -> tuple[str, str] | None:
-    """(call, value) of an example written as prose on this line (and, for `Input:`, the lines after), or None."""
+    """(call, value) of an example written as prose on this line (and, for `Input:`, the lines after), or None.
+    Never one whose value the function's return annotation rules out (`-> None`: it works in place, and `Output:`
+    shows its argument; `-> str` and `101`; `-> str` and prose's `null`)."""
     if match := _ARROW.match(line):
-        want = _prose_value(match["want"])
-        return (match["call"], want) if want is not None and _literal_call(match["call"], defined) else None
-    if line[:4].lower() == "for " and (match := _FOR.search(line, 4)):
+        call, want = match["call"], _prose_value(match["want"])
+        if want is None or not _literal_call(call, defined):
+            return None
+    elif line[:4].lower() == "for " and (match := _FOR.search(line, 4)):
         binds = re.sub(r"(?i)\bthe\s*$", "", line[4 : match.start()].rstrip()).strip().rstrip(",")
         want, call = _prose_value(line[match.end() :]), _bound_call(binds, signatures, positional=False)
     elif match := _INPUT.match(line):
         want, call = _next_output(after), _bound_call(match["binds"], signatures, positional=True)
     else:
         return None
-    return (call, want) if call and want is not None else None
+    if not call or want is None:
+        return None
+    signature = signatures.get(call.split("(", 1)[0])
+    return (call, want) if signature is None or _fits(signature.returns, want) else None
+
+
+_ANNOTATED = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict, "tuple": tuple}
+
+
+def _fits(returns: str, want: str) -> bool:
+    """Whether a literal can be what a function annotated `-> returns` gives: `None` only for `-> None` and no
+    value at all for it; for a plain builtin type (`str`, `List[int]`...), a value of that type (an int for a
+    float). Any other annotation, or none, rules nothing out."""
+    returns = returns.strip()
+    value = ast.literal_eval(want)
+    if returns == "None":
+        return False  # works in place or prints: its value is not what the example shows
+    base = _ANNOTATED.get(returns.split("[", 1)[0].strip().lower().removeprefix("typing."))
+    if base is None:
+        return True
+    if base is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if base is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, base)
 
 
 def _prose_value(text: str) -> str | None:
     """The literal a prose example gives, or None: a sentence's closing `.`, a trailing `# comment`, and prose's
     `true`/`false`/`none` taken off. `returns 'x' if ...` or `is the sum of` is not a value."""
     text = text.strip().rstrip(".,;").strip()
-    if not _literal(text) and "#" in text:
-        text = text.split("#", 1)[0].strip().rstrip(".,;").strip()
+    if "#" in text and _literal(head := text.split("#", 1)[0].strip().rstrip(".,;").strip()):
+        text = head  # `1  # wrong: ...` is the value 1 (a `#` inside a string literal leaves no literal before it)
     text = _PROSE_LITERALS.get(text.lower(), text)
     return text if text and _literal(text) else None
 
@@ -295,6 +329,8 @@ def _next_output(lines: list[str]) -> str | None:
     """The value of an `Output:` line right after an `Input:` line (a blank line between allowed)."""
     for raw in lines:
         line = _BULLET.sub("", raw.strip(), count=1)
+        if len(line) > MAX_UNIT_CHARS:
+            return None
         if match := _OUTPUT.match(line):
             return _prose_value(match["want"])
         if line:
@@ -302,10 +338,16 @@ def _next_output(lines: list[str]) -> str | None:
     return None
 
 
-def _signatures(*texts: str) -> dict[str, tuple[str, ...]]:
-    """The parameters of each function the texts define, by name (functions, not methods: a first parameter
-    `self` or `cls` is left out, since a call by name cannot reach it)."""
-    found: dict[str, tuple[str, ...]] = {}
+@dataclass(frozen=True)
+class _Signature:
+    params: tuple[str, ...]
+    returns: str = ""  # the return annotation as written, "" without one
+
+
+def _signatures(*texts: str) -> dict[str, _Signature]:
+    """The parameters and return annotation of each top-level function the texts define, by name (a first
+    parameter `self` or `cls` leaves it out: a call by name cannot reach a method)."""
+    found: dict[str, _Signature] = {}
     for text in texts:
         for match in _SIGNATURE.finditer(text):
             try:
@@ -317,14 +359,15 @@ def _signatures(*texts: str) -> dict[str, tuple[str, ...]]:
             params = tuple(a.arg for a in (*node.args.posonlyargs, *node.args.args))
             if params[:1] in (("self",), ("cls",)) or node.args.kwonlyargs:
                 continue
-            found.setdefault(match["name"], params)
+            found.setdefault(match["name"], _Signature(params, (match["returns"] or "").strip()))
     return found
 
 
-def _bound_call(binds: str, signatures: Mapping[str, tuple[str, ...]], *, positional: bool) -> str | None:
+def _bound_call(binds: str, signatures: Mapping[str, _Signature], *, positional: bool) -> str | None:
     """`f(v1, v2)` for `a = v1, b = v2` where exactly one function of the task has the parameters (a, b), each
-    bound to a literal; prose after the bindings is ignored (`N = 1000, the sum of digits will be 1`). With
-    `positional`, a bare literal is the argument of the task's one function with one parameter."""
+    bound to a literal; prose after the bindings is ignored (`N = 1000, the sum of digits will be 1`), unless it
+    binds something more (`with m = 7`). With `positional`, a bare literal is the one argument of the task's one
+    function, which has one parameter (`Input: [4, 2, 3]`; not `Input: [1, 2], 3`)."""
     values: dict[str, str] = {}
     rest = binds.strip()
     while (match := _BIND.match(rest)) and match["name"] not in values:
@@ -334,18 +377,24 @@ def _bound_call(binds: str, signatures: Mapping[str, tuple[str, ...]], *, positi
         values[match["name"]] = value
         rest = rest.lstrip().removeprefix(",").lstrip()
     if not values:
-        single = [name for name, params in signatures.items() if len(params) == 1]
         value = _prose_value(binds)
-        if not positional or len(single) != 1 or value is None:
+        if not positional or len(signatures) != 1 or value is None or _bare_tuple(value):
             return None
-        return f"{single[0]}({value})"
-    if positional and rest:
-        return None  # `Input:` holds the arguments alone
-    matching = [(name, params) for name, params in signatures.items() if set(params) == set(values)]
+        ((name, signature),) = signatures.items()
+        return f"{name}({value})" if len(signature.params) == 1 else None
+    if (positional and rest) or "=" in rest:
+        return None  # `Input:` holds the arguments alone; prose that binds more is not understood
+    matching = [(name, s.params) for name, s in signatures.items() if set(s.params) == set(values)]
     if len(matching) != 1:
         return None
     name, params = matching[0]
     return f"{name}({', '.join(values[p] for p in params)})"
+
+
+def _bare_tuple(value: str) -> bool:
+    """`[1, 2], 3`: several values, not one (a tuple written with its parentheses is one)."""
+    node = ast.parse(value, mode="eval").body
+    return isinstance(node, ast.Tuple) and not value.lstrip().startswith("(")
 
 
 def _leading_literal(text: str) -> tuple[str | None, str]:
