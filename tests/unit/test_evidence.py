@@ -20,6 +20,7 @@ from orchestrator.domain.evidence import (
     agent_units,
     agreement,
     examples_in,
+    parses,
     spec_failures,
     specification,
     split_tests,
@@ -573,3 +574,38 @@ def test_a_comment_after_a_prose_value_is_not_part_of_it_and_deep_arguments_are_
 def test_long_output_lines_unclosed_defs_and_blank_runs_cost_bounded_work() -> None:
     text = "def f(x):\n    pass\n" + "Input: 1\nOutput: 1" + " " * 20_000 + "x\n" + "def a(\n" * 8000 + "\n" * 40_000
     assert examples_in(text) == []
+
+
+def test_an_example_shown_as_text_is_a_repr_test_that_parses_whatever_quotes_it_holds() -> None:
+    (code,) = examples_in(">>> greet('Ann')\nHello 'Ann', it's \"you\"\n")
+    assert parses(code)
+    assert "assert repr(_got) == " in code
+
+
+def test_an_example_reading_a_name_nothing_binds_is_left_out_a_called_name_is_the_task_function() -> None:
+    text = '''
+class Area:
+    """
+    >>> area = Area()
+    >>> area.circle(1)
+    3.14
+    """
+
+    def square(self, side):
+        """
+        >>> area.square(2)
+        4
+        >>> Area().square(3)
+        9
+        >>> math.floor(Area().square(1.5))
+        2
+        >>> scale(2)
+        4
+        """
+'''
+    found = examples_in(text)
+    assert len(found) == 4  # `area.square(2)`: no `area = ...` runs in that docstring
+    assert not any("area.square(2)" in code for code in found)
+    assert any(code.startswith("area = Area()\n_got = area.circle(1)") for code in found)
+    assert any("math.floor" in code for code in found)  # a standard-library module: a solution may import it
+    assert any("scale(2)" in code for code in found)  # called: taken as a function the task asks for

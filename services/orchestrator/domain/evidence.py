@@ -21,8 +21,10 @@ verifier's job (a sandbox adapter), never this module's.
 from __future__ import annotations
 
 import ast
+import builtins
 import contextlib
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -191,7 +193,7 @@ def _expectation(expr: str, want: str) -> str:
     """A test that `expr` evaluates to `want`: equal values when `want` is a literal, else equal reprs."""
     if _literal(want):
         return f"_got = {expr}\n_want = {want}\nassert _got == _want, f'expected {{_want!r}}, got {{_got!r}}'"
-    return f"_got = {expr}\nassert repr(_got) == {want!r}, f'expected {want!r}, got {{_got!r}}'"
+    return f"_got = {expr}\nassert repr(_got) == {want!r}, {'expected ' + want!r}"
 
 
 def _doctests(lines: list[str]) -> Iterable[str]:
@@ -250,7 +252,15 @@ def _expected_output(lines: list[str], i: int) -> tuple[str, int]:
 
 
 def examples_in(*texts: str) -> list[str]:
-    """Test code for every example found in the texts (the task description and the rubric)."""
+    """Test code for every example found in the texts (the task description and the rubric). An example that
+    reads a name nothing gives it (`>>> calc.area(2)` in a docstring where no `calc = ...` runs before it, as
+    class docstrings often show one method alone) is left out: no solution could pass it. A name the example calls
+    (`add(2, 3)`) is taken as the function the task asks for."""
+    known = _known_names(*texts)
+    return [code for code in _examples(*texts) if not _free_names(code) - known]
+
+
+def _examples(*texts: str) -> list[str]:
     found: list[str] = []
     # Without a `def`, prose calls count only of the functions the task names (`is_even(n: int) -> bool`), if any.
     defined = {name for text in texts for name in _DEFINED.findall(text)} or set(task_names(*texts))
@@ -269,6 +279,46 @@ def examples_in(*texts: str) -> list[str]:
             ):
                 found.append(_expectation(*example))
     return list(dict.fromkeys(found))[:MAX_UNITS_PER_SOURCE]
+
+
+_DEFINED_ANY = re.compile(r"^[ \t]*(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
+
+
+def _known_names(*texts: str) -> frozenset[str]:
+    """Names an example may use without binding them: builtins, the standard library's modules (a solution's
+    module-level imports are in the examples' scope), what the texts define, import, or name as the task."""
+    names = set(dir(builtins)) | set(sys.stdlib_module_names) | set(task_names(*texts))
+    for text in texts:
+        names.update(_DEFINED_ANY.findall(text))
+    for statement in task_imports(*texts):
+        for alias in ast.parse(statement).body[0].names:  # type: ignore[attr-defined]
+            names.add((alias.asname or alias.name).split(".", 1)[0])
+    return frozenset(names)
+
+
+def _free_names(code: str) -> set[str]:
+    """The names `code` reads but never binds (assignments, imports, definitions, loop and comprehension
+    targets, parameters) nor calls; nothing when it does not parse."""
+    try:
+        tree = ast.parse(code)
+    except UNPARSABLE:
+        return set()
+    read: set[str] = set()
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            bound.add(node.func.id)
+        elif isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".", 1)[0])
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return read - bound
 
 
 def _prose_example(
