@@ -35,7 +35,7 @@ def test_matrix_columns_are_grouped_by_source_and_rows_follow_the_ranking() -> N
     assert winner.passed == winner.total == 12 and all(c is not None and c.passed for c in winner.cells)
     loser = m.rows[2]
     failed = [c for c in loser.cells if c is not None and not c.passed]
-    assert failed and all(c.failure.startswith("expected") for c in failed)
+    assert failed and all(c.text.startswith("expected") for c in failed)
 
 
 def test_agreement_groups_get_one_label_each() -> None:

@@ -29,6 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from orchestrator.domain.python_names import bound_names, called_names, read_names
+
 MAX_UNITS_PER_SOURCE = 30
 UNPARSABLE = (SyntaxError, ValueError, RecursionError, MemoryError)
 """What parsing hostile text can raise: code nested too deeply makes the parser recurse or run out of memory."""
@@ -297,28 +299,12 @@ def _known_names(*texts: str) -> frozenset[str]:
 
 
 def _free_names(code: str) -> set[str]:
-    """The names `code` reads but never binds (assignments, imports, definitions, loop and comprehension
-    targets, parameters) nor calls; nothing when it does not parse."""
+    """The names `code` reads but never binds nor calls; nothing when it does not parse."""
     try:
         tree = ast.parse(code)
     except UNPARSABLE:
         return set()
-    read: set[str] = set()
-    bound: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            bound.add(node.func.id)
-        elif isinstance(node, ast.Name):
-            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".", 1)[0])
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-    return read - bound
+    return read_names(tree) - bound_names(tree) - called_names(tree)
 
 
 def _prose_example(

@@ -26,6 +26,7 @@ from typing import Any
 
 from orchestrator.domain.model import Stage
 from orchestrator.domain.prompts import ANSWER_FORMATS, CODE_FORMAT
+from orchestrator.domain.python_names import bound_names, read_names
 
 
 class Variant(enum.StrEnum):
@@ -307,20 +308,7 @@ def revision_note(round_: int, critiques: Sequence[str]) -> str:
 
 def undefined_names(tree: ast.AST) -> tuple[str, ...]:
     """Names read but never bound anywhere in the module (scope-insensitive, good enough for a fake)."""
-    bound: set[str] = set(_BUILTINS)
-    loaded: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
-            bound.add(node.arg)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-    return tuple(sorted(loaded - bound))
+    return tuple(sorted(read_names(tree) - bound_names(tree) - _BUILTINS))
 
 
 def _assess_python(code: str) -> tuple[bool, str, tuple[str, ...]]:

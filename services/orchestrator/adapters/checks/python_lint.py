@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from orchestrator.domain.model import LintResult
+from orchestrator.domain.python_names import bound_names
 
 MAX_PYTHON_BLOCKS = 10
 RUFF_TIMEOUT_S = 10.0
@@ -75,7 +76,7 @@ def lint_python(sources: Sequence[str]) -> PythonLint:
     )
     codes = [_strip_prompts(source) for source in sources[:MAX_PYTHON_BLOCKS]]
     trees = [_parse(code) for code in codes]
-    shared = set().union(*(_bound_names(t) for t in trees if isinstance(t, ast.Module)))
+    shared = set().union(*(bound_names(t) for t in trees if isinstance(t, ast.Module)))
     findings: list[Finding] = []
     linters: set[str] = set()
     for n, (code, tree) in enumerate(zip(codes, trees, strict=True), 1):
@@ -117,26 +118,6 @@ def _parse(code: str) -> ast.Module | Finding:
         return Finding(0, exc.lineno or 1, "SyntaxError", exc.msg, True)
     except (ValueError, RecursionError, MemoryError) as exc:
         return Finding(0, 1, "SyntaxError", type(exc).__name__, True)
-
-
-def _bound_names(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            names.add(node.id)
-        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias) and node.name != "*":
-            names.add(node.asname or node.name.split(".")[0])
-        elif isinstance(node, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and node.name:
-            names.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
-            names.add(node.rest)
-        elif isinstance(node, ast.Global | ast.Nonlocal):
-            names.update(node.names)
-    return names
 
 
 @functools.cache
@@ -188,7 +169,7 @@ def _ruff_finding(block: int, item: dict[str, object]) -> Finding:
 def _fallback(block: int, tree: ast.Module, shared: set[str]) -> list[Finding]:
     if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(tree)):
         return []  # a star import may bind anything
-    known = shared | _bound_names(tree) | _IMPLICIT_NAMES
+    known = shared | bound_names(tree) | _IMPLICIT_NAMES
     findings: dict[str, Finding] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:

@@ -65,9 +65,10 @@ def list_row(d: Deliberation, now_ms: int) -> ListRow:
 @dataclass(frozen=True)
 class Cell:
     passed: bool
-    failure: str = ""
+    text: str = ""
+    """What the cell shows on hover: a test's failure message, or a probe's value."""
     probe: bool = False
-    """A probe's cell: `failure` holds the value the call gave; it is not a test and counts in no pass rate."""
+    """A probe's cell: `text` holds the value the call gave; it is not a test and counts in no pass rate."""
 
 
 @dataclass(frozen=True)
