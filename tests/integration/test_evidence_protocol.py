@@ -4,15 +4,18 @@ even when the peers score the other way; the rounds stop once the evidence decid
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 
 from orchestrator.adapters.checks.execution import ExecutionVerifier
 from orchestrator.adapters.sandbox import BwrapSandbox
 from orchestrator.application.commands import CreateCouncil, Deliberate
+from orchestrator.application.ports import AgentCall, Completion
 from orchestrator.compose import compose
 from orchestrator.domain.evidence import specification
-from orchestrator.domain.model import DeliberationStatus
-from orchestrator.testing.evidence_task import PEERS_PREFER_WRONG, SCRIPTED, TASK
+from orchestrator.domain.model import AgentSpec, DeliberationStatus, Stage, Usage
+from orchestrator.testing.evidence_task import CORRECT, PEERS_PREFER_WRONG, SCRIPTED, TASK
 from orchestrator.testing.fakes import (
     FakeGateway,
     fake_options,
@@ -203,3 +206,49 @@ async def test_with_a_specification_a_proposal_failing_only_lint_is_neither_crit
     assert not result.progress.critiques and all(not r.proposal.revisions for r in result.results)
     # Equal on the specification, its lint error ranks it last.
     assert result.results[-1].proposal.author_id == "agent-dev-001"
+
+
+@dataclass
+class ScriptedRetries(FakeGateway):
+    """The scripted proposals, and for the agents in `retries` this text as their new attempt (revise stage)."""
+
+    retries: dict[str, str] = field(default_factory=dict)
+
+    async def complete(self, agent: AgentSpec, call: AgentCall) -> Completion:
+        if call.stage is not Stage.REVISE or agent.agent_id not in self.retries:
+            return await super().complete(agent, call)
+        self.calls.append((agent.agent_id, call.stage.value, call.round))
+        self.prompts.append((agent.agent_id, call.stage.value, call.round, call.prompt.user))
+        return Completion(self.retries[agent.agent_id], Usage(100, 40), 1.0, agent.model)
+
+
+async def test_a_retry_replaces_its_proposal_only_when_it_passes_more_of_the_tasks_tests(
+    sandbox: BwrapSandbox,
+) -> None:
+    # agent-dev-001 (2 of 3 examples) retries with the correct solution: 3 of 3, kept. agent-dev-003 (2 of 3)
+    # retries with one that passes 1 of 3 (`return x`): it would replace a better version, so it does not.
+    worse = "```python\ndef clamp(x: int, low: int, high: int) -> int:\n    return x\n```\n"
+    fake = ScriptedRetries(
+        scripted=dict(SCRIPTED),
+        score_markers=dict(PEERS_PREFER_WRONG),
+        retries={"agent-dev-001": CORRECT, "agent-dev-003": worse},
+    )
+    result = await deliberate(fake, sandbox, early_stop=False)
+    assert result.status is DeliberationStatus.COMPLETED
+    assert {agent for agent, stage, _ in fake.calls if stage == "revise"} == {"agent-dev-001", "agent-dev-003"}
+    final = {r.proposal.author_id: r for r in result.results}
+    fixed, kept = final["agent-dev-001"], final["agent-dev-003"]
+    assert fixed.proposal.revisions and "max(low, min(x, high))" in fixed.proposal.content
+    assert "passes 3/3 specification tests" in fixed.rank_reason
+    assert not kept.proposal.revisions and kept.proposal.content == SCRIPTED["agent-dev-003"].strip()
+    assert "passes 2/3 specification tests" in kept.rank_reason
+    # The discarded attempt's call is accounted all the same.
+    revise_calls = [c for c in result.progress.calls if c.agent_id == "agent-dev-003" and c.stage is Stage.REVISE]
+    assert len(revise_calls) == 1 and revise_calls[0].usage.completion_tokens == 40
+
+
+async def test_a_retry_that_fixes_nothing_leaves_the_proposal_as_it_was(sandbox: BwrapSandbox) -> None:
+    # The scripted agents answer their new attempt with the same wrong text: nothing gained, nothing replaced.
+    result = await deliberate(gateway(), sandbox, early_stop=False)
+    for r in result.results:
+        assert not r.proposal.revisions and r.proposal.content == SCRIPTED[r.proposal.author_id].strip()

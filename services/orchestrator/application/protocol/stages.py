@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import structlog
+
 from orchestrator.application.protocol import budgeting, verification
 from orchestrator.application.protocol.run import Run
 from orchestrator.domain import prompts
@@ -39,6 +41,8 @@ from orchestrator.domain.model import (
 )
 from orchestrator.domain.parsing import parse_critiques, parse_scores, strip_proposal_wrapper
 from orchestrator.domain.ranking import rank_by_evidence
+
+log = structlog.get_logger(__name__)
 
 SAMPLE_SEED_STEP = 100
 """An agent's n-th sample uses its seed + (n - 1) x this: distinct from every other agent's seed (1000 + i)."""
@@ -149,6 +153,13 @@ async def revise(run: Run, agent: AgentSpec, round_: int) -> None:
         return
     # An empty revision keeps the previous text as this round's revision rather than losing the proposal.
     text = strip_proposal_wrapper(prompts.close_fence(completion.content)) or own.content
+    if failures:
+        gains, before, now = await verification.retry_gains(
+            run.snapshot.task, progress.evidence.get(own.author_id), text, round_, verifier=run.verifier
+        )
+        if not gains:  # the version it would replace stays, with its evidence; the call's tokens are accounted
+            log.info("retry_discarded", agent_id=agent.agent_id, round=round_, spec_passed=before, retry_passed=now)
+            return
     current = run.snapshot.progress.proposals.get(agent.agent_id, own)
     run.set_proposal(replace(current, content=text, revisions=(*current.revisions, text)))
     checks = {a: c for a, c in run.snapshot.progress.checks.items() if a != agent.agent_id}

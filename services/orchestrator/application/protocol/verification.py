@@ -11,7 +11,8 @@ specification): the ranking prefers the larger group among those equal on the sp
 examples get this evidence too when they name what to define (the demo's plan).
 
 Rounds spend tokens only where the evidence says they pay: a proposal failing the task's own tests gets a new
-attempt told what failed (on the dev slice: 93 retries, 6 fixed, 0 broken). For a task with a specification,
+attempt told what failed (on the dev slice: 93 retries, 6 fixed, 0 broken), which replaces it only when it passes
+more of those tests (`retry_gains`). For a task with a specification,
 critique and revision of verified proposals that fail only the agents' tests or lint is off (95 such revisions:
 1 fixed, 4 broken), so the critique stage makes no call for them and they are kept as they are; elsewhere (no
 specification, or code that could not run) they are critiqued and revised as before.
@@ -118,6 +119,30 @@ not run (no sandbox, no Python: a design, a configuration), the critiques are al
 def needs_retry(task: TaskSpec, evidence: ProposalEvidence | None) -> bool:
     """It fails the task's own tests: a new attempt, told which and how (prompts.retry)."""
     return bool(spec_failures(evidence, spec_of(task)))
+
+
+def spec_passed(evidence: ProposalEvidence | None, spec: Specification) -> int:
+    """How many of the specification's tests (examples and acceptance tests) a proposal passed; 0 unverified."""
+    if evidence is None or evidence.skipped:
+        return 0
+    return sum(evidence.counts(spec.units, source)[0] for source in (UnitSource.EXAMPLE, UnitSource.ACCEPTANCE))
+
+
+async def retry_gains(
+    task: TaskSpec, before: ProposalEvidence | None, text: str, round_: int, *, verifier: Verifier | None
+) -> tuple[bool, int, int]:
+    """Whether a new attempt (a retry: `needs_retry`) passes more of the task's own tests than the version it
+    would replace: (gains, passed before, passed now). A retry that fixes none of them replaces nothing; on ClassEval
+    dev at 52f5973 every council ran its round, and rewrites of whole classes lost test classes that the first
+    versions had passed (ClassEval_6: the samples' pick 2 of 3, the council 0), with no specification test gained."""
+    spec = spec_of(task)
+    passed_before = spec_passed(before, spec)
+    if verifier is None:
+        return True, passed_before, passed_before  # nothing to measure it by: as before this check existed
+    author = before.author_id if before is not None else "retry"
+    found = await verifier.verify(spec, {author: text}, round_)
+    passed_now = spec_passed(found.get(author), spec)
+    return passed_now > passed_before, passed_before, passed_now
 
 
 def reads_critiques(task: TaskSpec, evidence: ProposalEvidence | None, suite: CheckSuite | None) -> bool:
