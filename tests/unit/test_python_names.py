@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from orchestrator.adapters.checks.python_lint import lint_python
+from orchestrator.adapters.checks import python_lint
 from orchestrator.domain.python_names import bound_names, called_names, read_names
 from orchestrator.testing.fake_content import undefined_names
 
@@ -51,8 +51,11 @@ def test_read_and_called_names() -> None:
     assert bound_names(tree) == {"y"}
 
 
-def test_the_fake_and_the_lint_fallback_agree_on_a_match_capture() -> None:
+def test_the_fake_and_the_lint_fallback_agree_on_a_match_capture(monkeypatch: pytest.MonkeyPatch) -> None:
     """A match capture binds its name for both (the fake once reported `head` and `tail` as undefined)."""
     code = "match v:\n    case [head, *tail]:\n        print(head, tail)\n"
     assert undefined_names(ast.parse(code)) == ("v",)
-    assert lint_python([f"v = [1]\n{code}"]).result.passed
+    monkeypatch.setattr(python_lint, "_ruff", lambda *_: None)  # as when ruff cannot run: the stdlib fallback
+    found = python_lint.lint_python([code])
+    assert found.linter == "stdlib-fallback"
+    assert found.result.errors == ("python block 1 line 1: F821 Undefined name `v`",)
