@@ -878,6 +878,36 @@ def settings_of(args: argparse.Namespace, model: str) -> dict[str, Any]:
     return settings
 
 
+def report_rows(path: Path, args: argparse.Namespace, wanted: set[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows `--report-only` reports: those of these problems whose settings are the ones the options name (the
+    model as the rows recorded it), the last row of a problem winning, as a resumed run keeps them. Rows of other
+    settings (another `--budget-k`, `--max-tokens`, arms ...) are left out and counted, never mixed into the table."""
+    if not path.exists():
+        raise SystemExit(f"no rows file {path}")
+    found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows: dict[int, dict[str, Any]] = {}
+    others: dict[str, int] = {}
+    for row in found:
+        if row["index"] not in wanted:
+            continue
+        recorded = row.get("settings", {})
+        if recorded == settings_of(args, str(recorded.get("model", ""))):
+            rows[row["index"]] = row
+        else:
+            key = json.dumps(recorded, sort_keys=True)
+            others[key] = others.get(key, 0) + 1
+    if others:
+        left = "; ".join(f"{n} with {key}" for key, n in sorted(others.items()))
+        print(f"left out, other settings than these options: {left}", file=sys.stderr)
+    if not rows:
+        raise SystemExit(f"no finished rows of these problems and settings in {path}")
+    models = sorted({str(row["settings"].get("model")) for row in rows.values()})
+    if len(models) > 1:
+        raise SystemExit(f"{path} holds rows of several models ({', '.join(models)}): report them one file each")
+    ordered = [rows[i] for i in sorted(rows)]
+    return ordered, ordered[0]["settings"]
+
+
 def base_commit(commit: str) -> str:
     return commit.removesuffix("+dirty")
 
@@ -1016,12 +1046,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     rows_path = args.out.with_suffix(".rows.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.report_only:  # the output from the rows an earlier (maybe still running) run wrote
-        found = [json.loads(line) for line in rows_path.read_text().splitlines() if line.strip()]
-        wanted = {p.index for p in problems}
-        rows = sorted((r for r in found if r["index"] in wanted), key=lambda r: r["index"])
-        if not rows:
-            raise SystemExit(f"no finished rows for these problems in {rows_path}")
-        return report(rows, args, rows[0]["settings"])
+        rows, settings = report_rows(rows_path, args, {p.index for p in problems})
+        return report(rows, args, settings)
     commit = git_commit()
     async with AsyncExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="quality-")))

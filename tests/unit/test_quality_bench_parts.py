@@ -145,3 +145,33 @@ def test_the_selection_replay_pools_arms_and_refuses_rows_outside_the_dev_slice(
         replay_selection.main(["--rows", str(holdout)])
     with pytest.raises(SystemExit):
         replay_selection.main(["--rows", str(holdout), "--pool", "plain+nothing"])
+
+
+def test_report_only_keeps_the_rows_of_the_options_settings_and_the_last_row_of_a_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = quality.parse_args(["--family", "classeval", "--max-tokens", "1024", "--budget-k", "8"])
+    mine = quality.settings_of(args, "m")
+    other = {**mine, "budget_k": 5}
+    rows = tmp_path / "q.rows.jsonl"
+    lines = [
+        {"index": 0, "settings": other, "tag": "k5"},
+        {"index": 1, "settings": other, "tag": "k5"},
+        {"index": 0, "settings": mine, "tag": "first"},
+        {"index": 0, "settings": mine, "tag": "again"},
+        {"index": 7, "settings": mine, "tag": "not asked"},
+    ]
+    rows.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    kept, settings = quality.report_rows(rows, args, {0, 1})
+    assert [row["tag"] for row in kept] == ["again"] and settings == mine
+    assert "2 with" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no finished rows"):
+        quality.report_rows(rows, quality.parse_args(["--family", "classeval", "--budget-k", "3"]), {0, 1})
+    rows.write_text(
+        json.dumps({"index": 0, "settings": mine})
+        + "\n"
+        + json.dumps({"index": 1, "settings": {**mine, "model": "n"}}),
+        encoding="utf-8",
+    )
+    with pytest.raises(SystemExit, match="several models"):
+        quality.report_rows(rows, args, {0, 1})
