@@ -879,33 +879,23 @@ def settings_of(args: argparse.Namespace, model: str) -> dict[str, Any]:
 
 
 def report_rows(path: Path, args: argparse.Namespace, wanted: set[int]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The rows `--report-only` reports: those of these problems whose settings are the ones the options name (the
-    model as the rows recorded it), the last row of a problem winning, as a resumed run keeps them. Rows of other
-    settings (another `--budget-k`, `--max-tokens`, arms ...) are left out and counted, never mixed into the table."""
+    """The rows `--report-only` reports: `load_rows` of the settings the options name (the model as the rows recorded
+    it), so a problem's last row wins as in a resumed run, and rows of other settings (another `--budget-k`,
+    `--max-tokens`, arms ...) are left out, counted, never mixed into the table."""
     if not path.exists():
         raise SystemExit(f"no rows file {path}")
     found = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows: dict[int, dict[str, Any]] = {}
-    others: dict[str, int] = {}
-    for row in found:
-        if row["index"] not in wanted:
-            continue
-        recorded = row.get("settings", {})
-        if recorded == settings_of(args, str(recorded.get("model", ""))):
-            rows[row["index"]] = row
-        else:
-            key = json.dumps(recorded, sort_keys=True)
-            others[key] = others.get(key, 0) + 1
-    if others:
-        left = "; ".join(f"{n} with {key}" for key, n in sorted(others.items()))
-        print(f"left out, other settings than these options: {left}", file=sys.stderr)
-    if not rows:
+    asked = [row.get("settings", {}) for row in found if row["index"] in wanted]
+    models = sorted({str(s.get("model", "")) for s in asked if s == settings_of(args, str(s.get("model", "")))})
+    if not models:
         raise SystemExit(f"no finished rows of these problems and settings in {path}")
-    models = sorted({str(row["settings"].get("model")) for row in rows.values()})
     if len(models) > 1:
         raise SystemExit(f"{path} holds rows of several models ({', '.join(models)}): report them one file each")
-    ordered = [rows[i] for i in sorted(rows)]
-    return ordered, ordered[0]["settings"]
+    settings = settings_of(args, models[0])
+    if left := sum(s != settings for s in asked):
+        print(f"left out: {left} rows of other settings than these options", file=sys.stderr)
+    rows = load_rows(path, settings)
+    return [rows[i] for i in sorted(rows) if i in wanted], settings
 
 
 def base_commit(commit: str) -> str:

@@ -164,7 +164,7 @@ def test_report_only_keeps_the_rows_of_the_options_settings_and_the_last_row_of_
     rows.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     kept, settings = quality.report_rows(rows, args, {0, 1})
     assert [row["tag"] for row in kept] == ["again"] and settings == mine
-    assert "2 with" in capsys.readouterr().err
+    assert "left out: 2 rows" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no finished rows"):
         quality.report_rows(rows, quality.parse_args(["--family", "classeval", "--budget-k", "3"]), {0, 1})
     rows.write_text(
